@@ -1,0 +1,182 @@
+//! `mailmind-local`: the whole credential service on one machine. It plays
+//! API Gateway (JWT check, HTTP API events) in front of the very handlers the
+//! Lambda functions run, over SQLite and a local master key.
+
+mod gateway;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use mailmind::AppState;
+use mailmind::auth::{DEV_JWT_SECRET, Hs256Verifier};
+use tokio::net::TcpListener;
+
+const USAGE: &str = "\
+Usage: mailmind-local [--port PORT] [--data-dir DIR]
+
+  --port PORT      TCP port on 127.0.0.1 (default 3000; 0 picks a free one)
+  --data-dir DIR   where the database and master key live (default ./.mailmind)
+
+Environment:
+  LOCAL_JWT_SECRET            HS256 secret for bearer tokens (default: a documented dev secret)
+  PROVIDER_BASE_URL_<ID>      replace a provider's base URL, e.g. PROVIDER_BASE_URL_GROQ
+  PROVIDER_TIMEOUT_MS         bound on one key check (default 10000)
+  MAILMIND_LOG                log filter (default warn,mailmind=info,mailmind_local=info)";
+
+/// The demo user the start-up banner makes a token for.
+const DEMO_USER: &str = "demo-user";
+
+/// Shared by every request: the handlers' state and the token check.
+pub struct LocalGateway {
+    pub app: AppState,
+    pub verifier: Hs256Verifier,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    port: u16,
+    data_dir: PathBuf,
+}
+
+/// Two flags do not justify a command-line parser dependency.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        port: 3000,
+        data_dir: PathBuf::from(".mailmind"),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or(format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--port" => {
+                options.port = value()?
+                    .parse()
+                    .map_err(|_| "--port must be a number from 0 to 65535")?
+            }
+            "--data-dir" => options.data_dir = PathBuf::from(value()?),
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(Some(options))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    mailmind::telemetry::init_json_logs();
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("mailmind-local: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mailmind-local: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let base_url = format!("http://{address}");
+
+    let providers = mailmind::state::providers_from_env().map_err(|e| e.to_string())?;
+    let app = mailmind::state::local::build(&options.data_dir, providers, &base_url).map_err(|e| e.to_string())?;
+    let (secret, secret_is_default) = match std::env::var("LOCAL_JWT_SECRET") {
+        Ok(secret) if !secret.is_empty() => (secret, false),
+        _ => (DEV_JWT_SECRET.to_owned(), true),
+    };
+    let verifier = Hs256Verifier::new(secret.as_bytes());
+    let demo_token = verifier.issue(DEMO_USER, 30 * 24 * 3600);
+    let gateway = Arc::new(LocalGateway { app, verifier });
+
+    let router = Router::new().fallback(gateway::rest).with_state(gateway);
+
+    let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);
+    println!(
+        "MailMind credential service listening on {base_url}\n\
+         data directory: {}\n\
+         JWT secret: {}\n\
+         demo token (user \"{DEMO_USER}\", valid 30 days):\n  {demo_token}\n\
+         try:\n  curl -s {base_url}/api/v1/credentials/ -H \"Authorization: Bearer {demo_token}\"\n",
+        data_dir.display(),
+        if secret_is_default {
+            "development default (set LOCAL_JWT_SECRET to change it)"
+        } else {
+            "from LOCAL_JWT_SECRET"
+        },
+    );
+    tracing::info!(address = %address, "listening");
+
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM, so in-flight requests finish and SQLite closes cleanly.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Option<Options>, String> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        assert_eq!(
+            args(&[]).unwrap().unwrap(),
+            Options {
+                port: 3000,
+                data_dir: ".mailmind".into()
+            }
+        );
+        assert_eq!(
+            args(&["--port", "0", "--data-dir=/tmp/x"]).unwrap().unwrap(),
+            Options {
+                port: 0,
+                data_dir: "/tmp/x".into()
+            }
+        );
+        assert_eq!(args(&["--help"]).unwrap(), None);
+        assert!(args(&["--port", "70000"]).is_err());
+        assert!(args(&["--port"]).is_err());
+        assert!(args(&["--verbose"]).is_err());
+    }
+}

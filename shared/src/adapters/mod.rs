@@ -1,0 +1,8 @@
+//! Adapters: the ports implemented over real infrastructure.
+
+#[cfg(feature = "local")]
+pub mod local_keyring;
+pub mod notifier;
+pub mod providers;
+#[cfg(feature = "local")]
+pub mod sqlite_store;

@@ -1,0 +1,151 @@
+//! Pushes status messages over the API Gateway Management API
+//! (`POST @connections/{id}`): on AWS to the WebSocket API's stage, locally to
+//! the local server's emulation of it. Same client, same code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement as apigw;
+use aws_sdk_apigatewaymanagement::error::SdkError;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures_util::future::join_all;
+
+use crate::ports::{Audience, CredentialStore, Notifier};
+
+/// A push that takes longer than this is abandoned; the HTTP request that
+/// triggered it must not wait on a slow socket.
+pub const DEFAULT_POST_TIMEOUT: Duration = Duration::from_millis(1500);
+
+pub struct ApiGatewayNotifier {
+    client: apigw::Client,
+    store: Arc<dyn CredentialStore>,
+    post_timeout: Duration,
+}
+
+enum PostResult {
+    Delivered,
+    Gone,
+    Failed,
+}
+
+impl ApiGatewayNotifier {
+    pub fn new(client: apigw::Client, store: Arc<dyn CredentialStore>) -> ApiGatewayNotifier {
+        ApiGatewayNotifier {
+            client,
+            store,
+            post_timeout: DEFAULT_POST_TIMEOUT,
+        }
+    }
+
+    pub fn with_post_timeout(mut self, timeout: Duration) -> ApiGatewayNotifier {
+        self.post_timeout = timeout;
+        self
+    }
+
+    /// A client for the local server's `@connections` endpoint: it checks no
+    /// signature, so fixed placeholder credentials do.
+    pub fn local_client(endpoint: &str) -> apigw::Client {
+        let config = apigw::Config::builder()
+            .behavior_version(apigw::config::BehaviorVersion::latest())
+            .region(apigw::config::Region::new("local"))
+            .credentials_provider(apigw::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "mailmind-local",
+            ))
+            .endpoint_url(endpoint)
+            // One attempt: a push is best effort and must stay within its bound.
+            .retry_config(aws_sdk_apigatewaymanagement::config::retry::RetryConfig::disabled())
+            .build();
+        apigw::Client::from_conf(config)
+    }
+
+    async fn post(&self, connection_id: &str, message: &str) -> PostResult {
+        let send = self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id)
+            .data(Blob::new(message.as_bytes()))
+            .send();
+        match tokio::time::timeout(self.post_timeout, send).await {
+            Ok(Ok(_)) => PostResult::Delivered,
+            Ok(Err(SdkError::ServiceError(e))) if e.err().is_gone_exception() || e.raw().status().as_u16() == 410 => {
+                PostResult::Gone
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(connection_id, error = %apigw::error::DisplayErrorContext(&e), "push failed");
+                PostResult::Failed
+            }
+            Err(_) => {
+                tracing::warn!(connection_id, "push timed out");
+                PostResult::Failed
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for ApiGatewayNotifier {
+    async fn audience(&self, user_id: &str) -> Audience {
+        let connection_ids = match tokio::time::timeout(self.post_timeout, self.store.connections(user_id)).await {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot look up WebSocket connections; not pushing");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!("WebSocket connection lookup timed out; not pushing");
+                Vec::new()
+            }
+        };
+        Audience {
+            user_id: user_id.to_owned(),
+            connection_ids,
+        }
+    }
+
+    async fn push(&self, audience: &mut Audience, message: &str) {
+        if audience.connection_ids.is_empty() {
+            return;
+        }
+        let results = join_all(audience.connection_ids.iter().map(|id| self.post(id, message))).await;
+        let mut gone = Vec::new();
+        for (id, result) in audience.connection_ids.iter().zip(results) {
+            if let PostResult::Gone = result {
+                gone.push(id.clone());
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        let user_id = audience.user_id.as_str();
+        let forget = gone.iter().map(|id| async move {
+            tracing::info!(connection_id = %id, "connection gone; forgetting it");
+            match tokio::time::timeout(self.post_timeout, self.store.remove_connection(user_id, id)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(connection_id = %id, error = %e, "cannot forget gone connection"),
+                Err(_) => tracing::warn!(connection_id = %id, "forgetting gone connection timed out"),
+            }
+        });
+        join_all(forget).await;
+        audience.connection_ids.retain(|id| !gone.contains(id));
+    }
+}
+
+/// For deployments without a WebSocket API: nobody to tell.
+pub struct NoNotifier;
+
+#[async_trait]
+impl Notifier for NoNotifier {
+    async fn audience(&self, user_id: &str) -> Audience {
+        Audience {
+            user_id: user_id.to_owned(),
+            connection_ids: Vec::new(),
+        }
+    }
+
+    async fn push(&self, _audience: &mut Audience, _message: &str) {}
+}

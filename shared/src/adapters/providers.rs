@@ -1,0 +1,561 @@
+//! The provider client: asks each provider's real list-models endpoint whether
+//! a key works, and classifies every answer (or silence) into a
+//! [`CheckOutcome`]. One `reqwest` client per process, built on first use so
+//! that functions which never call a provider never pay for TLS setup.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+use crate::domain::model::canonical;
+use crate::domain::provider::{BadRequestMeans, KeyPlacement, ListShape, PROVIDERS, Paging};
+use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ModelInfo, ProviderSpec};
+use crate::ports::ProviderClient;
+
+/// A list of more pages than this is treated as a provider bug, not a model list.
+const MAX_PAGES: usize = 50;
+/// Largest answer body read from a provider.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Most models kept per credential (the biggest catalogues have a few hundred).
+const MAX_MODELS: usize = 2000;
+/// Ids and names longer than this are not model ids; such entries are skipped.
+const MAX_FIELD_CHARS: usize = 256;
+/// A provider asking us to wait longer than a day is capped to a day.
+const MAX_RETRY_AFTER_SECS: u64 = 86_400;
+/// Error codes (OpenAI style `error.code` / `error.type`) that mean "out of credit".
+const QUOTA_CODES: &[&str] = &[
+    "insufficient_quota",
+    "credit_balance_exhausted",
+    "billing_hard_limit_reached",
+    "billing_not_active",
+    "insufficient_balance",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderConfigError {
+    #[error("{var} must be an http(s) URL without query or fragment")]
+    BadBaseUrl { var: String },
+    #[error("{var} must be a whole number of milliseconds")]
+    BadTimeout { var: &'static str },
+}
+
+/// Operator configuration of the provider client.
+#[derive(Debug, Clone)]
+pub struct ProviderClientConfig {
+    /// Base URL per provider id; providers not listed use their default.
+    pub base_urls: HashMap<&'static str, String>,
+    pub connect_timeout: Duration,
+    /// Bound on a whole check, every page included.
+    pub check_timeout: Duration,
+}
+
+impl Default for ProviderClientConfig {
+    fn default() -> Self {
+        ProviderClientConfig {
+            base_urls: HashMap::new(),
+            connect_timeout: Duration::from_secs(3),
+            check_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ProviderClientConfig {
+    /// Reads `PROVIDER_BASE_URL_<ID>` for every provider, and the optional
+    /// `PROVIDER_CONNECT_TIMEOUT_MS` / `PROVIDER_TIMEOUT_MS`.
+    pub fn from_env() -> Result<ProviderClientConfig, ProviderConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ProviderClientConfig, ProviderConfigError> {
+        let mut config = ProviderClientConfig::default();
+        for provider in PROVIDERS {
+            let var = provider.base_url_env_var();
+            if let Some(value) = lookup(&var).filter(|v| !v.trim().is_empty()) {
+                let url = Url::parse(value.trim()).map_err(|_| ProviderConfigError::BadBaseUrl { var: var.clone() })?;
+                if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
+                    return Err(ProviderConfigError::BadBaseUrl { var });
+                }
+                config
+                    .base_urls
+                    .insert(provider.id, url.as_str().trim_end_matches('/').to_owned());
+            }
+        }
+        let millis = |var: &'static str| -> Result<Option<Duration>, ProviderConfigError> {
+            lookup(var)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|ms| *ms > 0)
+                        .map(Duration::from_millis)
+                        .ok_or(ProviderConfigError::BadTimeout { var })
+                })
+                .transpose()
+        };
+        if let Some(t) = millis("PROVIDER_CONNECT_TIMEOUT_MS")? {
+            config.connect_timeout = t;
+        }
+        if let Some(t) = millis("PROVIDER_TIMEOUT_MS")? {
+            config.check_timeout = t;
+        }
+        Ok(config)
+    }
+
+    pub fn base_url(&self, provider: &ProviderSpec) -> &str {
+        self.base_urls
+            .get(provider.id)
+            .map(String::as_str)
+            .unwrap_or(provider.default_base_url)
+    }
+}
+
+/// The `reqwest` implementation of [`ProviderClient`].
+pub struct HttpProviderClient {
+    config: ProviderClientConfig,
+    client: OnceLock<Result<reqwest::Client, String>>,
+}
+
+/// Early exit of a check with its final outcome.
+type Step<T> = Result<T, CheckOutcome>;
+
+fn failed(reason: ErrorReason) -> CheckOutcome {
+    CheckOutcome::Failed {
+        reason,
+        retry_after_secs: None,
+    }
+}
+
+impl HttpProviderClient {
+    pub fn new(config: ProviderClientConfig) -> HttpProviderClient {
+        HttpProviderClient {
+            config,
+            client: OnceLock::new(),
+        }
+    }
+
+    fn client(&self) -> Step<&reqwest::Client> {
+        let built = self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(self.config.connect_timeout)
+                .timeout(self.config.check_timeout)
+                // A redirect could carry a key header to another host: never follow one.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("mailmind-credentials/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        built.as_ref().map_err(|e| {
+            tracing::error!(error = %e, "cannot build the HTTP client");
+            failed(ErrorReason::ProviderUnavailable)
+        })
+    }
+
+    async fn run_check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> Step<Vec<ModelInfo>> {
+        let base = self.config.base_url(provider);
+        let auth = key_header(provider, key)?;
+        if let Some(path) = provider.key_check_path {
+            let body = self.get_json(provider, &auth, &format!("{base}{path}"), &[]).await?;
+            if !body.is_object() {
+                return Err(failed(ErrorReason::BadResponse));
+            }
+        }
+        let listing = &provider.models;
+        let url = format!("{base}{}", listing.path);
+        let mut models = Vec::new();
+        let mut next_page: Option<(&'static str, String)> = None;
+        for _ in 0..MAX_PAGES {
+            let mut query: Vec<(&str, &str)> = listing.query.to_vec();
+            if let Some((param, value)) = &next_page {
+                query.push((param, value));
+            }
+            let body = self.get_json(provider, &auth, &url, &query).await?;
+            models.extend(extract_models(&listing.shape, &body).ok_or_else(|| failed(ErrorReason::BadResponse))?);
+            let following = next_page_of(listing.paging, &body)?;
+            match following {
+                None => return Ok(models),
+                // The same page again would loop forever.
+                Some(ref f) if Some(f) == next_page.as_ref() => return Err(failed(ErrorReason::BadResponse)),
+                Some(f) => next_page = Some(f),
+            }
+        }
+        Err(failed(ErrorReason::BadResponse))
+    }
+
+    /// One GET with the key; a non-2xx answer ends the check with its classification.
+    async fn get_json(
+        &self,
+        provider: &'static ProviderSpec,
+        auth: &(reqwest::header::HeaderName, HeaderValue),
+        url: &str,
+        query: &[(&str, &str)],
+    ) -> Step<Value> {
+        let mut request = self
+            .client()?
+            .get(url)
+            .query(query)
+            .header(ACCEPT, "application/json")
+            .header(auth.0.clone(), auth.1.clone());
+        for (name, value) in provider.extra_headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.send().await.map_err(transport_failure)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY_BYTES => body.extend_from_slice(&chunk),
+                Ok(Some(_)) => return Err(failed(ErrorReason::BadResponse)),
+                Ok(None) => break,
+                Err(e) => return Err(transport_failure(e)),
+            }
+        }
+        if !status.is_success() {
+            tracing::info!(
+                provider = provider.id,
+                http_status = status.as_u16(),
+                "provider refused the check"
+            );
+            return Err(classify_refusal(provider, status, &headers, &body));
+        }
+        serde_json::from_slice(&body).map_err(|_| failed(ErrorReason::BadResponse))
+    }
+}
+
+#[async_trait]
+impl ProviderClient for HttpProviderClient {
+    async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome {
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(self.config.check_timeout, self.run_check(provider, key)).await {
+            Ok(Ok(models)) => {
+                let mut models = canonical(models);
+                models.truncate(MAX_MODELS);
+                CheckOutcome::Valid { models }
+            }
+            Ok(Err(outcome)) => outcome,
+            Err(_elapsed) => failed(ErrorReason::Timeout),
+        };
+        let (verdict, reason) = match &outcome {
+            CheckOutcome::Valid { .. } => ("valid", None),
+            CheckOutcome::Invalid => ("invalid", None),
+            CheckOutcome::Failed { reason, .. } => ("error", Some(reason.as_str())),
+        };
+        tracing::info!(
+            provider = provider.id,
+            verdict,
+            reason,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "provider check finished"
+        );
+        outcome
+    }
+}
+
+/// The header that carries the key, marked sensitive so no debug output shows it.
+fn key_header(provider: &ProviderSpec, key: &ApiKey) -> Step<(reqwest::header::HeaderName, HeaderValue)> {
+    let (name, value) = match provider.key_placement {
+        KeyPlacement::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose())),
+        KeyPlacement::Header(name) => (reqwest::header::HeaderName::from_static(name), key.expose().to_owned()),
+    };
+    let value = zeroize::Zeroizing::new(value);
+    // A key that cannot travel in an HTTP header (non-ASCII) is no provider's key.
+    let mut value = HeaderValue::from_str(&value).map_err(|_| CheckOutcome::Invalid)?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+fn transport_failure(error: reqwest::Error) -> CheckOutcome {
+    // Never log the error's URL or request: only its kind.
+    let reason = if error.is_timeout() {
+        ErrorReason::Timeout
+    } else if error.is_connect() || error.is_request() {
+        ErrorReason::ProviderUnavailable
+    } else if error.is_body() || error.is_decode() {
+        ErrorReason::BadResponse
+    } else {
+        ErrorReason::ProviderUnavailable
+    };
+    tracing::info!(
+        timeout = error.is_timeout(),
+        connect = error.is_connect(),
+        "provider transport failure"
+    );
+    failed(reason)
+}
+
+/// Classifies a non-2xx answer: status first, body second (PROVIDERS.md).
+pub fn classify_refusal(provider: &ProviderSpec, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CheckOutcome {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let retry_after_secs = retry_after(headers, json.as_ref());
+    let error_with = |reason| CheckOutcome::Failed {
+        reason,
+        retry_after_secs,
+    };
+    match status.as_u16() {
+        401 | 403 => CheckOutcome::Invalid,
+        400 => match provider.bad_request {
+            BadRequestMeans::InvalidKey => CheckOutcome::Invalid,
+            BadRequestMeans::InvalidKeyWhenReason(reason)
+                if json
+                    .as_ref()
+                    .is_some_and(|j| error_detail_reasons(j).any(|r| r == reason)) =>
+            {
+                CheckOutcome::Invalid
+            }
+            _ => error_with(ErrorReason::BadResponse),
+        },
+        402 => error_with(ErrorReason::QuotaExhausted),
+        408 => error_with(ErrorReason::Timeout),
+        429 if json.as_ref().is_some_and(mentions_quota) => error_with(ErrorReason::QuotaExhausted),
+        429 => error_with(ErrorReason::RateLimited),
+        500..=599 => error_with(ErrorReason::ProviderUnavailable),
+        _ => error_with(ErrorReason::BadResponse),
+    }
+}
+
+/// Google's `error.details[].reason` values.
+fn error_detail_reasons(json: &Value) -> impl Iterator<Item = &str> {
+    json.pointer("/error/details")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("reason").and_then(Value::as_str))
+}
+
+/// OpenAI-style `error.type` / `error.code` (or top-level `code`) naming an exhausted quota.
+fn mentions_quota(json: &Value) -> bool {
+    ["/error/type", "/error/code", "/code", "/type"]
+        .iter()
+        .filter_map(|p| json.pointer(p).and_then(Value::as_str))
+        .any(|code| QUOTA_CODES.contains(&code))
+}
+
+/// Seconds to wait, from `retry-after` (seconds or HTTP date) or Google's
+/// `RetryInfo.retryDelay` (e.g. `"58s"`).
+fn retry_after(headers: &HeaderMap, json: Option<&Value>) -> Option<u64> {
+    let from_header = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let v = v.trim();
+        v.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| s.ceil() as u64)
+            .or_else(|| {
+                chrono::DateTime::parse_from_rfc2822(v)
+                    .ok()
+                    .map(|at| (at.timestamp() - chrono::Utc::now().timestamp()).max(0) as u64)
+            })
+    });
+    let from_body = || {
+        json?
+            .pointer("/error/details")?
+            .as_array()?
+            .iter()
+            .filter_map(|d| d.get("retryDelay").and_then(Value::as_str))
+            .find_map(|delay| delay.strip_suffix('s')?.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| s.ceil() as u64)
+    };
+    from_header.or_else(from_body).map(|s| s.min(MAX_RETRY_AFTER_SECS))
+}
+
+/// Where the next page is, or `None` on the last page.
+fn next_page_of(paging: Paging, body: &Value) -> Step<Option<(&'static str, String)>> {
+    match paging {
+        Paging::None => Ok(None),
+        Paging::Token {
+            response_field,
+            request_param,
+        } => Ok(body
+            .get(response_field)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(|t| (request_param, t.to_owned()))),
+        Paging::Cursor {
+            has_more_field,
+            last_id_field,
+            request_param,
+        } => {
+            if body.get(has_more_field).and_then(Value::as_bool) != Some(true) {
+                return Ok(None);
+            }
+            let last = body
+                .get(last_id_field)
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| failed(ErrorReason::BadResponse))?;
+            Ok(Some((request_param, last.to_owned())))
+        }
+    }
+}
+
+/// Reads one page of models. `None` when the page is not a model list at all;
+/// single malformed entries are skipped.
+pub fn extract_models(shape: &ListShape, body: &Value) -> Option<Vec<ModelInfo>> {
+    let items = match shape.items_field {
+        Some(field) => body.get(field)?.as_array()?,
+        None => body.as_array()?,
+    };
+    let text = |item: &Value, field: &str| {
+        item.get(field)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.chars().count() <= MAX_FIELD_CHARS)
+            .map(str::to_owned)
+    };
+    let number = |item: &Value, fields: &[&str]| fields.iter().find_map(|f| item.get(*f).and_then(Value::as_u64));
+    let usable: Vec<&Value> = items
+        .iter()
+        .filter(|item| shape.active_field.and_then(|f| item.get(f)).and_then(Value::as_bool) != Some(false))
+        .collect();
+    let models: Vec<ModelInfo> = usable
+        .iter()
+        .filter_map(|item| {
+            let raw_id = text(item, shape.id_field)?;
+            let id = match shape.id_prefix {
+                Some(prefix) => raw_id.strip_prefix(prefix).unwrap_or(&raw_id).to_owned(),
+                None => raw_id,
+            };
+            Some(ModelInfo {
+                model_name: shape
+                    .name_field
+                    .and_then(|f| text(item, f))
+                    .unwrap_or_else(|| id.clone()),
+                context_window: number(item, shape.context_window_fields),
+                max_output_tokens: number(item, shape.max_output_fields),
+                owned_by: shape.owner_field.and_then(|f| text(item, f)),
+                model_id: id,
+            })
+        })
+        .collect();
+    // Entries, but not one readable model: this is not a model list.
+    if models.is_empty() && !usable.is_empty() {
+        return None;
+    }
+    Some(models)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::provider;
+    use serde_json::json;
+
+    #[test]
+    fn config_reads_overrides_and_refuses_garbage() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        let c = ProviderClientConfig::from_lookup(env(&[
+            ("PROVIDER_BASE_URL_GROQ", "http://127.0.0.1:9001/"),
+            ("PROVIDER_TIMEOUT_MS", "1500"),
+        ]))
+        .unwrap();
+        assert_eq!(c.base_url(provider::find("groq").unwrap()), "http://127.0.0.1:9001");
+        assert_eq!(
+            c.base_url(provider::find("google_gemini").unwrap()),
+            "https://generativelanguage.googleapis.com"
+        );
+        assert_eq!(c.check_timeout, Duration::from_millis(1500));
+        assert!(ProviderClientConfig::from_lookup(env(&[("PROVIDER_BASE_URL_GROQ", "ftp://x")])).is_err());
+        assert!(ProviderClientConfig::from_lookup(env(&[("PROVIDER_BASE_URL_GROQ", "not a url")])).is_err());
+        assert!(ProviderClientConfig::from_lookup(env(&[("PROVIDER_TIMEOUT_MS", "soon")])).is_err());
+    }
+
+    #[test]
+    fn gemini_page_is_read_with_facts() {
+        let gemini = provider::find("google_gemini").unwrap();
+        let page = json!({"models": [
+            {"name": "models/gemini-1.5-flash", "displayName": "Gemini 1.5 Flash",
+             "inputTokenLimit": 1048576, "outputTokenLimit": 8192},
+            {"displayName": "no id: skipped"}
+        ], "nextPageToken": "abc"});
+        let models = extract_models(&gemini.models.shape, &page).unwrap();
+        assert_eq!(
+            models,
+            vec![ModelInfo {
+                model_id: "gemini-1.5-flash".into(),
+                model_name: "Gemini 1.5 Flash".into(),
+                context_window: Some(1048576),
+                max_output_tokens: Some(8192),
+                owned_by: None,
+            }]
+        );
+        assert_eq!(
+            next_page_of(gemini.models.paging, &page).unwrap(),
+            Some(("pageToken", "abc".to_owned()))
+        );
+        assert_eq!(
+            next_page_of(gemini.models.paging, &json!({"models": [], "nextPageToken": ""})).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn groq_inactive_models_are_dropped_and_garbage_is_refused() {
+        let shape = &provider::find("groq").unwrap().models.shape;
+        let page = json!({"object": "list", "data": [
+            {"id": "llama-3.1-8b-instant", "owned_by": "Meta", "active": true, "context_window": 131072},
+            {"id": "old-model", "active": false}
+        ]});
+        let models = extract_models(shape, &page).unwrap();
+        assert_eq!(models.len(), 1);
+        assert_eq!(models[0].context_window, Some(131072));
+        assert_eq!(models[0].owned_by.as_deref(), Some("Meta"));
+        assert!(extract_models(shape, &json!({"data": "nope"})).is_none());
+        assert!(extract_models(shape, &json!({"unexpected": []})).is_none());
+        assert!(extract_models(shape, &json!({"data": [{"name": "x"}]})).is_none());
+        assert_eq!(extract_models(shape, &json!({"data": []})).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn refusals_are_classified_status_first() {
+        let groq = provider::find("groq").unwrap();
+        let gemini = provider::find("google_gemini").unwrap();
+        let none = HeaderMap::new();
+        let classify =
+            |p, code: u16, body: &str| classify_refusal(p, StatusCode::from_u16(code).unwrap(), &none, body.as_bytes());
+        assert_eq!(classify(groq, 401, "garbage"), CheckOutcome::Invalid);
+        assert_eq!(classify(groq, 403, ""), CheckOutcome::Invalid);
+        assert_eq!(classify(groq, 400, "{}"), failed(ErrorReason::BadResponse));
+        let key_invalid = r#"{"error":{"code":400,"status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#;
+        assert_eq!(classify(gemini, 400, key_invalid), CheckOutcome::Invalid);
+        assert_eq!(
+            classify(gemini, 400, r#"{"error":{"status":"FAILED_PRECONDITION"}}"#),
+            failed(ErrorReason::BadResponse)
+        );
+        assert_eq!(classify(groq, 402, ""), failed(ErrorReason::QuotaExhausted));
+        assert_eq!(
+            classify(groq, 429, r#"{"error":{"type":"insufficient_quota"}}"#),
+            failed(ErrorReason::QuotaExhausted)
+        );
+        assert_eq!(classify(groq, 503, "<html>"), failed(ErrorReason::ProviderUnavailable));
+        assert_eq!(classify(groq, 529, ""), failed(ErrorReason::ProviderUnavailable));
+        assert_eq!(classify(groq, 404, ""), failed(ErrorReason::BadResponse));
+    }
+
+    #[test]
+    fn retry_after_comes_from_header_or_google_retry_info() {
+        let groq = provider::find("groq").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(
+            classify_refusal(groq, StatusCode::TOO_MANY_REQUESTS, &headers, b""),
+            CheckOutcome::Failed {
+                reason: ErrorReason::RateLimited,
+                retry_after_secs: Some(7)
+            }
+        );
+        let body = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"57.2s"}]}}"#;
+        assert_eq!(
+            retry_after(&HeaderMap::new(), serde_json::from_str(body).ok().as_ref()),
+            Some(58)
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("99999999"));
+        assert_eq!(retry_after(&headers, None), Some(MAX_RETRY_AFTER_SECS));
+    }
+}

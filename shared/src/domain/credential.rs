@@ -1,0 +1,370 @@
+//! Credentials, their check status, and the views the API and WebSocket show.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::model::ModelInfo;
+use super::provider::ProviderSpec;
+
+/// Where a stored key stands after its last check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialStatus {
+    Unchecked,
+    Valid,
+    Invalid,
+    Error,
+}
+
+impl CredentialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialStatus::Unchecked => "unchecked",
+            CredentialStatus::Valid => "valid",
+            CredentialStatus::Invalid => "invalid",
+            CredentialStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CredentialStatus> {
+        Some(match s {
+            "unchecked" => CredentialStatus::Unchecked,
+            "valid" => CredentialStatus::Valid,
+            "invalid" => CredentialStatus::Invalid,
+            "error" => CredentialStatus::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a check could not reach a verdict on the key. The key may well be good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorReason {
+    RateLimited,
+    QuotaExhausted,
+    Timeout,
+    ProviderUnavailable,
+    BadResponse,
+}
+
+impl ErrorReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::RateLimited => "rate_limited",
+            ErrorReason::QuotaExhausted => "quota_exhausted",
+            ErrorReason::Timeout => "timeout",
+            ErrorReason::ProviderUnavailable => "provider_unavailable",
+            ErrorReason::BadResponse => "bad_response",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorReason> {
+        Some(match s {
+            "rate_limited" => ErrorReason::RateLimited,
+            "quota_exhausted" => ErrorReason::QuotaExhausted,
+            "timeout" => ErrorReason::Timeout,
+            "provider_unavailable" => ErrorReason::ProviderUnavailable,
+            "bad_response" => ErrorReason::BadResponse,
+            _ => return None,
+        })
+    }
+}
+
+/// What asking the provider about a key found out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckOutcome {
+    /// The provider accepted the key and listed these models.
+    Valid { models: Vec<ModelInfo> },
+    /// The provider said the key is not valid.
+    Invalid,
+    /// No verdict: rate limit, quota, timeout, outage or an unreadable answer.
+    Failed {
+        reason: ErrorReason,
+        retry_after_secs: Option<u64>,
+    },
+}
+
+/// The result of the last check, as stored with the credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckState {
+    pub status: CredentialStatus,
+    pub reason: Option<ErrorReason>,
+    pub retry_after_secs: Option<u64>,
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+impl CheckState {
+    pub fn from_outcome(outcome: &CheckOutcome, checked_at: DateTime<Utc>) -> CheckState {
+        let (status, reason, retry_after_secs) = match outcome {
+            CheckOutcome::Valid { .. } => (CredentialStatus::Valid, None, None),
+            CheckOutcome::Invalid => (CredentialStatus::Invalid, None, None),
+            CheckOutcome::Failed {
+                reason,
+                retry_after_secs,
+            } => (CredentialStatus::Error, Some(*reason), *retry_after_secs),
+        };
+        CheckState {
+            status,
+            reason,
+            retry_after_secs,
+            checked_at: Some(checked_at),
+        }
+    }
+
+    /// The sentence the settings page shows for this state.
+    pub fn message(&self, provider: &ProviderSpec) -> String {
+        let name = provider.display_name;
+        match self.status {
+            CredentialStatus::Unchecked => format!("{name} API key has not been checked yet."),
+            CredentialStatus::Valid => format!("{name} API key is valid."),
+            CredentialStatus::Invalid => format!("{name} rejected this API key: it is not valid."),
+            CredentialStatus::Error => {
+                let why = match self.reason.unwrap_or(ErrorReason::ProviderUnavailable) {
+                    ErrorReason::RateLimited => match self.retry_after_secs {
+                        Some(secs) => {
+                            format!("{name} is rate limiting requests; try again in {secs} s.")
+                        }
+                        None => format!("{name} is rate limiting requests; try again shortly."),
+                    },
+                    ErrorReason::QuotaExhausted => {
+                        format!("the {name} account has run out of quota or credit.")
+                    }
+                    ErrorReason::Timeout => format!("{name} did not answer in time."),
+                    ErrorReason::ProviderUnavailable => {
+                        format!("{name} could not be reached or is failing.")
+                    }
+                    ErrorReason::BadResponse => {
+                        format!("{name} sent an answer that could not be read.")
+                    }
+                };
+                format!("Could not check the {name} API key: {why} The key was kept.")
+            }
+        }
+    }
+}
+
+/// An API key sealed by envelope encryption: nothing here is secret on its own.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    /// Envelope format, so the sealing can change without a migration.
+    pub format_version: u8,
+    /// Which master key (KMS key ARN or local key fingerprint) wrapped the data key.
+    pub key_id: String,
+    /// The data key, encrypted under the master key.
+    pub wrapped_data_key: Vec<u8>,
+    /// AES-GCM nonce used with the data key.
+    pub nonce: Vec<u8>,
+    /// The API key encrypted under the data key, with the GCM tag appended.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedKey")
+            .field("format_version", &self.format_version)
+            .field("key_id", &self.key_id)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A credential as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCredential {
+    pub user_id: String,
+    pub provider: String,
+    pub sealed: SealedKey,
+    pub key_hint: String,
+    pub check: CheckState,
+    pub models_count: u32,
+    /// Changes with every new key, so a check of an old key cannot overwrite
+    /// the state of a newer one.
+    pub revision: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The credential status object of the REST API. Never holds the key.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CredentialView {
+    pub provider: &'static str,
+    pub provider_name: &'static str,
+    pub api_key_set: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_hint: Option<String>,
+    pub status: CredentialStatus,
+    pub status_message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<ErrorReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+impl CredentialView {
+    pub fn of(provider: &'static ProviderSpec, stored: &StoredCredential) -> CredentialView {
+        CredentialView {
+            provider: provider.id,
+            provider_name: provider.display_name,
+            api_key_set: true,
+            key_hint: Some(stored.key_hint.clone()),
+            status: stored.check.status,
+            status_message: stored.check.message(provider),
+            status_reason: stored.check.reason,
+            retry_after_seconds: stored.check.retry_after_secs,
+            last_checked_at: stored.check.checked_at.as_ref().map(rfc3339),
+            models_count: Some(stored.models_count),
+            created_at: Some(rfc3339(&stored.created_at)),
+            updated_at: Some(rfc3339(&stored.updated_at)),
+        }
+    }
+
+    /// A provider the user has no key for.
+    pub fn not_set(provider: &'static ProviderSpec) -> CredentialView {
+        CredentialView {
+            provider: provider.id,
+            provider_name: provider.display_name,
+            api_key_set: false,
+            key_hint: None,
+            status: CredentialStatus::Unchecked,
+            status_message: format!("No {} API key is set.", provider.display_name),
+            status_reason: None,
+            retry_after_seconds: None,
+            last_checked_at: None,
+            models_count: None,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+}
+
+/// A live `api_key_status` message for the user's WebSocket connections.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusEvent {
+    pub provider: &'static str,
+    pub provider_name: &'static str,
+    /// `checking`, then `valid`, `invalid` or `error`.
+    pub status: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ErrorReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+}
+
+impl StatusEvent {
+    pub fn checking(provider: &'static ProviderSpec) -> StatusEvent {
+        StatusEvent {
+            provider: provider.id,
+            provider_name: provider.display_name,
+            status: "checking",
+            message: format!("Checking {} API key...", provider.display_name),
+            reason: None,
+            retry_after_seconds: None,
+            models_count: None,
+            checked_at: None,
+        }
+    }
+
+    pub fn finished(provider: &'static ProviderSpec, check: &CheckState, models_count: u32) -> StatusEvent {
+        StatusEvent {
+            provider: provider.id,
+            provider_name: provider.display_name,
+            status: check.status.as_str(),
+            message: check.message(provider),
+            reason: check.reason,
+            retry_after_seconds: check.retry_after_secs,
+            models_count: Some(models_count),
+            checked_at: check.checked_at.as_ref().map(rfc3339),
+        }
+    }
+
+    /// The wire form: `{"type":"api_key_status","data":{...}}`.
+    pub fn to_message(&self) -> String {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            data: &'a StatusEvent,
+        }
+        serde_json::to_string(&Envelope {
+            kind: "api_key_status",
+            data: self,
+        })
+        .expect("a status event always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::provider;
+
+    fn groq() -> &'static ProviderSpec {
+        provider::find("groq").unwrap()
+    }
+
+    #[test]
+    fn status_messages_name_the_provider_and_reason() {
+        let at = "2026-11-24T19:00:00Z".parse().unwrap();
+        let valid = CheckState::from_outcome(&CheckOutcome::Valid { models: vec![] }, at);
+        assert_eq!(valid.message(groq()), "Groq API key is valid.");
+        let limited = CheckState::from_outcome(
+            &CheckOutcome::Failed {
+                reason: ErrorReason::RateLimited,
+                retry_after_secs: Some(58),
+            },
+            at,
+        );
+        assert_eq!(limited.status, CredentialStatus::Error);
+        assert!(limited.message(groq()).contains("try again in 58 s"));
+        let invalid = CheckState::from_outcome(&CheckOutcome::Invalid, at);
+        assert_eq!(invalid.status, CredentialStatus::Invalid);
+        assert_eq!(invalid.reason, None);
+    }
+
+    #[test]
+    fn websocket_message_matches_the_contract() {
+        let at = "2026-11-24T19:00:00Z".parse().unwrap();
+        let checking: serde_json::Value = serde_json::from_str(&StatusEvent::checking(groq()).to_message()).unwrap();
+        assert_eq!(
+            checking,
+            serde_json::json!({"type": "api_key_status", "data": {
+                "provider": "groq", "provider_name": "Groq", "status": "checking",
+                "message": "Checking Groq API key..."}})
+        );
+        let state = CheckState::from_outcome(&CheckOutcome::Valid { models: vec![] }, at);
+        let done: serde_json::Value =
+            serde_json::from_str(&StatusEvent::finished(groq(), &state, 21).to_message()).unwrap();
+        assert_eq!(done["data"]["status"], "valid");
+        assert_eq!(done["data"]["message"], "Groq API key is valid.");
+        assert_eq!(done["data"]["models_count"], 21);
+        assert_eq!(done["data"]["checked_at"], "2026-11-24T19:00:00Z");
+        assert!(done["data"].get("reason").is_none());
+    }
+
+    #[test]
+    fn unset_view_has_no_timestamps_or_hint() {
+        let v = serde_json::to_value(CredentialView::not_set(groq())).unwrap();
+        assert_eq!(v["api_key_set"], false);
+        for absent in ["key_hint", "created_at", "updated_at", "last_checked_at"] {
+            assert!(v.get(absent).is_none(), "{absent} should be absent");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The domain: providers, keys, credentials, models. No I/O here.
+
+pub mod api_key;
+pub mod credential;
+pub mod model;
+pub mod provider;
+
+pub use api_key::{ApiKey, KeyInputError};
+pub use credential::{
+    CheckOutcome, CheckState, CredentialStatus, CredentialView, ErrorReason, SealedKey, StatusEvent, StoredCredential,
+};
+pub use model::{ModelInfo, ModelList, ModelView};
+pub use provider::ProviderSpec;

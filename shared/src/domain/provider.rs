@@ -1,0 +1,230 @@
+//! The provider registry: what each supported AI provider is called, where its
+//! list-models endpoint lives, how a key is presented and how its answers read.
+//!
+//! Providers are data, not code: an OpenAI-shaped provider is one entry in
+//! [`PROVIDERS`]. The HTTP client in `adapters::providers` interprets these
+//! entries; only genuinely different wire shapes get their own variant here.
+
+/// How the API key is presented to the provider. Never in the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPlacement {
+    /// `Authorization: Bearer <key>`
+    Bearer,
+    /// A provider-specific header carrying the bare key, e.g. `x-goog-api-key`.
+    Header(&'static str),
+}
+
+/// How a list-models answer is split into pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// The whole list comes in one answer.
+    None,
+    /// The answer names the next page with a token (absent or empty on the last
+    /// page), which goes back as a query parameter: Gemini, Cohere.
+    Token {
+        response_field: &'static str,
+        request_param: &'static str,
+    },
+    /// The answer says whether more follow and which id was last; that id goes
+    /// back as a query parameter: Anthropic.
+    Cursor {
+        has_more_field: &'static str,
+        last_id_field: &'static str,
+        request_param: &'static str,
+    },
+}
+
+/// Where the models sit in a list-models answer and which fields say what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListShape {
+    /// Top-level field holding the array of models; `None` when the answer is
+    /// itself the array (Together).
+    pub items_field: Option<&'static str>,
+    /// Field holding the model id.
+    pub id_field: &'static str,
+    /// Prefix to drop from the id (Gemini names models `models/<id>`).
+    pub id_prefix: Option<&'static str>,
+    /// Field holding a human-readable name, if the provider gives one.
+    pub name_field: Option<&'static str>,
+    /// Fields that may hold the context window, first present wins.
+    pub context_window_fields: &'static [&'static str],
+    /// Fields that may hold the output token limit, first present wins.
+    pub max_output_fields: &'static [&'static str],
+    /// Field holding who publishes the model, if given.
+    pub owner_field: Option<&'static str>,
+    /// A boolean field that, when `false`, means the model cannot be used (Groq's `active`).
+    pub active_field: Option<&'static str>,
+}
+
+impl ListShape {
+    /// The OpenAI `{"object":"list","data":[{"id":..}]}` shape shared by most providers.
+    pub const OPENAI: ListShape = ListShape {
+        items_field: Some("data"),
+        id_field: "id",
+        id_prefix: None,
+        name_field: None,
+        context_window_fields: &["context_window", "max_context_length", "context_length"],
+        max_output_fields: &[],
+        owner_field: Some("owned_by"),
+        active_field: Some("active"),
+    };
+}
+
+/// When a `400 Bad Request` means the key itself is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequestMeans {
+    /// A 400 is our fault or the provider's, never a verdict on the key.
+    NotAKeyVerdict,
+    /// Google style: only when `error.details[].reason` equals this value.
+    InvalidKeyWhenReason(&'static str),
+    /// xAI answers a wrong key with a plain 400.
+    InvalidKey,
+}
+
+/// The list-models request of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelListing {
+    /// Path below the base URL, as the provider documents it.
+    pub path: &'static str,
+    /// Fixed query parameters (page size).
+    pub query: &'static [(&'static str, &'static str)],
+    pub paging: Paging,
+    pub shape: ListShape,
+    /// The listing answers without a key, so it proves nothing about one.
+    pub public: bool,
+}
+
+/// Everything the service knows about one provider.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProviderSpec {
+    /// Fixed lowercase id used on the wire.
+    pub id: &'static str,
+    /// Name shown to people.
+    pub display_name: &'static str,
+    /// Production base URL; `PROVIDER_BASE_URL_<ID>` overrides it.
+    pub default_base_url: &'static str,
+    pub key_placement: KeyPlacement,
+    /// Headers every request needs besides the key (API version pins).
+    pub extra_headers: &'static [(&'static str, &'static str)],
+    /// A key-only endpoint to call first when the listing is public (OpenRouter).
+    pub key_check_path: Option<&'static str>,
+    pub models: ModelListing,
+    pub bad_request: BadRequestMeans,
+    /// Known key prefixes, longest first: used for the hint only, never to reject a key.
+    pub key_prefixes: &'static [&'static str],
+}
+
+impl ProviderSpec {
+    /// The environment variable that overrides this provider's base URL.
+    pub fn base_url_env_var(&self) -> String {
+        format!("PROVIDER_BASE_URL_{}", self.id.to_ascii_uppercase())
+    }
+}
+
+/// The supported providers, sorted by id (the order `GET /credentials/` lists them in).
+pub static PROVIDERS: &[ProviderSpec] = &[
+    ProviderSpec {
+        id: "google_gemini",
+        display_name: "Google Gemini",
+        default_base_url: "https://generativelanguage.googleapis.com",
+        key_placement: KeyPlacement::Header("x-goog-api-key"),
+        extra_headers: &[],
+        key_check_path: None,
+        models: ModelListing {
+            path: "/v1beta/models",
+            query: &[("pageSize", "1000")],
+            paging: Paging::Token {
+                response_field: "nextPageToken",
+                request_param: "pageToken",
+            },
+            shape: ListShape {
+                items_field: Some("models"),
+                id_field: "name",
+                id_prefix: Some("models/"),
+                name_field: Some("displayName"),
+                context_window_fields: &["inputTokenLimit"],
+                max_output_fields: &["outputTokenLimit"],
+                owner_field: None,
+                active_field: None,
+            },
+            public: false,
+        },
+        bad_request: BadRequestMeans::InvalidKeyWhenReason("API_KEY_INVALID"),
+        key_prefixes: &["AIza"],
+    },
+    ProviderSpec {
+        id: "groq",
+        display_name: "Groq",
+        default_base_url: "https://api.groq.com",
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        key_check_path: None,
+        models: ModelListing {
+            path: "/openai/v1/models",
+            query: &[],
+            paging: Paging::None,
+            shape: ListShape::OPENAI,
+            public: false,
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &["gsk_"],
+    },
+];
+
+/// Looks a provider up by its wire id (exact, case-sensitive: ids are fixed lowercase).
+pub fn find(id: &str) -> Option<&'static ProviderSpec> {
+    PROVIDERS.iter().find(|p| p.id == id)
+}
+
+/// `"a, b, c"`: the supported ids, for error messages.
+pub fn supported_ids() -> String {
+    PROVIDERS.iter().map(|p| p.id).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_sorted_unique_and_well_formed() {
+        let ids: Vec<&str> = PROVIDERS.iter().map(|p| p.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "PROVIDERS must be sorted by id without duplicates");
+        for p in PROVIDERS {
+            assert!(
+                p.id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{} is not a lowercase id",
+                p.id
+            );
+            assert!(p.default_base_url.starts_with("https://"), "{}", p.id);
+            assert!(!p.default_base_url.ends_with('/'), "{}", p.id);
+            assert!(p.models.path.starts_with('/'), "{}", p.id);
+            assert!(
+                p.key_prefixes.windows(2).all(|w| w[0].len() >= w[1].len()),
+                "{}: prefixes must be longest first",
+                p.id
+            );
+            if p.models.public {
+                assert!(
+                    p.key_check_path.is_some(),
+                    "{}: a public listing needs a key check",
+                    p.id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_is_exact() {
+        assert_eq!(find("groq").map(|p| p.display_name), Some("Groq"));
+        assert!(find("GROQ").is_none());
+        assert!(find("groq ").is_none());
+        assert!(find("").is_none());
+        assert_eq!(
+            find("google_gemini").unwrap().base_url_env_var(),
+            "PROVIDER_BASE_URL_GOOGLE_GEMINI"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! The HTTP side of the handlers: who is calling, which provider, the body,
+//! and the JSON answers (success and the error shape of API.md).
+
+use lambda_http::ext::RequestExt;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::domain::provider::{self, ProviderSpec};
+use crate::service::ServiceError;
+
+/// Request bodies above this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// An error answer: `{"detail": ..., "code": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(401, "unauthenticated", "Missing or invalid bearer token.")
+    }
+
+    pub fn invalid_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(400, "invalid_request", detail)
+    }
+
+    pub fn payload_too_large() -> ApiError {
+        ApiError::new(413, "payload_too_large", "Request body is larger than 64 KiB.")
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(404, "not_found", "No such route.")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(405, "method_not_allowed", "This method is not allowed on this route.")
+    }
+
+    /// Unknown provider: `400` when named in a body, `404` when in the path.
+    pub fn unknown_provider(status: u16, given: &str) -> ApiError {
+        // Echo at most a short, printable rendering of what was sent.
+        let shown: String = given.chars().filter(|c| !c.is_control()).take(40).collect();
+        ApiError::new(
+            status,
+            "unknown_provider",
+            format!(
+                "Unknown provider '{shown}'. Supported providers: {}.",
+                provider::supported_ids()
+            ),
+        )
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        #[derive(Serialize)]
+        struct ErrorBody<'a> {
+            detail: &'a str,
+            code: &'a str,
+        }
+        let mut response = json_response(
+            self.status,
+            &ErrorBody {
+                detail: &self.detail,
+                code: self.code,
+            },
+        );
+        if self.status == 401 {
+            response
+                .headers_mut()
+                .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::CredentialExists(_) => ApiError::new(409, "credential_exists", e.to_string()),
+            ServiceError::CredentialNotFound(_) => ApiError::new(404, "credential_not_found", e.to_string()),
+            ServiceError::KeyRejected(_) => ApiError::new(422, "key_rejected", e.to_string()),
+            ServiceError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "dependency unavailable");
+                ApiError::new(
+                    503,
+                    "service_unavailable",
+                    "Storage or key service is temporarily unavailable. Nothing was changed; please retry.",
+                )
+            }
+            ServiceError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal failure");
+                ApiError::new(
+                    500,
+                    "internal",
+                    "Something went wrong on our side. Nothing was changed.",
+                )
+            }
+        }
+    }
+}
+
+/// A JSON answer that no cache keeps.
+pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_string(body)
+        .unwrap_or_else(|_| r#"{"detail":"Something went wrong on our side.","code":"internal"}"#.to_owned());
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(Body::Text(bytes))
+        .expect("status and static headers are valid")
+}
+
+pub fn no_content() -> Response<Body> {
+    Response::builder()
+        .status(204)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(Body::Empty)
+        .expect("static response is valid")
+}
+
+/// The caller's user id: the `sub` claim the JWT authorizer verified. Nothing
+/// in path, query or body is ever trusted for this.
+pub fn caller(req: &Request) -> Result<String, ApiError> {
+    let sub = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|jwt| jwt.claims.get("sub")),
+        _ => None,
+    };
+    match sub {
+        Some(sub) if valid_user_id(sub) => Ok(sub.clone()),
+        _ => Err(ApiError::unauthenticated()),
+    }
+}
+
+/// Ids we key storage on: non-empty, bounded, printable.
+pub fn valid_user_id(sub: &str) -> bool {
+    !sub.is_empty() && sub.len() <= 256 && !sub.chars().any(char::is_control)
+}
+
+/// The `{provider}` of the route: path parameter, else read off the raw path.
+pub fn path_provider(req: &Request) -> Result<&'static ProviderSpec, ApiError> {
+    let from_params = req
+        .path_parameters_ref()
+        .and_then(|p| p.first("provider"))
+        .map(str::to_owned);
+    let given = from_params.or_else(|| {
+        let path = req.raw_http_path();
+        let path = if path.is_empty() { req.uri().path() } else { path };
+        let mut segments = path.split('/').skip_while(|s| *s != "credentials");
+        segments.next()?;
+        segments.next().filter(|s| !s.is_empty()).map(str::to_owned)
+    });
+    let given = given.unwrap_or_default();
+    provider::find(&given).ok_or_else(|| ApiError::unknown_provider(404, &given))
+}
+
+/// The body as bytes in a buffer wiped on drop, refused above 64 KiB.
+pub fn body_bytes(req: Request) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let bytes = match req.into_body() {
+        Body::Empty => Vec::new(),
+        Body::Text(text) => text.into_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => Vec::new(),
+    };
+    let bytes = Zeroizing::new(bytes);
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large());
+    }
+    Ok(bytes)
+}
+
+/// Refuses an oversized body without reading it further.
+pub fn check_body_size(req: &Request) -> Result<(), ApiError> {
+    let len = match req.body() {
+        Body::Text(text) => text.len(),
+        Body::Binary(bytes) => bytes.len(),
+        _ => 0,
+    };
+    if len > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large());
+    }
+    Ok(())
+}
+
+/// A JSON object body. Errors never quote the body back.
+pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request("Request body must be a JSON object."));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid_request("Request body must be a JSON object.")),
+        Err(_) => Err(ApiError::invalid_request("Request body is not valid JSON.")),
+    }
+}
+
+/// Takes a required string field out of a body object. The string is wiped on drop.
+pub fn take_string(body: &mut Map<String, Value>, field: &str) -> Result<Zeroizing<String>, ApiError> {
+    match body.remove(field) {
+        Some(Value::String(s)) => Ok(Zeroizing::new(s)),
+        Some(Value::Null) | None => Err(ApiError::invalid_request(format!("Field '{field}' is required."))),
+        Some(_) => Err(ApiError::invalid_request(format!("Field '{field}' must be a string."))),
+    }
+}

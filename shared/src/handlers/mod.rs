@@ -1,0 +1,9 @@
+//! Entry points shared by the Lambda functions and the local server.
+
+pub mod http;
+pub mod rest;
+
+pub use rest::{
+    Route, RouteMatch, check_credential, create_credential, delete_credential, get_credential, list_credentials,
+    list_models, update_credential,
+};

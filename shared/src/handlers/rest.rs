@@ -1,0 +1,299 @@
+//! One async function per REST route of API.md. Each takes the app state and
+//! the `lambda_http::Request` API Gateway delivers (or the local server
+//! builds), and always answers: errors become the JSON error shape.
+
+use std::future::Future;
+use std::time::Instant;
+
+use lambda_http::ext::RequestExt;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, Response};
+
+use super::http::{
+    ApiError, body_bytes, caller, check_body_size, json_object, json_response, no_content, path_provider, take_string,
+};
+use crate::AppState;
+use crate::domain::provider;
+use crate::domain::{ApiKey, ProviderSpec};
+
+/// `GET /api/v1/credentials/`
+pub async fn list_credentials(state: &AppState, req: Request) -> Response<Body> {
+    respond("credentials-list", req, |user, _req| async move {
+        let views = state.credentials.list(&user).await?;
+        Ok(json_response(200, &views))
+    })
+    .await
+}
+
+/// `POST /api/v1/credentials/` with `{"provider": .., "api_key": ..}`
+pub async fn create_credential(state: &AppState, req: Request) -> Response<Body> {
+    respond("credentials-create", req, |user, req| async move {
+        let bytes = body_bytes(req)?;
+        let mut body = json_object(&bytes)?;
+        let provider_id = take_string(&mut body, "provider")?;
+        let provider = provider::find(&provider_id).ok_or_else(|| ApiError::unknown_provider(400, &provider_id))?;
+        let key = api_key_field(&mut body)?;
+        let view = state.credentials.create(&user, provider, key).await?;
+        Ok(json_response(201, &view))
+    })
+    .await
+}
+
+/// `GET /api/v1/credentials/{provider}/`
+pub async fn get_credential(state: &AppState, req: Request) -> Response<Body> {
+    respond("credentials-get", req, |user, req| async move {
+        let provider = path_provider(&req)?;
+        let view = state.credentials.get(&user, provider).await?;
+        Ok(json_response(200, &view))
+    })
+    .await
+}
+
+/// `PUT /api/v1/credentials/{provider}/` with `{"api_key": ..}`
+pub async fn update_credential(state: &AppState, req: Request) -> Response<Body> {
+    respond("credentials-update", req, |user, req| async move {
+        let provider = path_provider(&req)?;
+        let bytes = body_bytes(req)?;
+        let mut body = json_object(&bytes)?;
+        refuse_other_provider(&mut body, provider)?;
+        let key = api_key_field(&mut body)?;
+        let view = state.credentials.update(&user, provider, key).await?;
+        Ok(json_response(200, &view))
+    })
+    .await
+}
+
+/// `DELETE /api/v1/credentials/{provider}/`
+pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body> {
+    respond("credentials-delete", req, |user, req| async move {
+        let provider = path_provider(&req)?;
+        state.credentials.delete(&user, provider).await?;
+        Ok(no_content())
+    })
+    .await
+}
+
+/// `POST /api/v1/credentials/{provider}/check/` (no body)
+pub async fn check_credential(state: &AppState, req: Request) -> Response<Body> {
+    respond("credentials-check", req, |user, req| async move {
+        let provider = path_provider(&req)?;
+        let view = state.credentials.check(&user, provider).await?;
+        Ok(json_response(200, &view))
+    })
+    .await
+}
+
+/// `GET /api/v1/credentials/{provider}/models/`
+pub async fn list_models(state: &AppState, req: Request) -> Response<Body> {
+    respond("models-list", req, |user, req| async move {
+        let provider = path_provider(&req)?;
+        let models = state.credentials.models(&user, provider).await?;
+        Ok(json_response(200, &models))
+    })
+    .await
+}
+
+fn api_key_field(body: &mut serde_json::Map<String, serde_json::Value>) -> Result<ApiKey, ApiError> {
+    let raw = take_string(body, "api_key")?;
+    ApiKey::parse(&raw).map_err(|e| ApiError::invalid_request(e.to_string()))
+}
+
+/// PUT names its provider in the path; a body naming another is a mistake.
+fn refuse_other_provider(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+    provider: &ProviderSpec,
+) -> Result<(), ApiError> {
+    match body.remove("provider") {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::String(s)) if s == provider.id => Ok(()),
+        Some(_) => Err(ApiError::invalid_request(
+            "Field 'provider' must match the provider in the path, or be left out.",
+        )),
+    }
+}
+
+/// Authenticates, bounds the body, runs `work`, turns errors into their JSON
+/// answer and logs one line per request (never a body, key or token).
+async fn respond<F, Fut>(route: &'static str, req: Request, work: F) -> Response<Body>
+where
+    F: FnOnce(String, Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    let started = Instant::now();
+    let request_id = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+        _ => None,
+    };
+    let result = match caller(&req).and_then(|user| check_body_size(&req).map(|()| user)) {
+        Ok(user) => work(user, req).await,
+        Err(e) => Err(e),
+    };
+    let (response, code) = match result {
+        Ok(response) => (response, None),
+        Err(e) => {
+            let code = e.code;
+            (e.into_response(), Some(code))
+        }
+    };
+    tracing::info!(
+        route,
+        request_id,
+        status = response.status().as_u16(),
+        code,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request handled"
+    );
+    response
+}
+
+/// The REST routes, for servers that route by themselves (the local server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    ListCredentials,
+    CreateCredential,
+    GetCredential,
+    UpdateCredential,
+    DeleteCredential,
+    CheckCredential,
+    ListModels,
+}
+
+/// What a method and path resolve to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// The route, its API Gateway route key, and the `{provider}` path parameter.
+    Found {
+        route: Route,
+        route_key: &'static str,
+        provider: Option<String>,
+    },
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl Route {
+    /// Dispatches to the route's handler.
+    pub async fn handle(self, state: &AppState, req: Request) -> Response<Body> {
+        match self {
+            Route::ListCredentials => list_credentials(state, req).await,
+            Route::CreateCredential => create_credential(state, req).await,
+            Route::GetCredential => get_credential(state, req).await,
+            Route::UpdateCredential => update_credential(state, req).await,
+            Route::DeleteCredential => delete_credential(state, req).await,
+            Route::CheckCredential => check_credential(state, req).await,
+            Route::ListModels => list_models(state, req).await,
+        }
+    }
+
+    /// Resolves a request path the way the HTTP API's routes do: with or
+    /// without the trailing slash.
+    pub fn resolve(method: &http::Method, path: &str) -> RouteMatch {
+        let Some(rest) = path.strip_prefix("/api/v1/credentials") else {
+            return RouteMatch::NotFound;
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let segments: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else if let Some(inner) = rest.strip_prefix('/') {
+            inner.split('/').collect()
+        } else {
+            return RouteMatch::NotFound;
+        };
+        if segments.iter().any(|s| s.is_empty()) {
+            return RouteMatch::NotFound;
+        }
+        use http::Method as M;
+        let (candidates, provider): (&[(M, Route, &'static str)], Option<&str>) = match segments.as_slice() {
+            [] => (
+                &[
+                    (M::GET, Route::ListCredentials, "GET /api/v1/credentials"),
+                    (M::POST, Route::CreateCredential, "POST /api/v1/credentials"),
+                ],
+                None,
+            ),
+            [p] => (
+                &[
+                    (M::GET, Route::GetCredential, "GET /api/v1/credentials/{provider}"),
+                    (M::PUT, Route::UpdateCredential, "PUT /api/v1/credentials/{provider}"),
+                    (
+                        M::DELETE,
+                        Route::DeleteCredential,
+                        "DELETE /api/v1/credentials/{provider}",
+                    ),
+                ],
+                Some(p),
+            ),
+            [p, "check"] => (
+                &[(
+                    M::POST,
+                    Route::CheckCredential,
+                    "POST /api/v1/credentials/{provider}/check",
+                )],
+                Some(p),
+            ),
+            [p, "models"] => (
+                &[(M::GET, Route::ListModels, "GET /api/v1/credentials/{provider}/models")],
+                Some(p),
+            ),
+            _ => return RouteMatch::NotFound,
+        };
+        match candidates.iter().find(|(m, _, _)| m == method) {
+            Some((_, route, route_key)) => RouteMatch::Found {
+                route: *route,
+                route_key,
+                provider: provider.map(str::to_owned),
+            },
+            None => RouteMatch::MethodNotAllowed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn routes_resolve_with_and_without_trailing_slash() {
+        for path in ["/api/v1/credentials", "/api/v1/credentials/"] {
+            assert!(matches!(
+                Route::resolve(&Method::GET, path),
+                RouteMatch::Found {
+                    route: Route::ListCredentials,
+                    provider: None,
+                    ..
+                }
+            ));
+        }
+        for path in ["/api/v1/credentials/groq/check", "/api/v1/credentials/groq/check/"] {
+            assert_eq!(
+                Route::resolve(&Method::POST, path),
+                RouteMatch::Found {
+                    route: Route::CheckCredential,
+                    route_key: "POST /api/v1/credentials/{provider}/check",
+                    provider: Some("groq".into())
+                }
+            );
+        }
+        assert_eq!(
+            Route::resolve(&Method::PATCH, "/api/v1/credentials/groq"),
+            RouteMatch::MethodNotAllowed
+        );
+        assert_eq!(
+            Route::resolve(&Method::GET, "/api/v1/credentialsX"),
+            RouteMatch::NotFound
+        );
+        assert_eq!(
+            Route::resolve(&Method::GET, "/api/v1/credentials//models"),
+            RouteMatch::NotFound
+        );
+        assert_eq!(
+            Route::resolve(&Method::GET, "/api/v1/credentials/groq/other"),
+            RouteMatch::NotFound
+        );
+        assert_eq!(
+            Route::resolve(&Method::GET, "/api/v2/credentials"),
+            RouteMatch::NotFound
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Ports: what the service needs from the outside world. Adapters implement
+//! them for AWS (DynamoDB, KMS, API Gateway) and for one machine (SQLite, a
+//! local master key, the local server's `@connections` endpoint).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use zeroize::Zeroizing;
+
+use crate::domain::{ApiKey, CheckOutcome, CheckState, ModelInfo, ModelList, ProviderSpec, StoredCredential};
+
+/// Storage failures, in the terms the API answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The item the write expected is not there (update, check, delete).
+    #[error("not found")]
+    NotFound,
+    /// The write lost a race: the item exists (create) or changed (check).
+    #[error("conflict")]
+    Conflict,
+    /// Throttled, unreachable, timed out: safe to retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corrupt item, misconfiguration).
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+/// How a write treats the stored model list.
+#[derive(Debug, Clone, Copy)]
+pub enum ModelsUpdate<'a> {
+    /// Leave the stored list (and `models_count`) as they are.
+    Keep,
+    /// Replace the whole list in the same atomic step as the credential.
+    Replace(&'a [ModelInfo]),
+}
+
+/// A live WebSocket connection of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub user_id: String,
+    pub connection_id: String,
+    pub connected_at: DateTime<Utc>,
+    /// After this the store may forget the connection by itself (DynamoDB TTL).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Credentials, their model lists and WebSocket connections, always scoped to one user.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// The user's credential for a provider (strongly consistent).
+    async fn get(&self, user_id: &str, provider: &str) -> Result<Option<StoredCredential>, StoreError>;
+
+    /// All of the user's credentials, in any order.
+    async fn list(&self, user_id: &str) -> Result<Vec<StoredCredential>, StoreError>;
+
+    /// Stores a new credential with its model list in one atomic step.
+    /// `Conflict` when the user already has one for the provider.
+    async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError>;
+
+    /// Replaces key, hint, status and model list of an existing credential in
+    /// one atomic step, keeping `created_at`. `NotFound` when there is none.
+    async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError>;
+
+    /// Records the result of checking the key with `revision`. `NotFound` when
+    /// the credential is gone, `Conflict` when its key was replaced meanwhile.
+    async fn record_check(
+        &self,
+        user_id: &str,
+        provider: &str,
+        revision: &str,
+        check: &CheckState,
+        models: ModelsUpdate<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the credential and its models together. `NotFound` when there is none.
+    async fn delete(&self, user_id: &str, provider: &str) -> Result<(), StoreError>;
+
+    /// The stored model list, if any.
+    async fn models(&self, user_id: &str, provider: &str) -> Result<Option<ModelList>, StoreError>;
+
+    async fn save_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+
+    /// Forgets a connection; forgetting an unknown one is not an error.
+    async fn remove_connection(&self, user_id: &str, connection_id: &str) -> Result<(), StoreError>;
+
+    /// Ids of the user's connections that have not expired.
+    async fn connections(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// Binds a sealed key to its owner and provider: the AES-GCM associated data
+/// and the KMS encryption context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptionContext {
+    pub user_id: String,
+    pub provider: String,
+}
+
+impl EncryptionContext {
+    pub const APP: &'static str = "mailmind";
+
+    pub fn new(user_id: &str, provider: &str) -> EncryptionContext {
+        EncryptionContext {
+            user_id: user_id.to_owned(),
+            provider: provider.to_owned(),
+        }
+    }
+
+    /// The context as key/value pairs, sorted by key (KMS `EncryptionContext`).
+    pub fn pairs(&self) -> [(&'static str, &str); 3] {
+        [
+            ("app", Self::APP),
+            ("provider", &self.provider),
+            ("user", &self.user_id),
+        ]
+    }
+
+    /// Canonical bytes for AES-GCM associated data: `{"app":..,"provider":..,"user":..}`.
+    /// Written out by hand in a fixed order (not via a JSON map, whose key order
+    /// depends on serde_json features): stored ciphertexts depend on these bytes.
+    pub fn to_aad(&self) -> Vec<u8> {
+        let quoted = |s: &str| serde_json::to_string(s).expect("a string always serializes");
+        format!(
+            "{{\"app\":{},\"provider\":{},\"user\":{}}}",
+            quoted(Self::APP),
+            quoted(&self.provider),
+            quoted(&self.user_id)
+        )
+        .into_bytes()
+    }
+}
+
+/// A 256-bit data key: plaintext for one seal or open, and its wrapped form.
+pub struct DataKey {
+    pub plaintext: Zeroizing<[u8; 32]>,
+    pub wrapped: Vec<u8>,
+    pub key_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// Throttled or unreachable: safe to retry.
+    #[error("key service unavailable: {0}")]
+    Unavailable(String),
+    /// The ciphertext does not open under this context (tampered, moved to
+    /// another user, wrong key): fail closed.
+    #[error("sealed key does not open")]
+    Rejected,
+    /// Access denied, misconfiguration, anything else.
+    #[error("key service failure: {0}")]
+    Internal(String),
+}
+
+/// Wraps and unwraps data keys under a master key (KMS, or a local key file).
+#[async_trait]
+pub trait Keyring: Send + Sync {
+    /// A fresh data key for one write, wrapped under `context`.
+    async fn generate_data_key(&self, context: &EncryptionContext) -> Result<DataKey, KeyringError>;
+
+    /// Unwraps a data key; fails with `Rejected` unless `context` is the one it was wrapped under.
+    async fn decrypt_data_key(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyringError>;
+}
+
+/// Asks a provider whether a key works and which models it unlocks.
+#[async_trait]
+pub trait ProviderClient: Send + Sync {
+    /// Never fails: every failure is a classified [`CheckOutcome::Failed`].
+    async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome;
+}
+
+/// The connections a user had when a validation started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audience {
+    pub user_id: String,
+    pub connection_ids: Vec<String>,
+}
+
+/// Pushes messages to a user's live WebSocket connections.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Looks up where to push; a failed lookup is logged and yields nobody.
+    async fn audience(&self, user_id: &str) -> Audience;
+
+    /// Posts `message` to every connection of `audience`, concurrently and
+    /// within a short bound. Connections that are gone are forgotten and dropped
+    /// from `audience`. Never fails.
+    async fn push(&self, audience: &mut Audience, message: &str);
+}

@@ -1,0 +1,298 @@
+//! The credential service: every behaviour of the REST API, written once over
+//! the ports, and used alike by the Lambda functions and the local server.
+//!
+//! A validation (create, update, check) runs: seal the key (so a key service
+//! outage fails before anything is announced) → push `checking` while asking
+//! the provider → store key, status and models in one atomic write → push the
+//! final status. Any failure leaves the stored state as it was.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::domain::provider::PROVIDERS;
+use crate::domain::{
+    ApiKey, CheckOutcome, CheckState, CredentialView, ModelView, ProviderSpec, StatusEvent, StoredCredential,
+};
+use crate::envelope;
+use crate::ports::{
+    Audience, CredentialStore, EncryptionContext, Keyring, KeyringError, ModelsUpdate, Notifier, ProviderClient,
+    StoreError,
+};
+
+/// Failures, in the terms of the API's error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("A {} API key is already set. Use PUT to replace it.", .0.display_name)]
+    CredentialExists(&'static ProviderSpec),
+    #[error("No {} API key is set.", .0.display_name)]
+    CredentialNotFound(&'static ProviderSpec),
+    #[error("{} rejected this API key: it is not valid. Nothing was stored.", .0.display_name)]
+    KeyRejected(&'static ProviderSpec),
+    /// Storage or key service failed in a way that is safe to retry.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<KeyringError> for ServiceError {
+    fn from(e: KeyringError) -> Self {
+        match e {
+            KeyringError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub struct CredentialService {
+    store: Arc<dyn CredentialStore>,
+    keyring: Arc<dyn Keyring>,
+    providers: Arc<dyn ProviderClient>,
+    notifier: Arc<dyn Notifier>,
+}
+
+impl CredentialService {
+    pub fn new(
+        store: Arc<dyn CredentialStore>,
+        keyring: Arc<dyn Keyring>,
+        providers: Arc<dyn ProviderClient>,
+        notifier: Arc<dyn Notifier>,
+    ) -> CredentialService {
+        CredentialService {
+            store,
+            keyring,
+            providers,
+            notifier,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn CredentialStore> {
+        &self.store
+    }
+
+    /// One entry per supported provider, sorted by id.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<CredentialView>, ServiceError> {
+        let stored = self.store.list(user_id).await?;
+        Ok(PROVIDERS
+            .iter()
+            .map(|p| match stored.iter().find(|c| c.provider == p.id) {
+                Some(c) => CredentialView::of(p, c),
+                None => CredentialView::not_set(p),
+            })
+            .collect())
+    }
+
+    pub async fn get(&self, user_id: &str, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
+        match self.store.get(user_id, provider.id).await? {
+            Some(c) => Ok(CredentialView::of(provider, &c)),
+            None => Err(ServiceError::CredentialNotFound(provider)),
+        }
+    }
+
+    pub async fn create(
+        &self,
+        user_id: &str,
+        provider: &'static ProviderSpec,
+        key: ApiKey,
+    ) -> Result<CredentialView, ServiceError> {
+        // Not a guard (the insert's condition is): it answers a duplicate at
+        // once, without a provider call or a stray `checking` message.
+        let (existing, audience) = tokio::join!(self.store.get(user_id, provider.id), self.notifier.audience(user_id));
+        if existing?.is_some() {
+            return Err(ServiceError::CredentialExists(provider));
+        }
+        let context = EncryptionContext::new(user_id, provider.id);
+        let sealed = envelope::seal(self.keyring.as_ref(), &context, &key).await?;
+        let (outcome, mut audience) = self.validate(provider, &key, audience).await;
+        let now = Utc::now();
+        let check = CheckState::from_outcome(&outcome, now);
+        let models = match outcome {
+            CheckOutcome::Invalid => {
+                self.announce(&mut audience, provider, &check, 0).await;
+                return Err(ServiceError::KeyRejected(provider));
+            }
+            CheckOutcome::Valid { models } => models,
+            CheckOutcome::Failed { .. } => Vec::new(),
+        };
+        let credential = StoredCredential {
+            user_id: user_id.to_owned(),
+            provider: provider.id.to_owned(),
+            sealed,
+            key_hint: key.hint(provider),
+            check,
+            models_count: models.len() as u32,
+            revision: crate::ids::random_hex(16),
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.insert(&credential, &models).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(ServiceError::CredentialExists(provider)),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            provider = provider.id,
+            status = credential.check.status.as_str(),
+            models = credential.models_count,
+            "credential created"
+        );
+        self.announce(&mut audience, provider, &credential.check, credential.models_count)
+            .await;
+        Ok(CredentialView::of(provider, &credential))
+    }
+
+    pub async fn update(
+        &self,
+        user_id: &str,
+        provider: &'static ProviderSpec,
+        key: ApiKey,
+    ) -> Result<CredentialView, ServiceError> {
+        // PUT never creates: say so before calling the provider.
+        let (existing, audience) = tokio::join!(self.store.get(user_id, provider.id), self.notifier.audience(user_id));
+        let Some(existing) = existing? else {
+            return Err(ServiceError::CredentialNotFound(provider));
+        };
+        let context = EncryptionContext::new(user_id, provider.id);
+        let sealed = envelope::seal(self.keyring.as_ref(), &context, &key).await?;
+        let (outcome, mut audience) = self.validate(provider, &key, audience).await;
+        let now = Utc::now();
+        let check = CheckState::from_outcome(&outcome, now);
+        let models = match outcome {
+            CheckOutcome::Invalid => {
+                // The old key stays exactly as it was.
+                self.announce(&mut audience, provider, &check, 0).await;
+                return Err(ServiceError::KeyRejected(provider));
+            }
+            CheckOutcome::Valid { models } => models,
+            // The old key's models say nothing about the new key.
+            CheckOutcome::Failed { .. } => Vec::new(),
+        };
+        let credential = StoredCredential {
+            sealed,
+            key_hint: key.hint(provider),
+            check,
+            models_count: models.len() as u32,
+            revision: crate::ids::random_hex(16),
+            updated_at: now,
+            ..existing
+        };
+        match self.store.replace(&credential, &models).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(ServiceError::CredentialNotFound(provider)),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            provider = provider.id,
+            status = credential.check.status.as_str(),
+            models = credential.models_count,
+            "credential replaced"
+        );
+        self.announce(&mut audience, provider, &credential.check, credential.models_count)
+            .await;
+        Ok(CredentialView::of(provider, &credential))
+    }
+
+    pub async fn check(&self, user_id: &str, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
+        let (existing, audience) = tokio::join!(self.store.get(user_id, provider.id), self.notifier.audience(user_id));
+        let Some(existing) = existing? else {
+            return Err(ServiceError::CredentialNotFound(provider));
+        };
+        let context = EncryptionContext::new(user_id, provider.id);
+        let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
+            .await
+            .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
+        let (outcome, mut audience) = self.validate(provider, &key, audience).await;
+        drop(key);
+        let now = Utc::now();
+        let check = CheckState::from_outcome(&outcome, now);
+        let (models_update, models_count) = match &outcome {
+            CheckOutcome::Valid { models } => (ModelsUpdate::Replace(models), models.len() as u32),
+            // A rejected key unlocks nothing.
+            CheckOutcome::Invalid => (ModelsUpdate::Replace(&[]), 0),
+            // No verdict: what we knew still stands.
+            CheckOutcome::Failed { .. } => (ModelsUpdate::Keep, existing.models_count),
+        };
+        match self
+            .store
+            .record_check(user_id, provider.id, &existing.revision, &check, models_update)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(ServiceError::CredentialNotFound(provider)),
+            // The key was replaced while we checked the old one: the newer
+            // state wins, and its own validation announces itself.
+            Err(StoreError::Conflict) => return self.get(user_id, provider).await,
+            Err(e) => return Err(e.into()),
+        }
+        let credential = StoredCredential {
+            check,
+            models_count,
+            updated_at: now,
+            ..existing
+        };
+        tracing::info!(
+            provider = provider.id,
+            status = credential.check.status.as_str(),
+            models = models_count,
+            "credential checked"
+        );
+        self.announce(&mut audience, provider, &credential.check, models_count)
+            .await;
+        Ok(CredentialView::of(provider, &credential))
+    }
+
+    pub async fn delete(&self, user_id: &str, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
+        match self.store.delete(user_id, provider.id).await {
+            Ok(()) => {
+                tracing::info!(provider = provider.id, "credential deleted");
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(ServiceError::CredentialNotFound(provider)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The stored model list, sorted by id; empty when nothing was discovered.
+    pub async fn models(&self, user_id: &str, provider: &'static ProviderSpec) -> Result<Vec<ModelView>, ServiceError> {
+        Ok(match self.store.models(user_id, provider.id).await? {
+            Some(list) => ModelView::list(provider.id, list),
+            None => Vec::new(),
+        })
+    }
+
+    /// Asks the provider, announcing `checking` to the user's sockets meanwhile.
+    async fn validate(
+        &self,
+        provider: &'static ProviderSpec,
+        key: &ApiKey,
+        mut audience: Audience,
+    ) -> (CheckOutcome, Audience) {
+        let checking = StatusEvent::checking(provider).to_message();
+        let ((), outcome) = tokio::join!(
+            self.notifier.push(&mut audience, &checking),
+            self.providers.check(provider, key)
+        );
+        (outcome, audience)
+    }
+
+    async fn announce(
+        &self,
+        audience: &mut Audience,
+        provider: &'static ProviderSpec,
+        check: &CheckState,
+        models_count: u32,
+    ) {
+        let message = StatusEvent::finished(provider, check, models_count).to_message();
+        self.notifier.push(audience, &message).await;
+    }
+}

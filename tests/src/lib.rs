@@ -1,0 +1,29 @@
+//! Test harness shared by the integration and end-to-end tests: the real
+//! local server as a process, fake providers, and the store and keyring
+//! contract suites every adapter must pass.
+
+pub mod fake_providers;
+pub mod keyring_contract;
+pub mod local_server;
+pub mod store_contract;
+
+use std::path::PathBuf;
+
+/// A binary of this workspace, built by `cargo build --workspace --bins`
+/// (the README's test command does that first).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable inside target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace --bins), \
+         or run the README's test command",
+        path.display()
+    );
+    path
+}

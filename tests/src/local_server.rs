@@ -1,0 +1,166 @@
+//! Runs the real `mailmind-local` binary on a random port, as a user would,
+//! and keeps everything it prints (for the "no key in the logs" checks).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailmind::auth::Hs256Verifier;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::workspace_binary;
+
+/// The HS256 secret the test servers run with.
+pub const TEST_JWT_SECRET: &str = "e2e-test-secret-not-the-default";
+
+pub struct LocalServer {
+    child: Option<Child>,
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    output: Arc<Mutex<String>>,
+    verifier: Hs256Verifier,
+    http: reqwest::Client,
+}
+
+/// An answer from the server: status, headers and the body as text and JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl LocalServer {
+    /// Starts `mailmind-local --port 0 --data-dir <data_dir>` with extra environment.
+    pub async fn start(data_dir: &Path, env: &[(String, String)]) -> LocalServer {
+        let mut server = LocalServer {
+            child: None,
+            base_url: String::new(),
+            data_dir: data_dir.to_owned(),
+            env: env.to_vec(),
+            output: Arc::new(Mutex::new(String::new())),
+            verifier: Hs256Verifier::new(TEST_JWT_SECRET.as_bytes()),
+            http: reqwest::Client::new(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let mut command = Command::new(workspace_binary("mailmind-local"));
+        command
+            .args(["--port", "0", "--data-dir"])
+            .arg(&self.data_dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LOCAL_JWT_SECRET", TEST_JWT_SECRET)
+            .env("PROVIDER_TIMEOUT_MS", "2000")
+            .env("MAILMIND_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("mailmind-local starts");
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+        collect(
+            child.stdout.take().expect("stdout piped"),
+            Arc::clone(&self.output),
+            Some(url_tx),
+        );
+        collect(
+            child.stderr.take().expect("stderr piped"),
+            Arc::clone(&self.output),
+            None,
+        );
+        let url = tokio::time::timeout(Duration::from_secs(20), url_rx)
+            .await
+            .unwrap_or_else(|_| panic!("mailmind-local did not start: {}", self.logs()))
+            .unwrap_or_else(|_| panic!("mailmind-local exited: {}", self.logs()));
+        self.base_url = url;
+        self.child = Some(child);
+    }
+
+    /// Stops the server with SIGTERM (a clean shutdown) and waits for it.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let pid = child.id().expect("running child has a pid");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("server stops within 10 s of SIGTERM")
+            .expect("wait for server")
+    }
+
+    /// Stops and starts again on the same data directory (new port).
+    pub async fn restart(&mut self) {
+        let status = self.stop().await;
+        assert!(status.success(), "clean shutdown, got {status}");
+        self.spawn().await;
+    }
+
+    /// Everything the server printed so far (banner and JSON logs).
+    pub fn logs(&self) -> String {
+        self.output.lock().expect("log buffer").clone()
+    }
+
+    /// A valid bearer token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        self.verifier.issue(user, 3600)
+    }
+
+    /// A request with an optional bearer token and raw body.
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_owned());
+        }
+        let response = request.send().await.expect("server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// `call` as `user`.
+    pub async fn call_as(&self, user: &str, method: &str, path: &str, body: Option<&str>) -> Answer {
+        self.call(method, path, Some(&self.token(user)), body).await
+    }
+}
+
+/// Copies a child's output into `sink`; reports the URL from the banner line.
+fn collect(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    mut url_tx: Option<tokio::sync::oneshot::Sender<String>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix("MailMind credential service listening on ")
+                && let Some(tx) = url_tx.take()
+            {
+                let _ = tx.send(rest.trim().to_owned());
+            }
+            let mut out = sink.lock().expect("log buffer");
+            out.push_str(&line);
+            out.push('\n');
+        }
+    });
+}

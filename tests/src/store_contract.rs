@@ -1,0 +1,405 @@
+//! The `CredentialStore` contract, one async fn per rule. Every store adapter
+//! runs the whole suite through [`store_contract_tests!`](crate::store_contract_tests).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use mailmind::domain::{CheckState, CredentialStatus, ErrorReason, ModelInfo, SealedKey, StoredCredential};
+use mailmind::ports::{Connection, CredentialStore, ModelsUpdate, StoreError};
+
+/// A fixed instant with whole milliseconds, so values survive any store's rounding.
+pub fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_795_000_000 + secs, 0).single().expect("valid time")
+}
+
+pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredential {
+    StoredCredential {
+        user_id: user.to_owned(),
+        provider: provider.to_owned(),
+        sealed: SealedKey {
+            format_version: 1,
+            key_id: "local:0011223344556677".to_owned(),
+            wrapped_data_key: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+            nonce: vec![9; 12],
+            ciphertext: format!("ciphertext-of-{user}-{provider}-{revision}").into_bytes(),
+        },
+        key_hint: "gsk_…9xQa".to_owned(),
+        check: CheckState {
+            status: CredentialStatus::Valid,
+            reason: None,
+            retry_after_secs: None,
+            checked_at: Some(at(1)),
+        },
+        models_count: 2,
+        revision: revision.to_owned(),
+        created_at: at(0),
+        updated_at: at(1),
+    }
+}
+
+pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
+    ids.iter()
+        .map(|id| ModelInfo {
+            model_id: (*id).to_owned(),
+            model_name: format!("{id} (name)"),
+            context_window: Some(131072),
+            max_output_tokens: None,
+            owned_by: Some("Meta".to_owned()),
+        })
+        .collect()
+}
+
+pub async fn insert_then_get_round_trips(store: Arc<dyn CredentialStore>) {
+    let c = credential("user-a", "groq", "r1");
+    store.insert(&c, &models(&["a", "b"])).await.unwrap();
+    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(c));
+    let list = store.models("user-a", "groq").await.unwrap().expect("models stored");
+    assert_eq!(list.models, models(&["a", "b"]));
+    assert_eq!(list.discovered_at, at(1));
+    assert_eq!(store.get("user-a", "google_gemini").await.unwrap(), None);
+    assert_eq!(store.models("user-a", "google_gemini").await.unwrap(), None);
+}
+
+pub async fn error_state_round_trips(store: Arc<dyn CredentialStore>) {
+    let mut c = credential("user-a", "groq", "r1");
+    c.check = CheckState {
+        status: CredentialStatus::Error,
+        reason: Some(ErrorReason::RateLimited),
+        retry_after_secs: Some(58),
+        checked_at: Some(at(5)),
+    };
+    c.models_count = 0;
+    store.insert(&c, &[]).await.unwrap();
+    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(c));
+    assert_eq!(
+        store.models("user-a", "groq").await.unwrap().map(|l| l.models),
+        Some(vec![])
+    );
+}
+
+pub async fn second_insert_conflicts_and_changes_nothing(store: Arc<dyn CredentialStore>) {
+    let first = credential("user-a", "groq", "r1");
+    store.insert(&first, &models(&["a"])).await.unwrap();
+    let second = credential("user-a", "groq", "r2");
+    assert!(matches!(
+        store.insert(&second, &models(&["z"])).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(first));
+    assert_eq!(
+        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        models(&["a"])
+    );
+}
+
+pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<dyn CredentialStore>) {
+    let attempts = (0..8).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let c = credential("user-a", "groq", &format!("r{i}"));
+            store.insert(&c, &models(&[&format!("m{i}")])).await
+        })
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let wins = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(StoreError::Conflict))))
+        .count();
+    assert_eq!((wins, conflicts), (1, 7), "{results:?}");
+    // The winner's models are the ones stored.
+    let stored = store.get("user-a", "groq").await.unwrap().unwrap();
+    let winner = stored.revision.trim_start_matches('r').to_owned();
+    assert_eq!(
+        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        models(&[&format!("m{winner}")])
+    );
+}
+
+pub async fn replace_needs_an_existing_credential(store: Arc<dyn CredentialStore>) {
+    let c = credential("user-a", "groq", "r1");
+    assert!(matches!(
+        store.replace(&c, &models(&["a"])).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get("user-a", "groq").await.unwrap(), None);
+    assert_eq!(store.models("user-a", "groq").await.unwrap(), None);
+}
+
+pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc<dyn CredentialStore>) {
+    let original = credential("user-a", "groq", "r1");
+    store.insert(&original, &models(&["a", "b"])).await.unwrap();
+    let mut newer = credential("user-a", "groq", "r2");
+    newer.created_at = at(100); // must be ignored
+    newer.updated_at = at(200);
+    newer.key_hint = "gsk_…NEW1".to_owned();
+    newer.check.checked_at = Some(at(200));
+    newer.models_count = 1;
+    store.replace(&newer, &models(&["c"])).await.unwrap();
+    let stored = store.get("user-a", "groq").await.unwrap().unwrap();
+    assert_eq!(stored.created_at, original.created_at);
+    assert_eq!(stored.revision, "r2");
+    assert_eq!(stored.sealed, newer.sealed);
+    assert_eq!(stored.key_hint, "gsk_…NEW1");
+    assert_eq!(stored.updated_at, at(200));
+    assert_eq!(stored.models_count, 1);
+    let list = store.models("user-a", "groq").await.unwrap().unwrap();
+    assert_eq!(list.models, models(&["c"]));
+    assert_eq!(list.discovered_at, at(200));
+}
+
+pub async fn record_check_updates_status_and_models(store: Arc<dyn CredentialStore>) {
+    store
+        .insert(&credential("user-a", "groq", "r1"), &models(&["a", "b"]))
+        .await
+        .unwrap();
+    let rate_limited = CheckState {
+        status: CredentialStatus::Error,
+        reason: Some(ErrorReason::RateLimited),
+        retry_after_secs: Some(7),
+        checked_at: Some(at(50)),
+    };
+    store
+        .record_check("user-a", "groq", "r1", &rate_limited, ModelsUpdate::Keep)
+        .await
+        .unwrap();
+    let stored = store.get("user-a", "groq").await.unwrap().unwrap();
+    assert_eq!(stored.check, rate_limited);
+    assert_eq!(stored.models_count, 2, "Keep leaves the count");
+    assert_eq!(stored.updated_at, at(50));
+    assert_eq!(
+        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        models(&["a", "b"])
+    );
+
+    let valid = CheckState {
+        status: CredentialStatus::Valid,
+        reason: None,
+        retry_after_secs: None,
+        checked_at: Some(at(60)),
+    };
+    let three = models(&["x", "y", "z"]);
+    store
+        .record_check("user-a", "groq", "r1", &valid, ModelsUpdate::Replace(&three))
+        .await
+        .unwrap();
+    let stored = store.get("user-a", "groq").await.unwrap().unwrap();
+    assert_eq!(stored.check, valid);
+    assert_eq!(stored.models_count, 3);
+    let list = store.models("user-a", "groq").await.unwrap().unwrap();
+    assert_eq!(list.models, three);
+    assert_eq!(list.discovered_at, at(60));
+}
+
+pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<dyn CredentialStore>) {
+    let check = CheckState {
+        status: CredentialStatus::Invalid,
+        reason: None,
+        retry_after_secs: None,
+        checked_at: Some(at(9)),
+    };
+    assert!(matches!(
+        store
+            .record_check("user-a", "groq", "r1", &check, ModelsUpdate::Replace(&[]))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let original = credential("user-a", "groq", "r2");
+    store.insert(&original, &models(&["a"])).await.unwrap();
+    assert!(matches!(
+        store
+            .record_check("user-a", "groq", "r1", &check, ModelsUpdate::Replace(&[]))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(original));
+    assert_eq!(
+        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        models(&["a"])
+    );
+}
+
+pub async fn delete_removes_credential_and_models(store: Arc<dyn CredentialStore>) {
+    assert!(matches!(
+        store.delete("user-a", "groq").await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .insert(&credential("user-a", "groq", "r1"), &models(&["a"]))
+        .await
+        .unwrap();
+    store
+        .insert(&credential("user-a", "google_gemini", "r1"), &models(&["g"]))
+        .await
+        .unwrap();
+    store.delete("user-a", "groq").await.unwrap();
+    assert_eq!(store.get("user-a", "groq").await.unwrap(), None);
+    assert_eq!(store.models("user-a", "groq").await.unwrap(), None);
+    assert!(matches!(
+        store.delete("user-a", "groq").await,
+        Err(StoreError::NotFound)
+    ));
+    // The other provider is untouched.
+    assert!(store.get("user-a", "google_gemini").await.unwrap().is_some());
+    assert!(store.models("user-a", "google_gemini").await.unwrap().is_some());
+    // A deleted credential can be created again.
+    store.insert(&credential("user-a", "groq", "r9"), &[]).await.unwrap();
+}
+
+pub async fn users_never_see_each_other(store: Arc<dyn CredentialStore>) {
+    let a = credential("user-a", "groq", "r1");
+    store.insert(&a, &models(&["a"])).await.unwrap();
+    assert_eq!(store.get("user-b", "groq").await.unwrap(), None);
+    assert!(store.list("user-b").await.unwrap().is_empty());
+    assert_eq!(store.models("user-b", "groq").await.unwrap(), None);
+    assert!(matches!(
+        store.delete("user-b", "groq").await,
+        Err(StoreError::NotFound)
+    ));
+    let b_version = credential("user-b", "groq", "r1");
+    assert!(matches!(
+        store.replace(&b_version, &[]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .record_check("user-b", "groq", "r1", &a.check, ModelsUpdate::Replace(&[]))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // B may have its own credential for the same provider.
+    store.insert(&b_version, &models(&["b"])).await.unwrap();
+    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(a));
+    assert_eq!(
+        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        models(&["a"])
+    );
+    assert_eq!(store.list("user-a").await.unwrap().len(), 1);
+    // Ids that merely share a prefix are different users.
+    assert!(store.list("user").await.unwrap().is_empty());
+    assert!(store.list("user-a-2").await.unwrap().is_empty());
+}
+
+pub async fn list_returns_all_of_a_users_credentials(store: Arc<dyn CredentialStore>) {
+    assert!(store.list("user-a").await.unwrap().is_empty());
+    for provider in ["groq", "google_gemini"] {
+        store
+            .insert(&credential("user-a", provider, "r1"), &models(&["m"]))
+            .await
+            .unwrap();
+    }
+    let mut providers: Vec<String> = store
+        .list("user-a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.provider)
+        .collect();
+    providers.sort();
+    assert_eq!(providers, ["google_gemini", "groq"]);
+}
+
+pub async fn readers_never_see_a_half_written_model_list(store: Arc<dyn CredentialStore>) {
+    let small = models(&["a", "b"]);
+    let ids: Vec<String> = (0..60).map(|i| format!("model-{i:03}")).collect();
+    let large = models(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    store.insert(&credential("user-a", "groq", "r1"), &small).await.unwrap();
+    let writer = {
+        let (store, small, large) = (Arc::clone(&store), small.clone(), large.clone());
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let list = if i % 2 == 0 { &large } else { &small };
+                let check = CheckState {
+                    status: CredentialStatus::Valid,
+                    reason: None,
+                    retry_after_secs: None,
+                    checked_at: Some(at(10 + i)),
+                };
+                store
+                    .record_check("user-a", "groq", "r1", &check, ModelsUpdate::Replace(list))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let (credential, list) = tokio::join!(store.get("user-a", "groq"), store.models("user-a", "groq"));
+        let list = list.unwrap().unwrap().models;
+        assert!(list == small || list == large, "a mixed list of {} models", list.len());
+        assert!(credential.unwrap().is_some());
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(reads > 0);
+}
+
+pub async fn connections_are_per_user_and_expire(store: Arc<dyn CredentialStore>) {
+    let now = Utc::now();
+    let connection = |user: &str, id: &str, expires_in: Duration| Connection {
+        user_id: user.to_owned(),
+        connection_id: id.to_owned(),
+        connected_at: now,
+        expires_at: now + expires_in,
+    };
+    assert!(store.connections("user-a").await.unwrap().is_empty());
+    store
+        .save_connection(&connection("user-a", "c1", Duration::hours(2)))
+        .await
+        .unwrap();
+    store
+        .save_connection(&connection("user-a", "c2", Duration::hours(2)))
+        .await
+        .unwrap();
+    store
+        .save_connection(&connection("user-b", "c3", Duration::hours(2)))
+        .await
+        .unwrap();
+    store
+        .save_connection(&connection("user-a", "old", Duration::seconds(-5)))
+        .await
+        .unwrap();
+    let mut a = store.connections("user-a").await.unwrap();
+    a.sort();
+    assert_eq!(a, ["c1", "c2"]);
+    assert_eq!(store.connections("user-b").await.unwrap(), ["c3"]);
+    // Another user cannot remove a connection that is not theirs.
+    store.remove_connection("user-b", "c1").await.unwrap();
+    assert_eq!(store.connections("user-a").await.unwrap().len(), 2);
+    store.remove_connection("user-a", "c1").await.unwrap();
+    assert_eq!(store.connections("user-a").await.unwrap(), ["c2"]);
+    // Forgetting twice is fine.
+    store.remove_connection("user-a", "c1").await.unwrap();
+}
+
+/// Expands to one `#[tokio::test]` per contract rule, each on a fresh store from `$make`
+/// (an async expression yielding `(Arc<dyn CredentialStore>, guard)`; the guard lives to the end).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@each $make;
+            insert_then_get_round_trips,
+            error_state_round_trips,
+            second_insert_conflicts_and_changes_nothing,
+            concurrent_inserts_have_exactly_one_winner,
+            replace_needs_an_existing_credential,
+            replace_swaps_key_status_and_models_but_keeps_created_at,
+            record_check_updates_status_and_models,
+            record_check_refuses_stale_or_missing_credentials,
+            delete_removes_credential_and_models,
+            users_never_see_each_other,
+            list_returns_all_of_a_users_credentials,
+            readers_never_see_a_half_written_model_list,
+            connections_are_per_user_and_expire,
+        );
+    };
+    (@each $make:expr; $($rule:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $rule() {
+                let (store, _guard) = $make.await;
+                $crate::store_contract::$rule(store).await;
+            }
+        )*
+    };
+}

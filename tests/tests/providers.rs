@@ -1,0 +1,333 @@
+//! The provider client against local fakes that answer like the real APIs,
+//! for every registered provider: valid (paged where the provider pages),
+//! invalid, rate limited, unavailable, too slow, garbage, unreachable.
+
+use std::time::Duration;
+
+use mailmind::adapters::providers::{HttpProviderClient, ProviderClientConfig};
+use mailmind::domain::provider::{KeyPlacement, PROVIDERS, Paging};
+use mailmind::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
+use mailmind::ports::ProviderClient;
+use mailmind_tests::fake_providers::{FakeProvider, PAGE_SIZE};
+use wiremock::ResponseTemplate;
+
+const GOOD: &str = "test-good-key-0123456789abcdefghijklmnop";
+
+fn client_for(fake: &FakeProvider, timeout: Duration) -> HttpProviderClient {
+    let mut config = ProviderClientConfig::default();
+    config.base_urls.insert(fake.id, fake.base_url());
+    config.check_timeout = timeout;
+    HttpProviderClient::new(config)
+}
+
+async fn check(fake: &FakeProvider, key: &str) -> CheckOutcome {
+    client_for(fake, Duration::from_secs(5))
+        .check(spec(fake.id), &ApiKey::parse(key).unwrap())
+        .await
+}
+
+fn spec(id: &str) -> &'static ProviderSpec {
+    mailmind::domain::provider::find(id).unwrap()
+}
+
+fn model_ids(outcome: &CheckOutcome) -> Vec<String> {
+    match outcome {
+        CheckOutcome::Valid { models } => models.iter().map(|m| m.model_id.clone()).collect(),
+        other => panic!("expected valid, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_good_key_is_valid_and_its_models_are_listed_sorted() {
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        fake.accept(GOOD, &["model-c", "model-a", "model-b"]).await;
+        let outcome = check(&fake, GOOD).await;
+        assert_eq!(model_ids(&outcome), ["model-a", "model-b", "model-c"], "{}", p.id);
+        if let CheckOutcome::Valid { models } = &outcome {
+            assert!(
+                models.iter().all(|m| m.context_window.is_some()),
+                "{}: context window kept",
+                p.id
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn paged_lists_are_followed_to_the_last_page() {
+    let ids: Vec<String> = (0..5).map(|i| format!("model-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let paged: Vec<_> = PROVIDERS.iter().filter(|p| p.models.paging != Paging::None).collect();
+    assert!(paged.iter().any(|p| p.id == "google_gemini"));
+    for p in paged {
+        let fake = FakeProvider::start(p.id).await;
+        fake.accept(GOOD, &ids).await;
+        let outcome = check(&fake, GOOD).await;
+        assert_eq!(model_ids(&outcome), ids, "{}", p.id);
+        let pages = fake.requests().await.len();
+        assert_eq!(pages, ids.len().div_ceil(PAGE_SIZE), "{}: one request per page", p.id);
+    }
+}
+
+#[tokio::test]
+async fn gemini_models_keep_display_name_and_limits() {
+    let fake = FakeProvider::start("google_gemini").await;
+    fake.accept(GOOD, &["gemini-1.5-flash"]).await;
+    let CheckOutcome::Valid { models } = check(&fake, GOOD).await else {
+        panic!("valid")
+    };
+    assert_eq!(models[0].model_id, "gemini-1.5-flash");
+    assert_eq!(models[0].model_name, "Gemini 1.5 Flash");
+    assert_eq!(models[0].context_window, Some(1048576));
+    assert_eq!(models[0].max_output_tokens, Some(8192));
+}
+
+#[tokio::test]
+async fn a_bad_key_is_invalid() {
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        fake.accept(GOOD, &["model-a"]).await;
+        assert_eq!(
+            check(&fake, "test-wrong-key-zzzzzzzzzzzzzzzzzzzzzz").await,
+            CheckOutcome::Invalid,
+            "{}",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_key_travels_only_in_the_expected_header() {
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        fake.accept(GOOD, &["model-a", "model-b", "model-c"]).await;
+        check(&fake, GOOD).await;
+        let requests = fake.requests().await;
+        assert!(!requests.is_empty());
+        for request in requests {
+            assert!(
+                !request.url.as_str().contains(GOOD),
+                "{}: key in URL {}",
+                p.id,
+                request.url
+            );
+            let expected = match p.key_placement {
+                KeyPlacement::Bearer => ("authorization", format!("Bearer {GOOD}")),
+                KeyPlacement::Header(name) => (name, GOOD.to_owned()),
+            };
+            let carrying: Vec<&str> = request
+                .headers
+                .iter()
+                .filter(|(_, v)| v.to_str().is_ok_and(|v| v.contains(GOOD)))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            assert_eq!(carrying, [expected.0], "{}: the key is in exactly one header", p.id);
+            assert_eq!(request.headers.get(expected.0).unwrap().to_str().unwrap(), expected.1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_are_errors_with_retry_after_never_invalid() {
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        fake.answer(GOOD, fake.rate_limited_response(58)).await;
+        assert_eq!(
+            check(&fake, GOOD).await,
+            CheckOutcome::Failed {
+                reason: ErrorReason::RateLimited,
+                retry_after_secs: Some(58)
+            },
+            "{}",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn provider_outages_are_provider_unavailable() {
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        fake.answer(GOOD, fake.unavailable_response()).await;
+        assert!(
+            matches!(
+                check(&fake, GOOD).await,
+                CheckOutcome::Failed {
+                    reason: ErrorReason::ProviderUnavailable,
+                    ..
+                }
+            ),
+            "{}",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_slow_provider_times_out() {
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        fake.answer(GOOD, fake.slow_response(&["model-a"], Duration::from_secs(3)))
+            .await;
+        let started = std::time::Instant::now();
+        let outcome = client_for(&fake, Duration::from_millis(300))
+            .check(p, &ApiKey::parse(GOOD).unwrap())
+            .await;
+        assert_eq!(
+            outcome,
+            CheckOutcome::Failed {
+                reason: ErrorReason::Timeout,
+                retry_after_secs: None
+            },
+            "{}",
+            p.id
+        );
+        // Correctness, not speed: the check gave up instead of waiting for the answer.
+        assert!(started.elapsed() < Duration::from_secs(3), "{}", p.id);
+    }
+}
+
+#[tokio::test]
+async fn a_non_json_success_is_a_bad_response() {
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        fake.answer(GOOD, fake.garbage_response()).await;
+        assert!(
+            matches!(
+                check(&fake, GOOD).await,
+                CheckOutcome::Failed {
+                    reason: ErrorReason::BadResponse,
+                    ..
+                }
+            ),
+            "{}",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_json_success_that_is_not_a_model_list_is_a_bad_response() {
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        fake.answer(
+            GOOD,
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"status": "ok"})),
+        )
+        .await;
+        assert!(
+            matches!(
+                check(&fake, GOOD).await,
+                CheckOutcome::Failed {
+                    reason: ErrorReason::BadResponse,
+                    ..
+                }
+            ),
+            "{}",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_paging_loop_is_a_bad_response() {
+    let fake = FakeProvider::start("google_gemini").await;
+    // Every page names itself as the next one.
+    fake.answer(
+        GOOD,
+        ResponseTemplate::new(200).set_body_json(fake.model_page(&["m"], Some("same"))),
+    )
+    .await;
+    assert!(matches!(
+        check(&fake, GOOD).await,
+        CheckOutcome::Failed {
+            reason: ErrorReason::BadResponse,
+            ..
+        }
+    ));
+    assert!(fake.requests().await.len() <= 3);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_provider_unavailable() {
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    for p in PROVIDERS {
+        let mut config = ProviderClientConfig::default();
+        config.base_urls.insert(p.id, format!("http://127.0.0.1:{port}"));
+        let outcome = HttpProviderClient::new(config)
+            .check(p, &ApiKey::parse(GOOD).unwrap())
+            .await;
+        assert!(
+            matches!(
+                outcome,
+                CheckOutcome::Failed {
+                    reason: ErrorReason::ProviderUnavailable,
+                    ..
+                }
+            ),
+            "{}: {outcome:?}",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn gemini_refusals_by_status_and_reason() {
+    let fake = FakeProvider::start("google_gemini").await;
+    let blocked = ResponseTemplate::new(403).set_body_json(serde_json::json!({"error": {
+        "code": 403, "message": "Requests to this API generativelanguage.googleapis.com method are blocked.",
+        "status": "PERMISSION_DENIED",
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_SERVICE_BLOCKED",
+                     "domain": "googleapis.com"}]}}));
+    fake.answer("AIza-blocked-key-000000000000000000000", blocked).await;
+    let precondition = ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
+        "code": 400, "message": "User location is not supported for the API use.", "status": "FAILED_PRECONDITION"}}));
+    fake.answer("AIza-elsewhere-key-00000000000000000000", precondition)
+        .await;
+    assert_eq!(
+        check(&fake, "AIza-blocked-key-000000000000000000000").await,
+        CheckOutcome::Invalid
+    );
+    // A 400 without API_KEY_INVALID says nothing about the key.
+    assert!(matches!(
+        check(&fake, "AIza-elsewhere-key-00000000000000000000").await,
+        CheckOutcome::Failed {
+            reason: ErrorReason::BadResponse,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_with_the_key() {
+    let elsewhere = FakeProvider::start("groq").await;
+    elsewhere.accept(GOOD, &["model-a"]).await;
+    let fake = FakeProvider::start("groq").await;
+    fake.answer(
+        GOOD,
+        ResponseTemplate::new(302).insert_header(
+            "location",
+            format!("{}/openai/v1/models", elsewhere.base_url()).as_str(),
+        ),
+    )
+    .await;
+    let outcome = check(&fake, GOOD).await;
+    assert!(
+        matches!(
+            outcome,
+            CheckOutcome::Failed {
+                reason: ErrorReason::BadResponse,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(
+        elsewhere.requests().await.is_empty(),
+        "the key must not follow a redirect"
+    );
+}

@@ -1,0 +1,47 @@
+//! The SQLite store: the store contract on a real file, and its schema life.
+
+use std::sync::Arc;
+
+use mailmind::adapters::sqlite_store::SqliteStore;
+use mailmind::ports::CredentialStore;
+use mailmind_tests::store_contract::{credential, models};
+use mailmind_tests::store_contract_tests;
+
+async fn sqlite_store() -> (Arc<dyn CredentialStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("mailmind.db")).unwrap();
+    (Arc::new(store), dir)
+}
+
+store_contract_tests!(sqlite_store());
+
+#[tokio::test]
+async fn reopening_keeps_data_and_uses_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailmind.db");
+    let c = credential("user-a", "groq", "r1");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.insert(&c, &models(&["a"])).await.unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(c));
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 1);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_not_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailmind.db");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.pragma_update(None, "user_version", 99).unwrap();
+    drop(db);
+    let err = SqliteStore::open(&path).err().expect("refused");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
