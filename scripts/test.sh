@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The README's test command: runs every test of the workspace.
 #
-# The end-to-end tests start the real binaries (mailmind-local, the Lambda
-# functions), so those are built first.
+# The AWS adapters are tested against moto_server, installed into the project
+# venv (.venv) here; the end-to-end tests start the real binaries
+# (mailmind-local, the Lambda functions), so those are built first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+./scripts/venv.sh >/dev/null
 cargo build --workspace --bins
 cargo test --workspace "$@"

@@ -3,6 +3,7 @@
 //! Lambda functions run, over SQLite and a local master key.
 
 mod gateway;
+mod websocket;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -10,8 +11,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::routing::{get, post};
 use mailmind::AppState;
-use mailmind::auth::{DEV_JWT_SECRET, Hs256Verifier};
+use mailmind::auth::{DEV_JWT_SECRET, Hs256Verifier, TokenVerifier};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
@@ -29,10 +31,13 @@ Environment:
 /// The demo user the start-up banner makes a token for.
 const DEMO_USER: &str = "demo-user";
 
-/// Shared by every request: the handlers' state and the token check.
+/// Shared by every request: the handlers' state, the token checks (the HTTP
+/// API's JWT authorizer and the WebSocket `$connect` authorizer) and the live sockets.
 pub struct LocalGateway {
     pub app: AppState,
     pub verifier: Hs256Verifier,
+    pub ws_verifier: TokenVerifier,
+    pub sockets: websocket::Sockets,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -111,9 +116,23 @@ async fn run(options: Options) -> Result<(), String> {
     };
     let verifier = Hs256Verifier::new(secret.as_bytes());
     let demo_token = verifier.issue(DEMO_USER, 30 * 24 * 3600);
-    let gateway = Arc::new(LocalGateway { app, verifier });
+    let gateway = Arc::new(LocalGateway {
+        app,
+        ws_verifier: TokenVerifier::Hs256(verifier.clone()),
+        verifier,
+        sockets: websocket::Sockets::default(),
+    });
 
-    let router = Router::new().fallback(gateway::rest).with_state(gateway);
+    let router = Router::new()
+        .route("/ws", get(websocket::upgrade))
+        .route(
+            "/@connections/{connection_id}",
+            post(websocket::post_to_connection)
+                .get(websocket::get_connection)
+                .delete(websocket::delete_connection),
+        )
+        .fallback(gateway::rest)
+        .with_state(gateway);
 
     let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);
     println!(
@@ -121,7 +140,8 @@ async fn run(options: Options) -> Result<(), String> {
          data directory: {}\n\
          JWT secret: {}\n\
          demo token (user \"{DEMO_USER}\", valid 30 days):\n  {demo_token}\n\
-         try:\n  curl -s {base_url}/api/v1/credentials/ -H \"Authorization: Bearer {demo_token}\"\n",
+         try:\n  curl -s {base_url}/api/v1/credentials/ -H \"Authorization: Bearer {demo_token}\"\n\
+         live key status: ws://{address}/ws?token=<token>\n",
         data_dir.display(),
         if secret_is_default {
             "development default (set LOCAL_JWT_SECRET to change it)"

@@ -1,7 +1,9 @@
 //! Bearer token verification where API Gateway's JWT authorizer is not there
-//! to do it: the local server (HS256 with a shared development secret).
+//! to do it: the WebSocket `$connect` authorizer (RS256 against the issuer's
+//! JWKS, or HS256 with a secret for development) and the local server.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
@@ -68,6 +70,143 @@ impl Hs256Verifier {
         let claims = serde_json::json!({"sub": sub, "iat": now, "exp": now + ttl_secs});
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of a JSON object cannot fail")
+    }
+}
+
+/// A JWKS is fetched at most this often when a token names an unknown key
+/// (key rotation), so garbage tokens cannot make us hammer the issuer.
+const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Verifies RS256 tokens of one issuer (e.g. a Cognito user pool): signature
+/// against the issuer's JWKS (fetched once per process, refreshed on an
+/// unknown `kid`), `iss`, `exp`, and `aud` or Cognito's `client_id`.
+pub struct JwksVerifier {
+    issuer: String,
+    audiences: Vec<String>,
+    jwks_url: String,
+    http: reqwest::Client,
+    keys: tokio::sync::Mutex<Option<(jsonwebtoken::jwk::JwkSet, Instant)>>,
+}
+
+impl JwksVerifier {
+    /// `jwks_url` defaults to `<issuer>/.well-known/jwks.json` (Cognito's).
+    pub fn new(issuer: &str, audiences: Vec<String>, jwks_url: Option<String>) -> Result<JwksVerifier, String> {
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let jwks_url = jwks_url.unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(4))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(JwksVerifier {
+            issuer,
+            audiences,
+            jwks_url,
+            http,
+            keys: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    async fn fetch(&self) -> Option<jsonwebtoken::jwk::JwkSet> {
+        let response = self.http.get(&self.jwks_url).send().await.ok()?;
+        if !response.status().is_success() {
+            tracing::warn!(http_status = response.status().as_u16(), "JWKS fetch refused");
+            return None;
+        }
+        let bytes = response.bytes().await.ok()?;
+        serde_json::from_slice(&bytes)
+            .inspect_err(|e| tracing::warn!(error = %e, "JWKS unreadable"))
+            .ok()
+    }
+
+    /// The decoding key for `kid`, fetching the JWKS when it is not known yet.
+    async fn key_for(&self, kid: &str) -> Option<DecodingKey> {
+        let mut cached = self.keys.lock().await;
+        let known = cached.as_ref().and_then(|(set, _)| set.find(kid).cloned());
+        let jwk = match known {
+            Some(jwk) => jwk,
+            None => {
+                let stale = cached
+                    .as_ref()
+                    .is_none_or(|(_, at)| at.elapsed() >= JWKS_REFRESH_INTERVAL);
+                if !stale {
+                    return None;
+                }
+                let set = self.fetch().await?;
+                let jwk = set.find(kid).cloned();
+                *cached = Some((set, Instant::now()));
+                jwk?
+            }
+        };
+        DecodingKey::from_jwk(&jwk).ok()
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let key = self.key_for(&kid).await.ok_or(TokenError::Invalid)?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.validate_exp = true;
+        // Cognito access tokens carry `client_id`, ID tokens `aud`: checked below.
+        validation.validate_aud = false;
+        validation.leeway = 30;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|_| TokenError::Invalid)?;
+        let audience_ok = self.audiences.is_empty()
+            || ["aud", "client_id"].iter().any(|claim| match data.claims.get(*claim) {
+                Some(Value::String(a)) => self.audiences.contains(a),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .any(|a| a.as_str().is_some_and(|a| self.audiences.iter().any(|x| x == a))),
+                _ => false,
+            });
+        if !audience_ok {
+            return Err(TokenError::Invalid);
+        }
+        claims_of(data.claims)
+    }
+}
+
+/// How the WebSocket authorizer checks tokens.
+pub enum TokenVerifier {
+    /// Production: RS256 with the issuer's JWKS.
+    Jwks(JwksVerifier),
+    /// Development and the local server: HS256 with a shared secret.
+    Hs256(Hs256Verifier),
+}
+
+impl TokenVerifier {
+    /// `JWT_ISSUER` (+ `JWT_AUDIENCE`, comma-separated, and optional
+    /// `JWKS_URL`) selects RS256; otherwise `JWT_HS256_SECRET` selects HS256.
+    pub fn from_env() -> Result<TokenVerifier, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if let Some(issuer) = var("JWT_ISSUER") {
+            let audiences = var("JWT_AUDIENCE")
+                .map(|a| {
+                    a.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            return JwksVerifier::new(&issuer, audiences, var("JWKS_URL")).map(TokenVerifier::Jwks);
+        }
+        if let Some(secret) = var("JWT_HS256_SECRET") {
+            return Ok(TokenVerifier::Hs256(Hs256Verifier::new(secret.as_bytes())));
+        }
+        Err("set JWT_ISSUER (and JWT_AUDIENCE) for RS256 tokens, or JWT_HS256_SECRET for development".into())
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
+        match self {
+            TokenVerifier::Jwks(v) => v.verify(token).await,
+            TokenVerifier::Hs256(v) => v.verify(token),
+        }
     }
 }
 

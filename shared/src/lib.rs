@@ -14,4 +14,5 @@ pub mod service;
 pub mod state;
 pub mod telemetry;
 
+pub use lambda_http::aws_lambda_events as lambda_events;
 pub use state::AppState;

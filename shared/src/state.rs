@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::adapters::notifier::NoNotifier;
 use crate::adapters::providers::{HttpProviderClient, ProviderClientConfig};
-use crate::ports::{CredentialStore, Keyring, Notifier, ProviderClient};
+use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
+use crate::ports::{CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, Notifier, ProviderClient};
 use crate::service::CredentialService;
 
 pub struct AppState {
@@ -23,8 +25,85 @@ impl AppState {
         }
     }
 
+    /// A state over `store`; add only the ports a function uses, so a binary
+    /// that never seals a key or calls a provider links neither client.
+    pub fn builder(store: Arc<dyn CredentialStore>) -> AppStateBuilder {
+        AppStateBuilder {
+            store,
+            keyring: Arc::new(Unconfigured),
+            providers: Arc::new(Unconfigured),
+            notifier: Arc::new(NoNotifier),
+        }
+    }
+
     pub fn store(&self) -> &Arc<dyn CredentialStore> {
         self.credentials.store()
+    }
+}
+
+pub struct AppStateBuilder {
+    store: Arc<dyn CredentialStore>,
+    keyring: Arc<dyn Keyring>,
+    providers: Arc<dyn ProviderClient>,
+    notifier: Arc<dyn Notifier>,
+}
+
+impl AppStateBuilder {
+    pub fn keyring(mut self, keyring: Arc<dyn Keyring>) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    pub fn providers(mut self, providers: Arc<dyn ProviderClient>) -> Self {
+        self.providers = providers;
+        self
+    }
+
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    pub fn build(self) -> AppState {
+        AppState::new(self.store, self.keyring, self.providers, self.notifier)
+    }
+}
+
+/// Stands in for a port a function was not built with: using it is a
+/// deployment mistake, answered as an internal error, never a panic.
+struct Unconfigured;
+
+#[async_trait::async_trait]
+impl Keyring for Unconfigured {
+    async fn generate_data_key(&self, _: &EncryptionContext) -> Result<DataKey, KeyringError> {
+        Err(KeyringError::Internal(
+            "this function has no key service configured".into(),
+        ))
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: &EncryptionContext,
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyringError> {
+        Err(KeyringError::Internal(
+            "this function has no key service configured".into(),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl ProviderClient for Unconfigured {
+    async fn check(&self, provider: &'static ProviderSpec, _: &ApiKey) -> CheckOutcome {
+        tracing::error!(
+            provider = provider.id,
+            "this function has no provider client configured"
+        );
+        CheckOutcome::Failed {
+            reason: ErrorReason::ProviderUnavailable,
+            retry_after_secs: None,
+        }
     }
 }
 
@@ -83,6 +162,120 @@ pub mod local {
             ApiGatewayNotifier::local_client(connections_endpoint),
             Arc::clone(&store),
         );
-        Ok(AppState::new(store, Arc::new(keyring), providers, Arc::new(notifier)))
+        Ok(AppState::builder(store)
+            .keyring(Arc::new(keyring))
+            .providers(providers)
+            .notifier(Arc::new(notifier))
+            .build())
+    }
+}
+
+#[cfg(feature = "aws")]
+pub mod aws {
+    //! AWS: DynamoDB table, KMS key, API Gateway Management API. Every client
+    //! comes from one `aws-config` load, which honours the standard variables
+    //! (region, credentials, `AWS_ENDPOINT_URL`), and is built once per process.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use aws_config::timeout::TimeoutConfig;
+    use aws_config::{BehaviorVersion, SdkConfig};
+    use aws_sdk_dynamodb::config::SharedHttpClient;
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+
+    use super::StartupError;
+    use crate::adapters::dynamo_store::DynamoStore;
+    use crate::adapters::kms_keyring::KmsKeyring;
+    use crate::adapters::notifier::{ApiGatewayNotifier, NoNotifier};
+    use crate::ports::{CredentialStore, Keyring, Notifier};
+
+    fn env(name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The roots of Amazon Trust Services, which sign every AWS endpoint.
+    const AWS_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
+
+    /// The SDK's HTTPS client, trusting AWS's own roots instead of the system
+    /// store: loading and parsing the system store is most of a function's
+    /// init time (docs/PERFORMANCE.md), and AWS endpoints need none of it.
+    /// `AWS_CA_BUNDLE` (the SDKs' standard variable) adds a bundle of one's own.
+    fn aws_https_client() -> Result<SharedHttpClient, StartupError> {
+        let mut trust = TrustStore::empty()
+            .with_native_roots(false)
+            .with_pem_certificate(AWS_ROOTS);
+        if let Some(bundle) = env("AWS_CA_BUNDLE") {
+            let pem =
+                std::fs::read(&bundle).map_err(|e| StartupError(format!("cannot read AWS_CA_BUNDLE {bundle}: {e}")))?;
+            trust = trust.with_pem_certificate(pem);
+        }
+        let tls = TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| StartupError(format!("TLS set-up: {e}")))?;
+        Ok(aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .tls_context(tls)
+            .build_https())
+    }
+
+    /// The AWS side of a function: SDK configuration and the table.
+    pub struct Aws {
+        config: SdkConfig,
+        store: Arc<dyn CredentialStore>,
+    }
+
+    impl Aws {
+        /// Loads the SDK configuration and opens `TABLE_NAME`.
+        pub async fn from_env() -> Result<Aws, StartupError> {
+            let table = env("TABLE_NAME").ok_or_else(|| StartupError("TABLE_NAME must be set".into()))?;
+            // A hung dependency must fail the request (503) well inside the
+            // function timeout, not eat it.
+            let timeouts = TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(8))
+                .build();
+            let config = aws_config::defaults(BehaviorVersion::latest())
+                .http_client(aws_https_client()?)
+                .timeout_config(timeouts)
+                .load()
+                .await;
+            let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table));
+            Ok(Aws { config, store })
+        }
+
+        pub fn store(&self) -> Arc<dyn CredentialStore> {
+            Arc::clone(&self.store)
+        }
+
+        /// The KMS keyring over `KMS_KEY_ID`.
+        pub fn kms_keyring(&self) -> Result<Arc<dyn Keyring>, StartupError> {
+            let key_id = env("KMS_KEY_ID").ok_or_else(|| StartupError("KMS_KEY_ID must be set".into()))?;
+            Ok(Arc::new(KmsKeyring::new(
+                aws_sdk_kms::Client::new(&self.config),
+                key_id,
+            )))
+        }
+
+        /// Pushes over the WebSocket API at `WS_MANAGEMENT_ENDPOINT`
+        /// (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`);
+        /// without one there is nobody to tell.
+        pub fn notifier(&self) -> Arc<dyn Notifier> {
+            match env("WS_MANAGEMENT_ENDPOINT") {
+                Some(endpoint) => {
+                    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&self.config)
+                        .endpoint_url(endpoint)
+                        .build();
+                    let client = aws_sdk_apigatewaymanagement::Client::from_conf(config);
+                    Arc::new(ApiGatewayNotifier::new(client, Arc::clone(&self.store)))
+                }
+                None => Arc::new(NoNotifier),
+            }
+        }
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod fake_providers;
 pub mod keyring_contract;
+pub mod lambda_emulator;
 pub mod local_server;
+pub mod moto;
 pub mod store_contract;
 
 use std::path::PathBuf;
@@ -26,4 +28,12 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The repository root (the workspace).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace root")
+        .to_owned()
 }

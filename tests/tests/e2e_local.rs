@@ -893,3 +893,97 @@ async fn a_malformed_master_key_stops_the_server_from_starting() {
     assert!(stderr.contains("malformed"), "{stderr}");
     assert_eq!(std::fs::read(dir.path().join("master.key")).unwrap(), b"too short");
 }
+
+#[tokio::test]
+async fn anthropic_openrouter_and_cohere_create_then_list_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "anthropic",
+            "sk-ant-api03-e2e0123456789abcdefghijklmnopqrstuvwxyz-AAAA",
+            &["claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"][..],
+            "Anthropic",
+            "sk-ant-api03-…AAAA",
+        ),
+        (
+            "openrouter",
+            "sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd",
+            &["openai/gpt-4o", "anthropic/claude-sonnet-4.5"][..],
+            "OpenRouter",
+            "sk-or-v1-…abcd",
+        ),
+        (
+            "cohere",
+            "e2eCohereKey0123456789abcdefghijklmnopqrs",
+            &["command-a-03-2025", "command-r", "command-r-plus"][..],
+            "Cohere",
+            "…pqrs",
+        ),
+    ];
+    let mut fakes = Vec::new();
+    for (id, key, models, _, _) in &cases {
+        let fake = FakeProvider::start(id).await;
+        fake.accept(key, models).await;
+        fakes.push(fake);
+    }
+    let env: Vec<(String, String)> = fakes.iter().map(FakeProvider::env).collect();
+    let server = LocalServer::start(&dir.path().join("data"), &env).await;
+    for (id, key, models, name, hint) in cases {
+        // A wrong key first: rejected, nothing stored.
+        let wrong = server
+            .call_as(
+                "user-a",
+                "POST",
+                "/api/v1/credentials/",
+                Some(&body(id, "wrong-key-0000000000000000000000")),
+            )
+            .await;
+        assert_error(&wrong, 422, "key_rejected");
+        assert!(wrong.json["detail"].as_str().unwrap().contains(name), "{}", wrong.text);
+
+        let created = server
+            .call_as("user-a", "POST", "/api/v1/credentials/", Some(&body(id, key)))
+            .await;
+        assert_eq!(created.status, 201, "{id}: {}", created.text);
+        assert_eq!(created.json["provider_name"], name);
+        assert_eq!(created.json["status"], "valid");
+        assert_eq!(created.json["status_message"], format!("{name} API key is valid."));
+        assert_eq!(created.json["key_hint"], hint);
+        assert_eq!(created.json["models_count"], models.len());
+        let listed = server
+            .call_as("user-a", "GET", &format!("/api/v1/credentials/{id}/models/"), None)
+            .await;
+        let ids: Vec<&str> = listed
+            .json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["model_id"].as_str().unwrap())
+            .collect();
+        let mut expected = models.to_vec();
+        expected.sort_unstable();
+        assert_eq!(ids, expected, "{id}");
+        assert!(listed.json.as_array().unwrap().iter().all(|m| m["provider"] == id));
+    }
+    // Facts the providers give are kept: display names (Anthropic), context windows (Cohere).
+    let anthropic = server
+        .call_as("user-a", "GET", "/api/v1/credentials/anthropic/models/", None)
+        .await;
+    assert_eq!(anthropic.json[0]["model_name"], "Claude Haiku 4 5");
+    let cohere = server
+        .call_as("user-a", "GET", "/api/v1/credentials/cohere/models/", None)
+        .await;
+    assert_eq!(cohere.json[0]["context_window"], 128000);
+    // All ten providers are listed, the three set.
+    let list = server.call_as("user-a", "GET", "/api/v1/credentials/", None).await;
+    assert_eq!(list.json.as_array().unwrap().len(), 10);
+    let set: Vec<&str> = list
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["api_key_set"] == true)
+        .map(|e| e["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(set, ["anthropic", "cohere", "openrouter"]);
+}

@@ -44,7 +44,9 @@ async fn a_good_key_is_valid_and_its_models_are_listed_sorted() {
         fake.accept(GOOD, &["model-c", "model-a", "model-b"]).await;
         let outcome = check(&fake, GOOD).await;
         assert_eq!(model_ids(&outcome), ["model-a", "model-b", "model-c"], "{}", p.id);
-        if let CheckOutcome::Valid { models } = &outcome {
+        if let CheckOutcome::Valid { models } = &outcome
+            && fake.lists_context_windows()
+        {
             assert!(
                 models.iter().all(|m| m.context_window.is_some()),
                 "{}: context window kept",
@@ -137,12 +139,114 @@ async fn rate_limits_are_errors_with_retry_after_never_invalid() {
             check(&fake, GOOD).await,
             CheckOutcome::Failed {
                 reason: ErrorReason::RateLimited,
-                retry_after_secs: Some(58)
+                retry_after_secs: fake.sends_retry_after().then_some(58)
             },
             "{}",
             p.id
         );
     }
+}
+
+#[tokio::test]
+async fn exhausted_credit_is_quota_exhausted_not_rate_limited() {
+    let mut covered = Vec::new();
+    for p in PROVIDERS {
+        let fake = FakeProvider::start(p.id).await;
+        let Some(response) = fake.quota_response() else {
+            continue;
+        };
+        fake.answer(GOOD, response).await;
+        assert!(
+            matches!(
+                check(&fake, GOOD).await,
+                CheckOutcome::Failed {
+                    reason: ErrorReason::QuotaExhausted,
+                    ..
+                }
+            ),
+            "{}",
+            p.id
+        );
+        covered.push(p.id);
+    }
+    assert_eq!(covered, ["anthropic", "deepseek", "openai", "openrouter"]);
+}
+
+#[tokio::test]
+async fn each_provider_quirk_is_honoured() {
+    // Anthropic: the version header on every request, paging by after_id.
+    let anthropic = FakeProvider::start("anthropic").await;
+    anthropic.accept(GOOD, &["claude-a", "claude-b", "claude-c"]).await;
+    assert_eq!(
+        model_ids(&check(&anthropic, GOOD).await),
+        ["claude-a", "claude-b", "claude-c"]
+    );
+    let requests = anthropic.requests().await;
+    assert!(requests.iter().all(|r| r.headers["anthropic-version"] == "2023-06-01"));
+    assert_eq!(
+        requests[1].url.query_pairs().find(|(k, _)| k == "after_id").unwrap().1,
+        "claude-b"
+    );
+
+    // OpenRouter: the model list is public, so a naive client would call any
+    // key valid; the key endpoint is asked first.
+    let openrouter = FakeProvider::start("openrouter").await;
+    openrouter
+        .accept(GOOD, &["openai/gpt-4o", "anthropic/claude-sonnet-4.5"])
+        .await;
+    assert_eq!(
+        check(&openrouter, "sk-or-v1-not-a-real-key-000000000000").await,
+        CheckOutcome::Invalid
+    );
+    assert_eq!(
+        model_ids(&check(&openrouter, GOOD).await),
+        ["anthropic/claude-sonnet-4.5", "openai/gpt-4o"]
+    );
+    let paths: Vec<String> = openrouter
+        .requests()
+        .await
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["/api/v1/key", "/api/v1/key", "/api/v1/models"]);
+
+    // xAI: a wrong key is a 400.
+    let xai = FakeProvider::start("xai").await;
+    assert_eq!(
+        check(&xai, "xai-wrong-key-00000000000000000000").await,
+        CheckOutcome::Invalid
+    );
+
+    // Together: a bare array; Cohere: models named by `name`, paged by page_token.
+    let together = FakeProvider::start("together").await;
+    together
+        .accept(GOOD, &["meta-llama/Llama-3.3-70B-Instruct-Turbo"])
+        .await;
+    let CheckOutcome::Valid { models } = check(&together, GOOD).await else {
+        panic!("valid")
+    };
+    assert_eq!(models[0].model_name, "Meta Llama/Llama 3.3 70B Instruct Turbo");
+    assert_eq!(models[0].owned_by.as_deref(), Some("Meta"));
+    let cohere = FakeProvider::start("cohere").await;
+    cohere
+        .accept(GOOD, &["command-r", "command-r-plus", "embed-v4.0"])
+        .await;
+    assert_eq!(
+        model_ids(&check(&cohere, GOOD).await),
+        ["command-r", "command-r-plus", "embed-v4.0"]
+    );
+    let tokens: Vec<Option<String>> = cohere
+        .requests()
+        .await
+        .iter()
+        .map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "page_token")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(tokens, [None, Some("page-1".to_owned())]);
 }
 
 #[tokio::test]

@@ -1,5 +1,9 @@
 //! Adapters: the ports implemented over real infrastructure.
 
+#[cfg(feature = "aws")]
+pub mod dynamo_store;
+#[cfg(feature = "aws")]
+pub mod kms_keyring;
 #[cfg(feature = "local")]
 pub mod local_keyring;
 pub mod notifier;

@@ -94,6 +94,17 @@ pub struct ModelListing {
     pub public: bool,
 }
 
+impl ModelListing {
+    /// OpenAI's `GET /v1/models`: one page in the OpenAI shape.
+    pub const OPENAI: ModelListing = ModelListing {
+        path: "/v1/models",
+        query: &[],
+        paging: Paging::None,
+        shape: ListShape::OPENAI,
+        public: false,
+    };
+}
+
 /// Everything the service knows about one provider.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProviderSpec {
@@ -123,6 +134,75 @@ impl ProviderSpec {
 
 /// The supported providers, sorted by id (the order `GET /credentials/` lists them in).
 pub static PROVIDERS: &[ProviderSpec] = &[
+    ProviderSpec {
+        id: "anthropic",
+        display_name: "Anthropic",
+        default_base_url: "https://api.anthropic.com",
+        key_placement: KeyPlacement::Header("x-api-key"),
+        extra_headers: &[("anthropic-version", "2023-06-01")],
+        key_check_path: None,
+        models: ModelListing {
+            path: "/v1/models",
+            query: &[("limit", "1000")],
+            paging: Paging::Cursor {
+                has_more_field: "has_more",
+                last_id_field: "last_id",
+                request_param: "after_id",
+            },
+            shape: ListShape {
+                name_field: Some("display_name"),
+                owner_field: None,
+                active_field: None,
+                ..ListShape::OPENAI
+            },
+            public: false,
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &["sk-ant-api03-", "sk-ant-"],
+    },
+    ProviderSpec {
+        id: "cohere",
+        display_name: "Cohere",
+        default_base_url: "https://api.cohere.com",
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        key_check_path: None,
+        models: ModelListing {
+            path: "/v1/models",
+            query: &[("page_size", "1000")],
+            paging: Paging::Token {
+                response_field: "next_page_token",
+                request_param: "page_token",
+            },
+            shape: ListShape {
+                items_field: Some("models"),
+                id_field: "name",
+                id_prefix: None,
+                name_field: None,
+                context_window_fields: &["context_length"],
+                max_output_fields: &[],
+                owner_field: None,
+                active_field: None,
+            },
+            public: false,
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &[],
+    },
+    ProviderSpec {
+        id: "deepseek",
+        display_name: "DeepSeek",
+        default_base_url: "https://api.deepseek.com",
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        key_check_path: None,
+        models: ModelListing {
+            path: "/models",
+            ..ModelListing::OPENAI
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &["sk-"],
+    },
     ProviderSpec {
         id: "google_gemini",
         display_name: "Google Gemini",
@@ -161,13 +241,90 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         key_check_path: None,
         models: ModelListing {
             path: "/openai/v1/models",
-            query: &[],
-            paging: Paging::None,
-            shape: ListShape::OPENAI,
-            public: false,
+            ..ModelListing::OPENAI
         },
         bad_request: BadRequestMeans::NotAKeyVerdict,
         key_prefixes: &["gsk_"],
+    },
+    ProviderSpec {
+        id: "mistral",
+        display_name: "Mistral AI",
+        default_base_url: "https://api.mistral.ai",
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        key_check_path: None,
+        models: ModelListing {
+            shape: ListShape {
+                name_field: Some("name"),
+                ..ListShape::OPENAI
+            },
+            ..ModelListing::OPENAI
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &[],
+    },
+    ProviderSpec {
+        id: "openai",
+        display_name: "OpenAI",
+        default_base_url: "https://api.openai.com",
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        key_check_path: None,
+        models: ModelListing::OPENAI,
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &["sk-svcacct-", "sk-admin-", "sk-proj-", "sk-"],
+    },
+    ProviderSpec {
+        id: "openrouter",
+        display_name: "OpenRouter",
+        default_base_url: "https://openrouter.ai",
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        // The model list answers without a key: the key endpoint judges it.
+        key_check_path: Some("/api/v1/key"),
+        models: ModelListing {
+            path: "/api/v1/models",
+            shape: ListShape {
+                name_field: Some("name"),
+                ..ListShape::OPENAI
+            },
+            public: true,
+            ..ModelListing::OPENAI
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &["sk-or-v1-"],
+    },
+    ProviderSpec {
+        id: "together",
+        display_name: "Together AI",
+        default_base_url: "https://api.together.xyz",
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        key_check_path: None,
+        models: ModelListing {
+            // The answer is a bare JSON array of models.
+            shape: ListShape {
+                items_field: None,
+                name_field: Some("display_name"),
+                owner_field: Some("organization"),
+                ..ListShape::OPENAI
+            },
+            ..ModelListing::OPENAI
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &["tgp_v1_"],
+    },
+    ProviderSpec {
+        id: "xai",
+        display_name: "xAI",
+        default_base_url: "https://api.x.ai",
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        key_check_path: None,
+        models: ModelListing::OPENAI,
+        // xAI answers a wrong key with 400 "Incorrect API key provided".
+        bad_request: BadRequestMeans::InvalidKey,
+        key_prefixes: &["xai-"],
     },
 ];
 

@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod rest;
+pub mod websocket;
 
 pub use rest::{
     Route, RouteMatch, check_credential, create_credential, delete_credential, get_credential, list_credentials,

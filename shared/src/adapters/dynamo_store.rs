@@ -1,0 +1,562 @@
+//! The DynamoDB store: one table, `pk`/`sk` strings.
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | credential + status | `USER#<sub>` | `CRED#<provider>` |
+//! | model list (whole, JSON) | `USER#<sub>` | `MODELS#<provider>` |
+//! | WebSocket connection (TTL `expires_at`) | `USER#<sub>` | `CONN#<connection id>` |
+//!
+//! Every key is under the user's partition, so no request can reach another
+//! user's items. Credential and model list change together in one
+//! `TransactWriteItems`; conditions (not reads) stop create/create and
+//! update/delete races.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::domain::{CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential};
+use crate::ports::{Connection, CredentialStore, ModelsUpdate, StoreError};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Transactions that collide with another in-flight transaction are retried this often.
+const TRANSACTION_ATTEMPTS: u32 = 3;
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(user_id: &str, sk: String) -> Item {
+        HashMap::from([
+            ("pk".to_owned(), s(format!("USER#{user_id}"))),
+            ("sk".to_owned(), s(sk)),
+        ])
+    }
+
+    fn credential_key(user_id: &str, provider: &str) -> Item {
+        Self::key(user_id, format!("CRED#{provider}"))
+    }
+
+    fn models_key(user_id: &str, provider: &str) -> Item {
+        Self::key(user_id, format!("MODELS#{provider}"))
+    }
+
+    fn put_models(
+        &self,
+        user_id: &str,
+        provider: &str,
+        discovered_at: &DateTime<Utc>,
+        models: &[ModelInfo],
+    ) -> Result<TransactWriteItem, StoreError> {
+        let json = serde_json::to_string(models).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut item = Self::models_key(user_id, provider);
+        item.insert("discovered_at".into(), s(ts(discovered_at)));
+        item.insert("models".into(), s(json));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Runs a transaction; a condition failure comes back as `on_condition`.
+    async fn transact(&self, items: Vec<TransactWriteItem>, on_condition: StoreError) -> Result<(), StoreError> {
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            if let SdkError::ServiceError(service) = &error
+                && let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err()
+            {
+                let codes: Vec<&str> = cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .filter_map(|r| r.code())
+                    .collect();
+                if codes.contains(&"ConditionalCheckFailed") {
+                    return Err(on_condition);
+                }
+                if codes.contains(&"TransactionConflict") && attempt < TRANSACTION_ATTEMPTS {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    continue;
+                }
+                // Throttled or conflicting to the end: safe to retry later.
+                return Err(StoreError::Unavailable(format!("transaction cancelled: {codes:?}")));
+            }
+            return Err(sdk_error(error));
+        }
+    }
+
+    /// After a failed `revision` condition: was the credential gone, or replaced?
+    async fn gone_or_changed(&self, user_id: &str, provider: &str) -> StoreError {
+        match self.get(user_id, provider).await {
+            Ok(Some(_)) => StoreError::Conflict,
+            Ok(None) => StoreError::NotFound,
+            Err(e) => e,
+        }
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn b(value: &[u8]) -> AttributeValue {
+    AttributeValue::B(Blob::new(value))
+}
+
+fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Internal(format!("request build: {e}"))
+}
+
+/// Sorts SDK failures: throttling, timeouts and outages are retryable (`Unavailable`).
+fn sdk_error<E, R>(error: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    const RETRYABLE: &[&str] = &[
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+    ];
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(service) => service.err().code().is_some_and(|code| RETRYABLE.contains(&code)),
+        _ => false,
+    };
+    let detail = aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string();
+    if retryable {
+        StoreError::Unavailable(detail)
+    } else {
+        StoreError::Internal(detail)
+    }
+}
+
+/// Reads typed attributes; a missing or mistyped one means a corrupt item.
+struct Reader<'a>(&'a Item);
+
+impl Reader<'_> {
+    fn get(&self, name: &str) -> Option<&AttributeValue> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, name: &str) -> Result<String, StoreError> {
+        self.opt_string(name)?.ok_or_else(|| corrupt(name))
+    }
+
+    fn opt_string(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.get(name)
+            .map(|v| v.as_s().cloned().map_err(|_| corrupt(name)))
+            .transpose()
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, StoreError> {
+        self.opt_number(name)?.ok_or_else(|| corrupt(name))
+    }
+
+    fn opt_number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        self.get(name)
+            .map(|v| v.as_n().ok().and_then(|n| n.parse().ok()).ok_or_else(|| corrupt(name)))
+            .transpose()
+    }
+
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.get(name)
+            .and_then(|v| v.as_b().ok())
+            .map(|blob| blob.as_ref().to_vec())
+            .ok_or_else(|| corrupt(name))
+    }
+
+    fn time(&self, name: &str) -> Result<DateTime<Utc>, StoreError> {
+        parse_time(&self.string(name)?).ok_or_else(|| corrupt(name))
+    }
+
+    fn opt_time(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.opt_string(name)?
+            .map(|t| parse_time(&t).ok_or_else(|| corrupt(name)))
+            .transpose()
+    }
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn corrupt(field: &str) -> StoreError {
+    StoreError::Internal(format!("stored item has no readable {field}"))
+}
+
+/// The attributes of a credential that a key replacement rewrites.
+fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<AttributeValue>)> {
+    let mut attributes = vec![
+        ("format_version", Some(n(c.sealed.format_version))),
+        ("key_id", Some(s(&c.sealed.key_id))),
+        ("wrapped_data_key", Some(b(&c.sealed.wrapped_data_key))),
+        ("nonce", Some(b(&c.sealed.nonce))),
+        ("ciphertext", Some(b(&c.sealed.ciphertext))),
+        ("key_hint", Some(s(&c.key_hint))),
+        ("revision", Some(s(&c.revision))),
+        ("models_count", Some(n(c.models_count))),
+        ("updated_at", Some(s(ts(&c.updated_at)))),
+    ];
+    attributes.extend(status_attributes(&c.check));
+    attributes
+}
+
+/// Status attributes; `None` means "remove it".
+fn status_attributes(check: &CheckState) -> Vec<(&'static str, Option<AttributeValue>)> {
+    vec![
+        ("status", Some(s(check.status.as_str()))),
+        ("status_reason", check.reason.map(|r| s(r.as_str()))),
+        ("retry_after_secs", check.retry_after_secs.map(n)),
+        ("last_checked_at", check.checked_at.as_ref().map(|t| s(ts(t)))),
+    ]
+}
+
+/// `SET a = :a, ... REMOVE b, ...` with every name escaped (`status` is a
+/// reserved word) and its values.
+fn update_expression(
+    attributes: Vec<(&'static str, Option<AttributeValue>)>,
+) -> (String, HashMap<String, String>, Item) {
+    let mut sets = Vec::new();
+    let mut removes = Vec::new();
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    for (i, (name, value)) in attributes.into_iter().enumerate() {
+        names.insert(format!("#a{i}"), name.to_owned());
+        match value {
+            Some(value) => {
+                sets.push(format!("#a{i} = :v{i}"));
+                values.insert(format!(":v{i}"), value);
+            }
+            None => removes.push(format!("#a{i}")),
+        }
+    }
+    let mut expression = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
+    (expression, names, values)
+}
+
+fn credential_item(c: &StoredCredential) -> Item {
+    let mut item = DynamoStore::credential_key(&c.user_id, &c.provider);
+    item.insert("provider".into(), s(&c.provider));
+    item.insert("created_at".into(), s(ts(&c.created_at)));
+    for (name, value) in key_and_status_attributes(c) {
+        if let Some(value) = value {
+            item.insert(name.into(), value);
+        }
+    }
+    item
+}
+
+fn credential_from_item(user_id: &str, item: &Item) -> Result<StoredCredential, StoreError> {
+    let r = Reader(item);
+    let status = r.string("status")?;
+    Ok(StoredCredential {
+        user_id: user_id.to_owned(),
+        provider: r.string("provider")?,
+        sealed: SealedKey {
+            format_version: r.number("format_version")?,
+            key_id: r.string("key_id")?,
+            wrapped_data_key: r.bytes("wrapped_data_key")?,
+            nonce: r.bytes("nonce")?,
+            ciphertext: r.bytes("ciphertext")?,
+        },
+        key_hint: r.string("key_hint")?,
+        check: CheckState {
+            status: CredentialStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+            reason: r
+                .opt_string("status_reason")?
+                .map(|reason| ErrorReason::parse(&reason).ok_or_else(|| corrupt("status_reason")))
+                .transpose()?,
+            retry_after_secs: r.opt_number("retry_after_secs")?,
+            checked_at: r.opt_time("last_checked_at")?,
+        },
+        models_count: r.number("models_count")?,
+        revision: r.string("revision")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl CredentialStore for DynamoStore {
+    async fn get(&self, user_id: &str, provider: &str) -> Result<Option<StoredCredential>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::credential_key(user_id, provider)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        output
+            .item()
+            .map(|item| credential_from_item(user_id, item))
+            .transpose()
+    }
+
+    async fn list(&self, user_id: &str) -> Result<Vec<StoredCredential>, StoreError> {
+        let items = self.query_prefix(user_id, "CRED#").await?;
+        items.iter().map(|item| credential_from_item(user_id, item)).collect()
+    }
+
+    async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(credential_item(credential)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.put_models(
+                &credential.user_id,
+                &credential.provider,
+                &credential.updated_at,
+                models,
+            )?,
+        ];
+        self.transact(items, StoreError::Conflict).await
+    }
+
+    async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
+        let (expression, names, values) = update_expression(key_and_status_attributes(credential));
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::credential_key(&credential.user_id, &credential.provider)))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.put_models(
+                &credential.user_id,
+                &credential.provider,
+                &credential.updated_at,
+                models,
+            )?,
+        ];
+        self.transact(items, StoreError::NotFound).await
+    }
+
+    async fn record_check(
+        &self,
+        user_id: &str,
+        provider: &str,
+        revision: &str,
+        check: &CheckState,
+        models: ModelsUpdate<'_>,
+    ) -> Result<(), StoreError> {
+        let now = check.checked_at.unwrap_or_else(Utc::now);
+        let mut attributes = status_attributes(check);
+        attributes.push(("updated_at", Some(s(ts(&now)))));
+        if let ModelsUpdate::Replace(list) = models {
+            attributes.push(("models_count", Some(n(list.len()))));
+        }
+        let (expression, mut names, mut values) = update_expression(attributes);
+        names.insert("#revision".into(), "revision".into());
+        values.insert(":revision".into(), s(revision));
+        let condition = "attribute_exists(pk) AND #revision = :revision";
+        let key = Self::credential_key(user_id, provider);
+        match models {
+            ModelsUpdate::Keep => {
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .update_expression(expression)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .condition_expression(condition)
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                        Err(self.gone_or_changed(user_id, provider).await)
+                    }
+                    Err(e) => Err(sdk_error(e)),
+                }
+            }
+            ModelsUpdate::Replace(list) => {
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .update_expression(expression)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .condition_expression(condition)
+                    .build()
+                    .map_err(build_err)?;
+                let items = vec![
+                    TransactWriteItem::builder().update(update).build(),
+                    self.put_models(user_id, provider, &now, list)?,
+                ];
+                match self.transact(items, StoreError::Conflict).await {
+                    Err(StoreError::Conflict) => Err(self.gone_or_changed(user_id, provider).await),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, user_id: &str, provider: &str) -> Result<(), StoreError> {
+        let credential = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::credential_key(user_id, provider)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let models = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::models_key(user_id, provider)))
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().delete(credential).build(),
+            TransactWriteItem::builder().delete(models).build(),
+        ];
+        self.transact(items, StoreError::NotFound).await
+    }
+
+    async fn models(&self, user_id: &str, provider: &str) -> Result<Option<ModelList>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::models_key(user_id, provider)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        let r = Reader(item);
+        let models = serde_json::from_str(&r.string("models")?)
+            .map_err(|e| StoreError::Internal(format!("unreadable model list: {e}")))?;
+        Ok(Some(ModelList {
+            discovered_at: r.time("discovered_at")?,
+            models,
+        }))
+    }
+
+    async fn save_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let mut item = Self::key(&connection.user_id, format!("CONN#{}", connection.connection_id));
+        item.insert("connection_id".into(), s(&connection.connection_id));
+        item.insert("connected_at".into(), s(ts(&connection.connected_at)));
+        // DynamoDB's TTL wants epoch seconds.
+        item.insert("expires_at".into(), n(connection.expires_at.timestamp()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn remove_connection(&self, user_id: &str, connection_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user_id, format!("CONN#{connection_id}"))))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn connections(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let now = Utc::now().timestamp();
+        let items = self.query_prefix(user_id, "CONN#").await?;
+        // TTL deletes lazily (up to days later): filter what has expired.
+        items
+            .iter()
+            .filter(|item| {
+                Reader(item)
+                    .opt_number::<i64>("expires_at")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|t| t > now)
+            })
+            .map(|item| Reader(item).string("connection_id"))
+            .collect()
+    }
+}
+
+impl DynamoStore {
+    /// All of a user's items whose sort key starts with `prefix` (strongly consistent).
+    async fn query_prefix(&self, user_id: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(format!("USER#{user_id}")))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            items.extend(output.items().iter().cloned());
+            match output.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The KMS keyring: `GenerateDataKey` (AES-256) per write and `Decrypt`, both
+//! under the encryption context `{app, user, provider}`, which KMS binds to the
+//! wrapped data key (and the key policy can require).
+
+use async_trait::async_trait;
+use aws_sdk_kms::Client;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::DataKeySpec;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError};
+
+pub struct KmsKeyring {
+    client: Client,
+    key_id: String,
+}
+
+impl KmsKeyring {
+    /// `key_id`: the key's ARN (or id or alias) that wraps new data keys.
+    pub fn new(client: Client, key_id: impl Into<String>) -> KmsKeyring {
+        KmsKeyring {
+            client,
+            key_id: key_id.into(),
+        }
+    }
+}
+
+fn context_map(context: &EncryptionContext) -> std::collections::HashMap<String, String> {
+    context
+        .pairs()
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Copies KMS's plaintext into a zeroizing array and wipes the SDK's buffer.
+fn take_plaintext(blob: Option<Blob>) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
+    let mut bytes = blob.map(Blob::into_inner).unwrap_or_default();
+    let result = if bytes.len() == 32 {
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&bytes);
+        Ok(key)
+    } else {
+        Err(KeyringError::Internal(format!(
+            "KMS returned a {}-byte data key",
+            bytes.len()
+        )))
+    };
+    bytes.zeroize();
+    result
+}
+
+/// Sorts KMS failures: throttling, outages and timeouts are retryable; a
+/// ciphertext that does not open under this context fails closed.
+fn kms_error<E, R>(error: SdkError<E, R>) -> KeyringError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    const RETRYABLE: &[&str] = &[
+        "ThrottlingException",
+        "LimitExceededException",
+        "KMSInternalException",
+        "KeyUnavailableException",
+        "DependencyTimeoutException",
+    ];
+    const REJECTED: &[&str] = &["InvalidCiphertextException", "IncorrectKeyException"];
+    let code = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return KeyringError::Unavailable(aws_sdk_kms::error::DisplayErrorContext(&error).to_string());
+        }
+        SdkError::ServiceError(service) => service.err().code().map(str::to_owned),
+        _ => None,
+    };
+    match code.as_deref() {
+        Some(code) if RETRYABLE.contains(&code) => KeyringError::Unavailable(code.to_owned()),
+        Some(code) if REJECTED.contains(&code) => KeyringError::Rejected,
+        _ => KeyringError::Internal(aws_sdk_kms::error::DisplayErrorContext(&error).to_string()),
+    }
+}
+
+#[async_trait]
+impl Keyring for KmsKeyring {
+    async fn generate_data_key(&self, context: &EncryptionContext) -> Result<DataKey, KeyringError> {
+        let output = self
+            .client
+            .generate_data_key()
+            .key_id(&self.key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(Some(context_map(context)))
+            .send()
+            .await
+            .map_err(kms_error)?;
+        let key_id = output.key_id().unwrap_or(&self.key_id).to_owned();
+        let wrapped = output
+            .ciphertext_blob()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| KeyringError::Internal("KMS returned no ciphertext".into()))?;
+        let plaintext = take_plaintext(output.plaintext)?;
+        Ok(DataKey {
+            plaintext,
+            wrapped,
+            key_id,
+        })
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
+        let output = self
+            .client
+            .decrypt()
+            // Naming the key makes KMS refuse a ciphertext of any other key.
+            .key_id(key_id)
+            .ciphertext_blob(Blob::new(wrapped))
+            .set_encryption_context(Some(context_map(context)))
+            .send()
+            .await
+            .map_err(kms_error)?;
+        take_plaintext(output.plaintext)
+    }
+}

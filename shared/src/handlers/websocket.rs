@@ -1,0 +1,174 @@
+//! The WebSocket API's handlers: the `$connect` authorizer, `$connect`,
+//! `$disconnect` and `$default`. They take the events API Gateway sends for a
+//! WebSocket API (no HTTP method on `$disconnect`/`$default`), which the local
+//! server builds the same way.
+
+use std::time::Instant;
+
+use chrono::{TimeZone, Utc};
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+};
+use lambda_http::aws_lambda_events::encodings::Body;
+use lambda_http::aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::TokenVerifier;
+use crate::handlers::http::valid_user_id;
+use crate::ports::Connection;
+
+/// API Gateway closes a WebSocket after 2 hours; stored connections live a
+/// little longer, then expire on their own (TTL) if `$disconnect` never came.
+pub const CONNECTION_TTL: chrono::Duration = chrono::Duration::minutes(130);
+
+/// `$connect` authorizer (REQUEST type, token in the `token` query
+/// parameter): Allow with `principalId` = the token's `sub`, or Deny.
+pub async fn authorize(
+    verifier: &TokenVerifier,
+    event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> ApiGatewayCustomAuthorizerResponse {
+    let started = Instant::now();
+    let token = event
+        .query_string_parameters
+        .first("token")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let verdict = if token.is_empty() {
+        None
+    } else {
+        verifier.verify(&token).await.ok().map(|claims| claims.sub)
+    };
+    let method_arn = event.method_arn.unwrap_or_default();
+    let (effect, principal) = match &verdict {
+        Some(sub) => (IamPolicyEffect::Allow, sub.clone()),
+        None => (IamPolicyEffect::Deny, "anonymous".to_owned()),
+    };
+    tracing::info!(
+        route = "ws-authorizer",
+        allowed = verdict.is_some(),
+        token_present = !token.is_empty(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "authorization decided"
+    );
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".to_owned()];
+    statement.effect = effect;
+    statement.resource = vec![method_arn];
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".to_owned());
+    policy.statement = vec![statement];
+    let mut response = ApiGatewayCustomAuthorizerResponse::default();
+    response.principal_id = Some(principal);
+    response.policy_document = policy;
+    response.context = match verdict {
+        Some(sub) => json!({ "sub": sub }),
+        None => json!({}),
+    };
+    response
+}
+
+/// The user the authorizer let in, from `requestContext.authorizer.principalId`
+/// (API Gateway passes it to every route of the connection).
+fn principal(event: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
+    event
+        .request_context
+        .authorizer
+        .fields
+        .get("principalId")
+        .and_then(Value::as_str)
+        .filter(|sub| valid_user_id(sub))
+        .map(str::to_owned)
+}
+
+fn reply(status: i64, body: Option<Value>) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = status;
+    response.body = body.map(|b| Body::Text(b.to_string()));
+    response
+}
+
+/// `$connect`: remembers the connection for its user.
+pub async fn connect(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let Some(user_id) = principal(&event) else {
+        tracing::warn!(route = "ws-connect", "no authorizer principal: refusing the connection");
+        return reply(401, None);
+    };
+    let Some(connection_id) = event.request_context.connection_id.clone() else {
+        return reply(400, None);
+    };
+    let connected_at = Utc
+        .timestamp_millis_opt(event.request_context.connected_at)
+        .single()
+        .filter(|t| t.timestamp() > 0)
+        .unwrap_or_else(Utc::now);
+    let connection = Connection {
+        user_id,
+        connection_id,
+        connected_at,
+        expires_at: connected_at + CONNECTION_TTL,
+    };
+    match state.store().save_connection(&connection).await {
+        Ok(()) => {
+            tracing::info!(route = "ws-connect", connection_id = %connection.connection_id, "connected");
+            reply(200, None)
+        }
+        Err(e) => {
+            tracing::error!(route = "ws-connect", error = %e, "cannot store the connection");
+            reply(500, None)
+        }
+    }
+}
+
+/// `$disconnect`: forgets the connection (its TTL cleans up if this fails).
+pub async fn disconnect(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let (Some(user_id), Some(connection_id)) = (principal(&event), event.request_context.connection_id.as_deref())
+    else {
+        tracing::warn!(
+            route = "ws-disconnect",
+            "no principal or connection id; the TTL will clean up"
+        );
+        return reply(200, None);
+    };
+    match state.store().remove_connection(&user_id, connection_id).await {
+        Ok(()) => tracing::info!(route = "ws-disconnect", connection_id, "disconnected"),
+        Err(e) => tracing::warn!(route = "ws-disconnect", connection_id, error = %e, "cannot forget the connection"),
+    }
+    reply(200, None)
+}
+
+/// `$default`: `{"action":"ping"}` → `{"type":"pong"}`; anything else a short
+/// JSON error. The body goes back to the client as the route response.
+pub async fn default(event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let message = event.body.as_deref().unwrap_or_default();
+    let answer = match serde_json::from_str::<Value>(message) {
+        Ok(value) => match value.get("action").and_then(Value::as_str) {
+            Some("ping") => json!({"type": "pong"}),
+            _ => json!({"type": "error", "code": "unknown_action", "detail": "Supported actions: ping."}),
+        },
+        Err(_) => json!({"type": "error", "code": "invalid_request", "detail": "Messages must be JSON objects."}),
+    };
+    reply(200, Some(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn default_route_answers_ping_and_refuses_the_rest() {
+        let mut event = ApiGatewayWebsocketProxyRequest::default();
+        let body = |r: ApiGatewayProxyResponse| match r.body {
+            Some(Body::Text(t)) => serde_json::from_str::<Value>(&t).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        event.body = Some(r#"{"action":"ping"}"#.into());
+        assert_eq!(body(default(event.clone()).await), json!({"type": "pong"}));
+        event.body = Some(r#"{"action":"shout"}"#.into());
+        assert_eq!(body(default(event.clone()).await)["code"], "unknown_action");
+        event.body = Some("ping".into());
+        assert_eq!(body(default(event).await)["code"], "invalid_request");
+    }
+}

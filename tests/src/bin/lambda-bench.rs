@@ -1,0 +1,413 @@
+//! Measures every function binary side by side with a hello-world
+//! `lambda_runtime` binary built with the same profile: init time (process
+//! start to first Runtime API request), warm invocation time against
+//! `moto_server`, peak RSS, binary size, and the AWS calls each route makes
+//! (counted by a proxy in front of the emulator).
+//!
+//! Run through `scripts/bench.sh`, which builds the release binaries first.
+//! Writes the figures between the `bench:begin` / `bench:end` markers of the
+//! output file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use mailmind_tests::fake_providers::FakeProvider;
+use mailmind_tests::lambda_emulator::LambdaProcess;
+use mailmind_tests::moto::moto;
+use mailmind_tests::repo_root;
+use serde_json::{Value, json};
+
+const GROQ_KEY: &str = "gsk_bench0123456789abcdefghijklmnopqrstuvwxyzABCDEFG9xQa";
+const GROQ_KEY_2: &str = "gsk_benchnext56789abcdefghijklmnopqrstuvwxyzABCDEFzzZZ";
+const FUNCTIONS: &[&str] = &[
+    "credentials-list",
+    "credentials-create",
+    "credentials-get",
+    "credentials-update",
+    "credentials-delete",
+    "credentials-check",
+    "models-list",
+    "ws-authorizer",
+    "ws-connect",
+    "ws-disconnect",
+    "ws-default",
+];
+
+/// Secret the authorizer checks HS256 tokens with during the benchmark.
+const WS_SECRET: &str = "bench-ws-secret";
+
+struct Options {
+    bin_dir: PathBuf,
+    out: PathBuf,
+    cold_starts: usize,
+    warm: usize,
+}
+
+fn parse_options() -> Options {
+    let mut options = Options {
+        bin_dir: repo_root().join("target/release"),
+        out: repo_root().join("docs/PERFORMANCE.md"),
+        cold_starts: 40,
+        warm: 30,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--bin-dir" => options.bin_dir = PathBuf::from(value()),
+            "--out" => options.out = PathBuf::from(value()),
+            "--cold-starts" => options.cold_starts = value().parse().expect("a number"),
+            "--warm" => options.warm = value().parse().expect("a number"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    options
+}
+
+/// Forwards everything to moto and records which AWS operation each request was.
+#[derive(Clone)]
+struct CountingProxy {
+    upstream: String,
+    http: reqwest::Client,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+async fn forward(
+    State(proxy): State<CountingProxy>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(|t| t.rsplit('.').next().unwrap_or(t).to_owned())
+        .unwrap_or_else(|| format!("{method} {}", uri.path()));
+    proxy.calls.lock().unwrap().push(operation);
+    let url = format!(
+        "{}{}",
+        proxy.upstream,
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut request = proxy.http.request(method, url).body(body);
+    for (name, value) in &headers {
+        if name != "host" {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let headers = answer.headers().clone();
+            let body = answer.bytes().await.unwrap_or_default();
+            let mut response = (status, body).into_response();
+            for (name, value) in &headers {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response.headers_mut().insert(name, value.clone());
+                }
+            }
+            response
+        }
+        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+impl CountingProxy {
+    async fn start(upstream: &str) -> (CountingProxy, String) {
+        let proxy = CountingProxy {
+            upstream: upstream.to_owned(),
+            http: reqwest::Client::new(),
+            calls: Arc::new(Mutex::new(Vec::new())),
+        };
+        let app = Router::new().fallback(forward).with_state(proxy.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (proxy, format!("http://{address}"))
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+fn event(name: &str, user: &str, body: Option<Value>) -> Value {
+    let path = repo_root().join("events").join(format!("{name}.json"));
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    if name.starts_with("ws-") {
+        let token = mailmind::auth::Hs256Verifier::new(WS_SECRET.as_bytes()).issue(user, 600);
+        if event.get("queryStringParameters").is_some() {
+            event["queryStringParameters"]["token"] = json!(token);
+        }
+        if event["requestContext"].get("authorizer").is_some() {
+            event["requestContext"]["authorizer"]["principalId"] = json!(user);
+        }
+        event["requestContext"]["connectionId"] = json!(format!("conn-{user}"));
+    } else {
+        event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(user);
+    }
+    if let Some(body) = body {
+        event["body"] = json!(body.to_string());
+    }
+    event
+}
+
+fn status_of(response: &Value) -> u64 {
+    response["statusCode"].as_u64().unwrap_or(0)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn p90(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[(values.len() * 9 / 10).min(values.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+struct Figures {
+    size_bytes: u64,
+    init_median: Duration,
+    init_p90: Duration,
+    warm_median: Duration,
+    warm_p90: Duration,
+    peak_rss_kib: Option<u64>,
+    calls: Vec<String>,
+}
+
+/// The work one warm invocation of `function` does, for a fresh `user`.
+/// Preparation (a credential to read, update, check or delete) goes through
+/// the create function and is not timed.
+async fn prepare(function: &str, user: &str, creator: &LambdaProcess) {
+    if matches!(function, "credentials-create" | "credentials-list") || function.starts_with("ws-") {
+        return;
+    }
+    let created = creator
+        .invoke(event(
+            "credentials-create",
+            user,
+            Some(json!({"provider": "groq", "api_key": GROQ_KEY})),
+        ))
+        .await
+        .response();
+    assert_eq!(status_of(&created), 201, "{created}");
+}
+
+fn timed_event(function: &str, user: &str) -> Value {
+    match function {
+        "credentials-create" => event(function, user, Some(json!({"provider": "groq", "api_key": GROQ_KEY}))),
+        "credentials-update" => event(function, user, Some(json!({"api_key": GROQ_KEY_2}))),
+        _ => event(function, user, None),
+    }
+}
+
+/// Process start to the runtime's first poll for work.
+async fn cold_start(name: &str, binary: &Path, env: &[(String, String)]) -> Duration {
+    let process = LambdaProcess::start(binary, env).await;
+    let first = tokio::time::timeout(Duration::from_secs(30), process.api.first_poll())
+        .await
+        .unwrap_or_else(|_| panic!("{name} never polled: {}", process.logs()));
+    first - process.started_at
+}
+
+/// Warm invocations, the AWS calls of one, and the peak RSS afterwards.
+async fn warm(
+    name: &str,
+    binary: &Path,
+    env: &[(String, String)],
+    options: &Options,
+    creator: Option<&LambdaProcess>,
+    proxy: &CountingProxy,
+) -> (Vec<Duration>, Vec<String>, Option<u64>) {
+    let process = LambdaProcess::start(binary, env).await;
+    let mut times = Vec::new();
+    let mut calls = Vec::new();
+    for i in 0..=options.warm {
+        let user = format!("bench-{name}-{i}-{}", mailmind::ids::random_hex(4));
+        let event = match creator {
+            Some(creator) => {
+                prepare(name, &user, creator).await;
+                timed_event(name, &user)
+            }
+            None => json!({"hello": "world"}),
+        };
+        proxy.take();
+        let started = Instant::now();
+        let response = process.invoke(event).await.response();
+        let elapsed = started.elapsed();
+        let ok = match name {
+            "hello-world" => response["statusCode"] == 200,
+            "ws-authorizer" => response["policyDocument"]["Statement"][0]["Effect"] == "Allow",
+            _ => status_of(&response) < 300,
+        };
+        assert!(ok, "{name}: {response}");
+        // The first invocation opens connections: not a warm one.
+        if i == 0 {
+            continue;
+        }
+        if i == 1 {
+            calls = proxy.take();
+        }
+        times.push(elapsed);
+    }
+    let rss = process.pid().and_then(peak_rss_kib);
+    (times, calls, rss)
+}
+
+fn summarize_calls(calls: &[String]) -> String {
+    if calls.is_empty() {
+        return "–".to_owned();
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for call in calls {
+        *counts.entry(call.as_str()).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(op, n)| if *n == 1 { op.to_string() } else { format!("{op} ×{n}") })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let options = parse_options();
+    let moto = moto();
+    let (proxy, proxy_url) = CountingProxy::start(&moto.endpoint).await;
+    let table = moto.create_table().await;
+    let key = moto.create_kms_key().await;
+    let groq = FakeProvider::start("groq").await;
+    groq.accept(
+        GROQ_KEY,
+        &["llama-3.3-70b-versatile", "llama-3.1-8b-instant", "gemma2-9b-it"],
+    )
+    .await;
+    groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
+    let mut env = moto.env();
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_ENDPOINT_URL" {
+            *v = proxy_url.clone();
+        }
+    }
+    env.extend([
+        ("TABLE_NAME".to_owned(), table),
+        ("KMS_KEY_ID".to_owned(), key),
+        ("JWT_HS256_SECRET".to_owned(), WS_SECRET.to_owned()),
+        groq.env(),
+    ]);
+
+    let creator = LambdaProcess::start(&options.bin_dir.join("credentials-create"), &env).await;
+    let mut binaries: Vec<(&str, PathBuf, Vec<(String, String)>)> =
+        vec![("hello-world", options.bin_dir.join("hello-world"), Vec::new())];
+    binaries.extend(
+        FUNCTIONS
+            .iter()
+            .map(|name| (*name, options.bin_dir.join(name), env.clone())),
+    );
+
+    // Cold starts in rounds over all binaries, so machine noise hits them alike.
+    let mut inits: Vec<Vec<Duration>> = vec![Vec::new(); binaries.len()];
+    for _ in 0..options.cold_starts {
+        for (index, (name, binary, env)) in binaries.iter().enumerate() {
+            inits[index].push(cold_start(name, binary, env).await);
+        }
+    }
+    eprintln!("cold starts measured");
+    let mut rows = Vec::new();
+    for ((name, binary, env), inits) in binaries.iter().zip(inits) {
+        let creator = (*name != "hello-world").then_some(&creator);
+        let (times, calls, peak_rss_kib) = warm(name, binary, env, &options, creator, &proxy).await;
+        eprintln!("{name} measured");
+        rows.push((
+            *name,
+            Figures {
+                size_bytes: std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0),
+                init_median: median(inits.clone()),
+                init_p90: p90(inits),
+                warm_median: median(times.clone()),
+                warm_p90: p90(times),
+                peak_rss_kib,
+                calls,
+            },
+        ));
+    }
+    let hello_init = rows[0].1.init_median;
+
+    let mut table = String::new();
+    table.push_str(&format!(
+        "Measured {} by `scripts/bench.sh` on {} ({} cold starts and {} warm invocations per function; \
+         AWS is `moto_server` on loopback, the provider a local fake).\n\n",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        machine(),
+        options.cold_starts,
+        options.warm
+    ));
+    table.push_str("| binary | size (stripped) | init median (p90) | init vs hello world | warm invocation median (p90) | peak RSS | AWS calls per invocation |\n");
+    table.push_str("|---|---|---|---|---|---|---|\n");
+    let row = |name: &str, f: &Figures| {
+        format!(
+            "| `{name}` | {:.2} MB | {} ms ({} ms) | {:.2}× | {} | {} | {} |\n",
+            f.size_bytes as f64 / 1_000_000.0,
+            ms(f.init_median),
+            ms(f.init_p90),
+            f.init_median.as_secs_f64() / hello_init.as_secs_f64(),
+            format!("{} ms ({} ms)", ms(f.warm_median), ms(f.warm_p90)),
+            f.peak_rss_kib
+                .map(|k| format!("{:.1} MB", k as f64 / 1024.0))
+                .unwrap_or("–".into()),
+            summarize_calls(&f.calls),
+        )
+    };
+    for (name, figures) in &rows {
+        table.push_str(&row(name, figures));
+    }
+    println!("{table}");
+    write_between_markers(&options.out, &table);
+    eprintln!("figures written to {}", options.out.display());
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cores} × {cpu}")
+}
+
+fn write_between_markers(path: &Path, figures: &str) {
+    const BEGIN: &str = "<!-- bench:begin -->";
+    const END: &str = "<!-- bench:end -->";
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let updated = match (current.find(BEGIN), current.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{BEGIN}\n{figures}{}", &current[..b], &current[e..]),
+        _ => format!("{current}\n{BEGIN}\n{figures}{END}\n"),
+    };
+    std::fs::write(path, updated).expect("write figures");
+}

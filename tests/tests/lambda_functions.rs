@@ -1,0 +1,287 @@
+//! Every REST function binary as a real process under a Lambda Runtime API
+//! emulator, fed the real HTTP API v2 payloads of `events/`, against DynamoDB
+//! and KMS on `moto_server` and a fake provider.
+
+use std::collections::HashMap;
+
+use mailmind_tests::fake_providers::FakeProvider;
+use mailmind_tests::lambda_emulator::LambdaProcess;
+use mailmind_tests::moto::moto;
+use mailmind_tests::{repo_root, workspace_binary};
+use serde_json::{Value, json};
+
+const FUNCTIONS: &[&str] = &[
+    "credentials-list",
+    "credentials-create",
+    "credentials-get",
+    "credentials-update",
+    "credentials-delete",
+    "credentials-check",
+    "models-list",
+];
+
+const GROQ_KEY: &str = "gsk_lambda0123456789abcdefghijklmnopqrstuvwxyzABCDEF9xQa";
+const GROQ_KEY_2: &str = "gsk_lambdanext456789abcdefghijklmnopqrstuvwxyzABCDzzZZ";
+
+/// An event from `events/`, as the given user.
+fn event(name: &str, user: &str) -> Value {
+    let path = repo_root().join("events").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if let Some(claims) = event.pointer_mut("/requestContext/authorizer/jwt/claims") {
+        claims["sub"] = json!(user);
+    }
+    event
+}
+
+fn with_body(mut event: Value, body: Value) -> Value {
+    event["body"] = json!(body.to_string());
+    event["isBase64Encoded"] = json!(false);
+    event
+}
+
+/// Status and JSON body of an API Gateway v2 response.
+fn answer(response: &Value) -> (u16, Value) {
+    let status = response["statusCode"].as_u64().expect("statusCode") as u16;
+    let body = match response.get("body").and_then(Value::as_str) {
+        Some(text) if !text.is_empty() => serde_json::from_str(text).expect("JSON body"),
+        _ => Value::Null,
+    };
+    (status, body)
+}
+
+struct Deployment {
+    functions: HashMap<&'static str, LambdaProcess>,
+    groq: FakeProvider,
+}
+
+impl Deployment {
+    async fn start() -> Deployment {
+        let moto = moto();
+        let table = moto.create_table().await;
+        let key = moto.create_kms_key().await;
+        let groq = FakeProvider::start("groq").await;
+        groq.accept(
+            GROQ_KEY,
+            &["llama-3.3-70b-versatile", "llama-3.1-8b-instant", "gemma2-9b-it"],
+        )
+        .await;
+        groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
+        let mut env = moto.env();
+        env.extend([
+            ("TABLE_NAME".to_owned(), table),
+            ("KMS_KEY_ID".to_owned(), key),
+            ("MAILMIND_LOG".to_owned(), "debug".to_owned()),
+            groq.env(),
+        ]);
+        let mut functions = HashMap::new();
+        for name in FUNCTIONS {
+            functions.insert(*name, LambdaProcess::start(&workspace_binary(name), &env).await);
+        }
+        Deployment { functions, groq }
+    }
+
+    async fn invoke(&self, function: &str, event: Value) -> (u16, Value) {
+        let response = self.functions[function].invoke(event).await.response();
+        answer(&response)
+    }
+
+    fn logs(&self) -> String {
+        self.functions.values().map(LambdaProcess::logs).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_flow_through_every_function() {
+    let d = Deployment::start().await;
+    let user = "11111111-2222-3333-4444-555555555555";
+
+    let (status, created) = d
+        .invoke(
+            "credentials-create",
+            with_body(
+                event("credentials-create", user),
+                json!({"provider": "groq", "api_key": format!(" {GROQ_KEY}\n")}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "valid");
+    assert_eq!(created["models_count"], 3);
+    assert_eq!(created["key_hint"], "gsk_…9xQa");
+
+    let (status, got) = d.invoke("credentials-get", event("credentials-get", user)).await;
+    assert_eq!((status, &got), (200, &created));
+
+    let (status, list) = d.invoke("credentials-list", event("credentials-list", user)).await;
+    assert_eq!(status, 200);
+    let groq = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["provider"] == "groq")
+        .unwrap();
+    assert_eq!(groq, &created);
+
+    let (status, models) = d.invoke("models-list", event("models-list", user)).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gemma2-9b-it", "llama-3.1-8b-instant", "llama-3.3-70b-versatile"]);
+
+    let calls = d.groq.requests().await.len();
+    let (status, checked) = d.invoke("credentials-check", event("credentials-check", user)).await;
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!(checked["status"], "valid");
+    assert_eq!(d.groq.requests().await.len(), calls + 1);
+    // KMS opened the stored key: the provider got exactly the original.
+    assert_eq!(
+        d.groq.requests().await.last().unwrap().headers["authorization"],
+        format!("Bearer {GROQ_KEY}").as_str()
+    );
+
+    let (status, updated) = d
+        .invoke(
+            "credentials-update",
+            with_body(event("credentials-update", user), json!({"api_key": GROQ_KEY_2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["key_hint"], "gsk_…zzZZ");
+    assert_eq!(updated["models_count"], 1);
+    assert_eq!(updated["created_at"], created["created_at"]);
+
+    let (status, body) = d.invoke("credentials-delete", event("credentials-delete", user)).await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (status, missing) = d.invoke("credentials-get", event("credentials-get", user)).await;
+    assert_eq!((status, missing["code"].as_str()), (404, Some("credential_not_found")));
+    let (status, models) = d.invoke("models-list", event("models-list", user)).await;
+    assert_eq!((status, models), (200, json!([])));
+
+    let logs = d.logs();
+    assert!(logs.contains("request handled"));
+    for key in [GROQ_KEY, GROQ_KEY_2] {
+        assert!(!logs.contains(key), "a key reached a function's logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_come_back_in_the_contract_shape() {
+    let d = Deployment::start().await;
+    let user = "user-errors";
+    let bad_key = "gsk_badbadbad456789abcdefghijklmnopqrstuvwxyzABCDEFbad1";
+    let (status, body) = d
+        .invoke(
+            "credentials-create",
+            with_body(
+                event("credentials-create", user),
+                json!({"provider": "groq", "api_key": bad_key}),
+            ),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("key_rejected")));
+    let (status, body) = d
+        .invoke(
+            "credentials-create",
+            with_body(
+                event("credentials-create", user),
+                json!({"provider": "nope", "api_key": GROQ_KEY}),
+            ),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("unknown_provider")));
+    let (status, body) = d
+        .invoke(
+            "credentials-create",
+            with_body(event("credentials-create", user), json!(["not an object"])),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_request")));
+    let (status, body) = d.invoke("credentials-check", event("credentials-check", user)).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("credential_not_found")));
+    let (status, _) = d
+        .invoke(
+            "credentials-create",
+            with_body(
+                event("credentials-create", user),
+                json!({"provider": "groq", "api_key": GROQ_KEY}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = d
+        .invoke(
+            "credentials-create",
+            with_body(
+                event("credentials-create", user),
+                json!({"provider": "groq", "api_key": GROQ_KEY}),
+            ),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("credential_exists")));
+    let oversized = json!({"provider": "groq", "api_key": GROQ_KEY, "pad": "x".repeat(70_000)});
+    let (status, body) = d
+        .invoke(
+            "credentials-create",
+            with_body(event("credentials-create", user), oversized),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_without_jwt_claims_gets_401_from_every_function() {
+    let d = Deployment::start().await;
+    let unauthenticated = event("credentials-list-no-claims", "ignored");
+    assert!(unauthenticated.pointer("/requestContext/authorizer").is_none());
+    for name in FUNCTIONS {
+        // The same payload, re-aimed at each function's route.
+        let mut e = event(name, "someone");
+        e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+        let (status, body) = d.invoke(name, e).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{name}"
+        );
+    }
+    let (status, body) = d.invoke("credentials-list", unauthenticated).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
+    assert!(d.groq.requests().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_raw_path_forms_reach_the_same_credential() {
+    let d = Deployment::start().await;
+    let user = "user-paths";
+    let (status, _) = d
+        .invoke(
+            "credentials-create",
+            with_body(
+                event("credentials-create", user),
+                json!({"provider": "groq", "api_key": GROQ_KEY}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for raw_path in ["/api/v1/credentials/groq", "/api/v1/credentials/groq/"] {
+        let mut e = event("credentials-get", user);
+        e["rawPath"] = json!(raw_path);
+        e["requestContext"]["http"]["path"] = json!(raw_path);
+        let (status, body) = d.invoke("credentials-get", e).await;
+        assert_eq!((status, body["provider"].as_str()), (200, Some("groq")), "{raw_path}");
+    }
+}
+
+#[tokio::test]
+async fn a_function_without_its_table_refuses_to_start() {
+    let process = LambdaProcess::start(&workspace_binary("credentials-list"), &moto().env()).await;
+    // The runtime never polls for work; it reports why it could not start.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let logs = process.logs();
+    assert!(logs.contains("TABLE_NAME must be set"), "{logs}");
+}
