@@ -12,7 +12,8 @@ use chrono::Utc;
 
 use crate::domain::provider::PROVIDERS;
 use crate::domain::{
-    ApiKey, CheckOutcome, CheckState, CredentialView, ModelView, ProviderSpec, StatusEvent, StoredCredential,
+    ApiKey, CheckOutcome, CheckState, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey, StatusEvent,
+    StoredCredential,
 };
 use crate::envelope;
 use crate::ports::{
@@ -52,6 +53,15 @@ impl From<KeyringError> for ServiceError {
             other => ServiceError::Internal(other.to_string()),
         }
     }
+}
+
+/// A new key, sealed and checked, ready to be stored.
+struct NewKey {
+    sealed: SealedKey,
+    key_hint: String,
+    check: CheckState,
+    models: Vec<ModelInfo>,
+    audience: Audience,
 }
 
 pub struct CredentialService {
@@ -111,24 +121,19 @@ impl CredentialService {
         if existing?.is_some() {
             return Err(ServiceError::CredentialExists(provider));
         }
-        let context = EncryptionContext::new(user_id, provider.id);
-        let sealed = envelope::seal(self.keyring.as_ref(), &context, &key).await?;
-        let (outcome, mut audience) = self.validate(provider, &key, audience).await;
-        let now = Utc::now();
-        let check = CheckState::from_outcome(&outcome, now);
-        let models = match outcome {
-            CheckOutcome::Invalid => {
-                self.announce(&mut audience, provider, &check, 0).await;
-                return Err(ServiceError::KeyRejected(provider));
-            }
-            CheckOutcome::Valid { models } => models,
-            CheckOutcome::Failed { .. } => Vec::new(),
-        };
+        let NewKey {
+            sealed,
+            key_hint,
+            check,
+            models,
+            mut audience,
+        } = self.seal_and_check(user_id, provider, &key, audience).await?;
+        let now = check.checked_at.unwrap_or_else(Utc::now);
         let credential = StoredCredential {
             user_id: user_id.to_owned(),
             provider: provider.id.to_owned(),
             sealed,
-            key_hint: key.hint(provider),
+            key_hint,
             check,
             models_count: models.len() as u32,
             revision: crate::ids::random_hex(16),
@@ -162,28 +167,21 @@ impl CredentialService {
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
-        let context = EncryptionContext::new(user_id, provider.id);
-        let sealed = envelope::seal(self.keyring.as_ref(), &context, &key).await?;
-        let (outcome, mut audience) = self.validate(provider, &key, audience).await;
-        let now = Utc::now();
-        let check = CheckState::from_outcome(&outcome, now);
-        let models = match outcome {
-            CheckOutcome::Invalid => {
-                // The old key stays exactly as it was.
-                self.announce(&mut audience, provider, &check, 0).await;
-                return Err(ServiceError::KeyRejected(provider));
-            }
-            CheckOutcome::Valid { models } => models,
-            // The old key's models say nothing about the new key.
-            CheckOutcome::Failed { .. } => Vec::new(),
-        };
+        // A rejected key ends here: the old key stays exactly as it was.
+        let NewKey {
+            sealed,
+            key_hint,
+            check,
+            models,
+            mut audience,
+        } = self.seal_and_check(user_id, provider, &key, audience).await?;
         let credential = StoredCredential {
             sealed,
-            key_hint: key.hint(provider),
+            key_hint,
+            updated_at: check.checked_at.unwrap_or_else(Utc::now),
             check,
             models_count: models.len() as u32,
             revision: crate::ids::random_hex(16),
-            updated_at: now,
             ..existing
         };
         match self.store.replace(&credential, &models).await {
@@ -267,6 +265,39 @@ impl CredentialService {
         Ok(match self.store.models(user_id, provider.id).await? {
             Some(list) => ModelView::list(provider.id, list),
             None => Vec::new(),
+        })
+    }
+
+    /// The part of create and update that is the same: seal the new key (a
+    /// key service outage fails here, before anything is announced), check it
+    /// with the provider, and refuse it — announced, nothing stored — if the
+    /// provider rejects it. Without a verdict the key is kept with no models:
+    /// whatever an older key unlocked says nothing about this one.
+    async fn seal_and_check(
+        &self,
+        user_id: &str,
+        provider: &'static ProviderSpec,
+        key: &ApiKey,
+        audience: Audience,
+    ) -> Result<NewKey, ServiceError> {
+        let context = EncryptionContext::new(user_id, provider.id);
+        let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
+        let (outcome, mut audience) = self.validate(provider, key, audience).await;
+        let check = CheckState::from_outcome(&outcome, Utc::now());
+        let models = match outcome {
+            CheckOutcome::Invalid => {
+                self.announce(&mut audience, provider, &check, 0).await;
+                return Err(ServiceError::KeyRejected(provider));
+            }
+            CheckOutcome::Valid { models } => models,
+            CheckOutcome::Failed { .. } => Vec::new(),
+        };
+        Ok(NewKey {
+            sealed,
+            key_hint: key.hint(provider),
+            check,
+            models,
+            audience,
         })
     }
 

@@ -184,7 +184,7 @@ pub mod aws {
     use aws_sdk_dynamodb::config::SharedHttpClient;
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
-    use super::StartupError;
+    use super::{AppState, StartupError};
     use crate::adapters::dynamo_store::DynamoStore;
     use crate::adapters::kms_keyring::KmsKeyring;
     use crate::adapters::notifier::{ApiGatewayNotifier, NoNotifier};
@@ -260,6 +260,20 @@ pub mod aws {
                 aws_sdk_kms::Client::new(&self.config),
                 key_id,
             )))
+        }
+
+        /// For routes that only read, delete or track connections: the table alone.
+        pub fn table_state(&self) -> AppState {
+            AppState::builder(self.store()).build()
+        }
+
+        /// For routes that validate keys: table, KMS, provider client and pushes.
+        pub fn validating_state(&self) -> Result<AppState, StartupError> {
+            Ok(AppState::builder(self.store())
+                .keyring(self.kms_keyring()?)
+                .providers(super::providers_from_env()?)
+                .notifier(self.notifier())
+                .build())
         }
 
         /// Pushes over the WebSocket API at `WS_MANAGEMENT_ENDPOINT`

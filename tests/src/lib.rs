@@ -37,3 +37,10 @@ pub fn repo_root() -> PathBuf {
         .expect("tests/ sits in the workspace root")
         .to_owned()
 }
+
+/// An API Gateway event payload from `events/`, as the functions receive it.
+pub fn event(name: &str) -> serde_json::Value {
+    let path = repo_root().join("events").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

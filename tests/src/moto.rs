@@ -15,6 +15,8 @@ pub const REGION: &str = "us-east-1";
 
 pub struct Moto {
     pub endpoint: String,
+    /// The watchdog shell; it ends (and stops moto_server) with this process.
+    _watchdog: std::process::Child,
 }
 
 fn moto_server_binary() -> PathBuf {
@@ -49,12 +51,12 @@ fn start() -> Moto {
     // A watchdog shell owns moto_server and kills it once this test process is
     // gone, so no emulator outlives the tests (statics are never dropped).
     let script = format!(
-        "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null' EXIT; \
+        "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null; wait $m' EXIT; \
          while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
         binary.display(),
         parent = std::process::id()
     );
-    Command::new("sh")
+    let watchdog = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -70,7 +72,10 @@ fn start() -> Moto {
         assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    Moto { endpoint }
+    Moto {
+        endpoint,
+        _watchdog: watchdog,
+    }
 }
 
 impl Moto {
@@ -146,4 +151,17 @@ impl Moto {
             .map(|m| m.arn().unwrap_or(m.key_id()).to_owned())
             .expect("key metadata")
     }
+}
+
+/// SDK configuration aimed at a port nothing listens on, retries off: a
+/// dependency that is down, for real.
+pub async fn unreachable_sdk_config() -> SdkConfig {
+    let port = free_port();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("t", "t", None, None, "test"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
 }

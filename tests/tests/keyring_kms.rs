@@ -71,18 +71,7 @@ async fn an_unknown_key_is_internal_and_an_unreachable_kms_is_unavailable() {
         Err(KeyringError::Internal(_))
     ));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .credentials_provider(aws_sdk_kms::config::Credentials::new("t", "t", None, None, "test"))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
+    let config = mailmind_tests::moto::unreachable_sdk_config().await;
     let down = KmsKeyring::new(aws_sdk_kms::Client::new(&config), "alias/x");
     assert!(matches!(
         down.generate_data_key(&ctx).await,

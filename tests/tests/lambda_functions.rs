@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
-use mailmind_tests::{repo_root, workspace_binary};
+use mailmind_tests::workspace_binary;
 use serde_json::{Value, json};
 
 const FUNCTIONS: &[&str] = &[
@@ -25,9 +25,7 @@ const GROQ_KEY_2: &str = "gsk_lambdanext456789abcdefghijklmnopqrstuvwxyzABCDzzZZ
 
 /// An event from `events/`, as the given user.
 fn event(name: &str, user: &str) -> Value {
-    let path = repo_root().join("events").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut event = mailmind_tests::event(name);
     if let Some(claims) = event.pointer_mut("/requestContext/authorizer/jwt/claims") {
         claims["sub"] = json!(user);
     }

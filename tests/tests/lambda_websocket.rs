@@ -7,18 +7,13 @@
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
-use mailmind_tests::{repo_root, workspace_binary};
+use mailmind_tests::{event, workspace_binary};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const USER: &str = "11111111-2222-3333-4444-555555555555";
 const GROQ_KEY: &str = "gsk_wslambda456789abcdefghijklmnopqrstuvwxyzABCDEFG9xQa";
-
-fn event(name: &str) -> Value {
-    let path = repo_root().join("events").join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
 
 fn ws_event(name: &str, connection_id: &str, user: &str) -> Value {
     let mut e = event(name);

@@ -66,18 +66,7 @@ async fn a_missing_table_is_an_internal_error() {
 
 #[tokio::test]
 async fn an_unreachable_dynamodb_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("t", "t", None, None, "test"))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
+    let config = mailmind_tests::moto::unreachable_sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "t");
     assert!(matches!(
         store.get("user-a", "groq").await,

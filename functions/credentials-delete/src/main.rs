@@ -1,17 +1,14 @@
-//! `DELETE /api/v1/credentials/{provider}/`: builds the AWS clients once, then serves every invocation
-//! with the shared handler.
+//! `DELETE /api/v1/credentials/{provider}/`: builds its one client (DynamoDB) once, then serves every
+//! event with the shared handler.
 
 use lambda_http::{Error, service_fn};
-use mailmind::AppState;
 use mailmind::handlers::delete_credential;
 use mailmind::state::aws::Aws;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     mailmind::telemetry::init_json_logs();
-    let aws = Aws::from_env().await?;
-    // Reads and deletes need the table only: no KMS, provider or push client.
-    let state = AppState::builder(aws.store()).build();
+    let state = Aws::from_env().await?.table_state();
     lambda_http::run(service_fn(|request| async {
         Ok::<_, std::convert::Infallible>(delete_credential(&state, request).await)
     }))

@@ -1,8 +1,7 @@
-//! WebSocket `$connect`: builds the AWS clients once, then serves every
+//! WebSocket `$connect`: builds its one client (DynamoDB) once, then serves every
 //! event with the shared handler.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use mailmind::AppState;
 use mailmind::handlers::websocket::connect;
 use mailmind::lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use mailmind::state::aws::Aws;
@@ -10,9 +9,7 @@ use mailmind::state::aws::Aws;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     mailmind::telemetry::init_json_logs();
-    let aws = Aws::from_env().await?;
-    // Connections need the table only.
-    let state = AppState::builder(aws.store()).build();
+    let state = Aws::from_env().await?.table_state();
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async {
             Ok::<_, Error>(connect(&state, event.payload).await)

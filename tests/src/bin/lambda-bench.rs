@@ -140,8 +140,7 @@ impl CountingProxy {
 }
 
 fn event(name: &str, user: &str, body: Option<Value>) -> Value {
-    let path = repo_root().join("events").join(format!("{name}.json"));
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut event = mailmind_tests::event(name);
     if name.starts_with("ws-") {
         let token = mailmind::auth::Hs256Verifier::new(WS_SECRET.as_bytes()).issue(user, 600);
         if event.get("queryStringParameters").is_some() {
@@ -185,6 +184,9 @@ fn p90(mut values: Vec<Duration>) -> Duration {
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
+
+/// Environment variables of a function process.
+type Env = Vec<(String, String)>;
 
 struct Figures {
     size_bytes: u64,
@@ -318,7 +320,7 @@ async fn main() {
     ]);
 
     let creator = LambdaProcess::start(&options.bin_dir.join("credentials-create"), &env).await;
-    let mut binaries: Vec<(&str, PathBuf, Vec<(String, String)>)> =
+    let mut binaries: Vec<(&str, PathBuf, Env)> =
         vec![("hello-world", options.bin_dir.join("hello-world"), Vec::new())];
     binaries.extend(
         FUNCTIONS
@@ -367,12 +369,13 @@ async fn main() {
     table.push_str("|---|---|---|---|---|---|---|\n");
     let row = |name: &str, f: &Figures| {
         format!(
-            "| `{name}` | {:.2} MB | {} ms ({} ms) | {:.2}× | {} | {} | {} |\n",
+            "| `{name}` | {:.2} MB | {} ms ({} ms) | {:.2}× | {} ms ({} ms) | {} | {} |\n",
             f.size_bytes as f64 / 1_000_000.0,
             ms(f.init_median),
             ms(f.init_p90),
             f.init_median.as_secs_f64() / hello_init.as_secs_f64(),
-            format!("{} ms ({} ms)", ms(f.warm_median), ms(f.warm_p90)),
+            ms(f.warm_median),
+            ms(f.warm_p90),
             f.peak_rss_kib
                 .map(|k| format!("{:.1} MB", k as f64 / 1024.0))
                 .unwrap_or("–".into()),
