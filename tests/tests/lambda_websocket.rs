@@ -24,6 +24,10 @@ fn ws_event(name: &str, connection_id: &str, user: &str) -> Value {
     assert!(e["requestContext"]["connectedAt"].is_i64(), "{name}");
     assert!(e["requestContext"]["requestTimeEpoch"].is_i64(), "{name}");
     e["requestContext"]["connectionId"] = json!(connection_id);
+    // A connection made now (the recorded one would long have expired).
+    let now = chrono::Utc::now().timestamp_millis();
+    e["requestContext"]["connectedAt"] = json!(now);
+    e["requestContext"]["requestTimeEpoch"] = json!(now);
     if e["requestContext"].get("authorizer").is_some() {
         e["requestContext"]["authorizer"]["principalId"] = json!(user);
         e["requestContext"]["authorizer"]["sub"] = json!(user);
@@ -60,9 +64,10 @@ async fn connect_default_and_disconnect_functions_keep_the_table_right() {
     let default = LambdaProcess::start(&workspace_binary("ws-default"), &env).await;
     let disconnect = LambdaProcess::start(&workspace_binary("ws-disconnect"), &env).await;
 
-    let connected = connect.invoke(ws_event("ws-connect", "conn-1", USER)).await.response();
+    let connect_event = ws_event("ws-connect", "conn-1", USER);
+    let connected_at = connect_event["requestContext"]["connectedAt"].as_i64().unwrap() / 1000;
+    let connected = connect.invoke(connect_event).await.response();
     assert_eq!(connected["statusCode"], 200, "{connected}");
-    let connected_at = event("ws-connect")["requestContext"]["connectedAt"].as_i64().unwrap() / 1000;
     let rows = scan_connections(&table).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(
