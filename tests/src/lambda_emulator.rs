@@ -188,6 +188,7 @@ pub struct LambdaProcess {
     pub started_at: Instant,
     child: Child,
     output: Arc<Mutex<String>>,
+    collectors: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl LambdaProcess {
@@ -216,13 +217,16 @@ impl LambdaProcess {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        collect(child.stdout.take().expect("stdout"), Arc::clone(&output));
-        collect(child.stderr.take().expect("stderr"), Arc::clone(&output));
+        let collectors = vec![
+            collect(child.stdout.take().expect("stdout"), Arc::clone(&output)),
+            collect(child.stderr.take().expect("stderr"), Arc::clone(&output)),
+        ];
         LambdaProcess {
             api,
             started_at,
             child,
             output,
+            collectors,
         }
     }
 
@@ -240,13 +244,18 @@ impl LambdaProcess {
         self.child.id()
     }
 
-    /// Whether the process has exited (a crash or a refused start).
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    /// Waits (at most `limit`) for the process to end on its own, e.g. after
+    /// refusing to start; then everything it printed, read to the end.
+    pub async fn exit(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, String)> {
+        let status = tokio::time::timeout(limit, self.child.wait()).await.ok()?.ok()?;
+        for collector in self.collectors.drain(..) {
+            let _ = collector.await;
+        }
+        Some((status, self.logs()))
     }
 }
 
-fn collect(stream: impl AsyncRead + Unpin + Send + 'static, sink: Arc<Mutex<String>>) {
+fn collect(stream: impl AsyncRead + Unpin + Send + 'static, sink: Arc<Mutex<String>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -254,5 +263,5 @@ fn collect(stream: impl AsyncRead + Unpin + Send + 'static, sink: Arc<Mutex<Stri
             out.push_str(&line);
             out.push('\n');
         }
-    });
+    })
 }

@@ -22,6 +22,7 @@ pub struct LocalServer {
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
     output: Arc<Mutex<String>>,
+    collectors: Vec<tokio::task::JoinHandle<()>>,
     verifier: Hs256Verifier,
     http: reqwest::Client,
 }
@@ -44,6 +45,7 @@ impl LocalServer {
             data_dir: data_dir.to_owned(),
             env: env.to_vec(),
             output: Arc::new(Mutex::new(String::new())),
+            collectors: Vec::new(),
             verifier: Hs256Verifier::new(TEST_JWT_SECRET.as_bytes()),
             http: reqwest::Client::new(),
         };
@@ -92,10 +94,15 @@ impl LocalServer {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
-        tokio::time::timeout(Duration::from_secs(10), child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
             .expect("server stops within 10 s of SIGTERM")
-            .expect("wait for server")
+            .expect("wait for server");
+        // Everything it printed, read to the end, before anyone inspects the logs.
+        for collector in self.collectors.drain(..) {
+            let _ = collector.await;
+        }
+        status
     }
 
     /// Stops and starts again on the same data directory (new port).
@@ -149,7 +156,7 @@ fn collect(
     stream: impl AsyncRead + Unpin + Send + 'static,
     sink: Arc<Mutex<String>>,
     mut url_tx: Option<tokio::sync::oneshot::Sender<String>>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -162,5 +169,5 @@ fn collect(
             out.push_str(&line);
             out.push('\n');
         }
-    });
+    })
 }

@@ -277,9 +277,12 @@ async fn both_raw_path_forms_reach_the_same_credential() {
 
 #[tokio::test]
 async fn a_function_without_its_table_refuses_to_start() {
-    let process = LambdaProcess::start(&workspace_binary("credentials-list"), &moto().env()).await;
-    // The runtime never polls for work; it reports why it could not start.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let logs = process.logs();
+    let mut process = LambdaProcess::start(&workspace_binary("credentials-list"), &moto().env()).await;
+    // The runtime never polls for work; it says why it could not start.
+    let (status, logs) = process
+        .exit(std::time::Duration::from_secs(10))
+        .await
+        .expect("credentials-list must stop without TABLE_NAME");
+    assert!(!status.success());
     assert!(logs.contains("TABLE_NAME must be set"), "{logs}");
 }

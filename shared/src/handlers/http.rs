@@ -172,22 +172,17 @@ pub fn path_provider(req: &Request) -> Result<&'static ProviderSpec, ApiError> {
     provider::find(&given).ok_or_else(|| ApiError::unknown_provider(404, &given))
 }
 
-/// The body as bytes in a buffer wiped on drop, refused above 64 KiB.
-pub fn body_bytes(req: Request) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-    let bytes = match req.into_body() {
-        Body::Empty => Vec::new(),
+/// The body as bytes, in a buffer wiped on drop (it may hold a key). Its size
+/// was bounded by [`check_body_size`] before any handler ran.
+pub fn body_bytes(req: Request) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(match req.into_body() {
         Body::Text(text) => text.into_bytes(),
         Body::Binary(bytes) => bytes,
         _ => Vec::new(),
-    };
-    let bytes = Zeroizing::new(bytes);
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::payload_too_large());
-    }
-    Ok(bytes)
+    })
 }
 
-/// Refuses an oversized body without reading it further.
+/// Refuses a body over 64 KiB before anything reads it.
 pub fn check_body_size(req: &Request) -> Result<(), ApiError> {
     let len = match req.body() {
         Body::Text(text) => text.len(),

@@ -28,7 +28,7 @@ pub async fn list_credentials(state: &AppState, req: Request) -> Response<Body> 
 /// `POST /api/v1/credentials/` with `{"provider": .., "api_key": ..}`
 pub async fn create_credential(state: &AppState, req: Request) -> Response<Body> {
     respond("credentials-create", req, |user, req| async move {
-        let bytes = body_bytes(req)?;
+        let bytes = body_bytes(req);
         let mut body = json_object(&bytes)?;
         let provider_id = take_string(&mut body, "provider")?;
         let provider = provider::find(&provider_id).ok_or_else(|| ApiError::unknown_provider(400, &provider_id))?;
@@ -53,7 +53,7 @@ pub async fn get_credential(state: &AppState, req: Request) -> Response<Body> {
 pub async fn update_credential(state: &AppState, req: Request) -> Response<Body> {
     respond("credentials-update", req, |user, req| async move {
         let provider = path_provider(&req)?;
-        let bytes = body_bytes(req)?;
+        let bytes = body_bytes(req);
         let mut body = json_object(&bytes)?;
         refuse_other_provider(&mut body, provider)?;
         let key = api_key_field(&mut body)?;
