@@ -15,12 +15,11 @@ use crate::ports::{Audience, CredentialStore, Notifier};
 
 /// A push that takes longer than this is abandoned; the HTTP request that
 /// triggered it must not wait on a slow socket.
-pub const DEFAULT_POST_TIMEOUT: Duration = Duration::from_millis(1500);
+pub const POST_TIMEOUT: Duration = Duration::from_millis(1500);
 
 pub struct ApiGatewayNotifier {
     client: apigw::Client,
     store: Arc<dyn CredentialStore>,
-    post_timeout: Duration,
 }
 
 enum PostResult {
@@ -31,16 +30,7 @@ enum PostResult {
 
 impl ApiGatewayNotifier {
     pub fn new(client: apigw::Client, store: Arc<dyn CredentialStore>) -> ApiGatewayNotifier {
-        ApiGatewayNotifier {
-            client,
-            store,
-            post_timeout: DEFAULT_POST_TIMEOUT,
-        }
-    }
-
-    pub fn with_post_timeout(mut self, timeout: Duration) -> ApiGatewayNotifier {
-        self.post_timeout = timeout;
-        self
+        ApiGatewayNotifier { client, store }
     }
 
     /// A client for the local server's `@connections` endpoint: it checks no
@@ -70,7 +60,7 @@ impl ApiGatewayNotifier {
             .connection_id(connection_id)
             .data(Blob::new(message.as_bytes()))
             .send();
-        match tokio::time::timeout(self.post_timeout, send).await {
+        match tokio::time::timeout(POST_TIMEOUT, send).await {
             Ok(Ok(_)) => PostResult::Delivered,
             Ok(Err(SdkError::ServiceError(e))) if e.err().is_gone_exception() || e.raw().status().as_u16() == 410 => {
                 PostResult::Gone
@@ -90,7 +80,7 @@ impl ApiGatewayNotifier {
 #[async_trait]
 impl Notifier for ApiGatewayNotifier {
     async fn audience(&self, user_id: &str) -> Audience {
-        let connection_ids = match tokio::time::timeout(self.post_timeout, self.store.connections(user_id)).await {
+        let connection_ids = match tokio::time::timeout(POST_TIMEOUT, self.store.connections(user_id)).await {
             Ok(Ok(ids)) => ids,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot look up WebSocket connections; not pushing");
@@ -124,7 +114,7 @@ impl Notifier for ApiGatewayNotifier {
         let user_id = audience.user_id.as_str();
         let forget = gone.iter().map(|id| async move {
             tracing::info!(connection_id = %id, "connection gone; forgetting it");
-            match tokio::time::timeout(self.post_timeout, self.store.remove_connection(user_id, id)).await {
+            match tokio::time::timeout(POST_TIMEOUT, self.store.remove_connection(user_id, id)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(connection_id = %id, error = %e, "cannot forget gone connection"),
                 Err(_) => tracing::warn!(connection_id = %id, "forgetting gone connection timed out"),

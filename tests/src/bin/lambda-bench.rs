@@ -54,8 +54,8 @@ fn parse_options() -> Options {
     let mut options = Options {
         bin_dir: repo_root().join("target/release"),
         out: repo_root().join("docs/PERFORMANCE.md"),
-        cold_starts: 40,
-        warm: 30,
+        cold_starts: 100,
+        warm: 40,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
