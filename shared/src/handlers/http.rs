@@ -52,14 +52,22 @@ impl ApiError {
     }
 
     /// Unknown provider: `400` when named in a body, `404` when in the path.
+    /// What was sent is quoted back only when it looks like an id: a key
+    /// pasted into the wrong field must not come back in a message.
     pub fn unknown_provider(status: u16, given: &str) -> ApiError {
-        // Echo at most a short, printable rendering of what was sent.
-        let shown: String = given.chars().filter(|c| !c.is_control()).take(40).collect();
+        let looks_like_id = !given.is_empty()
+            && given.len() <= 24
+            && given.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let named = if looks_like_id {
+            format!(" '{given}'")
+        } else {
+            String::new()
+        };
         ApiError::new(
             status,
             "unknown_provider",
             format!(
-                "Unknown provider '{shown}'. Supported providers: {}.",
+                "Unknown provider{named}. Supported providers: {}.",
                 provider::supported_ids()
             ),
         )
@@ -213,5 +221,25 @@ pub fn take_string(body: &mut Map<String, Value>, field: &str) -> Result<Zeroizi
         Some(Value::String(s)) => Ok(Zeroizing::new(s)),
         Some(Value::Null) | None => Err(ApiError::invalid_request(format!("Field '{field}' is required."))),
         Some(_) => Err(ApiError::invalid_request(format!("Field '{field}' must be a string."))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_provider_names_ids_but_never_echoes_a_key() {
+        let short = ApiError::unknown_provider(400, "gpt");
+        assert!(
+            short
+                .detail
+                .starts_with("Unknown provider 'gpt'. Supported providers: anthropic, cohere")
+        );
+        let pasted_key = "gsk_0123456789abcdefghijklmnopqrstuvwxyz";
+        let long = ApiError::unknown_provider(400, pasted_key);
+        assert!(!long.detail.contains("gsk_"), "{}", long.detail);
+        assert!(long.detail.starts_with("Unknown provider. Supported providers:"));
+        assert!(!ApiError::unknown_provider(404, "a b").detail.contains("a b"));
     }
 }
