@@ -44,3 +44,19 @@ pub fn event(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// A REST event from `events/` as `user` (the verified `sub` claim).
+pub fn rest_event(name: &str, user: &str) -> serde_json::Value {
+    let mut event = event(name);
+    if let Some(claims) = event.pointer_mut("/requestContext/authorizer/jwt/claims") {
+        claims["sub"] = serde_json::json!(user);
+    }
+    event
+}
+
+/// `event` carrying `body` as its JSON text, the way API Gateway delivers it.
+pub fn with_body(mut event: serde_json::Value, body: serde_json::Value) -> serde_json::Value {
+    event["body"] = serde_json::json!(body.to_string());
+    event["isBase64Encoded"] = serde_json::json!(false);
+    event
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
-use mailmind_tests::workspace_binary;
+use mailmind_tests::{rest_event as event, with_body, workspace_binary};
 use serde_json::{Value, json};
 
 const FUNCTIONS: &[&str] = &[
@@ -22,21 +22,6 @@ const FUNCTIONS: &[&str] = &[
 
 const GROQ_KEY: &str = "gsk_lambda0123456789abcdefghijklmnopqrstuvwxyzABCDEF9xQa";
 const GROQ_KEY_2: &str = "gsk_lambdanext456789abcdefghijklmnopqrstuvwxyzABCDzzZZ";
-
-/// An event from `events/`, as the given user.
-fn event(name: &str, user: &str) -> Value {
-    let mut event = mailmind_tests::event(name);
-    if let Some(claims) = event.pointer_mut("/requestContext/authorizer/jwt/claims") {
-        claims["sub"] = json!(user);
-    }
-    event
-}
-
-fn with_body(mut event: Value, body: Value) -> Value {
-    event["body"] = json!(body.to_string());
-    event["isBase64Encoded"] = json!(false);
-    event
-}
 
 /// Status and JSON body of an API Gateway v2 response.
 fn answer(response: &Value) -> (u16, Value) {

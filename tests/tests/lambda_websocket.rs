@@ -7,7 +7,7 @@
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
-use mailmind_tests::{event, workspace_binary};
+use mailmind_tests::{event, rest_event, with_body, workspace_binary};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -202,17 +202,17 @@ async fn a_check_pushes_to_live_connections_and_forgets_gone_ones() {
 
     let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
     let check = LambdaProcess::start(&workspace_binary("credentials-check"), &env).await;
-    let mut create_event = event("credentials-create");
-    create_event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(USER);
-    create_event["body"] = json!(json!({"provider": "groq", "api_key": GROQ_KEY}).to_string());
+    let create_event = with_body(
+        rest_event("credentials-create", USER),
+        json!({"provider": "groq", "api_key": GROQ_KEY}),
+    );
     let created = create.invoke(create_event).await.response();
     assert_eq!(created["statusCode"], 201, "{created}");
     // The create already met the gone connection and forgot it.
     let remaining: Vec<String> = scan_connections(&table).await.into_iter().map(|r| r.1).collect();
     assert_eq!(remaining, ["CONN#live-conn", "CONN#other-conn"]);
 
-    let mut check_event = event("credentials-check");
-    check_event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(USER);
+    let check_event = rest_event("credentials-check", USER);
     let checked = check.invoke(check_event).await.response();
     assert_eq!(checked["statusCode"], 200, "{checked}");
 

@@ -205,7 +205,6 @@ impl HttpProviderClient {
         }
         let mut response = request.send().await.map_err(transport_failure)?;
         let status = response.status();
-        let headers = response.headers().clone();
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
@@ -221,7 +220,7 @@ impl HttpProviderClient {
                 http_status = status.as_u16(),
                 "provider refused the check"
             );
-            return Err(classify_refusal(provider, status, &headers, &body));
+            return Err(classify_refusal(provider, status, response.headers(), &body));
         }
         serde_json::from_slice(&body).map_err(|_| failed(ErrorReason::BadResponse))
     }

@@ -140,7 +140,7 @@ impl CountingProxy {
 }
 
 fn event(name: &str, user: &str, body: Option<Value>) -> Value {
-    let mut event = mailmind_tests::event(name);
+    let mut event = mailmind_tests::rest_event(name, user);
     if name.starts_with("ws-") {
         let token = mailmind::auth::Hs256Verifier::new(WS_SECRET.as_bytes()).issue(user, 600);
         if event.get("queryStringParameters").is_some() {
@@ -150,13 +150,11 @@ fn event(name: &str, user: &str, body: Option<Value>) -> Value {
             event["requestContext"]["authorizer"]["principalId"] = json!(user);
         }
         event["requestContext"]["connectionId"] = json!(format!("conn-{user}"));
-    } else {
-        event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(user);
     }
-    if let Some(body) = body {
-        event["body"] = json!(body.to_string());
+    match body {
+        Some(body) => mailmind_tests::with_body(event, body),
+        None => event,
     }
-    event
 }
 
 fn status_of(response: &Value) -> u64 {
