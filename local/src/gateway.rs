@@ -18,7 +18,7 @@ use lambda_http::aws_lambda_events::apigw::{
 };
 use lambda_http::request::LambdaRequest;
 use mailmind::auth::VerifiedClaims;
-use mailmind::handlers::http::{ApiError, MAX_BODY_BYTES};
+use mailmind::handlers::protocol::{ApiError, MAX_BODY_BYTES};
 use mailmind::handlers::{Route, RouteMatch};
 
 use crate::LocalGateway;
@@ -100,7 +100,7 @@ pub fn http_api_event(
     context.authorizer = Some(authorizer);
     context.apiid = Some("local".to_owned());
     context.domain_name = headers.get("host").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    context.time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
+    context.time = Some(mailmind::time::to_api_gateway(&now));
     context.time_epoch = now.timestamp_millis();
     context.http = http;
 

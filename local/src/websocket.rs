@@ -13,9 +13,9 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
-use mailmind::handlers::http::ApiError;
+use mailmind::handlers::protocol::ApiError;
 use mailmind::handlers::websocket;
 use mailmind::lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
@@ -73,7 +73,7 @@ impl Peer {
         context.connection_id = Some(self.connection_id.clone());
         context.connected_at = self.connected_at.timestamp_millis();
         context.request_time_epoch = now.timestamp_millis();
-        context.request_time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
+        context.request_time = Some(mailmind::time::to_api_gateway(&now));
         context.request_id = Some(mailmind::ids::random_hex(8));
         context.extended_request_id = context.request_id.clone();
         context.message_direction = Some("IN".to_owned());
@@ -189,7 +189,7 @@ async fn serve(gateway: Arc<LocalGateway>, peer: Peer, socket: WebSocket, mut in
         if let Some(socket) = gateway.sockets.lock().get_mut(&peer.connection_id) {
             socket.last_active_at = Utc::now();
         }
-        let answer = websocket::default(peer.event("$default", "MESSAGE", Some(text))).await;
+        let answer = websocket::default(&(), peer.event("$default", "MESSAGE", Some(text))).await;
         if let Some(reply) = route_response(answer)
             && let Some(socket) = gateway.sockets.lock().get(&peer.connection_id)
         {
@@ -230,10 +230,6 @@ fn gone() -> Response {
         .into_response()
 }
 
-fn iso(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 /// `POST /@connections/{id}`: delivers the body to that socket.
 pub async fn post_to_connection(
     State(gateway): State<Arc<LocalGateway>>,
@@ -258,8 +254,8 @@ pub async fn get_connection(State(gateway): State<Arc<LocalGateway>>, Path(conne
         return gone();
     };
     axum::Json(json!({
-        "ConnectedAt": iso(&socket.connected_at),
-        "LastActiveAt": iso(&socket.last_active_at),
+        "ConnectedAt": mailmind::time::to_stored(&socket.connected_at),
+        "LastActiveAt": mailmind::time::to_stored(&socket.last_active_at),
         "Identity": {"SourceIp": socket.source_ip, "UserAgent": socket.user_agent},
     }))
     .into_response()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
-use crate::handlers::http::valid_user_id;
+use crate::domain::UserId;
 
 /// The documented development secret of the local server when
 /// `LOCAL_JWT_SECRET` is unset. Never use it for anything reachable by others.
@@ -18,14 +18,19 @@ pub const DEV_JWT_SECRET: &str = "mailmind-local-development-secret";
 /// function: every value a string (numbers and arrays in their JSON text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedClaims {
-    pub sub: String,
+    /// The user: the checked `sub` claim.
+    pub sub: UserId,
+    /// Every claim, `sub` included, as API Gateway flattens them.
     pub claims: HashMap<String, String>,
 }
 
+/// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// No `Authorization: Bearer` token was sent.
     #[error("missing bearer token")]
     Missing,
+    /// Forged, expired, malformed, or without a usable `sub`.
     #[error("invalid token")]
     Invalid,
 }
@@ -39,6 +44,7 @@ pub struct Hs256Verifier {
 }
 
 impl Hs256Verifier {
+    /// A verifier (and signer) for tokens under `secret`.
     pub fn new(secret: &[u8]) -> Hs256Verifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["sub"]);
@@ -52,6 +58,7 @@ impl Hs256Verifier {
         }
     }
 
+    /// Checks signature, `exp` (when present) and `sub`.
     pub fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
@@ -141,6 +148,7 @@ impl JwksVerifier {
         DecodingKey::from_jwk(&jwk).ok()
     }
 
+    /// Checks signature, `iss`, `exp`, audience and `sub`.
     pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::RS256 {
@@ -202,6 +210,7 @@ impl TokenVerifier {
         Err("set JWT_ISSUER (and JWT_AUDIENCE) for RS256 tokens, or JWT_HS256_SECRET for development".into())
     }
 
+    /// Checks a token the way the configured mode does.
     pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
         match self {
             TokenVerifier::Jwks(v) => v.verify(token).await,
@@ -221,7 +230,7 @@ pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
 /// Flattens verified claims the way API Gateway does and checks `sub`.
 pub fn claims_of(claims: Map<String, Value>) -> Result<VerifiedClaims, TokenError> {
     let sub = match claims.get("sub") {
-        Some(Value::String(sub)) if valid_user_id(sub) => sub.clone(),
+        Some(Value::String(sub)) => UserId::parse(sub).ok_or(TokenError::Invalid)?,
         _ => return Err(TokenError::Invalid),
     };
     let claims = claims
@@ -246,7 +255,7 @@ mod tests {
         let verifier = Hs256Verifier::new(b"secret-one");
         let token = verifier.issue("user-a", 60);
         let claims = verifier.verify(&token).unwrap();
-        assert_eq!(claims.sub, "user-a");
+        assert_eq!(claims.sub.as_str(), "user-a");
         assert!(claims.claims["exp"].parse::<i64>().is_ok());
         assert_eq!(
             Hs256Verifier::new(b"secret-two").verify(&token),
@@ -260,7 +269,11 @@ mod tests {
         assert_eq!(verifier.verify_header(None), Err(TokenError::Missing));
         assert_eq!(verifier.verify_header(Some("Basic abc")), Err(TokenError::Missing));
         assert_eq!(
-            verifier.verify_header(Some(&format!("bearer {token}"))).unwrap().sub,
+            verifier
+                .verify_header(Some(&format!("bearer {token}")))
+                .unwrap()
+                .sub
+                .as_str(),
             "user-a"
         );
     }
@@ -280,6 +293,6 @@ mod tests {
         // Without exp the token is accepted (exp is honoured only when present).
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &serde_json::json!({"sub": "u"}), &key).unwrap();
-        assert_eq!(verifier.verify(&token).unwrap().sub, "u");
+        assert_eq!(verifier.verify(&token).unwrap().sub.as_str(), "u");
     }
 }

@@ -8,6 +8,21 @@ use zeroize::Zeroizing;
 use crate::domain::{ApiKey, SealedKey};
 use crate::ports::{EncryptionContext, Keyring, KeyringError};
 
+/// Canonical bytes of `context` for AES-GCM associated data:
+/// `{"app":..,"provider":..,"user":..}`. Written out by hand in a fixed order
+/// (not via a JSON map, whose key order depends on serde_json features):
+/// stored ciphertexts depend on these exact bytes.
+pub fn aad(context: &EncryptionContext) -> Vec<u8> {
+    let quoted = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        "{{\"app\":{},\"provider\":{},\"user\":{}}}",
+        quoted(EncryptionContext::APP),
+        quoted(&context.provider),
+        quoted(context.user.as_str())
+    )
+    .into_bytes()
+}
+
 /// The only format so far: AES-256-GCM, 96-bit random nonce, tag appended.
 pub const FORMAT_V1: u8 = 1;
 
@@ -52,7 +67,7 @@ fn aead_key(key: &[u8; 32]) -> Result<LessSafeKey, KeyringError> {
 /// Seals `key` for the owner and provider named by `context`.
 pub async fn seal(keyring: &dyn Keyring, context: &EncryptionContext, key: &ApiKey) -> Result<SealedKey, KeyringError> {
     let data_key = keyring.generate_data_key(context).await?;
-    let (nonce, ciphertext) = aes_gcm_seal(&data_key.plaintext, &context.to_aad(), key.expose().as_bytes())?;
+    let (nonce, ciphertext) = aes_gcm_seal(&data_key.plaintext, &aad(context), key.expose().as_bytes())?;
     Ok(SealedKey {
         format_version: FORMAT_V1,
         key_id: data_key.key_id,
@@ -77,7 +92,7 @@ pub async fn open(
     let data_key = keyring
         .decrypt_data_key(&sealed.key_id, &sealed.wrapped_data_key, context)
         .await?;
-    let plaintext = aes_gcm_open(&data_key, &context.to_aad(), &sealed.nonce, &sealed.ciphertext)?;
+    let plaintext = aes_gcm_open(&data_key, &aad(context), &sealed.nonce, &sealed.ciphertext)?;
     ApiKey::from_decrypted(plaintext).ok_or(KeyringError::Rejected)
 }
 
@@ -115,15 +130,16 @@ mod tests {
 
     #[test]
     fn aad_is_canonical_and_binds_every_field() {
-        let a = EncryptionContext::new("user-a", "groq");
+        let user = |id: &str| crate::domain::UserId::parse(id).unwrap();
+        let a = EncryptionContext::new(&user("user-a"), "groq");
         assert_eq!(
-            String::from_utf8(a.to_aad()).unwrap(),
+            String::from_utf8(aad(&a)).unwrap(),
             r#"{"app":"mailmind","provider":"groq","user":"user-a"}"#
         );
         // No ambiguity from separators: quoting keeps fields apart.
         assert_ne!(
-            EncryptionContext::new("a\",\"x", "groq").to_aad(),
-            EncryptionContext::new("a", "x\",\"groq").to_aad()
+            aad(&EncryptionContext::new(&user("a\",\"x"), "groq")),
+            aad(&EncryptionContext::new(&user("a"), "x\",\"groq"))
         );
     }
 }

@@ -1,4 +1,4 @@
-//! Ports: what the service needs from the outside world. Adapters implement
+//! Ports: what the services need from the outside world. Adapters implement
 //! them for AWS (DynamoDB, KMS, API Gateway) and for one machine (SQLite, a
 //! local master key, the local server's `@connections` endpoint).
 
@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use crate::domain::{ApiKey, CheckOutcome, CheckState, ModelInfo, ModelList, ProviderSpec, StoredCredential};
+use crate::domain::{ApiKey, CheckOutcome, CheckState, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 
 /// Storage failures, in the terms the API answers with.
 #[derive(Debug, thiserror::Error)]
@@ -34,24 +34,14 @@ pub enum ModelsUpdate<'a> {
     Replace(&'a [ModelInfo]),
 }
 
-/// A live WebSocket connection of a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connection {
-    pub user_id: String,
-    pub connection_id: String,
-    pub connected_at: DateTime<Utc>,
-    /// After this the store may forget the connection by itself (DynamoDB TTL).
-    pub expires_at: DateTime<Utc>,
-}
-
-/// Credentials, their model lists and WebSocket connections, always scoped to one user.
+/// Credentials and their model lists, always scoped to one user.
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
     /// The user's credential for a provider (strongly consistent).
-    async fn get(&self, user_id: &str, provider: &str) -> Result<Option<StoredCredential>, StoreError>;
+    async fn get(&self, user: &UserId, provider: &str) -> Result<Option<StoredCredential>, StoreError>;
 
     /// All of the user's credentials, in any order.
-    async fn list(&self, user_id: &str) -> Result<Vec<StoredCredential>, StoreError>;
+    async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError>;
 
     /// Stores a new credential with its model list in one atomic step.
     /// `Conflict` when the user already has one for the provider.
@@ -65,7 +55,7 @@ pub trait CredentialStore: Send + Sync {
     /// the credential is gone, `Conflict` when its key was replaced meanwhile.
     async fn record_check(
         &self,
-        user_id: &str,
+        user: &UserId,
         provider: &str,
         revision: &str,
         check: &CheckState,
@@ -73,34 +63,56 @@ pub trait CredentialStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Deletes the credential and its models together. `NotFound` when there is none.
-    async fn delete(&self, user_id: &str, provider: &str) -> Result<(), StoreError>;
+    async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError>;
 
     /// The stored model list, if any.
-    async fn models(&self, user_id: &str, provider: &str) -> Result<Option<ModelList>, StoreError>;
+    async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError>;
+}
 
+/// A live WebSocket connection of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Whose connection it is (the `$connect` authorizer's principal).
+    pub user: UserId,
+    /// API Gateway's id for it, the address of `@connections/{id}`.
+    pub connection_id: String,
+    /// When the socket opened.
+    pub connected_at: DateTime<Utc>,
+    /// After this the store may forget the connection by itself (DynamoDB TTL).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The users' live WebSocket connections: who to push a status to.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Remembers a connection (replacing one with the same id).
     async fn save_connection(&self, connection: &Connection) -> Result<(), StoreError>;
 
     /// Forgets a connection; forgetting an unknown one is not an error.
-    async fn remove_connection(&self, user_id: &str, connection_id: &str) -> Result<(), StoreError>;
+    async fn remove_connection(&self, user: &UserId, connection_id: &str) -> Result<(), StoreError>;
 
     /// Ids of the user's connections that have not expired.
-    async fn connections(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+    async fn connections(&self, user: &UserId) -> Result<Vec<String>, StoreError>;
 }
 
-/// Binds a sealed key to its owner and provider: the AES-GCM associated data
-/// and the KMS encryption context.
+/// Binds a sealed key to its owner and provider: the KMS encryption context,
+/// and (in the byte form `envelope` gives it) the AES-GCM associated data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptionContext {
-    pub user_id: String,
+    /// The owner.
+    pub user: UserId,
+    /// The provider id.
     pub provider: String,
 }
 
 impl EncryptionContext {
+    /// The `app` entry every context carries; key policies can require it.
     pub const APP: &'static str = "mailmind";
 
-    pub fn new(user_id: &str, provider: &str) -> EncryptionContext {
+    /// The context of `user`'s key for `provider`.
+    pub fn new(user: &UserId, provider: &str) -> EncryptionContext {
         EncryptionContext {
-            user_id: user_id.to_owned(),
+            user: user.clone(),
             provider: provider.to_owned(),
         }
     }
@@ -110,32 +122,22 @@ impl EncryptionContext {
         [
             ("app", Self::APP),
             ("provider", &self.provider),
-            ("user", &self.user_id),
+            ("user", self.user.as_str()),
         ]
-    }
-
-    /// Canonical bytes for AES-GCM associated data: `{"app":..,"provider":..,"user":..}`.
-    /// Written out by hand in a fixed order (not via a JSON map, whose key order
-    /// depends on serde_json features): stored ciphertexts depend on these bytes.
-    pub fn to_aad(&self) -> Vec<u8> {
-        let quoted = |s: &str| serde_json::to_string(s).expect("a string always serializes");
-        format!(
-            "{{\"app\":{},\"provider\":{},\"user\":{}}}",
-            quoted(Self::APP),
-            quoted(&self.provider),
-            quoted(&self.user_id)
-        )
-        .into_bytes()
     }
 }
 
 /// A 256-bit data key: plaintext for one seal or open, and its wrapped form.
 pub struct DataKey {
+    /// The key itself, wiped on drop.
     pub plaintext: Zeroizing<[u8; 32]>,
+    /// The key encrypted under the master key, stored beside the ciphertext.
     pub wrapped: Vec<u8>,
+    /// Which master key wrapped it.
     pub key_id: String,
 }
 
+/// Key service failures.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
     /// Throttled or unreachable: safe to retry.
@@ -173,9 +175,11 @@ pub trait ProviderClient: Send + Sync {
 }
 
 /// The connections a user had when a validation started.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audience {
-    pub user_id: String,
+    /// Whose connections these are.
+    pub user: UserId,
+    /// Their ids; pushes drop the ones that turn out to be gone.
     pub connection_ids: Vec<String>,
 }
 
@@ -183,7 +187,7 @@ pub struct Audience {
 #[async_trait]
 pub trait Notifier: Send + Sync {
     /// Looks up where to push; a failed lookup is logged and yields nobody.
-    async fn audience(&self, user_id: &str) -> Audience;
+    async fn audience(&self, user: &UserId) -> Audience;
 
     /// Posts `message` to every connection of `audience`, concurrently and
     /// within a short bound. Connections that are gone are forgotten and dropped

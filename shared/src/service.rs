@@ -13,26 +13,30 @@ use chrono::Utc;
 use crate::domain::provider::PROVIDERS;
 use crate::domain::{
     ApiKey, CheckOutcome, CheckState, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey, StatusEvent,
-    StoredCredential,
+    StoredCredential, UserId,
 };
 use crate::envelope;
 use crate::ports::{
-    Audience, CredentialStore, EncryptionContext, Keyring, KeyringError, ModelsUpdate, Notifier, ProviderClient,
-    StoreError,
+    Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, Keyring, KeyringError, ModelsUpdate,
+    Notifier, ProviderClient, StoreError,
 };
 
 /// Failures, in the terms of the API's error codes.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// `POST` for a provider that already has a key.
     #[error("A {} API key is already set. Use PUT to replace it.", .0.display_name)]
     CredentialExists(&'static ProviderSpec),
+    /// No key is set for that provider.
     #[error("No {} API key is set.", .0.display_name)]
     CredentialNotFound(&'static ProviderSpec),
+    /// The provider said the new key is not valid; nothing was stored.
     #[error("{} rejected this API key: it is not valid. Nothing was stored.", .0.display_name)]
     KeyRejected(&'static ProviderSpec),
     /// Storage or key service failed in a way that is safe to retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Anything else; nothing was changed.
     #[error("{0}")]
     Internal(String),
 }
@@ -64,6 +68,7 @@ struct NewKey {
     audience: Audience,
 }
 
+/// Create, read, update, check and delete a user's credentials.
 pub struct CredentialService {
     store: Arc<dyn CredentialStore>,
     keyring: Arc<dyn Keyring>,
@@ -72,6 +77,7 @@ pub struct CredentialService {
 }
 
 impl CredentialService {
+    /// The service over its ports.
     pub fn new(
         store: Arc<dyn CredentialStore>,
         keyring: Arc<dyn Keyring>,
@@ -86,13 +92,9 @@ impl CredentialService {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn CredentialStore> {
-        &self.store
-    }
-
     /// One entry per supported provider, sorted by id.
-    pub async fn list(&self, user_id: &str) -> Result<Vec<CredentialView>, ServiceError> {
-        let stored = self.store.list(user_id).await?;
+    pub async fn list(&self, user: &UserId) -> Result<Vec<CredentialView>, ServiceError> {
+        let stored = self.store.list(user).await?;
         Ok(PROVIDERS
             .iter()
             .map(|p| match stored.iter().find(|c| c.provider == p.id) {
@@ -102,22 +104,24 @@ impl CredentialService {
             .collect())
     }
 
-    pub async fn get(&self, user_id: &str, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
-        match self.store.get(user_id, provider.id).await? {
+    /// One credential's status.
+    pub async fn get(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
+        match self.store.get(user, provider.id).await? {
             Some(c) => Ok(CredentialView::of(provider, &c)),
             None => Err(ServiceError::CredentialNotFound(provider)),
         }
     }
 
+    /// Stores a new key once the provider has had its say (see the module comment).
     pub async fn create(
         &self,
-        user_id: &str,
+        user: &UserId,
         provider: &'static ProviderSpec,
         key: ApiKey,
     ) -> Result<CredentialView, ServiceError> {
         // Not a guard (the insert's condition is): it answers a duplicate at
         // once, without a provider call or a stray `checking` message.
-        let (existing, audience) = tokio::join!(self.store.get(user_id, provider.id), self.notifier.audience(user_id));
+        let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
         if existing?.is_some() {
             return Err(ServiceError::CredentialExists(provider));
         }
@@ -127,10 +131,10 @@ impl CredentialService {
             check,
             models,
             mut audience,
-        } = self.seal_and_check(user_id, provider, &key, audience).await?;
+        } = self.seal_and_check(user, provider, &key, audience).await?;
         let now = check.checked_at.unwrap_or_else(Utc::now);
         let credential = StoredCredential {
-            user_id: user_id.to_owned(),
+            user_id: user.clone(),
             provider: provider.id.to_owned(),
             sealed,
             key_hint,
@@ -156,14 +160,15 @@ impl CredentialService {
         Ok(CredentialView::of(provider, &credential))
     }
 
+    /// Replaces a stored key; a rejected new key leaves the old one untouched.
     pub async fn update(
         &self,
-        user_id: &str,
+        user: &UserId,
         provider: &'static ProviderSpec,
         key: ApiKey,
     ) -> Result<CredentialView, ServiceError> {
         // PUT never creates: say so before calling the provider.
-        let (existing, audience) = tokio::join!(self.store.get(user_id, provider.id), self.notifier.audience(user_id));
+        let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
@@ -174,7 +179,7 @@ impl CredentialService {
             check,
             models,
             mut audience,
-        } = self.seal_and_check(user_id, provider, &key, audience).await?;
+        } = self.seal_and_check(user, provider, &key, audience).await?;
         let credential = StoredCredential {
             sealed,
             key_hint,
@@ -200,12 +205,13 @@ impl CredentialService {
         Ok(CredentialView::of(provider, &credential))
     }
 
-    pub async fn check(&self, user_id: &str, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
-        let (existing, audience) = tokio::join!(self.store.get(user_id, provider.id), self.notifier.audience(user_id));
+    /// Checks the stored key again, now.
+    pub async fn check(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
+        let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
-        let context = EncryptionContext::new(user_id, provider.id);
+        let context = EncryptionContext::new(user, provider.id);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
             .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
@@ -222,14 +228,14 @@ impl CredentialService {
         };
         match self
             .store
-            .record_check(user_id, provider.id, &existing.revision, &check, models_update)
+            .record_check(user, provider.id, &existing.revision, &check, models_update)
             .await
         {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(ServiceError::CredentialNotFound(provider)),
             // The key was replaced while we checked the old one: the newer
             // state wins, and its own validation announces itself.
-            Err(StoreError::Conflict) => return self.get(user_id, provider).await,
+            Err(StoreError::Conflict) => return self.get(user, provider).await,
             Err(e) => return Err(e.into()),
         }
         let credential = StoredCredential {
@@ -249,8 +255,9 @@ impl CredentialService {
         Ok(CredentialView::of(provider, &credential))
     }
 
-    pub async fn delete(&self, user_id: &str, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
-        match self.store.delete(user_id, provider.id).await {
+    /// Deletes the key and its models.
+    pub async fn delete(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
+        match self.store.delete(user, provider.id).await {
             Ok(()) => {
                 tracing::info!(provider = provider.id, "credential deleted");
                 Ok(())
@@ -261,8 +268,8 @@ impl CredentialService {
     }
 
     /// The stored model list, sorted by id; empty when nothing was discovered.
-    pub async fn models(&self, user_id: &str, provider: &'static ProviderSpec) -> Result<Vec<ModelView>, ServiceError> {
-        Ok(match self.store.models(user_id, provider.id).await? {
+    pub async fn models(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<ModelView>, ServiceError> {
+        Ok(match self.store.models(user, provider.id).await? {
             Some(list) => ModelView::list(provider.id, list),
             None => Vec::new(),
         })
@@ -275,12 +282,12 @@ impl CredentialService {
     /// whatever an older key unlocked says nothing about this one.
     async fn seal_and_check(
         &self,
-        user_id: &str,
+        user: &UserId,
         provider: &'static ProviderSpec,
         key: &ApiKey,
         audience: Audience,
     ) -> Result<NewKey, ServiceError> {
-        let context = EncryptionContext::new(user_id, provider.id);
+        let context = EncryptionContext::new(user, provider.id);
         let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
         let (outcome, mut audience) = self.validate(provider, key, audience).await;
         let check = CheckState::from_outcome(&outcome, Utc::now());
@@ -325,5 +332,47 @@ impl CredentialService {
     ) {
         let message = StatusEvent::finished(provider, check, models_count).to_message();
         self.notifier.push(audience, &message).await;
+    }
+}
+
+/// The users' WebSocket connections: `$connect` remembers one, `$disconnect`
+/// forgets it, so pushes know where to go.
+pub struct ConnectionService {
+    connections: Arc<dyn ConnectionStore>,
+}
+
+/// API Gateway closes a WebSocket after 2 hours; stored connections live a
+/// little longer, then expire on their own (TTL) if `$disconnect` never came.
+pub const CONNECTION_TTL: chrono::Duration = chrono::Duration::minutes(130);
+
+impl ConnectionService {
+    /// The service over its store.
+    pub fn new(connections: Arc<dyn ConnectionStore>) -> ConnectionService {
+        ConnectionService { connections }
+    }
+
+    /// Remembers `connection_id` as `user`'s, opened at `connected_at`.
+    pub async fn connect(
+        &self,
+        user: UserId,
+        connection_id: String,
+        connected_at: chrono::DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let connection = Connection {
+            user,
+            connection_id,
+            connected_at,
+            expires_at: connected_at + CONNECTION_TTL,
+        };
+        self.connections.save_connection(&connection).await?;
+        tracing::info!(connection_id = %connection.connection_id, "connected");
+        Ok(())
+    }
+
+    /// Forgets the connection (its TTL cleans up should this fail).
+    pub async fn disconnect(&self, user: &UserId, connection_id: &str) -> Result<(), ServiceError> {
+        self.connections.remove_connection(user, connection_id).await?;
+        tracing::info!(connection_id, "disconnected");
+        Ok(())
     }
 }

@@ -6,66 +6,68 @@ use std::sync::Arc;
 use crate::adapters::notifier::NoNotifier;
 use crate::adapters::providers::{HttpProviderClient, ProviderClientConfig};
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
-use crate::ports::{CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, Notifier, ProviderClient};
-use crate::service::CredentialService;
+use crate::ports::{
+    ConnectionStore, CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, Notifier, ProviderClient,
+};
+use crate::service::{ConnectionService, CredentialService};
 
+/// The services every handler reaches through.
 pub struct AppState {
+    /// Credentials: the REST routes.
     pub credentials: CredentialService,
+    /// WebSocket connections: `$connect` and `$disconnect`.
+    pub connections: ConnectionService,
 }
 
 impl AppState {
-    pub fn new(
-        store: Arc<dyn CredentialStore>,
-        keyring: Arc<dyn Keyring>,
-        providers: Arc<dyn ProviderClient>,
-        notifier: Arc<dyn Notifier>,
-    ) -> AppState {
-        AppState {
-            credentials: CredentialService::new(store, keyring, providers, notifier),
-        }
-    }
-
-    /// A state over `store`; add only the ports a function uses, so a binary
-    /// that never seals a key or calls a provider links neither client.
-    pub fn builder(store: Arc<dyn CredentialStore>) -> AppStateBuilder {
+    /// A state over `store` (one adapter keeps credentials and connections);
+    /// add only the ports a function uses, so a binary that never seals a key
+    /// or calls a provider links neither client.
+    pub fn builder<S: CredentialStore + ConnectionStore + 'static>(store: Arc<S>) -> AppStateBuilder {
         AppStateBuilder {
-            store,
+            credentials: Arc::clone(&store) as Arc<dyn CredentialStore>,
+            connections: store,
             keyring: Arc::new(Unconfigured),
             providers: Arc::new(Unconfigured),
             notifier: Arc::new(NoNotifier),
         }
     }
-
-    pub fn store(&self) -> &Arc<dyn CredentialStore> {
-        self.credentials.store()
-    }
 }
 
+/// Assembles an [`AppState`] from the ports a function needs.
 pub struct AppStateBuilder {
-    store: Arc<dyn CredentialStore>,
+    credentials: Arc<dyn CredentialStore>,
+    connections: Arc<dyn ConnectionStore>,
     keyring: Arc<dyn Keyring>,
     providers: Arc<dyn ProviderClient>,
     notifier: Arc<dyn Notifier>,
 }
 
 impl AppStateBuilder {
+    /// Seals and opens keys (create, update, check).
     pub fn keyring(mut self, keyring: Arc<dyn Keyring>) -> Self {
         self.keyring = keyring;
         self
     }
 
+    /// Asks providers about keys (create, update, check).
     pub fn providers(mut self, providers: Arc<dyn ProviderClient>) -> Self {
         self.providers = providers;
         self
     }
 
+    /// Pushes status messages (create, update, check).
     pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
         self.notifier = notifier;
         self
     }
 
+    /// The state.
     pub fn build(self) -> AppState {
-        AppState::new(self.store, self.keyring, self.providers, self.notifier)
+        AppState {
+            credentials: CredentialService::new(self.credentials, self.keyring, self.providers, self.notifier),
+            connections: ConnectionService::new(self.connections),
+        }
     }
 }
 
@@ -131,9 +133,11 @@ pub mod local {
     use crate::adapters::local_keyring::LocalKeyring;
     use crate::adapters::notifier::ApiGatewayNotifier;
     use crate::adapters::sqlite_store::SqliteStore;
-    use crate::ports::{CredentialStore, ProviderClient};
+    use crate::ports::ProviderClient;
 
+    /// The SQLite database in the data directory.
     pub const DATABASE_FILE: &str = "mailmind.db";
+    /// The 32-byte master key in the data directory.
     pub const MASTER_KEY_FILE: &str = "master.key";
 
     /// Opens (or creates, mode 0700) the data directory, its master key and
@@ -154,13 +158,13 @@ pub mod local {
         }
         let keyring =
             LocalKeyring::open_or_create(&data_dir.join(MASTER_KEY_FILE)).map_err(|e| StartupError(e.to_string()))?;
-        let store: Arc<dyn CredentialStore> = Arc::new(
+        let store = Arc::new(
             SqliteStore::open(&data_dir.join(DATABASE_FILE))
                 .map_err(|e| StartupError(format!("cannot open the database in {shown}: {e}")))?,
         );
         let notifier = ApiGatewayNotifier::new(
             ApiGatewayNotifier::local_client(connections_endpoint),
-            Arc::clone(&store),
+            Arc::clone(&store) as _,
         );
         Ok(AppState::builder(store)
             .keyring(Arc::new(keyring))
@@ -189,7 +193,7 @@ pub mod aws {
     use crate::adapters::dynamo_store::DynamoStore;
     use crate::adapters::kms_keyring::KmsKeyring;
     use crate::adapters::notifier::{ApiGatewayNotifier, NoNotifier};
-    use crate::ports::{CredentialStore, Keyring, Notifier};
+    use crate::ports::{Keyring, Notifier};
 
     fn env(name: &str) -> Option<String> {
         std::env::var(name)
@@ -227,7 +231,7 @@ pub mod aws {
     /// The AWS side of a function: SDK configuration and the table.
     pub struct Aws {
         config: SdkConfig,
-        store: Arc<dyn CredentialStore>,
+        store: Arc<DynamoStore>,
     }
 
     impl Aws {
@@ -259,10 +263,6 @@ pub mod aws {
             Ok(Aws { config, store })
         }
 
-        pub fn store(&self) -> Arc<dyn CredentialStore> {
-            Arc::clone(&self.store)
-        }
-
         /// The KMS keyring over `KMS_KEY_ID`.
         pub fn kms_keyring(&self) -> Result<Arc<dyn Keyring>, StartupError> {
             let key_id = env("KMS_KEY_ID").ok_or_else(|| StartupError("KMS_KEY_ID must be set".into()))?;
@@ -274,12 +274,12 @@ pub mod aws {
 
         /// For routes that only read, delete or track connections: the table alone.
         pub fn table_state(&self) -> AppState {
-            AppState::builder(self.store()).build()
+            AppState::builder(Arc::clone(&self.store)).build()
         }
 
         /// For routes that validate keys: table, KMS, provider client and pushes.
         pub fn validating_state(&self) -> Result<AppState, StartupError> {
-            Ok(AppState::builder(self.store())
+            Ok(AppState::builder(Arc::clone(&self.store))
                 .keyring(self.kms_keyring()?)
                 .providers(super::providers_from_env()?)
                 .notifier(self.notifier())
@@ -296,7 +296,7 @@ pub mod aws {
                         .endpoint_url(endpoint)
                         .build();
                     let client = aws_sdk_apigatewaymanagement::Client::from_conf(config);
-                    Arc::new(ApiGatewayNotifier::new(client, Arc::clone(&self.store)))
+                    Arc::new(ApiGatewayNotifier::new(client, Arc::clone(&self.store) as _))
                 }
                 None => Arc::new(NoNotifier),
             }

@@ -1,17 +1,10 @@
-//! `POST /api/v1/credentials/`: builds its clients (DynamoDB, KMS, the provider HTTP
-//! client, the WebSocket push client) once, then serves every request with
-//! the shared handler.
+//! `POST /api/v1/credentials`.
 
-use lambda_http::{Error, service_fn};
 use mailmind::handlers::create_credential;
-use mailmind::state::aws::Aws;
+use mailmind::lambda;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    mailmind::telemetry::init_json_logs();
-    let state = Aws::from_env().await?.validating_state()?;
-    lambda_http::run(service_fn(|request| async {
-        Ok::<_, std::convert::Infallible>(create_credential(&state, request).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda::Error> {
+    let state = lambda::aws().await?.validating_state()?;
+    lambda::serve_http(state, create_credential).await
 }

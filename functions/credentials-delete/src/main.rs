@@ -1,16 +1,10 @@
-//! `DELETE /api/v1/credentials/{provider}/`: builds its one client (DynamoDB) once, then serves every
-//! event with the shared handler.
+//! `DELETE /api/v1/credentials/{provider}`.
 
-use lambda_http::{Error, service_fn};
 use mailmind::handlers::delete_credential;
-use mailmind::state::aws::Aws;
+use mailmind::lambda;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    mailmind::telemetry::init_json_logs();
-    let state = Aws::from_env().await?.table_state();
-    lambda_http::run(service_fn(|request| async {
-        Ok::<_, std::convert::Infallible>(delete_credential(&state, request).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda::Error> {
+    let state = lambda::aws().await?.table_state();
+    lambda::serve_http(state, delete_credential).await
 }

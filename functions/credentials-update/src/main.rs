@@ -1,17 +1,10 @@
-//! `PUT /api/v1/credentials/{provider}/`: builds its clients (DynamoDB, KMS, the provider HTTP
-//! client, the WebSocket push client) once, then serves every request with
-//! the shared handler.
+//! `PUT /api/v1/credentials/{provider}`.
 
-use lambda_http::{Error, service_fn};
 use mailmind::handlers::update_credential;
-use mailmind::state::aws::Aws;
+use mailmind::lambda;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    mailmind::telemetry::init_json_logs();
-    let state = Aws::from_env().await?.validating_state()?;
-    lambda_http::run(service_fn(|request| async {
-        Ok::<_, std::convert::Infallible>(update_credential(&state, request).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda::Error> {
+    let state = lambda::aws().await?.validating_state()?;
+    lambda::serve_http(state, update_credential).await
 }

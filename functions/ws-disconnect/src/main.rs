@@ -1,19 +1,10 @@
-//! WebSocket `$disconnect`: builds its one client (DynamoDB) once, then serves every
-//! event with the shared handler.
+//! WebSocket `$disconnect`.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mailmind::handlers::websocket::disconnect;
-use mailmind::lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use mailmind::state::aws::Aws;
+use mailmind::lambda;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    mailmind::telemetry::init_json_logs();
-    let state = Aws::from_env().await?.table_state();
-    lambda_runtime::run(service_fn(
-        |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async {
-            Ok::<_, Error>(disconnect(&state, event.payload).await)
-        },
-    ))
-    .await
+async fn main() -> Result<(), lambda::Error> {
+    let state = lambda::aws().await?.table_state();
+    lambda::serve_events(state, disconnect).await
 }

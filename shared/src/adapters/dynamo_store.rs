@@ -20,22 +20,28 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
-use crate::domain::{CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential};
-use crate::ports::{Connection, CredentialStore, ModelsUpdate, StoreError};
+use super::aws_errors::AwsFailure;
+use crate::domain::{
+    CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
+};
+use crate::ports::{Connection, ConnectionStore, CredentialStore, ModelsUpdate, StoreError};
+use crate::time;
 
 type Item = HashMap<String, AttributeValue>;
 
 /// Transactions that collide with another in-flight transaction are retried this often.
 const TRANSACTION_ATTEMPTS: u32 = 3;
 
+/// Credentials, model lists and connections in one DynamoDB table.
 pub struct DynamoStore {
     client: Client,
     table: String,
 }
 
 impl DynamoStore {
+    /// The store over `table`, reached with `client`.
     pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
         DynamoStore {
             client,
@@ -43,31 +49,28 @@ impl DynamoStore {
         }
     }
 
-    fn key(user_id: &str, sk: String) -> Item {
-        HashMap::from([
-            ("pk".to_owned(), s(format!("USER#{user_id}"))),
-            ("sk".to_owned(), s(sk)),
-        ])
+    fn key(user: &UserId, sk: String) -> Item {
+        HashMap::from([("pk".to_owned(), s(format!("USER#{user}"))), ("sk".to_owned(), s(sk))])
     }
 
-    fn credential_key(user_id: &str, provider: &str) -> Item {
-        Self::key(user_id, format!("CRED#{provider}"))
+    fn credential_key(user: &UserId, provider: &str) -> Item {
+        Self::key(user, format!("CRED#{provider}"))
     }
 
-    fn models_key(user_id: &str, provider: &str) -> Item {
-        Self::key(user_id, format!("MODELS#{provider}"))
+    fn models_key(user: &UserId, provider: &str) -> Item {
+        Self::key(user, format!("MODELS#{provider}"))
     }
 
     fn put_models(
         &self,
-        user_id: &str,
+        user: &UserId,
         provider: &str,
         discovered_at: &DateTime<Utc>,
         models: &[ModelInfo],
     ) -> Result<TransactWriteItem, StoreError> {
         let json = serde_json::to_string(models).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let mut item = Self::models_key(user_id, provider);
-        item.insert("discovered_at".into(), s(ts(discovered_at)));
+        let mut item = Self::models_key(user, provider);
+        item.insert("discovered_at".into(), s(time::to_stored(discovered_at)));
         item.insert("models".into(), s(json));
         let put = Put::builder()
             .table_name(&self.table)
@@ -115,8 +118,8 @@ impl DynamoStore {
     }
 
     /// After a failed `revision` condition: was the credential gone, or replaced?
-    async fn gone_or_changed(&self, user_id: &str, provider: &str) -> StoreError {
-        match self.get(user_id, provider).await {
+    async fn gone_or_changed(&self, user: &UserId, provider: &str) -> StoreError {
+        match self.get(user, provider).await {
             Ok(Some(_)) => StoreError::Conflict,
             Ok(None) => StoreError::NotFound,
             Err(e) => e,
@@ -134,10 +137,6 @@ fn n(value: impl ToString) -> AttributeValue {
 
 fn b(value: &[u8]) -> AttributeValue {
     AttributeValue::B(Blob::new(value))
-}
-
-fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
@@ -159,16 +158,11 @@ where
         "TransactionConflictException",
         "TransactionInProgressException",
     ];
-    let retryable = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(service) => service.err().code().is_some_and(|code| RETRYABLE.contains(&code)),
-        _ => false,
-    };
-    let detail = aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string();
-    if retryable {
-        StoreError::Unavailable(detail)
+    let failure = AwsFailure::of(&error);
+    if failure.is_retryable(RETRYABLE) {
+        StoreError::Unavailable(failure.into_detail())
     } else {
-        StoreError::Internal(detail)
+        StoreError::Internal(failure.into_detail())
     }
 }
 
@@ -208,18 +202,14 @@ impl Reader<'_> {
     }
 
     fn time(&self, name: &str) -> Result<DateTime<Utc>, StoreError> {
-        parse_time(&self.string(name)?).ok_or_else(|| corrupt(name))
+        time::parse(&self.string(name)?).ok_or_else(|| corrupt(name))
     }
 
     fn opt_time(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.opt_string(name)?
-            .map(|t| parse_time(&t).ok_or_else(|| corrupt(name)))
+            .map(|t| time::parse(&t).ok_or_else(|| corrupt(name)))
             .transpose()
     }
-}
-
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 fn corrupt(field: &str) -> StoreError {
@@ -237,7 +227,7 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
         ("key_hint", Some(s(&c.key_hint))),
         ("revision", Some(s(&c.revision))),
         ("models_count", Some(n(c.models_count))),
-        ("updated_at", Some(s(ts(&c.updated_at)))),
+        ("updated_at", Some(s(time::to_stored(&c.updated_at)))),
     ];
     attributes.extend(status_attributes(&c.check));
     attributes
@@ -249,7 +239,10 @@ fn status_attributes(check: &CheckState) -> Vec<(&'static str, Option<AttributeV
         ("status", Some(s(check.status.as_str()))),
         ("status_reason", check.reason.map(|r| s(r.as_str()))),
         ("retry_after_secs", check.retry_after_secs.map(n)),
-        ("last_checked_at", check.checked_at.as_ref().map(|t| s(ts(t)))),
+        (
+            "last_checked_at",
+            check.checked_at.as_ref().map(|t| s(time::to_stored(t))),
+        ),
     ]
 }
 
@@ -282,7 +275,7 @@ fn update_expression(
 fn credential_item(c: &StoredCredential) -> Item {
     let mut item = DynamoStore::credential_key(&c.user_id, &c.provider);
     item.insert("provider".into(), s(&c.provider));
-    item.insert("created_at".into(), s(ts(&c.created_at)));
+    item.insert("created_at".into(), s(time::to_stored(&c.created_at)));
     for (name, value) in key_and_status_attributes(c) {
         if let Some(value) = value {
             item.insert(name.into(), value);
@@ -291,11 +284,11 @@ fn credential_item(c: &StoredCredential) -> Item {
     item
 }
 
-fn credential_from_item(user_id: &str, item: &Item) -> Result<StoredCredential, StoreError> {
+fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, StoreError> {
     let r = Reader(item);
     let status = r.string("status")?;
     Ok(StoredCredential {
-        user_id: user_id.to_owned(),
+        user_id: user.clone(),
         provider: r.string("provider")?,
         sealed: SealedKey {
             format_version: r.number("format_version")?,
@@ -323,25 +316,22 @@ fn credential_from_item(user_id: &str, item: &Item) -> Result<StoredCredential, 
 
 #[async_trait]
 impl CredentialStore for DynamoStore {
-    async fn get(&self, user_id: &str, provider: &str) -> Result<Option<StoredCredential>, StoreError> {
+    async fn get(&self, user: &UserId, provider: &str) -> Result<Option<StoredCredential>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(user_id, provider)))
+            .set_key(Some(Self::credential_key(user, provider)))
             .consistent_read(true)
             .send()
             .await
             .map_err(sdk_error)?;
-        output
-            .item()
-            .map(|item| credential_from_item(user_id, item))
-            .transpose()
+        output.item().map(|item| credential_from_item(user, item)).transpose()
     }
 
-    async fn list(&self, user_id: &str) -> Result<Vec<StoredCredential>, StoreError> {
-        let items = self.query_prefix(user_id, "CRED#").await?;
-        items.iter().map(|item| credential_from_item(user_id, item)).collect()
+    async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError> {
+        let items = self.query_prefix(user, "CRED#").await?;
+        items.iter().map(|item| credential_from_item(user, item)).collect()
     }
 
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
@@ -388,7 +378,7 @@ impl CredentialStore for DynamoStore {
 
     async fn record_check(
         &self,
-        user_id: &str,
+        user: &UserId,
         provider: &str,
         revision: &str,
         check: &CheckState,
@@ -396,7 +386,7 @@ impl CredentialStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let now = check.checked_at.unwrap_or_else(Utc::now);
         let mut attributes = status_attributes(check);
-        attributes.push(("updated_at", Some(s(ts(&now)))));
+        attributes.push(("updated_at", Some(s(time::to_stored(&now)))));
         if let ModelsUpdate::Replace(list) = models {
             attributes.push(("models_count", Some(n(list.len()))));
         }
@@ -404,7 +394,7 @@ impl CredentialStore for DynamoStore {
         names.insert("#revision".into(), "revision".into());
         values.insert(":revision".into(), s(revision));
         let condition = "attribute_exists(pk) AND #revision = :revision";
-        let key = Self::credential_key(user_id, provider);
+        let key = Self::credential_key(user, provider);
         match models {
             ModelsUpdate::Keep => {
                 let result = self
@@ -421,7 +411,7 @@ impl CredentialStore for DynamoStore {
                 match result {
                     Ok(_) => Ok(()),
                     Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                        Err(self.gone_or_changed(user_id, provider).await)
+                        Err(self.gone_or_changed(user, provider).await)
                     }
                     Err(e) => Err(sdk_error(e)),
                 }
@@ -438,26 +428,26 @@ impl CredentialStore for DynamoStore {
                     .map_err(build_err)?;
                 let items = vec![
                     TransactWriteItem::builder().update(update).build(),
-                    self.put_models(user_id, provider, &now, list)?,
+                    self.put_models(user, provider, &now, list)?,
                 ];
                 match self.transact(items, StoreError::Conflict).await {
-                    Err(StoreError::Conflict) => Err(self.gone_or_changed(user_id, provider).await),
+                    Err(StoreError::Conflict) => Err(self.gone_or_changed(user, provider).await),
                     other => other,
                 }
             }
         }
     }
 
-    async fn delete(&self, user_id: &str, provider: &str) -> Result<(), StoreError> {
+    async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError> {
         let credential = Delete::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(user_id, provider)))
+            .set_key(Some(Self::credential_key(user, provider)))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(build_err)?;
         let models = Delete::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::models_key(user_id, provider)))
+            .set_key(Some(Self::models_key(user, provider)))
             .build()
             .map_err(build_err)?;
         let items = vec![
@@ -467,12 +457,12 @@ impl CredentialStore for DynamoStore {
         self.transact(items, StoreError::NotFound).await
     }
 
-    async fn models(&self, user_id: &str, provider: &str) -> Result<Option<ModelList>, StoreError> {
+    async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(Self::models_key(user_id, provider)))
+            .set_key(Some(Self::models_key(user, provider)))
             .consistent_read(true)
             .send()
             .await
@@ -488,11 +478,14 @@ impl CredentialStore for DynamoStore {
             models,
         }))
     }
+}
 
+#[async_trait]
+impl ConnectionStore for DynamoStore {
     async fn save_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        let mut item = Self::key(&connection.user_id, format!("CONN#{}", connection.connection_id));
+        let mut item = Self::key(&connection.user, format!("CONN#{}", connection.connection_id));
         item.insert("connection_id".into(), s(&connection.connection_id));
-        item.insert("connected_at".into(), s(ts(&connection.connected_at)));
+        item.insert("connected_at".into(), s(time::to_stored(&connection.connected_at)));
         // DynamoDB's TTL wants epoch seconds.
         item.insert("expires_at".into(), n(connection.expires_at.timestamp()));
         self.client
@@ -505,20 +498,20 @@ impl CredentialStore for DynamoStore {
         Ok(())
     }
 
-    async fn remove_connection(&self, user_id: &str, connection_id: &str) -> Result<(), StoreError> {
+    async fn remove_connection(&self, user: &UserId, connection_id: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(user_id, format!("CONN#{connection_id}"))))
+            .set_key(Some(Self::key(user, format!("CONN#{connection_id}"))))
             .send()
             .await
             .map_err(sdk_error)?;
         Ok(())
     }
 
-    async fn connections(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn connections(&self, user: &UserId) -> Result<Vec<String>, StoreError> {
         let now = Utc::now().timestamp();
-        let items = self.query_prefix(user_id, "CONN#").await?;
+        let items = self.query_prefix(user, "CONN#").await?;
         // TTL deletes lazily (up to days later): filter what has expired.
         items
             .iter()
@@ -536,7 +529,7 @@ impl CredentialStore for DynamoStore {
 
 impl DynamoStore {
     /// All of a user's items whose sort key starts with `prefix` (strongly consistent).
-    async fn query_prefix(&self, user_id: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
+    async fn query_prefix(&self, user: &UserId, prefix: &str) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -545,7 +538,7 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(format!("USER#{user_id}")))
+                .expression_attribute_values(":pk", s(format!("USER#{user}")))
                 .expression_attribute_values(":prefix", s(prefix))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)

@@ -9,8 +9,10 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::aws_errors::AwsFailure;
 use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError};
 
+/// Data keys from KMS, wrapped under one KMS key.
 pub struct KmsKeyring {
     client: Client,
     key_id: String,
@@ -66,17 +68,13 @@ where
         "DependencyTimeoutException",
     ];
     const REJECTED: &[&str] = &["InvalidCiphertextException", "IncorrectKeyException"];
-    let code = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            return KeyringError::Unavailable(aws_sdk_kms::error::DisplayErrorContext(&error).to_string());
-        }
-        SdkError::ServiceError(service) => service.err().code().map(str::to_owned),
-        _ => None,
-    };
-    match code.as_deref() {
-        Some(code) if RETRYABLE.contains(&code) => KeyringError::Unavailable(code.to_owned()),
-        Some(code) if REJECTED.contains(&code) => KeyringError::Rejected,
-        _ => KeyringError::Internal(aws_sdk_kms::error::DisplayErrorContext(&error).to_string()),
+    let failure = AwsFailure::of(&error);
+    if failure.is_retryable(RETRYABLE) {
+        KeyringError::Unavailable(failure.into_detail())
+    } else if failure.code().is_some_and(|code| REJECTED.contains(&code)) {
+        KeyringError::Rejected
+    } else {
+        KeyringError::Internal(failure.into_detail())
     }
 }
 

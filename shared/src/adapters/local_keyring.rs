@@ -10,22 +10,41 @@ use std::path::Path;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use crate::envelope::{aes_gcm_open, aes_gcm_seal};
+use crate::envelope::{self, aes_gcm_open, aes_gcm_seal};
 use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError};
 
 /// Raw 32 bytes; anything else in the file is refused.
 const MASTER_KEY_LEN: usize = 32;
 
+/// Why the master key file cannot be used; the server refuses to start.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
+    /// The file exists but cannot be read.
     #[error("cannot read the master key file {path}: {source}")]
-    Unreadable { path: String, source: std::io::Error },
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     #[error(
         "the master key file {path} is malformed: expected exactly {MASTER_KEY_LEN} bytes, found {found}; refusing to start rather than make a new key that cannot open stored credentials"
     )]
-    Malformed { path: String, found: usize },
+    /// Not exactly 32 bytes.
+    Malformed {
+        /// The file.
+        path: String,
+        /// How many bytes it has.
+        found: usize,
+    },
+    /// A new file could not be written.
     #[error("cannot create the master key file {path}: {source}")]
-    Create { path: String, source: std::io::Error },
+    Create {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Wraps data keys under a master key held in memory (zeroized on drop).
@@ -98,6 +117,7 @@ impl LocalKeyring {
         }
     }
 
+    /// The master key's id (a fingerprint), stored with every sealed key.
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
@@ -108,7 +128,7 @@ impl Keyring for LocalKeyring {
     async fn generate_data_key(&self, context: &EncryptionContext) -> Result<DataKey, KeyringError> {
         let mut plaintext = Zeroizing::new([0u8; 32]);
         aws_lc_rs::rand::fill(plaintext.as_mut_slice()).map_err(|_| KeyringError::Internal("no randomness".into()))?;
-        let (nonce, sealed) = aes_gcm_seal(&self.master, &context.to_aad(), plaintext.as_slice())?;
+        let (nonce, sealed) = aes_gcm_seal(&self.master, &envelope::aad(context), plaintext.as_slice())?;
         let mut wrapped = nonce;
         wrapped.extend_from_slice(&sealed);
         Ok(DataKey {
@@ -131,7 +151,7 @@ impl Keyring for LocalKeyring {
             return Err(KeyringError::Rejected);
         }
         let (nonce, sealed) = wrapped.split_at(aws_lc_rs::aead::NONCE_LEN);
-        let opened = aes_gcm_open(&self.master, &context.to_aad(), nonce, sealed)?;
+        let opened = aes_gcm_open(&self.master, &envelope::aad(context), nonce, sealed)?;
         if opened.len() != 32 {
             return Err(KeyringError::Rejected);
         }

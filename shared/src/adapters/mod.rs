@@ -1,6 +1,8 @@
 //! Adapters: the ports implemented over real infrastructure.
 
 #[cfg(feature = "aws")]
+pub mod aws_errors;
+#[cfg(feature = "aws")]
 pub mod dynamo_store;
 #[cfg(feature = "aws")]
 pub mod kms_keyring;

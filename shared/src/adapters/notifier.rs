@@ -11,15 +11,17 @@ use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::future::join_all;
 
-use crate::ports::{Audience, CredentialStore, Notifier};
+use crate::domain::UserId;
+use crate::ports::{Audience, ConnectionStore, Notifier};
 
 /// A push that takes longer than this is abandoned; the HTTP request that
 /// triggered it must not wait on a slow socket.
 pub const POST_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// Pushes through the API Gateway Management API to the connections the store knows.
 pub struct ApiGatewayNotifier {
     client: apigw::Client,
-    store: Arc<dyn CredentialStore>,
+    connections: Arc<dyn ConnectionStore>,
 }
 
 enum PostResult {
@@ -29,8 +31,9 @@ enum PostResult {
 }
 
 impl ApiGatewayNotifier {
-    pub fn new(client: apigw::Client, store: Arc<dyn CredentialStore>) -> ApiGatewayNotifier {
-        ApiGatewayNotifier { client, store }
+    /// Posts with `client`, to the connections `connections` lists.
+    pub fn new(client: apigw::Client, connections: Arc<dyn ConnectionStore>) -> ApiGatewayNotifier {
+        ApiGatewayNotifier { client, connections }
     }
 
     /// A client for the local server's `@connections` endpoint: it checks no
@@ -79,8 +82,8 @@ impl ApiGatewayNotifier {
 
 #[async_trait]
 impl Notifier for ApiGatewayNotifier {
-    async fn audience(&self, user_id: &str) -> Audience {
-        let connection_ids = match tokio::time::timeout(POST_TIMEOUT, self.store.connections(user_id)).await {
+    async fn audience(&self, user: &UserId) -> Audience {
+        let connection_ids = match tokio::time::timeout(POST_TIMEOUT, self.connections.connections(user)).await {
             Ok(Ok(ids)) => ids,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot look up WebSocket connections; not pushing");
@@ -92,7 +95,7 @@ impl Notifier for ApiGatewayNotifier {
             }
         };
         Audience {
-            user_id: user_id.to_owned(),
+            user: user.clone(),
             connection_ids,
         }
     }
@@ -111,10 +114,10 @@ impl Notifier for ApiGatewayNotifier {
         if gone.is_empty() {
             return;
         }
-        let user_id = audience.user_id.as_str();
+        let user = &audience.user;
         let forget = gone.iter().map(|id| async move {
             tracing::info!(connection_id = %id, "connection gone; forgetting it");
-            match tokio::time::timeout(POST_TIMEOUT, self.store.remove_connection(user_id, id)).await {
+            match tokio::time::timeout(POST_TIMEOUT, self.connections.remove_connection(user, id)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(connection_id = %id, error = %e, "cannot forget gone connection"),
                 Err(_) => tracing::warn!(connection_id = %id, "forgetting gone connection timed out"),
@@ -130,9 +133,9 @@ pub struct NoNotifier;
 
 #[async_trait]
 impl Notifier for NoNotifier {
-    async fn audience(&self, user_id: &str) -> Audience {
+    async fn audience(&self, user: &UserId) -> Audience {
         Audience {
-            user_id: user_id.to_owned(),
+            user: user.clone(),
             connection_ids: Vec::new(),
         }
     }

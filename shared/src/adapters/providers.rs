@@ -36,12 +36,21 @@ const QUOTA_CODES: &[&str] = &[
     "insufficient_balance",
 ];
 
+/// Operator configuration that keeps the service from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderConfigError {
+    /// A `PROVIDER_BASE_URL_<ID>` that is not a plain http(s) URL.
     #[error("{var} must be an http(s) URL without query or fragment")]
-    BadBaseUrl { var: String },
+    BadBaseUrl {
+        /// The variable.
+        var: String,
+    },
+    /// A timeout variable that is not a whole number of milliseconds.
     #[error("{var} must be a whole number of milliseconds")]
-    BadTimeout { var: &'static str },
+    BadTimeout {
+        /// The variable.
+        var: &'static str,
+    },
 }
 
 /// Operator configuration of the provider client.
@@ -49,6 +58,7 @@ pub enum ProviderConfigError {
 pub struct ProviderClientConfig {
     /// Base URL per provider id; providers not listed use their default.
     pub base_urls: HashMap<&'static str, String>,
+    /// Bound on connecting to a provider.
     pub connect_timeout: Duration,
     /// Bound on a whole check, every page included.
     pub check_timeout: Duration,
@@ -71,6 +81,7 @@ impl ProviderClientConfig {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// The configuration from variables read through `lookup` (the environment, or a test's map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ProviderClientConfig, ProviderConfigError> {
         let mut config = ProviderClientConfig::default();
         for provider in PROVIDERS {
@@ -106,6 +117,7 @@ impl ProviderClientConfig {
         Ok(config)
     }
 
+    /// Where `provider`'s API is: its override, else its production URL.
     pub fn base_url(&self, provider: &ProviderSpec) -> &str {
         self.base_urls
             .get(provider.id)
@@ -131,6 +143,7 @@ fn failed(reason: ErrorReason) -> CheckOutcome {
 }
 
 impl HttpProviderClient {
+    /// The client; its HTTP connection pool is built on first use.
     pub fn new(config: ProviderClientConfig) -> HttpProviderClient {
         HttpProviderClient {
             config,

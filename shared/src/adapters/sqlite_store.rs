@@ -3,14 +3,18 @@
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, params};
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, named_params};
 
-use crate::domain::{CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential};
-use crate::ports::{Connection, CredentialStore, ModelsUpdate, StoreError};
+use crate::domain::{
+    CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
+};
+use crate::ports::{Connection, ConnectionStore, CredentialStore, ModelsUpdate, StoreError};
+use crate::time;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a file got.
 const MIGRATIONS: &[&str] = &[r#"
@@ -130,65 +134,164 @@ fn internal(e: rusqlite::Error) -> StoreError {
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    time::to_stored(t)
 }
 
 fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    time::parse(s).ok_or_else(|| corrupt("timestamp"))
 }
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("unreadable {what}").into())
 }
 
-const CREDENTIAL_COLUMNS: &str = "user_id, provider, format_version, key_id, wrapped_data_key, nonce, ciphertext, \
-     key_hint, status, status_reason, retry_after_secs, last_checked_at, models_count, revision, created_at, updated_at";
+/// The columns of `credentials`: every statement below is written from this
+/// one list, and every value is bound by name (`:column`).
+const CREDENTIAL_COLUMNS: &[&str] = &[
+    "user_id",
+    "provider",
+    "format_version",
+    "key_id",
+    "wrapped_data_key",
+    "nonce",
+    "ciphertext",
+    "key_hint",
+    "status",
+    "status_reason",
+    "retry_after_secs",
+    "last_checked_at",
+    "models_count",
+    "revision",
+    "created_at",
+    "updated_at",
+];
+
+/// What a key replacement leaves alone: the row's identity and birth.
+const KEPT_ON_REPLACE: &[&str] = &["user_id", "provider", "created_at"];
+
+static SELECT_CREDENTIAL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM credentials", CREDENTIAL_COLUMNS.join(", ")));
+
+static INSERT_CREDENTIAL: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = CREDENTIAL_COLUMNS.iter().map(|c| format!(":{c}")).collect();
+    format!(
+        "INSERT INTO credentials ({}) VALUES ({}) ON CONFLICT (user_id, provider) DO NOTHING",
+        CREDENTIAL_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
+});
+
+static REPLACE_CREDENTIAL: LazyLock<String> = LazyLock::new(|| {
+    let sets: Vec<String> = CREDENTIAL_COLUMNS
+        .iter()
+        .filter(|c| !KEPT_ON_REPLACE.contains(c))
+        .map(|c| format!("{c} = :{c}"))
+        .collect();
+    format!(
+        "UPDATE credentials SET {} WHERE user_id = :user_id AND provider = :provider",
+        sets.join(", ")
+    )
+});
+
+/// A credential as column values, by column name.
+fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
+    let text = |s: &str| Value::Text(s.to_owned());
+    let optional = |v: Option<Value>| v.unwrap_or(Value::Null);
+    vec![
+        ("user_id", text(c.user_id.as_str())),
+        ("provider", text(&c.provider)),
+        ("format_version", Value::Integer(c.sealed.format_version.into())),
+        ("key_id", text(&c.sealed.key_id)),
+        ("wrapped_data_key", Value::Blob(c.sealed.wrapped_data_key.clone())),
+        ("nonce", Value::Blob(c.sealed.nonce.clone())),
+        ("ciphertext", Value::Blob(c.sealed.ciphertext.clone())),
+        ("key_hint", text(&c.key_hint)),
+        ("status", text(c.check.status.as_str())),
+        ("status_reason", optional(c.check.reason.map(|r| text(r.as_str())))),
+        (
+            "retry_after_secs",
+            optional(
+                c.check
+                    .retry_after_secs
+                    .map(|s| Value::Integer(s.min(i64::MAX as u64) as i64)),
+            ),
+        ),
+        (
+            "last_checked_at",
+            optional(c.check.checked_at.as_ref().map(|t| Value::Text(ts(t)))),
+        ),
+        ("models_count", Value::Integer(c.models_count.into())),
+        ("revision", text(&c.revision)),
+        ("created_at", Value::Text(ts(&c.created_at))),
+        ("updated_at", Value::Text(ts(&c.updated_at))),
+    ]
+}
+
+/// Runs `sql` with those of `values` it names (`:column`).
+fn execute_named(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    values: &[(&'static str, Value)],
+) -> Result<usize, StoreError> {
+    let mut stmt = tx.prepare_cached(sql).map_err(internal)?;
+    for (column, value) in values {
+        if let Some(index) = stmt.parameter_index(&format!(":{column}")).map_err(internal)? {
+            stmt.raw_bind_parameter(index, value).map_err(internal)?;
+        }
+    }
+    stmt.raw_execute().map_err(internal)
+}
 
 fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
-    let status: String = row.get(8)?;
-    let reason: Option<String> = row.get(9)?;
-    let last_checked: Option<String> = row.get(11)?;
+    let status: String = row.get("status")?;
+    let reason: Option<String> = row.get("status_reason")?;
+    let last_checked: Option<String> = row.get("last_checked_at")?;
+    let user_id: String = row.get("user_id")?;
     Ok(StoredCredential {
-        user_id: row.get(0)?,
-        provider: row.get(1)?,
+        user_id: UserId::parse(&user_id).ok_or_else(|| corrupt("user id"))?,
+        provider: row.get("provider")?,
         sealed: SealedKey {
-            format_version: row.get(2)?,
-            key_id: row.get(3)?,
-            wrapped_data_key: row.get(4)?,
-            nonce: row.get(5)?,
-            ciphertext: row.get(6)?,
+            format_version: row.get("format_version")?,
+            key_id: row.get("key_id")?,
+            wrapped_data_key: row.get("wrapped_data_key")?,
+            nonce: row.get("nonce")?,
+            ciphertext: row.get("ciphertext")?,
         },
-        key_hint: row.get(7)?,
+        key_hint: row.get("key_hint")?,
         check: CheckState {
             status: CredentialStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
             reason: reason
                 .map(|r| ErrorReason::parse(&r).ok_or_else(|| corrupt("status reason")))
                 .transpose()?,
-            retry_after_secs: row.get::<_, Option<i64>>(10)?.map(|s| s.max(0) as u64),
+            retry_after_secs: row.get::<_, Option<i64>>("retry_after_secs")?.map(|s| s.max(0) as u64),
             checked_at: last_checked.as_deref().map(parse_ts).transpose()?,
         },
-        models_count: row.get(12)?,
-        revision: row.get(13)?,
-        created_at: parse_ts(&row.get::<_, String>(14)?)?,
-        updated_at: parse_ts(&row.get::<_, String>(15)?)?,
+        models_count: row.get("models_count")?,
+        revision: row.get("revision")?,
+        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
+        updated_at: parse_ts(&row.get::<_, String>("updated_at")?)?,
     })
 }
 
 fn write_models(
     tx: &rusqlite::Transaction<'_>,
-    user_id: &str,
+    user: &UserId,
     provider: &str,
     discovered_at: &DateTime<Utc>,
     models: &[ModelInfo],
 ) -> Result<(), StoreError> {
     let json = serde_json::to_string(models).map_err(|e| StoreError::Internal(e.to_string()))?;
     tx.execute(
-        "INSERT INTO models (user_id, provider, discovered_at, models_json) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO models (user_id, provider, discovered_at, models_json)
+         VALUES (:user_id, :provider, :discovered_at, :models_json)
          ON CONFLICT (user_id, provider) DO UPDATE SET discovered_at = excluded.discovered_at,
                                                        models_json = excluded.models_json",
-        params![user_id, provider, ts(discovered_at), json],
+        named_params! {
+            ":user_id": user.as_str(),
+            ":provider": provider,
+            ":discovered_at": ts(discovered_at),
+            ":models_json": json,
+        },
     )
     .map_err(internal)?;
     Ok(())
@@ -196,30 +299,33 @@ fn write_models(
 
 #[async_trait]
 impl CredentialStore for SqliteStore {
-    async fn get(&self, user_id: &str, provider: &str) -> Result<Option<StoredCredential>, StoreError> {
-        let (user_id, provider) = (user_id.to_owned(), provider.to_owned());
+    async fn get(&self, user: &UserId, provider: &str) -> Result<Option<StoredCredential>, StoreError> {
+        let (user, provider) = (user.clone(), provider.to_owned());
         self.with_db(move |db| {
-            db.query_row(
-                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE user_id = ?1 AND provider = ?2"),
-                params![user_id, provider],
-                credential_from_row,
-            )
-            .optional()
+            db.prepare_cached(&format!(
+                "{} WHERE user_id = :user_id AND provider = :provider",
+                *SELECT_CREDENTIAL
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    named_params! {":user_id": user.as_str(), ":provider": provider},
+                    credential_from_row,
+                )
+                .optional()
+            })
             .map_err(internal)
         })
         .await
     }
 
-    async fn list(&self, user_id: &str) -> Result<Vec<StoredCredential>, StoreError> {
-        let user_id = user_id.to_owned();
+    async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError> {
+        let user = user.clone();
         self.with_db(move |db| {
             let mut stmt = db
-                .prepare_cached(&format!(
-                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE user_id = ?1"
-                ))
+                .prepare_cached(&format!("{} WHERE user_id = :user_id", *SELECT_CREDENTIAL))
                 .map_err(internal)?;
             let rows = stmt
-                .query_map(params![user_id], credential_from_row)
+                .query_map(named_params! {":user_id": user.as_str()}, credential_from_row)
                 .map_err(internal)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
         })
@@ -232,34 +338,7 @@ impl CredentialStore for SqliteStore {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let inserted = tx
-                .execute(
-                    &format!(
-                        "INSERT INTO credentials ({CREDENTIAL_COLUMNS})
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-                         ON CONFLICT (user_id, provider) DO NOTHING"
-                    ),
-                    params![
-                        c.user_id,
-                        c.provider,
-                        c.sealed.format_version,
-                        c.sealed.key_id,
-                        c.sealed.wrapped_data_key,
-                        c.sealed.nonce,
-                        c.sealed.ciphertext,
-                        c.key_hint,
-                        c.check.status.as_str(),
-                        c.check.reason.map(ErrorReason::as_str),
-                        c.check.retry_after_secs.map(|s| s as i64),
-                        c.check.checked_at.as_ref().map(ts),
-                        c.models_count,
-                        c.revision,
-                        ts(&c.created_at),
-                        ts(&c.updated_at),
-                    ],
-                )
-                .map_err(internal)?;
-            if inserted == 0 {
+            if execute_named(&tx, &INSERT_CREDENTIAL, &credential_values(&c))? == 0 {
                 return Err(StoreError::Conflict);
             }
             write_models(&tx, &c.user_id, &c.provider, &c.updated_at, &models)?;
@@ -274,33 +353,7 @@ impl CredentialStore for SqliteStore {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let updated = tx
-                .execute(
-                    "UPDATE credentials SET format_version = ?3, key_id = ?4, wrapped_data_key = ?5, nonce = ?6,
-                            ciphertext = ?7, key_hint = ?8, status = ?9, status_reason = ?10,
-                            retry_after_secs = ?11, last_checked_at = ?12, models_count = ?13,
-                            revision = ?14, updated_at = ?15
-                     WHERE user_id = ?1 AND provider = ?2",
-                    params![
-                        c.user_id,
-                        c.provider,
-                        c.sealed.format_version,
-                        c.sealed.key_id,
-                        c.sealed.wrapped_data_key,
-                        c.sealed.nonce,
-                        c.sealed.ciphertext,
-                        c.key_hint,
-                        c.check.status.as_str(),
-                        c.check.reason.map(ErrorReason::as_str),
-                        c.check.retry_after_secs.map(|s| s as i64),
-                        c.check.checked_at.as_ref().map(ts),
-                        c.models_count,
-                        c.revision,
-                        ts(&c.updated_at),
-                    ],
-                )
-                .map_err(internal)?;
-            if updated == 0 {
+            if execute_named(&tx, &REPLACE_CREDENTIAL, &credential_values(&c))? == 0 {
                 return Err(StoreError::NotFound);
             }
             write_models(&tx, &c.user_id, &c.provider, &c.updated_at, &models)?;
@@ -311,18 +364,13 @@ impl CredentialStore for SqliteStore {
 
     async fn record_check(
         &self,
-        user_id: &str,
+        user: &UserId,
         provider: &str,
         revision: &str,
         check: &CheckState,
         models: ModelsUpdate<'_>,
     ) -> Result<(), StoreError> {
-        let (user_id, provider, revision, check) = (
-            user_id.to_owned(),
-            provider.to_owned(),
-            revision.to_owned(),
-            check.clone(),
-        );
+        let (user, provider, revision, check) = (user.clone(), provider.to_owned(), revision.to_owned(), check.clone());
         let models = match models {
             ModelsUpdate::Keep => None,
             ModelsUpdate::Replace(list) => Some(list.to_vec()),
@@ -334,27 +382,28 @@ impl CredentialStore for SqliteStore {
             let now = check.checked_at.unwrap_or_else(Utc::now);
             let updated = tx
                 .execute(
-                    "UPDATE credentials SET status = ?4, status_reason = ?5, retry_after_secs = ?6,
-                            last_checked_at = ?7, models_count = COALESCE(?8, models_count), updated_at = ?9
-                     WHERE user_id = ?1 AND provider = ?2 AND revision = ?3",
-                    params![
-                        user_id,
-                        provider,
-                        revision,
-                        check.status.as_str(),
-                        check.reason.map(ErrorReason::as_str),
-                        check.retry_after_secs.map(|s| s as i64),
-                        check.checked_at.as_ref().map(ts),
-                        models.as_ref().map(|m| m.len() as u32),
-                        ts(&now),
-                    ],
+                    "UPDATE credentials SET status = :status, status_reason = :status_reason,
+                            retry_after_secs = :retry_after_secs, last_checked_at = :last_checked_at,
+                            models_count = COALESCE(:models_count, models_count), updated_at = :updated_at
+                     WHERE user_id = :user_id AND provider = :provider AND revision = :revision",
+                    named_params! {
+                        ":user_id": user.as_str(),
+                        ":provider": provider,
+                        ":revision": revision,
+                        ":status": check.status.as_str(),
+                        ":status_reason": check.reason.map(ErrorReason::as_str),
+                        ":retry_after_secs": check.retry_after_secs.map(|s| s.min(i64::MAX as u64) as i64),
+                        ":last_checked_at": check.checked_at.as_ref().map(ts),
+                        ":models_count": models.as_ref().map(|m| m.len() as u32),
+                        ":updated_at": ts(&now),
+                    },
                 )
                 .map_err(internal)?;
             if updated == 0 {
                 let exists: bool = tx
                     .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM credentials WHERE user_id = ?1 AND provider = ?2)",
-                        params![user_id, provider],
+                        "SELECT EXISTS (SELECT 1 FROM credentials WHERE user_id = :user_id AND provider = :provider)",
+                        named_params! {":user_id": user.as_str(), ":provider": provider},
                         |row| row.get(0),
                     )
                     .map_err(internal)?;
@@ -365,31 +414,32 @@ impl CredentialStore for SqliteStore {
                 });
             }
             if let Some(models) = &models {
-                write_models(&tx, &user_id, &provider, &now, models)?;
+                write_models(&tx, &user, &provider, &now, models)?;
             }
             tx.commit().map_err(internal)
         })
         .await
     }
 
-    async fn delete(&self, user_id: &str, provider: &str) -> Result<(), StoreError> {
-        let (user_id, provider) = (user_id.to_owned(), provider.to_owned());
+    async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError> {
+        let (user, provider) = (user.clone(), provider.to_owned());
         self.with_db(move |db| {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
+            let params = named_params! {":user_id": user.as_str(), ":provider": provider};
             let deleted = tx
                 .execute(
-                    "DELETE FROM credentials WHERE user_id = ?1 AND provider = ?2",
-                    params![user_id, provider],
+                    "DELETE FROM credentials WHERE user_id = :user_id AND provider = :provider",
+                    params,
                 )
                 .map_err(internal)?;
             if deleted == 0 {
                 return Err(StoreError::NotFound);
             }
             tx.execute(
-                "DELETE FROM models WHERE user_id = ?1 AND provider = ?2",
-                params![user_id, provider],
+                "DELETE FROM models WHERE user_id = :user_id AND provider = :provider",
+                params,
             )
             .map_err(internal)?;
             tx.commit().map_err(internal)
@@ -397,13 +447,13 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn models(&self, user_id: &str, provider: &str) -> Result<Option<ModelList>, StoreError> {
-        let (user_id, provider) = (user_id.to_owned(), provider.to_owned());
+    async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError> {
+        let (user, provider) = (user.clone(), provider.to_owned());
         self.with_db(move |db| {
             let row: Option<(String, String)> = db
                 .query_row(
-                    "SELECT discovered_at, models_json FROM models WHERE user_id = ?1 AND provider = ?2",
-                    params![user_id, provider],
+                    "SELECT discovered_at, models_json FROM models WHERE user_id = :user_id AND provider = :provider",
+                    named_params! {":user_id": user.as_str(), ":provider": provider},
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()
@@ -419,7 +469,10 @@ impl CredentialStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ConnectionStore for SqliteStore {
     async fn save_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         let c = connection.clone();
         self.with_db(move |db| {
@@ -428,15 +481,21 @@ impl CredentialStore for SqliteStore {
                 .map_err(internal)?;
             // Expired rows are swept here, the way DynamoDB's TTL does it there.
             tx.execute(
-                "DELETE FROM connections WHERE expires_at <= ?1",
-                params![ts(&Utc::now())],
+                "DELETE FROM connections WHERE expires_at <= :now",
+                named_params! {":now": ts(&Utc::now())},
             )
             .map_err(internal)?;
             tx.execute(
-                "INSERT INTO connections (connection_id, user_id, connected_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO connections (connection_id, user_id, connected_at, expires_at)
+                 VALUES (:connection_id, :user_id, :connected_at, :expires_at)
                  ON CONFLICT (connection_id) DO UPDATE SET user_id = excluded.user_id,
                      connected_at = excluded.connected_at, expires_at = excluded.expires_at",
-                params![c.connection_id, c.user_id, ts(&c.connected_at), ts(&c.expires_at)],
+                named_params! {
+                    ":connection_id": c.connection_id,
+                    ":user_id": c.user.as_str(),
+                    ":connected_at": ts(&c.connected_at),
+                    ":expires_at": ts(&c.expires_at),
+                },
             )
             .map_err(internal)?;
             tx.commit().map_err(internal)
@@ -444,12 +503,12 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn remove_connection(&self, user_id: &str, connection_id: &str) -> Result<(), StoreError> {
-        let (user_id, connection_id) = (user_id.to_owned(), connection_id.to_owned());
+    async fn remove_connection(&self, user: &UserId, connection_id: &str) -> Result<(), StoreError> {
+        let (user, connection_id) = (user.clone(), connection_id.to_owned());
         self.with_db(move |db| {
             db.execute(
-                "DELETE FROM connections WHERE connection_id = ?1 AND user_id = ?2",
-                params![connection_id, user_id],
+                "DELETE FROM connections WHERE connection_id = :connection_id AND user_id = :user_id",
+                named_params! {":connection_id": connection_id, ":user_id": user.as_str()},
             )
             .map_err(internal)?;
             Ok(())
@@ -457,16 +516,20 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn connections(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        let user_id = user_id.to_owned();
+    async fn connections(&self, user: &UserId) -> Result<Vec<String>, StoreError> {
+        let user = user.clone();
         self.with_db(move |db| {
             let mut stmt = db
                 .prepare_cached(
-                    "SELECT connection_id FROM connections WHERE user_id = ?1 AND expires_at > ?2 ORDER BY connection_id",
+                    "SELECT connection_id FROM connections
+                     WHERE user_id = :user_id AND expires_at > :now ORDER BY connection_id",
                 )
                 .map_err(internal)?;
             let rows = stmt
-                .query_map(params![user_id, ts(&Utc::now())], |row| row.get(0))
+                .query_map(
+                    named_params! {":user_id": user.as_str(), ":now": ts(&Utc::now())},
+                    |row| row.get(0),
+                )
                 .map_err(internal)?;
             rows.collect::<rusqlite::Result<Vec<String>>>().map_err(internal)
         })

@@ -16,10 +16,13 @@ pub struct ApiKey(SecretString);
 /// Why a pasted key was refused before anyone saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyInputError {
+    /// Nothing but whitespace.
     #[error("api_key must not be empty.")]
     Empty,
+    /// Over [`MAX_KEY_BYTES`].
     #[error("api_key must be at most 4096 bytes.")]
     TooLong,
+    /// Inner whitespace or a control character.
     #[error("api_key must not contain spaces, tabs, line breaks or other control characters.")]
     ForbiddenCharacter,
 }

@@ -1,73 +1,41 @@
 //! Credentials, their check status, and the views the API and WebSocket show.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::model::ModelInfo;
 use super::provider::ProviderSpec;
+use super::user::UserId;
+use super::wire_enum::wire_enum;
+use crate::time;
 
-/// Where a stored key stands after its last check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CredentialStatus {
-    Unchecked,
-    Valid,
-    Invalid,
-    Error,
-}
-
-impl CredentialStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialStatus::Unchecked => "unchecked",
-            CredentialStatus::Valid => "valid",
-            CredentialStatus::Invalid => "invalid",
-            CredentialStatus::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CredentialStatus> {
-        Some(match s {
-            "unchecked" => CredentialStatus::Unchecked,
-            "valid" => CredentialStatus::Valid,
-            "invalid" => CredentialStatus::Invalid,
-            "error" => CredentialStatus::Error,
-            _ => return None,
-        })
+wire_enum! {
+    /// Where a stored key stands after its last check.
+    pub enum CredentialStatus {
+        /// Stored but never checked (no answer from the provider yet).
+        Unchecked = "unchecked",
+        /// The provider accepted the key.
+        Valid = "valid",
+        /// The provider said the key is not valid.
+        Invalid = "invalid",
+        /// No verdict: see the [`ErrorReason`].
+        Error = "error",
     }
 }
 
-/// Why a check could not reach a verdict on the key. The key may well be good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorReason {
-    RateLimited,
-    QuotaExhausted,
-    Timeout,
-    ProviderUnavailable,
-    BadResponse,
-}
-
-impl ErrorReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorReason::RateLimited => "rate_limited",
-            ErrorReason::QuotaExhausted => "quota_exhausted",
-            ErrorReason::Timeout => "timeout",
-            ErrorReason::ProviderUnavailable => "provider_unavailable",
-            ErrorReason::BadResponse => "bad_response",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ErrorReason> {
-        Some(match s {
-            "rate_limited" => ErrorReason::RateLimited,
-            "quota_exhausted" => ErrorReason::QuotaExhausted,
-            "timeout" => ErrorReason::Timeout,
-            "provider_unavailable" => ErrorReason::ProviderUnavailable,
-            "bad_response" => ErrorReason::BadResponse,
-            _ => return None,
-        })
+wire_enum! {
+    /// Why a check could not reach a verdict on the key. The key may well be good.
+    pub enum ErrorReason {
+        /// The provider answered 429.
+        RateLimited = "rate_limited",
+        /// The account is out of quota or credit (402, OpenAI's `insufficient_quota`).
+        QuotaExhausted = "quota_exhausted",
+        /// No answer within the check's time budget.
+        Timeout = "timeout",
+        /// Unreachable, refused, or a 5xx.
+        ProviderUnavailable = "provider_unavailable",
+        /// A 2xx that is not a model list.
+        BadResponse = "bad_response",
     }
 }
 
@@ -75,12 +43,17 @@ impl ErrorReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckOutcome {
     /// The provider accepted the key and listed these models.
-    Valid { models: Vec<ModelInfo> },
+    Valid {
+        /// Sorted by id, without repeats.
+        models: Vec<ModelInfo>,
+    },
     /// The provider said the key is not valid.
     Invalid,
     /// No verdict: rate limit, quota, timeout, outage or an unreadable answer.
     Failed {
+        /// Why there is no verdict.
         reason: ErrorReason,
+        /// When the provider said to try again, in seconds.
         retry_after_secs: Option<u64>,
     },
 }
@@ -88,13 +61,18 @@ pub enum CheckOutcome {
 /// The result of the last check, as stored with the credential.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckState {
+    /// The verdict.
     pub status: CredentialStatus,
+    /// Why there is none (with `Error` only).
     pub reason: Option<ErrorReason>,
+    /// When the provider said to try again, in seconds.
     pub retry_after_secs: Option<u64>,
+    /// When the provider was asked.
     pub checked_at: Option<DateTime<Utc>>,
 }
 
 impl CheckState {
+    /// The state a check's outcome leaves, as of `checked_at`.
     pub fn from_outcome(outcome: &CheckOutcome, checked_at: DateTime<Utc>) -> CheckState {
         let (status, reason, retry_after_secs) = match outcome {
             CheckOutcome::Valid { .. } => (CredentialStatus::Valid, None, None),
@@ -172,48 +150,65 @@ impl std::fmt::Debug for SealedKey {
 /// A credential as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredCredential {
-    pub user_id: String,
+    /// The owner.
+    pub user_id: UserId,
+    /// The provider id.
     pub provider: String,
+    /// The key, envelope-encrypted.
     pub sealed: SealedKey,
+    /// What may be shown of the key, e.g. `gsk_…9xQa`.
     pub key_hint: String,
+    /// The last check.
     pub check: CheckState,
+    /// How many models the stored list holds.
     pub models_count: u32,
     /// Changes with every new key, so a check of an old key cannot overwrite
     /// the state of a newer one.
     pub revision: String,
+    /// When the first key was stored.
     pub created_at: DateTime<Utc>,
+    /// When key or status last changed.
     pub updated_at: DateTime<Utc>,
 }
 
-fn rfc3339(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// The credential status object of the REST API. Never holds the key.
+/// The credential status object of the REST API (docs/API.md). Never holds the key.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CredentialView {
+    /// Provider id.
     pub provider: &'static str,
+    /// Provider name for people.
     pub provider_name: &'static str,
+    /// Whether a key is stored.
     pub api_key_set: bool,
+    /// Known prefix and last four characters of the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_hint: Option<String>,
+    /// `unchecked`, `valid`, `invalid` or `error`.
     pub status: CredentialStatus,
+    /// The sentence the settings page shows.
     pub status_message: String,
+    /// Why there is no verdict (with `error` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<ErrorReason>,
+    /// When the provider said to try again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
+    /// RFC 3339 time of the last check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_checked_at: Option<String>,
+    /// How many models the key unlocks, as last discovered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models_count: Option<u32>,
+    /// RFC 3339 time the first key was stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// RFC 3339 time of the last change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
 }
 
 impl CredentialView {
+    /// The view of a stored credential.
     pub fn of(provider: &'static ProviderSpec, stored: &StoredCredential) -> CredentialView {
         CredentialView {
             provider: provider.id,
@@ -224,10 +219,10 @@ impl CredentialView {
             status_message: stored.check.message(provider),
             status_reason: stored.check.reason,
             retry_after_seconds: stored.check.retry_after_secs,
-            last_checked_at: stored.check.checked_at.as_ref().map(rfc3339),
+            last_checked_at: stored.check.checked_at.as_ref().map(time::to_api),
             models_count: Some(stored.models_count),
-            created_at: Some(rfc3339(&stored.created_at)),
-            updated_at: Some(rfc3339(&stored.updated_at)),
+            created_at: Some(time::to_api(&stored.created_at)),
+            updated_at: Some(time::to_api(&stored.updated_at)),
         }
     }
 
@@ -253,22 +248,30 @@ impl CredentialView {
 /// A live `api_key_status` message for the user's WebSocket connections.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StatusEvent {
+    /// Provider id.
     pub provider: &'static str,
+    /// Provider name for people.
     pub provider_name: &'static str,
     /// `checking`, then `valid`, `invalid` or `error`.
     pub status: &'static str,
+    /// The sentence to show.
     pub message: String,
+    /// Why there is no verdict (final `error` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<ErrorReason>,
+    /// When the provider said to try again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
+    /// Models the key unlocks (final messages).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models_count: Option<u32>,
+    /// RFC 3339 time of the check (final messages).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<String>,
 }
 
 impl StatusEvent {
+    /// Sent while the provider is asked.
     pub fn checking(provider: &'static ProviderSpec) -> StatusEvent {
         StatusEvent {
             provider: provider.id,
@@ -282,6 +285,7 @@ impl StatusEvent {
         }
     }
 
+    /// Sent with the verdict, once it is stored.
     pub fn finished(provider: &'static ProviderSpec, check: &CheckState, models_count: u32) -> StatusEvent {
         StatusEvent {
             provider: provider.id,
@@ -291,7 +295,7 @@ impl StatusEvent {
             reason: check.reason,
             retry_after_seconds: check.retry_after_secs,
             models_count: Some(models_count),
-            checked_at: check.checked_at.as_ref().map(rfc3339),
+            checked_at: check.checked_at.as_ref().map(time::to_api),
         }
     }
 

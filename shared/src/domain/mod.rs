@@ -1,9 +1,11 @@
-//! The domain: providers, keys, credentials, models. No I/O here.
+//! The domain: providers, keys, users, credentials, models. No I/O here.
 
 pub mod api_key;
 pub mod credential;
 pub mod model;
 pub mod provider;
+pub mod user;
+mod wire_enum;
 
 pub use api_key::{ApiKey, KeyInputError};
 pub use credential::{
@@ -11,3 +13,4 @@ pub use credential::{
 };
 pub use model::{ModelInfo, ModelList, ModelView};
 pub use provider::ProviderSpec;
+pub use user::UserId;

@@ -1,18 +1,25 @@
 //! Models a key unlocks, as discovered from the provider's list-models endpoint.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::time;
 
 /// One model, with the facts the provider gives about it. This is also the
 /// stored form (a JSON array per credential), so fields are only ever added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
+    /// The id to call the model by.
     pub model_id: String,
+    /// Its name for people (the id when the provider gives none).
     pub model_name: String,
+    /// Input tokens it accepts, when the provider says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
+    /// Output tokens it produces at most, when the provider says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    /// Who publishes it, when the provider says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owned_by: Option<String>,
 }
@@ -20,22 +27,28 @@ pub struct ModelInfo {
 /// The whole model list of one credential, replaced in one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelList {
+    /// When the provider listed them.
     pub discovered_at: DateTime<Utc>,
+    /// Sorted by id.
     pub models: Vec<ModelInfo>,
 }
 
 /// A model as `GET /credentials/{provider}/models/` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ModelView {
+    /// Provider id.
     pub provider: &'static str,
+    /// The model's facts, flattened into the object.
     #[serde(flatten)]
     pub model: ModelInfo,
+    /// RFC 3339 time of the discovery.
     pub discovered_at: String,
 }
 
 impl ModelView {
+    /// The views of a stored list.
     pub fn list(provider: &'static str, list: ModelList) -> Vec<ModelView> {
-        let discovered_at = list.discovered_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let discovered_at = time::to_api(&list.discovered_at);
         list.models
             .into_iter()
             .map(|model| ModelView {

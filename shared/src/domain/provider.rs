@@ -22,14 +22,19 @@ pub enum Paging {
     /// The answer names the next page with a token (absent or empty on the last
     /// page), which goes back as a query parameter: Gemini, Cohere.
     Token {
+        /// Field of the answer holding the next page's token.
         response_field: &'static str,
+        /// Query parameter the token goes back in.
         request_param: &'static str,
     },
     /// The answer says whether more follow and which id was last; that id goes
     /// back as a query parameter: Anthropic.
     Cursor {
+        /// Boolean field: more pages follow.
         has_more_field: &'static str,
+        /// Field holding the last id of this page.
         last_id_field: &'static str,
+        /// Query parameter that id goes back in.
         request_param: &'static str,
     },
 }
@@ -88,7 +93,9 @@ pub struct ModelListing {
     pub path: &'static str,
     /// Fixed query parameters (page size).
     pub query: &'static [(&'static str, &'static str)],
+    /// How the answer is split into pages.
     pub paging: Paging,
+    /// Where the models and their facts sit in the answer.
     pub shape: ListShape,
     /// The listing answers without a key, so it proves nothing about one.
     pub public: bool,
@@ -114,12 +121,15 @@ pub struct ProviderSpec {
     pub display_name: &'static str,
     /// Production base URL; `PROVIDER_BASE_URL_<ID>` overrides it.
     pub default_base_url: &'static str,
+    /// How the key is sent.
     pub key_placement: KeyPlacement,
     /// Headers every request needs besides the key (API version pins).
     pub extra_headers: &'static [(&'static str, &'static str)],
     /// A key-only endpoint to call first when the listing is public (OpenRouter).
     pub key_check_path: Option<&'static str>,
+    /// The list-models request.
     pub models: ModelListing,
+    /// What a `400` says about the key.
     pub bad_request: BadRequestMeans,
     /// Known key prefixes, longest first: used for the hint only, never to reject a key.
     pub key_prefixes: &'static [&'static str],

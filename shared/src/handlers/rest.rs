@@ -9,12 +9,12 @@ use lambda_http::ext::RequestExt;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, Response};
 
-use super::http::{
+use super::protocol::{
     ApiError, body_bytes, caller, check_body_size, json_object, json_response, no_content, path_provider, take_string,
 };
 use crate::AppState;
 use crate::domain::provider;
-use crate::domain::{ApiKey, ProviderSpec};
+use crate::domain::{ApiKey, ProviderSpec, UserId};
 
 /// `GET /api/v1/credentials/`
 pub async fn list_credentials(state: &AppState, req: Request) -> Response<Body> {
@@ -116,7 +116,7 @@ fn refuse_other_provider(
 /// answer and logs one line per request (never a body, key or token).
 async fn respond<F, Fut>(route: &'static str, req: Request, work: F) -> Response<Body>
 where
-    F: FnOnce(String, Request) -> Fut,
+    F: FnOnce(UserId, Request) -> Fut,
     Fut: Future<Output = Result<Response<Body>, ApiError>>,
 {
     let started = Instant::now();
@@ -146,15 +146,24 @@ where
     response
 }
 
-/// The REST routes, for servers that route by themselves (the local server).
+/// The REST routes of docs/API.md: the one list of them, which the local
+/// server routes by and the tests hold `functions/`, `events/` and the
+/// template against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
+    /// `GET /api/v1/credentials`
     ListCredentials,
+    /// `POST /api/v1/credentials`
     CreateCredential,
+    /// `GET /api/v1/credentials/{provider}`
     GetCredential,
+    /// `PUT /api/v1/credentials/{provider}`
     UpdateCredential,
+    /// `DELETE /api/v1/credentials/{provider}`
     DeleteCredential,
+    /// `POST /api/v1/credentials/{provider}/check`
     CheckCredential,
+    /// `GET /api/v1/credentials/{provider}/models`
     ListModels,
 }
 
@@ -163,15 +172,74 @@ pub enum Route {
 pub enum RouteMatch {
     /// The route, its API Gateway route key, and the `{provider}` path parameter.
     Found {
+        /// The route.
         route: Route,
+        /// Its API Gateway route key, e.g. `GET /api/v1/credentials/{provider}`.
         route_key: &'static str,
+        /// The `{provider}` segment of the path, if the route has one.
         provider: Option<String>,
     },
+    /// The path exists, not with this method.
     MethodNotAllowed,
+    /// No route has this path.
     NotFound,
 }
 
 impl Route {
+    /// Every route.
+    pub const ALL: [Route; 7] = [
+        Route::ListCredentials,
+        Route::CreateCredential,
+        Route::GetCredential,
+        Route::UpdateCredential,
+        Route::DeleteCredential,
+        Route::CheckCredential,
+        Route::ListModels,
+    ];
+
+    /// The API Gateway route key, `<METHOD> <path template>` (no trailing slash).
+    pub fn route_key(self) -> &'static str {
+        match self {
+            Route::ListCredentials => "GET /api/v1/credentials",
+            Route::CreateCredential => "POST /api/v1/credentials",
+            Route::GetCredential => "GET /api/v1/credentials/{provider}",
+            Route::UpdateCredential => "PUT /api/v1/credentials/{provider}",
+            Route::DeleteCredential => "DELETE /api/v1/credentials/{provider}",
+            Route::CheckCredential => "POST /api/v1/credentials/{provider}/check",
+            Route::ListModels => "GET /api/v1/credentials/{provider}/models",
+        }
+    }
+
+    /// The Lambda function that serves the route on AWS (`functions/<name>`).
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Route::ListCredentials => "credentials-list",
+            Route::CreateCredential => "credentials-create",
+            Route::GetCredential => "credentials-get",
+            Route::UpdateCredential => "credentials-update",
+            Route::DeleteCredential => "credentials-delete",
+            Route::CheckCredential => "credentials-check",
+            Route::ListModels => "models-list",
+        }
+    }
+
+    /// The method of the route key.
+    pub fn method(self) -> http::Method {
+        let (method, _) = self
+            .route_key()
+            .split_once(' ')
+            .expect("route keys are '<METHOD> <path>'");
+        method.parse().expect("route keys name standard methods")
+    }
+
+    /// The path template of the route key, e.g. `/api/v1/credentials/{provider}`.
+    pub fn path_template(self) -> &'static str {
+        self.route_key()
+            .split_once(' ')
+            .expect("route keys are '<METHOD> <path>'")
+            .1
+    }
+
     /// Dispatches to the route's handler.
     pub async fn handle(self, state: &AppState, req: Request) -> Response<Body> {
         match self {
@@ -202,45 +270,20 @@ impl Route {
         if segments.iter().any(|s| s.is_empty()) {
             return RouteMatch::NotFound;
         }
-        use http::Method as M;
-        let (candidates, provider): (&[(M, Route, &'static str)], Option<&str>) = match segments.as_slice() {
-            [] => (
-                &[
-                    (M::GET, Route::ListCredentials, "GET /api/v1/credentials"),
-                    (M::POST, Route::CreateCredential, "POST /api/v1/credentials"),
-                ],
-                None,
-            ),
-            [p] => (
-                &[
-                    (M::GET, Route::GetCredential, "GET /api/v1/credentials/{provider}"),
-                    (M::PUT, Route::UpdateCredential, "PUT /api/v1/credentials/{provider}"),
-                    (
-                        M::DELETE,
-                        Route::DeleteCredential,
-                        "DELETE /api/v1/credentials/{provider}",
-                    ),
-                ],
-                Some(p),
-            ),
-            [p, "check"] => (
-                &[(
-                    M::POST,
-                    Route::CheckCredential,
-                    "POST /api/v1/credentials/{provider}/check",
-                )],
-                Some(p),
-            ),
-            [p, "models"] => (
-                &[(M::GET, Route::ListModels, "GET /api/v1/credentials/{provider}/models")],
-                Some(p),
-            ),
+        let (template, provider) = match segments.as_slice() {
+            [] => ("/api/v1/credentials", None),
+            [p] => ("/api/v1/credentials/{provider}", Some(*p)),
+            [p, "check"] => ("/api/v1/credentials/{provider}/check", Some(*p)),
+            [p, "models"] => ("/api/v1/credentials/{provider}/models", Some(*p)),
             _ => return RouteMatch::NotFound,
         };
-        match candidates.iter().find(|(m, _, _)| m == method) {
-            Some((_, route, route_key)) => RouteMatch::Found {
+        match Route::ALL
+            .iter()
+            .find(|r| r.path_template() == template && r.method() == method)
+        {
+            Some(route) => RouteMatch::Found {
                 route: *route,
-                route_key,
+                route_key: route.route_key(),
                 provider: provider.map(str::to_owned),
             },
             None => RouteMatch::MethodNotAllowed,
@@ -252,6 +295,19 @@ impl Route {
 mod tests {
     use super::*;
     use http::Method;
+
+    #[test]
+    fn every_route_resolves_to_itself() {
+        for route in Route::ALL {
+            let path = route.path_template().replace("{provider}", "groq");
+            for path in [path.clone(), format!("{path}/")] {
+                assert!(
+                    matches!(Route::resolve(&route.method(), &path), RouteMatch::Found { route: r, .. } if r == route),
+                    "{route:?} {path}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn routes_resolve_with_and_without_trailing_slash() {

@@ -16,12 +16,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::TokenVerifier;
-use crate::handlers::http::valid_user_id;
-use crate::ports::Connection;
-
-/// API Gateway closes a WebSocket after 2 hours; stored connections live a
-/// little longer, then expire on their own (TTL) if `$disconnect` never came.
-pub const CONNECTION_TTL: chrono::Duration = chrono::Duration::minutes(130);
+use crate::domain::UserId;
 
 /// `$connect` authorizer (REQUEST type, token in the `token` query
 /// parameter): Allow with `principalId` = the token's `sub`, or Deny.
@@ -39,7 +34,7 @@ pub async fn authorize(
     let verdict = if token.is_empty() {
         None
     } else {
-        verifier.verify(&token).await.ok().map(|claims| claims.sub)
+        verifier.verify(&token).await.ok().map(|claims| claims.sub.to_string())
     };
     let method_arn = event.method_arn.unwrap_or_default();
     let (effect, principal) = match &verdict {
@@ -72,15 +67,14 @@ pub async fn authorize(
 
 /// The user the authorizer let in, from `requestContext.authorizer.principalId`
 /// (API Gateway passes it to every route of the connection).
-fn principal(event: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
+fn principal(event: &ApiGatewayWebsocketProxyRequest) -> Option<UserId> {
     event
         .request_context
         .authorizer
         .fields
         .get("principalId")
         .and_then(Value::as_str)
-        .filter(|sub| valid_user_id(sub))
-        .map(str::to_owned)
+        .and_then(UserId::parse)
 }
 
 fn reply(status: i64, body: Option<Value>) -> ApiGatewayProxyResponse {
@@ -92,7 +86,7 @@ fn reply(status: i64, body: Option<Value>) -> ApiGatewayProxyResponse {
 
 /// `$connect`: remembers the connection for its user.
 pub async fn connect(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
-    let Some(user_id) = principal(&event) else {
+    let Some(user) = principal(&event) else {
         tracing::warn!(route = "ws-connect", "no authorizer principal: refusing the connection");
         return reply(401, None);
     };
@@ -104,17 +98,8 @@ pub async fn connect(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -
         .single()
         .filter(|t| t.timestamp() > 0)
         .unwrap_or_else(Utc::now);
-    let connection = Connection {
-        user_id,
-        connection_id,
-        connected_at,
-        expires_at: connected_at + CONNECTION_TTL,
-    };
-    match state.store().save_connection(&connection).await {
-        Ok(()) => {
-            tracing::info!(route = "ws-connect", connection_id = %connection.connection_id, "connected");
-            reply(200, None)
-        }
+    match state.connections.connect(user, connection_id, connected_at).await {
+        Ok(()) => reply(200, None),
         Err(e) => {
             tracing::error!(route = "ws-connect", error = %e, "cannot store the connection");
             reply(500, None)
@@ -124,24 +109,23 @@ pub async fn connect(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -
 
 /// `$disconnect`: forgets the connection (its TTL cleans up if this fails).
 pub async fn disconnect(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
-    let (Some(user_id), Some(connection_id)) = (principal(&event), event.request_context.connection_id.as_deref())
-    else {
+    let (Some(user), Some(connection_id)) = (principal(&event), event.request_context.connection_id.as_deref()) else {
         tracing::warn!(
             route = "ws-disconnect",
             "no principal or connection id; the TTL will clean up"
         );
         return reply(200, None);
     };
-    match state.store().remove_connection(&user_id, connection_id).await {
-        Ok(()) => tracing::info!(route = "ws-disconnect", connection_id, "disconnected"),
-        Err(e) => tracing::warn!(route = "ws-disconnect", connection_id, error = %e, "cannot forget the connection"),
+    if let Err(e) = state.connections.disconnect(&user, connection_id).await {
+        tracing::warn!(route = "ws-disconnect", connection_id, error = %e, "cannot forget the connection");
     }
     reply(200, None)
 }
 
 /// `$default`: `{"action":"ping"}` → `{"type":"pong"}`; anything else a short
 /// JSON error. The body goes back to the client as the route response.
-pub async fn default(event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+/// Needs no state (`&()`), like every route handler takes one.
+pub async fn default(_: &(), event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let message = event.body.as_deref().unwrap_or_default();
     let answer = match serde_json::from_str::<Value>(message) {
         Ok(value) => match value.get("action").and_then(Value::as_str) {
@@ -165,10 +149,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         event.body = Some(r#"{"action":"ping"}"#.into());
-        assert_eq!(body(default(event.clone()).await), json!({"type": "pong"}));
+        assert_eq!(body(default(&(), event.clone()).await), json!({"type": "pong"}));
         event.body = Some(r#"{"action":"shout"}"#.into());
-        assert_eq!(body(default(event.clone()).await)["code"], "unknown_action");
+        assert_eq!(body(default(&(), event.clone()).await)["code"], "unknown_action");
         event.body = Some("ping".into());
-        assert_eq!(body(default(event).await)["code"], "invalid_request");
+        assert_eq!(body(default(&(), event).await)["code"], "invalid_request");
     }
 }

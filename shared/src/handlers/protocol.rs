@@ -1,5 +1,6 @@
-//! The HTTP side of the handlers: who is calling, which provider, the body,
-//! and the JSON answers (success and the error shape of API.md).
+//! The protocol side of the REST handlers: who is calling, which provider,
+//! the body, and the JSON answers (success and the error shape of
+//! docs/API.md). Named apart from the `http` crate it uses.
 
 use lambda_http::ext::RequestExt;
 use lambda_http::request::RequestContext;
@@ -8,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use crate::domain::UserId;
 use crate::domain::provider::{self, ProviderSpec};
 use crate::service::ServiceError;
 
@@ -17,12 +19,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// An error answer: `{"detail": ..., "code": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// HTTP status.
     pub status: u16,
+    /// Machine-readable code, e.g. `credential_not_found`.
     pub code: &'static str,
+    /// The sentence shown to people; never holds a key or token.
     pub detail: String,
 }
 
 impl ApiError {
+    /// An error answer with these parts.
     pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -31,22 +37,27 @@ impl ApiError {
         }
     }
 
+    /// `401 unauthenticated`.
     pub fn unauthenticated() -> ApiError {
         ApiError::new(401, "unauthenticated", "Missing or invalid bearer token.")
     }
 
+    /// `400 invalid_request` saying what is wrong.
     pub fn invalid_request(detail: impl Into<String>) -> ApiError {
         ApiError::new(400, "invalid_request", detail)
     }
 
+    /// `413 payload_too_large`.
     pub fn payload_too_large() -> ApiError {
         ApiError::new(413, "payload_too_large", "Request body is larger than 64 KiB.")
     }
 
+    /// `404 not_found`: no such route.
     pub fn not_found() -> ApiError {
         ApiError::new(404, "not_found", "No such route.")
     }
 
+    /// `405 method_not_allowed`.
     pub fn method_not_allowed() -> ApiError {
         ApiError::new(405, "method_not_allowed", "This method is not allowed on this route.")
     }
@@ -73,6 +84,7 @@ impl ApiError {
         )
     }
 
+    /// The JSON answer.
     pub fn into_response(self) -> Response<Body> {
         #[derive(Serialize)]
         struct ErrorBody<'a> {
@@ -133,6 +145,7 @@ pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
         .expect("status and static headers are valid")
 }
 
+/// `204` with no body.
 pub fn no_content() -> Response<Body> {
     Response::builder()
         .status(204)
@@ -141,9 +154,9 @@ pub fn no_content() -> Response<Body> {
         .expect("static response is valid")
 }
 
-/// The caller's user id: the `sub` claim the JWT authorizer verified. Nothing
-/// in path, query or body is ever trusted for this.
-pub fn caller(req: &Request) -> Result<String, ApiError> {
+/// The caller: the `sub` claim the JWT authorizer verified. Nothing in path,
+/// query or body is ever trusted for this.
+pub fn caller(req: &Request) -> Result<UserId, ApiError> {
     let sub = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(context)) => context
             .authorizer
@@ -152,15 +165,8 @@ pub fn caller(req: &Request) -> Result<String, ApiError> {
             .and_then(|jwt| jwt.claims.get("sub")),
         _ => None,
     };
-    match sub {
-        Some(sub) if valid_user_id(sub) => Ok(sub.clone()),
-        _ => Err(ApiError::unauthenticated()),
-    }
-}
-
-/// Ids we key storage on: non-empty, bounded, printable.
-pub fn valid_user_id(sub: &str) -> bool {
-    !sub.is_empty() && sub.len() <= 256 && !sub.chars().any(char::is_control)
+    sub.and_then(|sub| UserId::parse(sub))
+        .ok_or_else(ApiError::unauthenticated)
 }
 
 /// The `{provider}` of the route: path parameter, else read off the raw path.

@@ -1,0 +1,63 @@
+//! How an AWS SDK failure is sorted, once for every AWS adapter: a transport
+//! failure (timeout, unreachable, unreadable answer) is always worth a retry;
+//! a service error is known by its error code, which each adapter weighs.
+
+// Every AWS SDK crate re-exports these same smithy types; DynamoDB's names them.
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// What went wrong with one AWS call.
+pub enum AwsFailure {
+    /// Timed out, could not connect, or the answer could not be read: retryable.
+    Transport(String),
+    /// The service answered with this error code (`None` when it named none).
+    Service {
+        /// The error code, e.g. `ThrottlingException`.
+        code: Option<String>,
+        /// The whole error, for logs.
+        detail: String,
+    },
+}
+
+impl AwsFailure {
+    /// Sorts `error`.
+    pub fn of<E, R>(error: &SdkError<E, R>) -> AwsFailure
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let detail = DisplayErrorContext(error).to_string();
+        match error {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                AwsFailure::Transport(detail)
+            }
+            SdkError::ServiceError(service) => AwsFailure::Service {
+                code: service.err().code().map(str::to_owned),
+                detail,
+            },
+            _ => AwsFailure::Service { code: None, detail },
+        }
+    }
+
+    /// The service's error code, if it answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsFailure::Service { code, .. } => code.as_deref(),
+            AwsFailure::Transport(_) => None,
+        }
+    }
+
+    /// True for transport failures and for the service codes in `retryable`.
+    pub fn is_retryable(&self, retryable: &[&str]) -> bool {
+        match self {
+            AwsFailure::Transport(_) => true,
+            AwsFailure::Service { code, .. } => code.as_deref().is_some_and(|c| retryable.contains(&c)),
+        }
+    }
+
+    /// The whole error, for logs (never contains a key: AWS calls carry none in clear).
+    pub fn into_detail(self) -> String {
+        match self {
+            AwsFailure::Transport(detail) | AwsFailure::Service { detail, .. } => detail,
+        }
+    }
+}
