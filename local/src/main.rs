@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use mailmind::AppState;
-use mailmind::auth::{DEV_JWT_SECRET, Hs256Verifier, TokenVerifier};
+use mailmind::auth::{Hs256Verifier, TokenVerifier};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
@@ -110,10 +110,7 @@ async fn run(options: Options) -> Result<(), String> {
 
     let providers = mailmind::state::providers_from_env().map_err(|e| e.to_string())?;
     let app = mailmind::state::local::build(&options.data_dir, providers, &base_url).map_err(|e| e.to_string())?;
-    let (secret, secret_is_default) = match std::env::var("LOCAL_JWT_SECRET") {
-        Ok(secret) if !secret.is_empty() => (secret, false),
-        _ => (DEV_JWT_SECRET.to_owned(), true),
-    };
+    let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
     let verifier = Hs256Verifier::new(secret.as_bytes());
     let demo_token = verifier.issue(DEMO_USER, 30 * 24 * 3600);
     let gateway = Arc::new(LocalGateway {

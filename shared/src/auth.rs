@@ -14,6 +14,32 @@ use crate::domain::UserId;
 /// `LOCAL_JWT_SECRET` is unset. Never use it for anything reachable by others.
 pub const DEV_JWT_SECRET: &str = "mailmind-local-development-secret";
 
+/// The HS256 secret of local development (`mailmind-local`, `sam local`):
+/// `LOCAL_JWT_SECRET`, else [`DEV_JWT_SECRET`]; `true` when it is the default.
+pub fn local_jwt_secret() -> (String, bool) {
+    match std::env::var("LOCAL_JWT_SECRET") {
+        Ok(secret) if !secret.is_empty() => (secret, false),
+        _ => (DEV_JWT_SECRET.to_owned(), true),
+    }
+}
+
+/// Whether this process runs under the SAM CLI's local emulation
+/// (`sam local start-api` / `invoke` / `start-lambda`), which sets
+/// `AWS_SAM_LOCAL=true`; Lambda never does, and the template sets it nowhere
+/// (a test holds it to that).
+pub fn under_sam_local() -> bool {
+    std::env::var("AWS_SAM_LOCAL").is_ok_and(|v| v == "true")
+}
+
+/// Under SAM local, the verifier of the bearer tokens the REST functions
+/// check themselves: `sam local start-api` runs no JWT authorizer, so its
+/// events carry no claims. `None` everywhere else. Read once per process.
+pub fn sam_local_verifier() -> Option<&'static Hs256Verifier> {
+    static VERIFIER: std::sync::LazyLock<Option<Hs256Verifier>> =
+        std::sync::LazyLock::new(|| under_sam_local().then(|| Hs256Verifier::new(local_jwt_secret().0.as_bytes())));
+    VERIFIER.as_ref()
+}
+
 /// A token's claims, as API Gateway's JWT authorizer hands them to a
 /// function: every value a string (numbers and arrays in their JSON text).
 #[derive(Debug, Clone, PartialEq, Eq)]

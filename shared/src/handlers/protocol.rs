@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use crate::auth;
 use crate::domain::UserId;
 use crate::domain::provider::{self, ProviderSpec};
 use crate::service::ServiceError;
@@ -156,17 +157,27 @@ pub fn no_content() -> Response<Body> {
 
 /// The caller: the `sub` claim the JWT authorizer verified. Nothing in path,
 /// query or body is ever trusted for this.
+///
+/// An event without claims is refused, except under `sam local start-api`
+/// (which runs no JWT authorizer): there the function checks the bearer
+/// token itself, as `mailmind-local` does (HS256, `LOCAL_JWT_SECRET`).
 pub fn caller(req: &Request) -> Result<UserId, ApiError> {
-    let sub = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(context)) => context
-            .authorizer
-            .as_ref()
-            .and_then(|a| a.jwt.as_ref())
-            .and_then(|jwt| jwt.claims.get("sub")),
+    let claims = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.authorizer.as_ref().and_then(|a| a.jwt.as_ref()),
         _ => None,
     };
-    sub.and_then(|sub| UserId::parse(sub))
-        .ok_or_else(ApiError::unauthenticated)
+    match (claims, auth::sam_local_verifier()) {
+        (Some(jwt), _) => jwt.claims.get("sub").and_then(|sub| UserId::parse(sub)),
+        (None, Some(verifier)) => {
+            let authorization = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            verifier.verify_header(authorization).ok().map(|claims| claims.sub)
+        }
+        (None, None) => None,
+    }
+    .ok_or_else(ApiError::unauthenticated)
 }
 
 /// The `{provider}` of the route: path parameter, else read off the raw path.
