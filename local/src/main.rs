@@ -18,14 +18,18 @@ use tokio::net::TcpListener;
 
 const USAGE: &str = "\
 Usage: mailmind-local [--port PORT] [--data-dir DIR]
+       mailmind-local --token USER
 
   --port PORT      TCP port on 127.0.0.1 (default 3000; 0 picks a free one)
   --data-dir DIR   where the database and master key live (default ./.mailmind)
+  --token USER     print a bearer token for USER (valid 30 days) and exit;
+                   it also works for `sam local` (same LOCAL_JWT_SECRET)
 
 Environment:
   LOCAL_JWT_SECRET            HS256 secret for bearer tokens (default: a documented dev secret)
   PROVIDER_BASE_URL_<ID>      replace a provider's base URL, e.g. PROVIDER_BASE_URL_GROQ
   PROVIDER_TIMEOUT_MS         bound on one key check (default 10000)
+  PROVIDER_CONNECT_TIMEOUT_MS bound on connecting to a provider (default 3000)
   MAILMIND_LOG                log filter (default warn,mailmind=info,mailmind_local=info)";
 
 /// The demo user the start-up banner makes a token for.
@@ -40,17 +44,23 @@ pub struct LocalGateway {
     pub sockets: websocket::Sockets,
 }
 
+/// Tokens the demo token and `--token` are valid for.
+const TOKEN_TTL_SECS: i64 = 30 * 24 * 3600;
+
 #[derive(Debug, PartialEq, Eq)]
 struct Options {
     port: u16,
     data_dir: PathBuf,
+    /// `--token USER`: print a token and exit.
+    token_for: Option<String>,
 }
 
-/// Two flags do not justify a command-line parser dependency.
+/// Three flags do not justify a command-line parser dependency.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         port: 3000,
         data_dir: PathBuf::from(".mailmind"),
+        token_for: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -71,6 +81,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                     .map_err(|_| "--port must be a number from 0 to 65535")?
             }
             "--data-dir" => options.data_dir = PathBuf::from(value()?),
+            "--token" => {
+                let user = value()?;
+                if mailmind::domain::UserId::parse(&user).is_none() {
+                    return Err("--token needs a user id of 1 to 256 printable characters".into());
+                }
+                options.token_for = Some(user);
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -92,6 +109,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(user) = &options.token_for {
+        let (secret, _) = mailmind::auth::local_jwt_secret();
+        println!("{}", Hs256Verifier::new(secret.as_bytes()).issue(user, TOKEN_TTL_SECS));
+        return ExitCode::SUCCESS;
+    }
     match run(options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -112,7 +134,7 @@ async fn run(options: Options) -> Result<(), String> {
     let app = mailmind::state::local::build(&options.data_dir, providers, &base_url).map_err(|e| e.to_string())?;
     let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
     let verifier = Hs256Verifier::new(secret.as_bytes());
-    let demo_token = verifier.issue(DEMO_USER, 30 * 24 * 3600);
+    let demo_token = verifier.issue(DEMO_USER, TOKEN_TTL_SECS);
     let gateway = Arc::new(LocalGateway {
         app,
         ws_verifier: TokenVerifier::Hs256(verifier.clone()),
@@ -181,17 +203,24 @@ mod tests {
             args(&[]).unwrap().unwrap(),
             Options {
                 port: 3000,
-                data_dir: ".mailmind".into()
+                data_dir: ".mailmind".into(),
+                token_for: None,
             }
         );
         assert_eq!(
             args(&["--port", "0", "--data-dir=/tmp/x"]).unwrap().unwrap(),
             Options {
                 port: 0,
-                data_dir: "/tmp/x".into()
+                data_dir: "/tmp/x".into(),
+                token_for: None,
             }
         );
         assert_eq!(args(&["--help"]).unwrap(), None);
+        assert_eq!(
+            args(&["--token", "alice"]).unwrap().unwrap().token_for.as_deref(),
+            Some("alice")
+        );
+        assert!(args(&["--token", ""]).is_err());
         assert!(args(&["--port", "70000"]).is_err());
         assert!(args(&["--port"]).is_err());
         assert!(args(&["--verbose"]).is_err());
