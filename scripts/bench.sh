@@ -8,7 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/venv.sh >/dev/null
-functions=(credentials-list credentials-create credentials-get credentials-update credentials-delete credentials-check models-list ws-authorizer ws-connect ws-disconnect ws-default)
+# Every function: one crate per functions/<name>/, building the binary <name>.
+shopt -s nullglob
+functions=()
+for manifest in functions/*/Cargo.toml; do
+    functions+=("$(basename "$(dirname "$manifest")")")
+done
+if ((${#functions[@]} == 0)); then
+    echo "bench.sh: no function crate under functions/" >&2
+    exit 1
+fi
 packages=()
 for f in "${functions[@]}" hello-world; do packages+=(-p "$f"); done
 

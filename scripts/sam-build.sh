@@ -2,9 +2,9 @@
 # `sam build` of every function in template.yaml, offline, then checks that
 # each .aws-sam/build/<LogicalId>/bootstrap is an executable ELF of the right
 # architecture that runs on the provided.al2023 runtime (glibc <= 2.34).
-# The template must declare exactly the eleven functions listed below (seven
-# REST routes, four WebSocket): a missing or unexpected one fails before the
-# build, a missing bootstrap after it.
+# The template must declare exactly the functions of functions/ (one crate
+# per functions/<name>/): a missing or unexpected one fails before the build,
+# a missing bootstrap after it.
 #
 # Usage: scripts/sam-build.sh [x86_64|arm64]   (default x86_64)
 #
@@ -56,45 +56,56 @@ if ! sed -n '/^\[profile\.release\]/,/^\[/p' Cargo.toml | grep -Eq '^[[:space:]]
     echo "sam-build.sh: warning: [profile.release] in Cargo.toml does not set panic; cargo-lambda builds with panic = \"abort\"" >&2
 fi
 
-# Every function the template must declare: LogicalId=binary (the Metadata
-# BuildProperties Binary, also its crate functions/<binary>/).
-expected=(
-    CredentialsListFunction=credentials-list
-    CredentialsCreateFunction=credentials-create
-    CredentialsGetFunction=credentials-get
-    CredentialsUpdateFunction=credentials-update
-    CredentialsDeleteFunction=credentials-delete
-    CredentialsCheckFunction=credentials-check
-    ModelsListFunction=models-list
-    WsAuthorizerFunction=ws-authorizer
-    WsConnectFunction=ws-connect
-    WsDisconnectFunction=ws-disconnect
-    WsDefaultFunction=ws-default
-)
+# The functions are the crates under functions/ (one per functions/<name>/,
+# building the binary <name>); the template must declare exactly these, each
+# as one AWS::Serverless::Function with CodeUri functions/<name> and the same
+# Binary in its BuildProperties. Its logical id names the build's output
+# folder.
+shopt -s nullglob
+crates=()
+for manifest in functions/*/Cargo.toml; do
+    crates+=("$(basename "$(dirname "$manifest")")")
+done
+if ((${#crates[@]} == 0)); then
+    echo "sam-build.sh: no function crate under functions/" >&2
+    exit 1
+fi
 
-# Every function of the template, as LogicalId=binary, checked against the list.
-mapfile -t declared < <("$venv/bin/python" - <<'EOF'
+# Every function of the template, as <name>=<LogicalId> (name from CodeUri).
+# Top-level Fn::ForEach entries (language extensions) are not functions here:
+# every function resource is written out.
+declared_lines=$("$venv/bin/python" - <<'EOF'
+import sys
 from samtranslator.yaml_helper import yaml_parse
 
 with open("template.yaml") as f:
     template = yaml_parse(f.read())
-for name, resource in template["Resources"].items():
-    if resource.get("Type") == "AWS::Serverless::Function":
-        binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary", "?")
-        print(f"{name}={binary}")
+problems = []
+for logical_id, resource in template["Resources"].items():
+    if logical_id.startswith("Fn::ForEach") or not isinstance(resource, dict):
+        continue
+    if resource.get("Type") != "AWS::Serverless::Function":
+        continue
+    code_uri = str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/")
+    binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+    prefix, _, name = code_uri.partition("functions/")
+    if prefix or not name or "/" in name:
+        problems.append(f"{logical_id}: CodeUri {code_uri!r} is not functions/<name>")
+    elif binary != name:
+        problems.append(f"{logical_id}: BuildProperties Binary {binary!r} differs from its CodeUri {code_uri}")
+    else:
+        print(f"{name}={logical_id}")
+for problem in problems:
+    print(f"sam-build.sh: template.yaml: {problem}", file=sys.stderr)
+sys.exit(1 if problems else 0)
 EOF
 )
-if ! diff <(printf '%s\n' "${expected[@]}" | sort) <(printf '%s\n' "${declared[@]}" | sort) >&2; then
-    echo "sam-build.sh: template.yaml's functions (>) differ from the expected eleven (<)" >&2
+mapfile -t declared <<<"$declared_lines"
+if ! diff <(printf '%s\n' "${crates[@]}" | sort) <(printf '%s\n' "${declared[@]%%=*}" | sort) >&2; then
+    echo "sam-build.sh: template.yaml's functions (>) differ from the crates under functions/ (<)" >&2
     exit 1
 fi
-for entry in "${expected[@]}"; do
-    if [[ ! -f "functions/${entry#*=}/Cargo.toml" ]]; then
-        echo "sam-build.sh: no crate functions/${entry#*=}/ for ${entry%%=*}" >&2
-        exit 1
-    fi
-done
-functions=("${expected[@]%%=*}")
+functions=("${declared[@]#*=}")
 
 started=$(date +%s.%N)
 sam build \

@@ -3,6 +3,12 @@
 //!
 //! A fake knows which keys are good; any other key gets the provider's real
 //! "bad key" answer, the way the real service does.
+//!
+//! What differs between providers is data: one row per provider in
+//! [`BEHAVIOURS`] (page shape, one model, the bad-key, rate-limit, quota and
+//! outage answers, where it says how long to wait). Paths, auth placement and
+//! paging come from the service's own `ProviderSpec`. A new provider is a new
+//! row; no code here matches on a provider id.
 
 use std::time::Duration;
 
@@ -97,11 +103,13 @@ impl FakeProvider {
                 .await;
         }
         if let Some(key_path) = self.spec().key_check_path {
+            let body = self
+                .behaviour()
+                .key_info
+                .unwrap_or_else(|| panic!("{}: its key endpoint's answer (key_info) is missing", self.id));
             self.with_key(key)
                 .and(path(key_path))
-                .respond_with(ResponseTemplate::new(200).set_body_json(
-                    json!({"data": {"label": "sk-or-v1-abc...xyz", "limit": 100, "usage": 25.5, "is_free_tier": false}}),
-                ))
+                .respond_with(ResponseTemplate::new(200).set_body_json(parse(body)))
                 .with_priority(10)
                 .mount(&self.server)
                 .await;
@@ -132,200 +140,38 @@ impl FakeProvider {
         }
     }
 
+    /// How this provider's real API answers: its row of [`BEHAVIOURS`].
+    pub fn behaviour(&self) -> &'static Behaviour {
+        behaviour(self.id)
+    }
+
     /// One page of this provider's list-models answer, in its real shape.
     pub fn model_page(&self, ids: &[&str], next: Option<&str>) -> Value {
-        let each = |model: &dyn Fn(&str) -> Value| ids.iter().map(|id| model(id)).collect::<Vec<Value>>();
-        match self.id {
-            "google_gemini" => {
-                let mut body = json!({ "models": each(&|id| json!({
-                    "name": format!("models/{id}"),
-                    "version": "001",
-                    "displayName": display_name(id),
-                    "description": "A fake model.",
-                    "inputTokenLimit": 1048576,
-                    "outputTokenLimit": 8192,
-                    "supportedGenerationMethods": ["generateContent", "countTokens"],
-                    "temperature": 1.0,
-                    "topP": 0.95,
-                    "topK": 64
-                }))});
-                if let Some(token) = next {
-                    body["nextPageToken"] = json!(token);
-                }
-                body
-            }
-            "anthropic" => json!({
-                "data": each(&|id| json!({
-                    "type": "model", "id": id, "display_name": display_name(id),
-                    "created_at": "2025-09-29T00:00:00Z"
-                })),
-                "has_more": next.is_some(),
-                "first_id": ids.first(),
-                "last_id": ids.last(),
-            }),
-            "cohere" => {
-                let mut body = json!({ "models": each(&|id| json!({
-                    "name": id,
-                    "endpoints": ["chat", "generate"],
-                    "finetuned": false,
-                    "context_length": 128000,
-                    "tokenizer_url": "https://storage.googleapis.com/cohere-public/tokenizers/command-r.json",
-                    "default_endpoints": [],
-                    "features": ["tools", "strict_tools"]
-                }))});
-                if let Some(token) = next {
-                    body["next_page_token"] = json!(token);
-                }
-                body
-            }
-            // A bare array, not an object.
-            "together" => json!(each(&|id| json!({
-                "id": id, "object": "model", "created": 1733875200, "type": "chat", "running": false,
-                "display_name": display_name(id), "organization": "Meta",
-                "link": "https://huggingface.co/meta-llama", "license": "llama3.3",
-                "context_length": 131072,
-                "config": {"chat_template": null, "stop": ["<|eot_id|>"], "bos_token": null, "eos_token": null},
-                "pricing": {"hourly": 0, "input": 0.88, "output": 0.88, "base": 0, "finetune": 0}
-            }))),
-            "openrouter" => json!({ "data": each(&|id| json!({
-                "id": id, "canonical_slug": id, "name": display_name(id), "created": 1715367049,
-                "description": "A fake model.", "context_length": 128000,
-                "architecture": {"modality": "text+image->text", "input_modalities": ["text", "image"],
-                                 "output_modalities": ["text"], "tokenizer": "GPT"},
-                "pricing": {"prompt": "0.0000025", "completion": "0.00001"},
-                "top_provider": {"context_length": 128000, "max_completion_tokens": 16384, "is_moderated": true},
-                "per_request_limits": null, "supported_parameters": ["tools", "temperature"]
-            }))}),
-            "mistral" => json!({"object": "list", "data": each(&|id| json!({
-                "id": id, "object": "model", "created": 1732665600, "owned_by": "mistralai",
-                "capabilities": {"completion_chat": true, "completion_fim": false, "function_calling": true,
-                                 "fine_tuning": false, "vision": false, "classification": false},
-                "name": id, "description": "A fake model.", "max_context_length": 131072,
-                "aliases": [], "deprecation": null, "default_model_temperature": 0.3, "type": "base"
-            }))}),
-            // No context window in these lists.
-            "openai" => json!({"object": "list", "data": each(&|id| json!({
-                "id": id, "object": "model", "created": 1686935002, "owned_by": "openai"
-            }))}),
-            "deepseek" => json!({"object": "list", "data": each(&|id| json!({
-                "id": id, "object": "model", "owned_by": "deepseek"
-            }))}),
-            "xai" => json!({"data": each(&|id| json!({
-                "id": id, "created": 1737331200, "object": "model", "owned_by": "xai"
-            })), "object": "list"}),
-            // Groq.
-            _ => json!({"object": "list", "data": each(&|id| json!({
-                "id": id,
-                "object": "model",
-                "created": 1693721698,
-                "owned_by": "Meta",
-                "active": true,
-                "context_window": 131072,
-                "public_apps": null
-            }))}),
-        }
+        self.behaviour().model_page(ids, next)
     }
 
     /// Whether this provider's model list states a context window.
     pub fn lists_context_windows(&self) -> bool {
-        !matches!(self.id, "openai" | "deepseek" | "xai" | "anthropic")
+        self.behaviour().lists_context_windows
     }
 
     /// The provider's real answer to a bad key.
     pub fn invalid_key_response(&self) -> ResponseTemplate {
-        let (status, body) = match self.id {
-            "google_gemini" => (
-                400,
-                json!({"error": {
-                "code": 400,
-                "message": "API key not valid. Please pass a valid API key.",
-                "status": "INVALID_ARGUMENT",
-                "details": [
-                    {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                     "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
-                    {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-                     "message": "API key not valid. Please pass a valid API key."}
-                ]}}),
-            ),
-            "anthropic" => (
-                401,
-                json!({"type": "error", "error": {"type": "authentication_error",
-                "message": "invalid x-api-key"}, "request_id": "req_011CWbVb6rTz1T3fP6YkZxjE"}),
-            ),
-            "openai" => (
-                401,
-                json!({"error": {
-                "message": "Incorrect API key provided: sk-proj-********************abcd. You can find your API key at https://platform.openai.com/account/api-keys.",
-                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
-            ),
-            "mistral" => (401, json!({"detail": "Unauthorized"})),
-            "openrouter" => (401, json!({"error": {"message": "User not found.", "code": 401}})),
-            "deepseek" => (
-                401,
-                json!({"error": {
-                "message": "Authentication Fails, Your api key: ****abcd is invalid",
-                "type": "authentication_error", "param": null, "code": "invalid_request_error"}}),
-            ),
-            "xai" => (
-                400,
-                json!({"code": "Client specified an invalid argument",
-                "error": "Incorrect API key provided: xa***cd. You can obtain an API key from https://console.x.ai."}),
-            ),
-            "together" => (
-                401,
-                json!({"error": {
-                "message": "Invalid API key provided. You can find your API key at https://api.together.xyz/settings/api-keys.",
-                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
-            ),
-            "cohere" => (401, json!({"message": "invalid api token"})),
-            // Groq.
-            _ => (
-                401,
-                json!({"error": {
-                "message": "Invalid API Key", "type": "invalid_request_error", "code": "invalid_api_key"}}),
-            ),
-        };
-        ResponseTemplate::new(status).set_body_json(body)
+        respond(self.behaviour().invalid_key)
     }
 
     /// Whether this provider says how long to wait when it rate limits.
     pub fn sends_retry_after(&self) -> bool {
-        matches!(self.id, "groq" | "openai" | "anthropic" | "google_gemini")
+        self.behaviour().retry_after != RetryAfter::Never
     }
 
     /// The provider's real rate-limit answer (asking to retry after `secs` where it says so).
     pub fn rate_limited_response(&self, secs: u64) -> ResponseTemplate {
-        let body = match self.id {
-            "google_gemini" => {
-                return ResponseTemplate::new(429).set_body_json(json!({"error": {
-                "code": 429,
-                "message": "You exceeded your current quota, please check your plan and billing details.",
-                "status": "RESOURCE_EXHAUSTED",
-                "details": [
-                    {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
-                        {"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                         "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
-                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{secs}s")}
-                ]}}));
-            }
-            "anthropic" => json!({"type": "error", "error": {"type": "rate_limit_error",
-                "message": "Number of requests has exceeded your per-minute rate limit"}}),
-            "openai" => json!({"error": {"message": "Rate limit reached for requests", "type": "requests",
-                "param": null, "code": "rate_limit_exceeded"}}),
-            "mistral" => json!({"message": "Requests rate limit exceeded"}),
-            "openrouter" => json!({"error": {"message": "Rate limit exceeded: limit_rpm/openai/gpt-4o", "code": 429}}),
-            "deepseek" => json!({"error": {"message": "Rate Limit Reached", "type": "rate_limit_error",
-                "param": null, "code": "rate_limit_exceeded"}}),
-            "xai" => json!({"code": "Some resource has been exhausted",
-                "error": "Your team has reached its requests per second limit."}),
-            "together" => json!({"error": {"message": "You have exceeded the rate limit", "type": "rate_limit",
-                "param": null, "code": null}}),
-            "cohere" => json!({"message": "trial token rate limit exceeded, limit is 20 calls / minute"}),
-            _ => json!({"error": {"message": "Rate limit reached for requests. Please try again later.",
-                "type": "requests", "code": "rate_limit_exceeded"}}),
-        };
+        let b = self.behaviour();
+        let mut body = parse(b.rate_limited);
+        fill(&mut body, &[("{secs}", &secs.to_string())]);
         let response = ResponseTemplate::new(429).set_body_json(body);
-        if self.sends_retry_after() {
+        if b.retry_after == RetryAfter::Header {
             response.insert_header("retry-after", secs.to_string().as_str())
         } else {
             response
@@ -334,62 +180,12 @@ impl FakeProvider {
 
     /// The provider's real "out of credit" answer, where it has one.
     pub fn quota_response(&self) -> Option<ResponseTemplate> {
-        let (status, body) = match self.id {
-            "openai" => (
-                429,
-                json!({"error": {
-                "message": "You exceeded your current quota, please check your plan and billing details.",
-                "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}),
-            ),
-            "openrouter" => (
-                402,
-                json!({"error": {
-                "message": "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
-                "code": 402}}),
-            ),
-            "deepseek" => (
-                402,
-                json!({"error": {"message": "Insufficient Balance", "type": "unknown_error",
-                "param": null, "code": "invalid_request_error"}}),
-            ),
-            "anthropic" => (
-                402,
-                json!({"type": "error", "error": {"type": "billing_error",
-                "message": "Your credit balance is too low to access the Anthropic API."}}),
-            ),
-            _ => return None,
-        };
-        Some(ResponseTemplate::new(status).set_body_json(body))
+        self.behaviour().quota.map(respond)
     }
 
     /// The provider's real "service unavailable" answer.
     pub fn unavailable_response(&self) -> ResponseTemplate {
-        let (status, body) = match self.id {
-            "google_gemini" => (
-                503,
-                json!({"error": {
-                "code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}),
-            ),
-            "anthropic" => (
-                529,
-                json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
-            ),
-            "openai" => (
-                503,
-                json!({"error": {"message": "The server is overloaded or not ready yet.",
-                "type": "server_error", "param": null, "code": null}}),
-            ),
-            "cohere" | "mistral" => (503, json!({"message": "Service Unavailable"})),
-            "xai" => (
-                500,
-                json!({"code": "Internal error", "error": "Service temporarily unavailable."}),
-            ),
-            _ => (
-                503,
-                json!({"error": {"message": "Service Unavailable", "type": "internal_server_error"}}),
-            ),
-        };
-        ResponseTemplate::new(status).set_body_json(body)
+        respond(self.behaviour().unavailable)
     }
 
     /// A 200 whose body is not JSON (a captive portal, a proxy's HTML page).
@@ -402,6 +198,397 @@ impl FakeProvider {
         ResponseTemplate::new(200)
             .set_body_json(self.model_page(ids, None))
             .set_delay(delay)
+    }
+}
+
+/// A status and a JSON body, as text: what a provider answers.
+pub type Answer = (u16, &'static str);
+
+/// The envelope a provider wraps one page of models in.
+#[derive(Debug, Clone, Copy)]
+pub enum PageShape {
+    /// `{list: [models…], ..fields}`, plus `{next_token: "<token>"}` when
+    /// another page follows (where the provider pages by token).
+    Object {
+        list: &'static str,
+        fields: &'static str,
+        next_token: Option<&'static str>,
+    },
+    /// Anthropic: `{"data": [...], "has_more", "first_id", "last_id"}`.
+    FirstLastIds,
+    /// A bare JSON array of models.
+    Array,
+}
+
+/// Where a provider's rate-limit answer says how long to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    Never,
+    /// A `retry-after: {secs}` header.
+    Header,
+    /// In the body only (its `{secs}`), no header.
+    Body,
+}
+
+/// How one provider's real API answers, as PROVIDERS.md records it. JSON
+/// bodies are text; in them `{id}` and `{name}` (one model's id and display
+/// name) and `{secs}` (the wait asked for) are filled in.
+#[derive(Debug)]
+pub struct Behaviour {
+    pub id: &'static str,
+    pub page: PageShape,
+    /// One model of the list.
+    pub model: &'static str,
+    /// Whether the list states each model's context window.
+    pub lists_context_windows: bool,
+    pub invalid_key: Answer,
+    /// The 429 body.
+    pub rate_limited: &'static str,
+    /// Where a 429 says how long to wait.
+    pub retry_after: RetryAfter,
+    /// The "out of credit" answer, for providers that have one.
+    pub quota: Option<Answer>,
+    pub unavailable: Answer,
+    /// The 200 body of the key endpoint, for providers whose spec has one
+    /// (`key_check_path`).
+    pub key_info: Option<&'static str>,
+}
+
+/// Every registered provider's fake, one row each.
+pub static BEHAVIOURS: &[Behaviour] = &[
+    Behaviour {
+        id: "groq",
+        page: PageShape::Object {
+            list: "data",
+            fields: r#"{"object": "list"}"#,
+            next_token: None,
+        },
+        model: r#"{"id": "{id}", "object": "model", "created": 1693721698, "owned_by": "Meta", "active": true,
+            "context_window": 131072, "public_apps": null}"#,
+        lists_context_windows: true,
+        invalid_key: (
+            401,
+            r#"{"error": {"message": "Invalid API Key", "type": "invalid_request_error", "code": "invalid_api_key"}}"#,
+        ),
+        rate_limited: r#"{"error": {"message": "Rate limit reached for requests. Please try again later.",
+            "type": "requests", "code": "rate_limit_exceeded"}}"#,
+        retry_after: RetryAfter::Header,
+        quota: None,
+        unavailable: (
+            503,
+            r#"{"error": {"message": "Service Unavailable", "type": "internal_server_error"}}"#,
+        ),
+        key_info: None,
+    },
+    Behaviour {
+        id: "google_gemini",
+        page: PageShape::Object {
+            list: "models",
+            fields: "{}",
+            next_token: Some("nextPageToken"),
+        },
+        model: r#"{"name": "models/{id}", "version": "001", "displayName": "{name}", "description": "A fake model.",
+            "inputTokenLimit": 1048576, "outputTokenLimit": 8192,
+            "supportedGenerationMethods": ["generateContent", "countTokens"],
+            "temperature": 1.0, "topP": 0.95, "topK": 64}"#,
+        lists_context_windows: true,
+        invalid_key: (
+            400,
+            r#"{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+                "status": "INVALID_ARGUMENT",
+                "details": [
+                    {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                     "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
+                    {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+                     "message": "API key not valid. Please pass a valid API key."}
+                ]}}"#,
+        ),
+        rate_limited: r#"{"error": {"code": 429,
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+                    {"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                     "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "{secs}s"}
+            ]}}"#,
+        retry_after: RetryAfter::Body,
+        quota: None,
+        unavailable: (
+            503,
+            r#"{"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}"#,
+        ),
+        key_info: None,
+    },
+    Behaviour {
+        id: "anthropic",
+        page: PageShape::FirstLastIds,
+        model: r#"{"type": "model", "id": "{id}", "display_name": "{name}", "created_at": "2025-09-29T00:00:00Z"}"#,
+        lists_context_windows: false,
+        invalid_key: (
+            401,
+            r#"{"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+                "request_id": "req_011CWbVb6rTz1T3fP6YkZxjE"}"#,
+        ),
+        rate_limited: r#"{"type": "error", "error": {"type": "rate_limit_error",
+            "message": "Number of requests has exceeded your per-minute rate limit"}}"#,
+        retry_after: RetryAfter::Header,
+        quota: Some((
+            402,
+            r#"{"type": "error", "error": {"type": "billing_error",
+                "message": "Your credit balance is too low to access the Anthropic API."}}"#,
+        )),
+        unavailable: (
+            529,
+            r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#,
+        ),
+        key_info: None,
+    },
+    Behaviour {
+        id: "openai",
+        page: PageShape::Object {
+            list: "data",
+            fields: r#"{"object": "list"}"#,
+            next_token: None,
+        },
+        // No context window in this list.
+        model: r#"{"id": "{id}", "object": "model", "created": 1686935002, "owned_by": "openai"}"#,
+        lists_context_windows: false,
+        invalid_key: (
+            401,
+            r#"{"error": {"message": "Incorrect API key provided: sk-proj-********************abcd. You can find your API key at https://platform.openai.com/account/api-keys.",
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}"#,
+        ),
+        rate_limited: r#"{"error": {"message": "Rate limit reached for requests", "type": "requests",
+            "param": null, "code": "rate_limit_exceeded"}}"#,
+        retry_after: RetryAfter::Header,
+        quota: Some((
+            429,
+            r#"{"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+                "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}"#,
+        )),
+        unavailable: (
+            503,
+            r#"{"error": {"message": "The server is overloaded or not ready yet.", "type": "server_error",
+                "param": null, "code": null}}"#,
+        ),
+        key_info: None,
+    },
+    Behaviour {
+        id: "mistral",
+        page: PageShape::Object {
+            list: "data",
+            fields: r#"{"object": "list"}"#,
+            next_token: None,
+        },
+        model: r#"{"id": "{id}", "object": "model", "created": 1732665600, "owned_by": "mistralai",
+            "capabilities": {"completion_chat": true, "completion_fim": false, "function_calling": true,
+                             "fine_tuning": false, "vision": false, "classification": false},
+            "name": "{id}", "description": "A fake model.", "max_context_length": 131072,
+            "aliases": [], "deprecation": null, "default_model_temperature": 0.3, "type": "base"}"#,
+        lists_context_windows: true,
+        invalid_key: (401, r#"{"detail": "Unauthorized"}"#),
+        rate_limited: r#"{"message": "Requests rate limit exceeded"}"#,
+        retry_after: RetryAfter::Never,
+        quota: None,
+        unavailable: (503, r#"{"message": "Service Unavailable"}"#),
+        key_info: None,
+    },
+    Behaviour {
+        id: "openrouter",
+        page: PageShape::Object {
+            list: "data",
+            fields: "{}",
+            next_token: None,
+        },
+        model: r#"{"id": "{id}", "canonical_slug": "{id}", "name": "{name}", "created": 1715367049,
+            "description": "A fake model.", "context_length": 128000,
+            "architecture": {"modality": "text+image->text", "input_modalities": ["text", "image"],
+                             "output_modalities": ["text"], "tokenizer": "GPT"},
+            "pricing": {"prompt": "0.0000025", "completion": "0.00001"},
+            "top_provider": {"context_length": 128000, "max_completion_tokens": 16384, "is_moderated": true},
+            "per_request_limits": null, "supported_parameters": ["tools", "temperature"]}"#,
+        lists_context_windows: true,
+        invalid_key: (401, r#"{"error": {"message": "User not found.", "code": 401}}"#),
+        rate_limited: r#"{"error": {"message": "Rate limit exceeded: limit_rpm/openai/gpt-4o", "code": 429}}"#,
+        retry_after: RetryAfter::Never,
+        quota: Some((
+            402,
+            r#"{"error": {"message": "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
+                "code": 402}}"#,
+        )),
+        unavailable: (
+            503,
+            r#"{"error": {"message": "Service Unavailable", "type": "internal_server_error"}}"#,
+        ),
+        key_info: Some(
+            r#"{"data": {"label": "sk-or-v1-abc...xyz", "limit": 100, "usage": 25.5, "is_free_tier": false}}"#,
+        ),
+    },
+    Behaviour {
+        id: "deepseek",
+        page: PageShape::Object {
+            list: "data",
+            fields: r#"{"object": "list"}"#,
+            next_token: None,
+        },
+        // No context window in this list.
+        model: r#"{"id": "{id}", "object": "model", "owned_by": "deepseek"}"#,
+        lists_context_windows: false,
+        invalid_key: (
+            401,
+            r#"{"error": {"message": "Authentication Fails, Your api key: ****abcd is invalid",
+                "type": "authentication_error", "param": null, "code": "invalid_request_error"}}"#,
+        ),
+        rate_limited: r#"{"error": {"message": "Rate Limit Reached", "type": "rate_limit_error",
+            "param": null, "code": "rate_limit_exceeded"}}"#,
+        retry_after: RetryAfter::Never,
+        quota: Some((
+            402,
+            r#"{"error": {"message": "Insufficient Balance", "type": "unknown_error",
+                "param": null, "code": "invalid_request_error"}}"#,
+        )),
+        unavailable: (
+            503,
+            r#"{"error": {"message": "Service Unavailable", "type": "internal_server_error"}}"#,
+        ),
+        key_info: None,
+    },
+    Behaviour {
+        id: "xai",
+        page: PageShape::Object {
+            list: "data",
+            fields: r#"{"object": "list"}"#,
+            next_token: None,
+        },
+        // No context window in this list.
+        model: r#"{"id": "{id}", "created": 1737331200, "object": "model", "owned_by": "xai"}"#,
+        lists_context_windows: false,
+        // A wrong key is a 400 here.
+        invalid_key: (
+            400,
+            r#"{"code": "Client specified an invalid argument",
+                "error": "Incorrect API key provided: xa***cd. You can obtain an API key from https://console.x.ai."}"#,
+        ),
+        rate_limited: r#"{"code": "Some resource has been exhausted",
+            "error": "Your team has reached its requests per second limit."}"#,
+        retry_after: RetryAfter::Never,
+        quota: None,
+        unavailable: (
+            500,
+            r#"{"code": "Internal error", "error": "Service temporarily unavailable."}"#,
+        ),
+        key_info: None,
+    },
+    Behaviour {
+        id: "together",
+        page: PageShape::Array,
+        model: r#"{"id": "{id}", "object": "model", "created": 1733875200, "type": "chat", "running": false,
+            "display_name": "{name}", "organization": "Meta",
+            "link": "https://huggingface.co/meta-llama", "license": "llama3.3",
+            "context_length": 131072,
+            "config": {"chat_template": null, "stop": ["<|eot_id|>"], "bos_token": null, "eos_token": null},
+            "pricing": {"hourly": 0, "input": 0.88, "output": 0.88, "base": 0, "finetune": 0}}"#,
+        lists_context_windows: true,
+        invalid_key: (
+            401,
+            r#"{"error": {"message": "Invalid API key provided. You can find your API key at https://api.together.xyz/settings/api-keys.",
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}"#,
+        ),
+        rate_limited: r#"{"error": {"message": "You have exceeded the rate limit", "type": "rate_limit",
+            "param": null, "code": null}}"#,
+        retry_after: RetryAfter::Never,
+        quota: None,
+        unavailable: (
+            503,
+            r#"{"error": {"message": "Service Unavailable", "type": "internal_server_error"}}"#,
+        ),
+        key_info: None,
+    },
+    Behaviour {
+        id: "cohere",
+        page: PageShape::Object {
+            list: "models",
+            fields: "{}",
+            next_token: Some("next_page_token"),
+        },
+        model: r#"{"name": "{id}", "endpoints": ["chat", "generate"], "finetuned": false, "context_length": 128000,
+            "tokenizer_url": "https://storage.googleapis.com/cohere-public/tokenizers/command-r.json",
+            "default_endpoints": [], "features": ["tools", "strict_tools"]}"#,
+        lists_context_windows: true,
+        invalid_key: (401, r#"{"message": "invalid api token"}"#),
+        rate_limited: r#"{"message": "trial token rate limit exceeded, limit is 20 calls / minute"}"#,
+        retry_after: RetryAfter::Never,
+        quota: None,
+        unavailable: (503, r#"{"message": "Service Unavailable"}"#),
+        key_info: None,
+    },
+];
+
+/// The row of provider `id`.
+pub fn behaviour(id: &str) -> &'static Behaviour {
+    BEHAVIOURS
+        .iter()
+        .find(|b| b.id == id)
+        .unwrap_or_else(|| panic!("no fake for provider {id}: add its row to BEHAVIOURS"))
+}
+
+impl Behaviour {
+    /// One page of the list-models answer: `ids`, and `next` if another page follows.
+    pub fn model_page(&self, ids: &[&str], next: Option<&str>) -> Value {
+        let models: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                let mut model = parse(self.model);
+                fill(&mut model, &[("{id}", id), ("{name}", &display_name(id))]);
+                model
+            })
+            .collect();
+        match self.page {
+            PageShape::Object {
+                list,
+                fields,
+                next_token,
+            } => {
+                let mut body = parse(fields);
+                body[list] = json!(models);
+                if let (Some(key), Some(token)) = (next_token, next) {
+                    body[key] = json!(token);
+                }
+                body
+            }
+            PageShape::FirstLastIds => json!({
+                "data": models,
+                "has_more": next.is_some(),
+                "first_id": ids.first(),
+                "last_id": ids.last(),
+            }),
+            PageShape::Array => json!(models),
+        }
+    }
+}
+
+fn respond((status, body): Answer) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(parse(body))
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("fake provider JSON ({e}): {text}"))
+}
+
+/// Replaces each placeholder in every string of `value`.
+fn fill(value: &mut Value, with: &[(&str, &str)]) {
+    match value {
+        Value::String(s) => {
+            for (placeholder, text) in with {
+                if s.contains(placeholder) {
+                    *s = s.replace(placeholder, text);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| fill(v, with)),
+        Value::Object(fields) => fields.values_mut().for_each(|v| fill(v, with)),
+        _ => {}
     }
 }
 

@@ -38,6 +38,39 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
+/// The Lambda functions, sorted: one crate per folder `functions/<name>/`
+/// (the folder holds a Cargo.toml), each building the binary `<name>`. The
+/// one list every test, benchmark and script derives the functions from.
+pub fn function_names() -> Vec<String> {
+    let dir = repo_root().join("functions");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut names: Vec<String> = entries
+        .map(|entry| entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path())
+        .filter(|path| path.join("Cargo.toml").is_file())
+        .map(|path| path.file_name().expect("a folder name").to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no function crate under {}", dir.display());
+    names
+}
+
+/// Whether `function` serves an HTTP API route: its event payload
+/// (`events/<function>.json`) is an HTTP API v2 event, with
+/// `requestContext.http`. The other functions serve the WebSocket API.
+pub fn is_rest_function(function: &str) -> bool {
+    event(function).pointer("/requestContext/http").is_some()
+}
+
+/// The functions behind the HTTP API (see [`is_rest_function`]), sorted.
+pub fn rest_function_names() -> Vec<String> {
+    function_names().into_iter().filter(|f| is_rest_function(f)).collect()
+}
+
+/// The functions behind the WebSocket API, its authorizer included, sorted.
+pub fn websocket_function_names() -> Vec<String> {
+    function_names().into_iter().filter(|f| !is_rest_function(f)).collect()
+}
+
 /// An API Gateway event payload from `events/`, as the functions receive it.
 pub fn event(name: &str) -> serde_json::Value {
     let path = repo_root().join("events").join(format!("{name}.json"));

@@ -21,24 +21,11 @@ use axum::response::{IntoResponse, Response};
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
-use mailmind_tests::repo_root;
+use mailmind_tests::{function_names, repo_root};
 use serde_json::{Value, json};
 
 const GROQ_KEY: &str = "gsk_bench0123456789abcdefghijklmnopqrstuvwxyzABCDEFG9xQa";
 const GROQ_KEY_2: &str = "gsk_benchnext56789abcdefghijklmnopqrstuvwxyzABCDEFzzZZ";
-const FUNCTIONS: &[&str] = &[
-    "credentials-list",
-    "credentials-create",
-    "credentials-get",
-    "credentials-update",
-    "credentials-delete",
-    "credentials-check",
-    "models-list",
-    "ws-authorizer",
-    "ws-connect",
-    "ws-disconnect",
-    "ws-default",
-];
 
 /// Secret the authorizer checks HS256 tokens with during the benchmark.
 const WS_SECRET: &str = "bench-ws-secret";
@@ -318,12 +305,16 @@ async fn main() {
     ]);
 
     let creator = LambdaProcess::start(&options.bin_dir.join("credentials-create"), &env).await;
-    let mut binaries: Vec<(&str, PathBuf, Env)> =
-        vec![("hello-world", options.bin_dir.join("hello-world"), Vec::new())];
+    // Every crate under functions/, after the baseline.
+    let mut binaries: Vec<(String, PathBuf, Env)> = vec![(
+        "hello-world".to_owned(),
+        options.bin_dir.join("hello-world"),
+        Vec::new(),
+    )];
     binaries.extend(
-        FUNCTIONS
-            .iter()
-            .map(|name| (*name, options.bin_dir.join(name), env.clone())),
+        function_names()
+            .into_iter()
+            .map(|name| (name.clone(), options.bin_dir.join(&name), env.clone())),
     );
 
     // Cold starts in rounds over all binaries, so machine noise hits them alike.
@@ -340,7 +331,7 @@ async fn main() {
         let (times, calls, peak_rss_kib) = warm(name, binary, env, &options, creator, &proxy).await;
         eprintln!("{name} measured");
         rows.push((
-            *name,
+            name.as_str(),
             Figures {
                 size_bytes: std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0),
                 init_median: median(inits.clone()),

@@ -1,24 +1,15 @@
 //! Every REST function binary as a real process under a Lambda Runtime API
 //! emulator, fed the real HTTP API v2 payloads of `events/`, against DynamoDB
-//! and KMS on `moto_server` and a fake provider.
+//! and KMS on `moto_server` and a fake provider. The functions are those of
+//! `functions/` whose payload is an HTTP API event (`rest_function_names`).
 
 use std::collections::HashMap;
 
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
-use mailmind_tests::{rest_event as event, with_body, workspace_binary};
+use mailmind_tests::{rest_event as event, rest_function_names, with_body, workspace_binary};
 use serde_json::{Value, json};
-
-const FUNCTIONS: &[&str] = &[
-    "credentials-list",
-    "credentials-create",
-    "credentials-get",
-    "credentials-update",
-    "credentials-delete",
-    "credentials-check",
-    "models-list",
-];
 
 const GROQ_KEY: &str = "gsk_lambda0123456789abcdefghijklmnopqrstuvwxyzABCDEF9xQa";
 const GROQ_KEY_2: &str = "gsk_lambdanext456789abcdefghijklmnopqrstuvwxyzABCDzzZZ";
@@ -34,7 +25,7 @@ fn answer(response: &Value) -> (u16, Value) {
 }
 
 struct Deployment {
-    functions: HashMap<&'static str, LambdaProcess>,
+    functions: HashMap<String, LambdaProcess>,
     groq: FakeProvider,
 }
 
@@ -58,8 +49,9 @@ impl Deployment {
             groq.env(),
         ]);
         let mut functions = HashMap::new();
-        for name in FUNCTIONS {
-            functions.insert(*name, LambdaProcess::start(&workspace_binary(name), &env).await);
+        for name in rest_function_names() {
+            let process = LambdaProcess::start(&workspace_binary(&name), &env).await;
+            functions.insert(name, process);
         }
         Deployment { functions, groq }
     }
@@ -221,7 +213,8 @@ async fn an_event_without_jwt_claims_gets_401_from_every_function() {
     let d = Deployment::start().await;
     let unauthenticated = event("credentials-list-no-claims", "ignored");
     assert!(unauthenticated.pointer("/requestContext/authorizer").is_none());
-    for name in FUNCTIONS {
+    for name in rest_function_names() {
+        let name = name.as_str();
         // The same payload, re-aimed at each function's route.
         let mut e = event(name, "someone");
         e["requestContext"].as_object_mut().unwrap().remove("authorizer");
@@ -270,4 +263,37 @@ async fn a_function_without_its_table_refuses_to_start() {
         .expect("credentials-list must stop without TABLE_NAME");
     assert!(!status.success());
     assert!(logs.contains("TABLE_NAME must be set"), "{logs}");
+}
+
+/// Every crate under `functions/`, REST or WebSocket, a new one included:
+/// its binary starts and answers its own `events/<name>.json` payload, as
+/// recorded, with an answer (not an invocation error) and no server error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_answers_its_own_event() {
+    let moto = moto();
+    let table = moto.create_table().await;
+    let key = moto.create_kms_key().await;
+    let groq = FakeProvider::start("groq").await;
+    let mut env = moto.env();
+    env.extend([
+        ("TABLE_NAME".to_owned(), table),
+        ("KMS_KEY_ID".to_owned(), key),
+        ("JWT_HS256_SECRET".to_owned(), "every-function-secret".to_owned()),
+        groq.env(),
+    ]);
+    for name in mailmind_tests::function_names() {
+        let process = LambdaProcess::start(&workspace_binary(&name), &env).await;
+        let outcome = process.invoke(mailmind_tests::event(&name)).await;
+        let response = match outcome {
+            mailmind_tests::lambda_emulator::Outcome::Response(response) => response,
+            other => panic!("{name}: {other:?}\n{}", process.logs()),
+        };
+        if let Some(status) = response.get("statusCode") {
+            let status = status.as_u64().unwrap_or_else(|| panic!("{name}: {response}"));
+            assert!(status < 500, "{name}: {response}");
+        } else {
+            // The $connect authorizer answers with a policy, not a status.
+            assert!(response["policyDocument"].is_object(), "{name}: {response}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use mailmind::adapters::providers::{HttpProviderClient, ProviderClientConfig};
 use mailmind::domain::provider::{KeyPlacement, PROVIDERS, Paging};
 use mailmind::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use mailmind::ports::ProviderClient;
-use mailmind_tests::fake_providers::{FakeProvider, PAGE_SIZE};
+use mailmind_tests::fake_providers::{BEHAVIOURS, FakeProvider, PAGE_SIZE};
 use wiremock::ResponseTemplate;
 
 const GOOD: &str = "test-good-key-0123456789abcdefghijklmnop";
@@ -34,6 +34,26 @@ fn model_ids(outcome: &CheckOutcome) -> Vec<String> {
     match outcome {
         CheckOutcome::Valid { models } => models.iter().map(|m| m.model_id.clone()).collect(),
         other => panic!("expected valid, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_registered_provider_has_exactly_one_fake() {
+    let mut registered: Vec<&str> = PROVIDERS.iter().map(|p| p.id).collect();
+    let mut faked: Vec<&str> = BEHAVIOURS.iter().map(|b| b.id).collect();
+    registered.sort_unstable();
+    faked.sort_unstable();
+    assert_eq!(
+        faked, registered,
+        "one row of fake_providers::BEHAVIOURS per registered provider"
+    );
+    for p in PROVIDERS {
+        assert_eq!(
+            p.key_check_path.is_some(),
+            mailmind_tests::fake_providers::behaviour(p.id).key_info.is_some(),
+            "{}: a key endpoint answer exactly where the provider has a key endpoint",
+            p.id
+        );
     }
 }
 

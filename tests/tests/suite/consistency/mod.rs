@@ -1,0 +1,431 @@
+//! The four places that say which functions and routes exist agree:
+//!
+//! - `functions/<name>/`: one crate per function (package and binary `<name>`);
+//! - `template.yaml`: one `AWS::Serverless::Function` per function, with
+//!   `CodeUri: functions/<name>`, its REST route as a `Type: HttpApi` event,
+//!   or its WebSocket route as a route → integration (or authorizer) → function;
+//! - `events/`: the payload each function receives, as API Gateway sends it;
+//! - `mailmind::handlers::Route::resolve`: the REST routes the local server
+//!   (and every REST function) resolves.
+//!
+//! Rule for `events/`: each function `<name>` has its payload `<name>.json`;
+//! every other file is a variant of one function's payload, named
+//! `<name>-<variant>.json` (e.g. `credentials-list-no-claims.json`), for the
+//! same route. A payload with `requestContext.http` (an HTTP API v2 event)
+//! makes its function a REST function; the others serve the WebSocket API.
+//!
+//! Each test collects every disagreement and fails with all of them, each
+//! naming the places that disagree.
+
+mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use http::Method;
+use mailmind::handlers::{Route, RouteMatch};
+use mailmind_tests::{event, function_names, is_rest_function, repo_root};
+use serde_json::Value;
+
+use template::Template;
+
+/// The value put in for `{provider}` when a template path is resolved.
+const PROVIDER: &str = "groq";
+
+fn template() -> Template {
+    let path = repo_root().join("template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Template::parse(&text).unwrap_or_else(|e| panic!("template.yaml: {e}"))
+}
+
+/// The base names of `events/*.json`.
+fn event_files() -> BTreeSet<String> {
+    let dir = repo_root().join("events");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("an events/ entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The function a payload file belongs to: `<name>` or `<name>-<variant>`,
+/// the longest function name that fits.
+fn owner_of<'a>(file: &str, functions: &'a [String]) -> Option<&'a String> {
+    functions
+        .iter()
+        .filter(|f| file == f.as_str() || file.strip_prefix(f.as_str()).is_some_and(|rest| rest.starts_with('-')))
+        .max_by_key(|f| f.len())
+}
+
+/// The `name` of `[package]` in a Cargo.toml.
+fn package_name(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let mut in_package = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(value) = line.strip_prefix("name") {
+            let value = value.trim_start().strip_prefix('=')?.trim();
+            return Some(value.trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+/// A route key as the HTTP API and `Route::resolve` spell it.
+fn route_key(method: &str, path: &str) -> String {
+    format!("{method} {path}")
+}
+
+/// What the REST resolver answers for a route key's method and path (with
+/// `{provider}` filled in), as a route key or the reason there is none.
+fn resolve(method: &str, path: &str) -> Result<&'static str, String> {
+    let concrete = path.replace("{provider}", PROVIDER);
+    let method = Method::from_bytes(method.as_bytes()).map_err(|e| format!("method {method}: {e}"))?;
+    match Route::resolve(&method, &concrete) {
+        RouteMatch::Found { route_key, .. } => Ok(route_key),
+        other => Err(format!("{other:?} for {method} {concrete}")),
+    }
+}
+
+fn fail_on(problems: Vec<String>, what: &str) {
+    assert!(problems.is_empty(), "{what} disagree:\n  - {}", problems.join("\n  - "));
+}
+
+#[test]
+fn function_folders_template_functions_and_event_payloads_are_the_same_set() {
+    let functions = function_names();
+    let folders: BTreeSet<String> = functions.iter().cloned().collect();
+    let mut problems = Vec::new();
+
+    for name in &functions {
+        let manifest = repo_root().join("functions").join(name).join("Cargo.toml");
+        match package_name(&manifest) {
+            Some(package) if &package == name => {}
+            other => problems.push(format!(
+                "functions/{name}/Cargo.toml names its package {other:?}; the folder, the package and \
+                 the binary are all `{name}`"
+            )),
+        }
+    }
+
+    let mut in_template = BTreeSet::new();
+    for f in template().functions() {
+        let id = &f.logical_id;
+        let Some(name) = f
+            .code_uri
+            .as_deref()
+            .and_then(|uri| uri.trim_end_matches('/').strip_prefix("functions/"))
+            .filter(|name| !name.is_empty() && !name.contains('/'))
+        else {
+            problems.push(format!(
+                "template.yaml: {id} has CodeUri {:?}, not functions/<name>",
+                f.code_uri
+            ));
+            continue;
+        };
+        if !in_template.insert(name.to_owned()) {
+            problems.push(format!(
+                "template.yaml: two function resources have CodeUri functions/{name} ({id} is one)"
+            ));
+        }
+        if f.binary.as_deref() != Some(name) {
+            problems.push(format!(
+                "template.yaml: {id} (CodeUri functions/{name}) builds Binary {:?}",
+                f.binary
+            ));
+        }
+        if !f
+            .function_name
+            .as_deref()
+            .is_some_and(|n| n.ends_with(&format!("-{name}")))
+        {
+            problems.push(format!(
+                "template.yaml: {id} (CodeUri functions/{name}) has FunctionName {:?}, not ...-{name}",
+                f.function_name
+            ));
+        }
+    }
+    for name in folders.difference(&in_template) {
+        problems.push(format!(
+            "functions/{name}/ has no AWS::Serverless::Function with CodeUri functions/{name} in template.yaml"
+        ));
+    }
+    for name in in_template.difference(&folders) {
+        problems.push(format!(
+            "template.yaml has a function with CodeUri functions/{name}, but functions/{name}/Cargo.toml does not exist"
+        ));
+    }
+
+    let files = event_files();
+    for name in &functions {
+        if !files.contains(name) {
+            problems.push(format!("functions/{name}/ has no payload events/{name}.json"));
+        }
+    }
+    for file in &files {
+        if owner_of(file, &functions).is_none() {
+            problems.push(format!(
+                "events/{file}.json is named after no function of functions/ (a payload is <function>.json \
+                 or <function>-<variant>.json)"
+            ));
+        }
+    }
+    fail_on(problems, "functions/, template.yaml's functions and events/");
+}
+
+#[test]
+fn every_http_route_agrees_across_template_event_and_resolver() {
+    let functions = function_names();
+    let template_functions = template().functions();
+    let by_name: BTreeMap<&str, &template::Function> = template_functions
+        .iter()
+        .filter_map(|f| {
+            Some((
+                f.code_uri
+                    .as_deref()?
+                    .trim_end_matches('/')
+                    .strip_prefix("functions/")?,
+                f,
+            ))
+        })
+        .collect();
+    let mut problems = Vec::new();
+
+    for name in &functions {
+        let Some(f) = by_name.get(name.as_str()) else {
+            continue; // Reported by the test of the sets.
+        };
+        if !repo_root().join("events").join(format!("{name}.json")).is_file() {
+            continue; // Likewise.
+        }
+        let id = &f.logical_id;
+        let payload = event(name);
+        if !is_rest_function(name) {
+            for (event_name, method, path) in &f.http_routes {
+                problems.push(format!(
+                    "template.yaml: {id} (functions/{name}) has the HttpApi event {event_name} ({method} {path}), \
+                     but events/{name}.json is not an HTTP API event (no requestContext.http)"
+                ));
+            }
+            continue;
+        }
+        let [(_, method, path)] = f.http_routes.as_slice() else {
+            problems.push(format!(
+                "template.yaml: {id} (functions/{name}) has {} HttpApi events; a REST function (events/{name}.json \
+                 is an HTTP API event) has exactly one",
+                f.http_routes.len()
+            ));
+            continue;
+        };
+        let in_template = route_key(method, path);
+        let in_event = payload["routeKey"].as_str().unwrap_or("<none>");
+        if in_event != in_template {
+            problems.push(format!(
+                "{name}: template.yaml's {id} routes {in_template}, events/{name}.json has routeKey {in_event}"
+            ));
+        }
+        let context_key = payload.pointer("/requestContext/routeKey").and_then(Value::as_str);
+        if context_key != Some(in_event) {
+            problems.push(format!(
+                "events/{name}.json: routeKey {in_event} but requestContext.routeKey {context_key:?}"
+            ));
+        }
+        match resolve(method, path) {
+            Ok(resolved) if resolved == in_template => {}
+            Ok(resolved) => problems.push(format!(
+                "{name}: template.yaml's {id} routes {in_template}, Route::resolve calls it {resolved}"
+            )),
+            Err(e) => problems.push(format!(
+                "{name}: template.yaml's {id} routes {in_template}, Route::resolve finds no route: {e}"
+            )),
+        }
+        // The payload itself is a request for that route.
+        let sent_method = payload.pointer("/requestContext/http/method").and_then(Value::as_str);
+        let sent_path = payload["rawPath"].as_str();
+        if let (Some(m), Some(p)) = (sent_method, sent_path) {
+            match resolve(m, p) {
+                Ok(resolved) if resolved == in_event => {}
+                other => problems.push(format!(
+                    "events/{name}.json: routeKey {in_event}, but its request ({m} {p}) resolves to {other:?}"
+                )),
+            }
+        } else {
+            problems.push(format!("events/{name}.json: no requestContext.http.method or rawPath"));
+        }
+    }
+
+    // Variants are payloads for their function's route.
+    for file in event_files() {
+        let Some(owner) = owner_of(&file, &functions) else {
+            continue;
+        };
+        if &file == owner || !repo_root().join("events").join(format!("{owner}.json")).is_file() {
+            continue;
+        }
+        let (variant, main) = (event(&file), event(owner));
+        let kind = |e: &Value| e.pointer("/requestContext/http").is_some();
+        let key = |e: &Value| {
+            e.pointer("/requestContext/routeKey")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        if kind(&variant) != kind(&main) || key(&variant) != key(&main) {
+            problems.push(format!(
+                "events/{file}.json is a variant of events/{owner}.json but is for route {:?}, not {:?}",
+                key(&variant),
+                key(&main)
+            ));
+        }
+    }
+    fail_on(problems, "template.yaml's HTTP routes, events/ and Route::resolve");
+}
+
+/// The resolver has no list of its routes to read, so it is probed: every
+/// method on every path made of the segments the template's paths use.
+// TODO: with a `Route::ALL` (or `Route::route_key()`) in shared/, read the
+// resolver's routes instead of probing for them.
+#[test]
+fn every_route_the_resolver_knows_has_a_function() {
+    let template_functions = template().functions();
+    let in_template: BTreeSet<String> = template_functions
+        .iter()
+        .flat_map(|f| f.http_routes.iter().map(|(_, m, p)| route_key(m, p)))
+        .collect();
+    let paths: BTreeSet<String> = template_functions
+        .iter()
+        .flat_map(|f| f.http_routes.iter().map(|(_, _, p)| p.replace("{provider}", PROVIDER)))
+        .collect();
+    assert!(!paths.is_empty(), "template.yaml has no HttpApi event");
+    let words: BTreeSet<&str> = paths
+        .iter()
+        .flat_map(|p| p.split('/'))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut probes = BTreeSet::new();
+    for path in &paths {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        for end in 0..=segments.len() {
+            let prefix = format!("/{}", segments[..end].join("/"));
+            probes.insert(prefix.clone());
+            for word in &words {
+                probes.insert(format!("{}/{word}", prefix.trim_end_matches('/')));
+            }
+        }
+    }
+    let mut methods: BTreeSet<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        .map(str::to_owned)
+        .into();
+    methods.extend(
+        in_template
+            .iter()
+            .filter_map(|k| k.split(' ').next().map(str::to_owned)),
+    );
+
+    // Each route key the resolver answers with, and the requests that reached it.
+    let mut found: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for path in &probes {
+        for method in &methods {
+            if let Ok(key) = resolve(method, path) {
+                found.entry(key).or_default().push(format!("{method} {path}"));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (key, requests) in &found {
+        if !in_template.contains(*key) {
+            let example = requests.iter().find(|r| r.contains(PROVIDER)).unwrap_or(&requests[0]);
+            problems.push(format!(
+                "Route::resolve has the route {key} (e.g. {example}), which no function of template.yaml serves"
+            ));
+        }
+    }
+    // Also a check on the probing: it reached every route the template has.
+    for key in &in_template {
+        if !found.contains_key(key.as_str()) {
+            problems.push(format!(
+                "template.yaml routes {key}, which no probe of Route::resolve reached"
+            ));
+        }
+    }
+    fail_on(problems, "Route::resolve and template.yaml's functions");
+}
+
+#[test]
+fn every_websocket_function_is_wired_to_its_route() {
+    let functions = function_names();
+    let template = template();
+    let template_functions = template.functions();
+    let name_of: BTreeMap<&str, &str> = template_functions
+        .iter()
+        .filter_map(|f| {
+            let uri = f.code_uri.as_deref()?.trim_end_matches('/');
+            Some((f.logical_id.as_str(), uri.strip_prefix("functions/")?))
+        })
+        .collect();
+    let routes = template.websocket_routes();
+    let mut problems = Vec::new();
+
+    // What the template wires: function name -> route keys, as integration or as authorizer.
+    let mut integrated: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut authorizes: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for route in &routes {
+        let wired = std::iter::once((&route.function, &mut integrated))
+            .chain(route.authorizer_function.as_ref().map(|a| (a, &mut authorizes)));
+        for (target, into) in wired {
+            match target {
+                Ok(logical_id) => match name_of.get(logical_id.as_str()) {
+                    Some(name) => into.entry(name).or_default().push(&route.route_key),
+                    None => problems.push(format!(
+                        "template.yaml: WebSocket route {} ({}) invokes {logical_id}, which has no CodeUri functions/<name>",
+                        route.logical_id, route.route_key
+                    )),
+                },
+                Err(e) => problems.push(format!("template.yaml: WebSocket {e}")),
+            }
+        }
+    }
+
+    let websocket_functions: Vec<&String> = functions
+        .iter()
+        .filter(|f| repo_root().join("events").join(format!("{f}.json")).is_file() && !is_rest_function(f))
+        .collect();
+    for name in &websocket_functions {
+        let payload = event(name);
+        let route_key = payload
+            .pointer("/requestContext/routeKey")
+            .and_then(Value::as_str)
+            .unwrap_or("<none>");
+        // A REQUEST authorizer's payload carries the methodArn it decides on.
+        let is_authorizer =
+            payload.get("type").and_then(Value::as_str) == Some("REQUEST") && payload.get("methodArn").is_some();
+        let (wired, role) = if is_authorizer {
+            (authorizes.get(name.as_str()), "the authorizer of")
+        } else {
+            (integrated.get(name.as_str()), "the integration of")
+        };
+        let wired = wired.cloned().unwrap_or_default();
+        if wired != [route_key] {
+            problems.push(format!(
+                "{name}: events/{name}.json is for WebSocket route {route_key}, but template.yaml makes it {role} \
+                 {wired:?}"
+            ));
+        }
+    }
+    for (name, keys) in integrated.iter().chain(authorizes.iter()) {
+        if !websocket_functions.iter().any(|f| f.as_str() == *name) {
+            problems.push(format!(
+                "template.yaml wires {name} to WebSocket routes {keys:?}, but events/{name}.json is not a \
+                 WebSocket payload of a function in functions/"
+            ));
+        }
+    }
+    if !problems.is_empty() && !template.unexpanded_loops.is_empty() {
+        problems.push(format!(
+            "(this test expands Fn::ForEach over literal lists only; not expanded: {:?})",
+            template.unexpanded_loops
+        ));
+    }
+    fail_on(problems, "template.yaml's WebSocket routes, functions/ and events/");
+}

@@ -1,0 +1,22 @@
+//! Every integration and end-to-end test of the workspace, in one test
+//! binary: each module links the AWS SDK, SQLite and axum, so one binary
+//! links them once instead of once per file.
+//!
+//! Run one area with a filter on its module path, e.g.
+//! `cargo test -p mailmind-tests --test suite e2e_local::` or
+//! `cargo test -p mailmind-tests --test suite providers::`.
+//!
+//! A new area is a new module here, never a new file in `tests/tests/`
+//! (which would be a binary of its own).
+
+mod consistency;
+mod e2e_local;
+mod e2e_websocket;
+mod keyring_kms;
+mod keyring_local;
+mod lambda_functions;
+mod lambda_websocket;
+mod providers;
+mod store_dynamodb;
+mod store_sqlite;
+mod ws_authorizer;
