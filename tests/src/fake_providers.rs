@@ -526,11 +526,28 @@ pub static BEHAVIOURS: &[Behaviour] = &[
 ];
 
 /// The row of provider `id`.
+/// The fake of provider `id`: its own row, or for an OpenAI-shaped provider
+/// without one, OpenAI's (so adding such a provider needs no row here).
 pub fn behaviour(id: &str) -> &'static Behaviour {
-    BEHAVIOURS
-        .iter()
-        .find(|b| b.id == id)
-        .unwrap_or_else(|| panic!("no fake for provider {id}: add its row to BEHAVIOURS"))
+    if let Some(row) = BEHAVIOURS.iter().find(|b| b.id == id) {
+        return row;
+    }
+    let spec = mailmind::domain::provider::find(id).unwrap_or_else(|| panic!("{id} is not a registered provider"));
+    assert!(
+        is_openai_shaped(spec),
+        "no fake for provider {id}, which is not OpenAI-shaped: add its row to BEHAVIOURS"
+    );
+    behaviour("openai")
+}
+
+/// Bearer key, one page in the OpenAI list shape, no key endpoint: OpenAI's
+/// answers stand for it.
+pub fn is_openai_shaped(spec: &mailmind::domain::ProviderSpec) -> bool {
+    use mailmind::domain::provider::{KeyPlacement, ListShape, Paging};
+    spec.key_placement == KeyPlacement::Bearer
+        && spec.models.paging == Paging::None
+        && spec.models.shape == ListShape::OPENAI
+        && spec.key_check_path.is_none()
 }
 
 impl Behaviour {

@@ -14,7 +14,7 @@ fn key() -> ApiKey {
 }
 
 pub async fn sealed_key_opens_under_its_own_context(keyring: Arc<dyn Keyring>) {
-    let ctx = EncryptionContext::new("user-a", "groq");
+    let ctx = EncryptionContext::new(&crate::store_contract::user("user-a"), "groq");
     let sealed = envelope::seal(keyring.as_ref(), &ctx, &key()).await.unwrap();
     assert!(!sealed.ciphertext.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
     let opened = envelope::open(keyring.as_ref(), &ctx, &sealed).await.unwrap();
@@ -22,7 +22,7 @@ pub async fn sealed_key_opens_under_its_own_context(keyring: Arc<dyn Keyring>) {
 }
 
 pub async fn every_write_gets_a_fresh_data_key(keyring: Arc<dyn Keyring>) {
-    let ctx = EncryptionContext::new("user-a", "groq");
+    let ctx = EncryptionContext::new(&crate::store_contract::user("user-a"), "groq");
     let one = envelope::seal(keyring.as_ref(), &ctx, &key()).await.unwrap();
     let two = envelope::seal(keyring.as_ref(), &ctx, &key()).await.unwrap();
     assert_ne!(one.wrapped_data_key, two.wrapped_data_key);
@@ -30,7 +30,7 @@ pub async fn every_write_gets_a_fresh_data_key(keyring: Arc<dyn Keyring>) {
 }
 
 pub async fn flipped_bits_fail_closed(keyring: Arc<dyn Keyring>) {
-    let ctx = EncryptionContext::new("user-a", "groq");
+    let ctx = EncryptionContext::new(&crate::store_contract::user("user-a"), "groq");
     let sealed = envelope::seal(keyring.as_ref(), &ctx, &key()).await.unwrap();
     let mut cases = Vec::new();
     for i in [0, sealed.ciphertext.len() / 2, sealed.ciphertext.len() - 1] {
@@ -60,16 +60,22 @@ pub async fn flipped_bits_fail_closed(keyring: Arc<dyn Keyring>) {
 }
 
 pub async fn another_users_or_providers_context_fails_closed(keyring: Arc<dyn Keyring>) {
-    let sealed = envelope::seal(keyring.as_ref(), &EncryptionContext::new("user-a", "groq"), &key())
-        .await
-        .unwrap();
+    let sealed = envelope::seal(
+        keyring.as_ref(),
+        &EncryptionContext::new(&crate::store_contract::user("user-a"), "groq"),
+        &key(),
+    )
+    .await
+    .unwrap();
     for (user, provider) in [
         ("user-b", "groq"),
         ("user-a", "google_gemini"),
         ("user-a ", "groq"),
-        ("", "groq"),
+        ("user-", "groq"),
+        ("user-a", ""),
     ] {
-        let ctx = EncryptionContext::new(user, provider);
+        // (An empty user cannot be asked for: UserId refuses it.)
+        let ctx = EncryptionContext::new(&crate::store_contract::user(user), provider);
         assert!(
             matches!(
                 envelope::open(keyring.as_ref(), &ctx, &sealed).await,

@@ -4,8 +4,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use mailmind::domain::{CheckState, CredentialStatus, ErrorReason, ModelInfo, SealedKey, StoredCredential};
-use mailmind::ports::{Connection, CredentialStore, ModelsUpdate, StoreError};
+use mailmind::domain::{CheckState, CredentialStatus, ErrorReason, ModelInfo, SealedKey, StoredCredential, UserId};
+use mailmind::ports::{Connection, ConnectionStore, CredentialStore, ModelsUpdate, StoreError};
+
+/// What the contract runs over: an adapter that keeps credentials and connections.
+pub trait Store: CredentialStore + ConnectionStore + 'static {}
+impl<S: CredentialStore + ConnectionStore + 'static> Store for S {}
+
+/// A user id (the test ids are all valid).
+pub fn user(id: &str) -> UserId {
+    UserId::parse(id).expect("a valid user id")
+}
 
 /// A fixed instant with whole milliseconds, so values survive any store's rounding.
 pub fn at(secs: i64) -> DateTime<Utc> {
@@ -14,7 +23,7 @@ pub fn at(secs: i64) -> DateTime<Utc> {
 
 pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredential {
     StoredCredential {
-        user_id: user.to_owned(),
+        user_id: self::user(user),
         provider: provider.to_owned(),
         sealed: SealedKey {
             format_version: 1,
@@ -49,18 +58,22 @@ pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
         .collect()
 }
 
-pub async fn insert_then_get_round_trips(store: Arc<dyn CredentialStore>) {
+pub async fn insert_then_get_round_trips(store: Arc<impl Store>) {
     let c = credential("user-a", "groq", "r1");
     store.insert(&c, &models(&["a", "b"])).await.unwrap();
-    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(c));
-    let list = store.models("user-a", "groq").await.unwrap().expect("models stored");
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
+    let list = store
+        .models(&user("user-a"), "groq")
+        .await
+        .unwrap()
+        .expect("models stored");
     assert_eq!(list.models, models(&["a", "b"]));
     assert_eq!(list.discovered_at, at(1));
-    assert_eq!(store.get("user-a", "google_gemini").await.unwrap(), None);
-    assert_eq!(store.models("user-a", "google_gemini").await.unwrap(), None);
+    assert_eq!(store.get(&user("user-a"), "google_gemini").await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), "google_gemini").await.unwrap(), None);
 }
 
-pub async fn error_state_round_trips(store: Arc<dyn CredentialStore>) {
+pub async fn error_state_round_trips(store: Arc<impl Store>) {
     let mut c = credential("user-a", "groq", "r1");
     c.check = CheckState {
         status: CredentialStatus::Error,
@@ -70,14 +83,14 @@ pub async fn error_state_round_trips(store: Arc<dyn CredentialStore>) {
     };
     c.models_count = 0;
     store.insert(&c, &[]).await.unwrap();
-    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(c));
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
     assert_eq!(
-        store.models("user-a", "groq").await.unwrap().map(|l| l.models),
+        store.models(&user("user-a"), "groq").await.unwrap().map(|l| l.models),
         Some(vec![])
     );
 }
 
-pub async fn second_insert_conflicts_and_changes_nothing(store: Arc<dyn CredentialStore>) {
+pub async fn second_insert_conflicts_and_changes_nothing(store: Arc<impl Store>) {
     let first = credential("user-a", "groq", "r1");
     store.insert(&first, &models(&["a"])).await.unwrap();
     let second = credential("user-a", "groq", "r2");
@@ -85,14 +98,14 @@ pub async fn second_insert_conflicts_and_changes_nothing(store: Arc<dyn Credenti
         store.insert(&second, &models(&["z"])).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(first));
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(first));
     assert_eq!(
-        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
         models(&["a"])
     );
 }
 
-pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<dyn CredentialStore>) {
+pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<impl Store>) {
     let attempts = (0..8).map(|i| {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
@@ -108,25 +121,25 @@ pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<dyn Credentia
         .count();
     assert_eq!((wins, conflicts), (1, 7), "{results:?}");
     // The winner's models are the ones stored.
-    let stored = store.get("user-a", "groq").await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), "groq").await.unwrap().unwrap();
     let winner = stored.revision.trim_start_matches('r').to_owned();
     assert_eq!(
-        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
         models(&[&format!("m{winner}")])
     );
 }
 
-pub async fn replace_needs_an_existing_credential(store: Arc<dyn CredentialStore>) {
+pub async fn replace_needs_an_existing_credential(store: Arc<impl Store>) {
     let c = credential("user-a", "groq", "r1");
     assert!(matches!(
         store.replace(&c, &models(&["a"])).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.get("user-a", "groq").await.unwrap(), None);
-    assert_eq!(store.models("user-a", "groq").await.unwrap(), None);
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), "groq").await.unwrap(), None);
 }
 
-pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc<dyn CredentialStore>) {
+pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc<impl Store>) {
     let original = credential("user-a", "groq", "r1");
     store.insert(&original, &models(&["a", "b"])).await.unwrap();
     let mut newer = credential("user-a", "groq", "r2");
@@ -136,19 +149,19 @@ pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc
     newer.check.checked_at = Some(at(200));
     newer.models_count = 1;
     store.replace(&newer, &models(&["c"])).await.unwrap();
-    let stored = store.get("user-a", "groq").await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), "groq").await.unwrap().unwrap();
     assert_eq!(stored.created_at, original.created_at);
     assert_eq!(stored.revision, "r2");
     assert_eq!(stored.sealed, newer.sealed);
     assert_eq!(stored.key_hint, "gsk_…NEW1");
     assert_eq!(stored.updated_at, at(200));
     assert_eq!(stored.models_count, 1);
-    let list = store.models("user-a", "groq").await.unwrap().unwrap();
+    let list = store.models(&user("user-a"), "groq").await.unwrap().unwrap();
     assert_eq!(list.models, models(&["c"]));
     assert_eq!(list.discovered_at, at(200));
 }
 
-pub async fn record_check_updates_status_and_models(store: Arc<dyn CredentialStore>) {
+pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
     store
         .insert(&credential("user-a", "groq", "r1"), &models(&["a", "b"]))
         .await
@@ -160,15 +173,15 @@ pub async fn record_check_updates_status_and_models(store: Arc<dyn CredentialSto
         checked_at: Some(at(50)),
     };
     store
-        .record_check("user-a", "groq", "r1", &rate_limited, ModelsUpdate::Keep)
+        .record_check(&user("user-a"), "groq", "r1", &rate_limited, ModelsUpdate::Keep)
         .await
         .unwrap();
-    let stored = store.get("user-a", "groq").await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), "groq").await.unwrap().unwrap();
     assert_eq!(stored.check, rate_limited);
     assert_eq!(stored.models_count, 2, "Keep leaves the count");
     assert_eq!(stored.updated_at, at(50));
     assert_eq!(
-        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
         models(&["a", "b"])
     );
 
@@ -180,18 +193,18 @@ pub async fn record_check_updates_status_and_models(store: Arc<dyn CredentialSto
     };
     let three = models(&["x", "y", "z"]);
     store
-        .record_check("user-a", "groq", "r1", &valid, ModelsUpdate::Replace(&three))
+        .record_check(&user("user-a"), "groq", "r1", &valid, ModelsUpdate::Replace(&three))
         .await
         .unwrap();
-    let stored = store.get("user-a", "groq").await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), "groq").await.unwrap().unwrap();
     assert_eq!(stored.check, valid);
     assert_eq!(stored.models_count, 3);
-    let list = store.models("user-a", "groq").await.unwrap().unwrap();
+    let list = store.models(&user("user-a"), "groq").await.unwrap().unwrap();
     assert_eq!(list.models, three);
     assert_eq!(list.discovered_at, at(60));
 }
 
-pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<dyn CredentialStore>) {
+pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<impl Store>) {
     let check = CheckState {
         status: CredentialStatus::Invalid,
         reason: None,
@@ -200,7 +213,7 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<dyn Cr
     };
     assert!(matches!(
         store
-            .record_check("user-a", "groq", "r1", &check, ModelsUpdate::Replace(&[]))
+            .record_check(&user("user-a"), "groq", "r1", &check, ModelsUpdate::Replace(&[]))
             .await,
         Err(StoreError::NotFound)
     ));
@@ -208,20 +221,20 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<dyn Cr
     store.insert(&original, &models(&["a"])).await.unwrap();
     assert!(matches!(
         store
-            .record_check("user-a", "groq", "r1", &check, ModelsUpdate::Replace(&[]))
+            .record_check(&user("user-a"), "groq", "r1", &check, ModelsUpdate::Replace(&[]))
             .await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(original));
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(original));
     assert_eq!(
-        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
         models(&["a"])
     );
 }
 
-pub async fn delete_removes_credential_and_models(store: Arc<dyn CredentialStore>) {
+pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
     assert!(matches!(
-        store.delete("user-a", "groq").await,
+        store.delete(&user("user-a"), "groq").await,
         Err(StoreError::NotFound)
     ));
     store
@@ -232,28 +245,28 @@ pub async fn delete_removes_credential_and_models(store: Arc<dyn CredentialStore
         .insert(&credential("user-a", "google_gemini", "r1"), &models(&["g"]))
         .await
         .unwrap();
-    store.delete("user-a", "groq").await.unwrap();
-    assert_eq!(store.get("user-a", "groq").await.unwrap(), None);
-    assert_eq!(store.models("user-a", "groq").await.unwrap(), None);
+    store.delete(&user("user-a"), "groq").await.unwrap();
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), "groq").await.unwrap(), None);
     assert!(matches!(
-        store.delete("user-a", "groq").await,
+        store.delete(&user("user-a"), "groq").await,
         Err(StoreError::NotFound)
     ));
     // The other provider is untouched.
-    assert!(store.get("user-a", "google_gemini").await.unwrap().is_some());
-    assert!(store.models("user-a", "google_gemini").await.unwrap().is_some());
+    assert!(store.get(&user("user-a"), "google_gemini").await.unwrap().is_some());
+    assert!(store.models(&user("user-a"), "google_gemini").await.unwrap().is_some());
     // A deleted credential can be created again.
     store.insert(&credential("user-a", "groq", "r9"), &[]).await.unwrap();
 }
 
-pub async fn users_never_see_each_other(store: Arc<dyn CredentialStore>) {
+pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     let a = credential("user-a", "groq", "r1");
     store.insert(&a, &models(&["a"])).await.unwrap();
-    assert_eq!(store.get("user-b", "groq").await.unwrap(), None);
-    assert!(store.list("user-b").await.unwrap().is_empty());
-    assert_eq!(store.models("user-b", "groq").await.unwrap(), None);
+    assert_eq!(store.get(&user("user-b"), "groq").await.unwrap(), None);
+    assert!(store.list(&user("user-b")).await.unwrap().is_empty());
+    assert_eq!(store.models(&user("user-b"), "groq").await.unwrap(), None);
     assert!(matches!(
-        store.delete("user-b", "groq").await,
+        store.delete(&user("user-b"), "groq").await,
         Err(StoreError::NotFound)
     ));
     let b_version = credential("user-b", "groq", "r1");
@@ -263,25 +276,25 @@ pub async fn users_never_see_each_other(store: Arc<dyn CredentialStore>) {
     ));
     assert!(matches!(
         store
-            .record_check("user-b", "groq", "r1", &a.check, ModelsUpdate::Replace(&[]))
+            .record_check(&user("user-b"), "groq", "r1", &a.check, ModelsUpdate::Replace(&[]))
             .await,
         Err(StoreError::NotFound)
     ));
     // B may have its own credential for the same provider.
     store.insert(&b_version, &models(&["b"])).await.unwrap();
-    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(a));
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(a));
     assert_eq!(
-        store.models("user-a", "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
         models(&["a"])
     );
-    assert_eq!(store.list("user-a").await.unwrap().len(), 1);
+    assert_eq!(store.list(&user("user-a")).await.unwrap().len(), 1);
     // Ids that merely share a prefix are different users.
-    assert!(store.list("user").await.unwrap().is_empty());
-    assert!(store.list("user-a-2").await.unwrap().is_empty());
+    assert!(store.list(&user("user")).await.unwrap().is_empty());
+    assert!(store.list(&user("user-a-2")).await.unwrap().is_empty());
 }
 
-pub async fn list_returns_all_of_a_users_credentials(store: Arc<dyn CredentialStore>) {
-    assert!(store.list("user-a").await.unwrap().is_empty());
+pub async fn list_returns_all_of_a_users_credentials(store: Arc<impl Store>) {
+    assert!(store.list(&user("user-a")).await.unwrap().is_empty());
     for provider in ["groq", "google_gemini"] {
         store
             .insert(&credential("user-a", provider, "r1"), &models(&["m"]))
@@ -289,7 +302,7 @@ pub async fn list_returns_all_of_a_users_credentials(store: Arc<dyn CredentialSt
             .unwrap();
     }
     let mut providers: Vec<String> = store
-        .list("user-a")
+        .list(&user("user-a"))
         .await
         .unwrap()
         .into_iter()
@@ -299,7 +312,7 @@ pub async fn list_returns_all_of_a_users_credentials(store: Arc<dyn CredentialSt
     assert_eq!(providers, ["google_gemini", "groq"]);
 }
 
-pub async fn readers_never_see_a_half_written_model_list(store: Arc<dyn CredentialStore>) {
+pub async fn readers_never_see_a_half_written_model_list(store: Arc<impl Store>) {
     let small = models(&["a", "b"]);
     let ids: Vec<String> = (0..60).map(|i| format!("model-{i:03}")).collect();
     let large = models(&ids.iter().map(String::as_str).collect::<Vec<_>>());
@@ -316,15 +329,16 @@ pub async fn readers_never_see_a_half_written_model_list(store: Arc<dyn Credenti
                     checked_at: Some(at(10 + i)),
                 };
                 store
-                    .record_check("user-a", "groq", "r1", &check, ModelsUpdate::Replace(list))
+                    .record_check(&user("user-a"), "groq", "r1", &check, ModelsUpdate::Replace(list))
                     .await
                     .unwrap();
             }
         })
     };
     let mut reads = 0;
+    let reader = user("user-a");
     while !writer.is_finished() {
-        let (credential, list) = tokio::join!(store.get("user-a", "groq"), store.models("user-a", "groq"));
+        let (credential, list) = tokio::join!(store.get(&reader, "groq"), store.models(&reader, "groq"));
         let list = list.unwrap().unwrap().models;
         assert!(list == small || list == large, "a mixed list of {} models", list.len());
         assert!(credential.unwrap().is_some());
@@ -334,15 +348,15 @@ pub async fn readers_never_see_a_half_written_model_list(store: Arc<dyn Credenti
     assert!(reads > 0);
 }
 
-pub async fn connections_are_per_user_and_expire(store: Arc<dyn CredentialStore>) {
+pub async fn connections_are_per_user_and_expire(store: Arc<impl Store>) {
     let now = Utc::now();
     let connection = |user: &str, id: &str, expires_in: Duration| Connection {
-        user_id: user.to_owned(),
+        user: self::user(user),
         connection_id: id.to_owned(),
         connected_at: now,
         expires_at: now + expires_in,
     };
-    assert!(store.connections("user-a").await.unwrap().is_empty());
+    assert!(store.connections(&user("user-a")).await.unwrap().is_empty());
     store
         .save_connection(&connection("user-a", "c1", Duration::hours(2)))
         .await
@@ -359,21 +373,21 @@ pub async fn connections_are_per_user_and_expire(store: Arc<dyn CredentialStore>
         .save_connection(&connection("user-a", "old", Duration::seconds(-5)))
         .await
         .unwrap();
-    let mut a = store.connections("user-a").await.unwrap();
+    let mut a = store.connections(&user("user-a")).await.unwrap();
     a.sort();
     assert_eq!(a, ["c1", "c2"]);
-    assert_eq!(store.connections("user-b").await.unwrap(), ["c3"]);
+    assert_eq!(store.connections(&user("user-b")).await.unwrap(), ["c3"]);
     // Another user cannot remove a connection that is not theirs.
-    store.remove_connection("user-b", "c1").await.unwrap();
-    assert_eq!(store.connections("user-a").await.unwrap().len(), 2);
-    store.remove_connection("user-a", "c1").await.unwrap();
-    assert_eq!(store.connections("user-a").await.unwrap(), ["c2"]);
+    store.remove_connection(&user("user-b"), "c1").await.unwrap();
+    assert_eq!(store.connections(&user("user-a")).await.unwrap().len(), 2);
+    store.remove_connection(&user("user-a"), "c1").await.unwrap();
+    assert_eq!(store.connections(&user("user-a")).await.unwrap(), ["c2"]);
     // Forgetting twice is fine.
-    store.remove_connection("user-a", "c1").await.unwrap();
+    store.remove_connection(&user("user-a"), "c1").await.unwrap();
 }
 
 /// Expands to one `#[tokio::test]` per contract rule, each on a fresh store from `$make`
-/// (an async expression yielding `(Arc<dyn CredentialStore>, guard)`; the guard lives to the end).
+/// (an async expression yielding `(Arc<S>, guard)` for a `S: Store`; the guard lives to the end).
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {

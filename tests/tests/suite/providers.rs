@@ -38,19 +38,28 @@ fn model_ids(outcome: &CheckOutcome) -> Vec<String> {
 }
 
 #[test]
-fn every_registered_provider_has_exactly_one_fake() {
-    let mut registered: Vec<&str> = PROVIDERS.iter().map(|p| p.id).collect();
+fn every_registered_provider_has_a_fake() {
     let mut faked: Vec<&str> = BEHAVIOURS.iter().map(|b| b.id).collect();
-    registered.sort_unstable();
     faked.sort_unstable();
+    let rows = faked.len();
+    faked.dedup();
     assert_eq!(
-        faked, registered,
-        "one row of fake_providers::BEHAVIOURS per registered provider"
+        rows,
+        faked.len(),
+        "one row of fake_providers::BEHAVIOURS per provider at most"
     );
+    for id in &faked {
+        assert!(
+            PROVIDERS.iter().any(|p| p.id == *id),
+            "BEHAVIOURS has a row for {id}, which is no registered provider"
+        );
+    }
     for p in PROVIDERS {
+        // Panics, naming the provider, when it has no row and is not OpenAI-shaped.
+        let fake = mailmind_tests::fake_providers::behaviour(p.id);
         assert_eq!(
             p.key_check_path.is_some(),
-            mailmind_tests::fake_providers::behaviour(p.id).key_info.is_some(),
+            fake.key_info.is_some(),
             "{}: a key endpoint answer exactly where the provider has a key endpoint",
             p.id
         );
@@ -189,7 +198,11 @@ async fn exhausted_credit_is_quota_exhausted_not_rate_limited() {
         );
         covered.push(p.id);
     }
-    assert_eq!(covered, ["anthropic", "deepseek", "openai", "openrouter"]);
+    // At least the providers documented to answer "out of credit" (a new
+    // OpenAI-shaped provider inherits OpenAI's answer).
+    for documented in ["anthropic", "deepseek", "openai", "openrouter"] {
+        assert!(covered.contains(&documented), "{documented} not covered: {covered:?}");
+    }
 }
 
 #[tokio::test]

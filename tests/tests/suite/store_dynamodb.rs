@@ -6,10 +6,10 @@ use std::sync::Arc;
 use mailmind::adapters::dynamo_store::DynamoStore;
 use mailmind::ports::{CredentialStore, StoreError};
 use mailmind_tests::moto::moto;
-use mailmind_tests::store_contract::{credential, models};
+use mailmind_tests::store_contract::{credential, models, user};
 use mailmind_tests::store_contract_tests;
 
-async fn dynamo_store() -> (Arc<dyn CredentialStore>, ()) {
+async fn dynamo_store() -> (Arc<DynamoStore>, ()) {
     let moto = moto();
     let table = moto.create_table().await;
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
@@ -59,7 +59,7 @@ async fn a_missing_table_is_an_internal_error() {
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
     let store = DynamoStore::new(client, "no-such-table");
     assert!(matches!(
-        store.get("user-a", "groq").await,
+        store.get(&user("user-a"), "groq").await,
         Err(StoreError::Internal(_))
     ));
 }
@@ -69,7 +69,7 @@ async fn an_unreachable_dynamodb_is_unavailable() {
     let config = mailmind_tests::moto::unreachable_sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "t");
     assert!(matches!(
-        store.get("user-a", "groq").await,
+        store.get(&user("user-a"), "groq").await,
         Err(StoreError::Unavailable(_))
     ));
     assert!(matches!(

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::ports::CredentialStore;
-use mailmind_tests::store_contract::{credential, models};
+use mailmind_tests::store_contract::{credential, models, user};
 use mailmind_tests::store_contract_tests;
 
-async fn sqlite_store() -> (Arc<dyn CredentialStore>, tempfile::TempDir) {
+async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("mailmind.db")).unwrap();
     (Arc::new(store), dir)
@@ -25,7 +25,7 @@ async fn reopening_keeps_data_and_uses_wal() {
         store.insert(&c, &models(&["a"])).await.unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.get("user-a", "groq").await.unwrap(), Some(c));
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
     let db = rusqlite::Connection::open(&path).unwrap();
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");

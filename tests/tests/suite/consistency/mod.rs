@@ -282,74 +282,43 @@ fn every_http_route_agrees_across_template_event_and_resolver() {
     fail_on(problems, "template.yaml's HTTP routes, events/ and Route::resolve");
 }
 
-/// The resolver has no list of its routes to read, so it is probed: every
-/// method on every path made of the segments the template's paths use.
-// TODO: with a `Route::ALL` (or `Route::route_key()`) in shared/, read the
-// resolver's routes instead of probing for them.
+/// Every route of `Route::ALL` is served by the function it names, with the
+/// same route key in template.yaml, and resolves to itself.
 #[test]
-fn every_route_the_resolver_knows_has_a_function() {
+fn every_route_the_resolver_knows_has_its_function() {
     let template_functions = template().functions();
-    let in_template: BTreeSet<String> = template_functions
-        .iter()
-        .flat_map(|f| f.http_routes.iter().map(|(_, m, p)| route_key(m, p)))
-        .collect();
-    let paths: BTreeSet<String> = template_functions
-        .iter()
-        .flat_map(|f| f.http_routes.iter().map(|(_, _, p)| p.replace("{provider}", PROVIDER)))
-        .collect();
-    assert!(!paths.is_empty(), "template.yaml has no HttpApi event");
-    let words: BTreeSet<&str> = paths
-        .iter()
-        .flat_map(|p| p.split('/'))
-        .filter(|s| !s.is_empty())
-        .collect();
-    let mut probes = BTreeSet::new();
-    for path in &paths {
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        for end in 0..=segments.len() {
-            let prefix = format!("/{}", segments[..end].join("/"));
-            probes.insert(prefix.clone());
-            for word in &words {
-                probes.insert(format!("{}/{word}", prefix.trim_end_matches('/')));
-            }
-        }
-    }
-    let mut methods: BTreeSet<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-        .map(str::to_owned)
-        .into();
-    methods.extend(
-        in_template
-            .iter()
-            .filter_map(|k| k.split(' ').next().map(str::to_owned)),
-    );
-
-    // Each route key the resolver answers with, and the requests that reached it.
-    let mut found: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for path in &probes {
-        for method in &methods {
-            if let Ok(key) = resolve(method, path) {
-                found.entry(key).or_default().push(format!("{method} {path}"));
-            }
-        }
-    }
     let mut problems = Vec::new();
-    for (key, requests) in &found {
-        if !in_template.contains(*key) {
-            let example = requests.iter().find(|r| r.contains(PROVIDER)).unwrap_or(&requests[0]);
+    for route in Route::ALL {
+        let name = route.function_name();
+        let key = route.route_key();
+        match template_functions.iter().find(|f| f.name() == Some(name)) {
+            None => problems.push(format!(
+                "Route::{route:?} names the function {name}, which template.yaml does not have"
+            )),
+            Some(f) => {
+                let keys: Vec<String> = f.http_routes.iter().map(|(_, m, p)| route_key(m, p)).collect();
+                if keys != [key] {
+                    problems.push(format!(
+                        "Route::{route:?} has the route key {key}, but template.yaml's {name} routes {keys:?}"
+                    ));
+                }
+            }
+        }
+        let (method, path) = key.split_once(' ').expect("route keys are '<METHOD> <path>'");
+        match resolve(method, path) {
+            Ok(resolved) if resolved == key => {}
+            other => problems.push(format!("Route::{route:?} ({key}) resolves to {other:?}")),
+        }
+    }
+    for f in &template_functions {
+        if !f.http_routes.is_empty() && !Route::ALL.iter().any(|r| Some(r.function_name()) == f.name()) {
             problems.push(format!(
-                "Route::resolve has the route {key} (e.g. {example}), which no function of template.yaml serves"
+                "template.yaml's {} serves HTTP routes, but no Route names it",
+                f.logical_id
             ));
         }
     }
-    // Also a check on the probing: it reached every route the template has.
-    for key in &in_template {
-        if !found.contains_key(key.as_str()) {
-            problems.push(format!(
-                "template.yaml routes {key}, which no probe of Route::resolve reached"
-            ));
-        }
-    }
-    fail_on(problems, "Route::resolve and template.yaml's functions");
+    fail_on(problems, "Route::ALL and template.yaml's functions");
 }
 
 #[test]

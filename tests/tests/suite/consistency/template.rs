@@ -33,6 +33,15 @@ pub struct Function {
     pub http_routes: Vec<(String, String, String)>,
 }
 
+impl Function {
+    /// The crate it is built from: `CodeUri: functions/<name>`.
+    pub fn name(&self) -> Option<&str> {
+        self.code_uri
+            .as_deref()
+            .and_then(|uri| uri.trim_end_matches('/').strip_prefix("functions/"))
+    }
+}
+
 /// An `AWS::ApiGatewayV2::Route` of a WebSocket API.
 #[derive(Debug)]
 pub struct WebSocketRoute {
