@@ -23,18 +23,24 @@ def main() -> None:
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     name = ENV["TABLE_NAME"]
     if name not in dynamodb.list_tables()["TableNames"]:
-        dynamodb.create_table(
-            TableName=name,
-            AttributeDefinitions=table["AttributeDefinitions"],
-            KeySchema=table["KeySchema"],
-            BillingMode=table["BillingMode"],
-        )
-        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=table["TimeToLiveSpecification"])
+        try:
+            dynamodb.create_table(
+                TableName=name,
+                AttributeDefinitions=table["AttributeDefinitions"],
+                KeySchema=table["KeySchema"],
+                BillingMode=table["BillingMode"],
+            )
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=table["TimeToLiveSpecification"])
+        except dynamodb.exceptions.ResourceInUseException:
+            pass  # made meanwhile by another run
     kms = session.client("kms", endpoint_url=endpoint)
     alias = ENV["KMS_KEY_ID"]
     if alias not in [a["AliasName"] for a in kms.list_aliases()["Aliases"]]:
         key = kms.create_key(Description="MailMind sam local", KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")
-        kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+        try:
+            kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+        except kms.exceptions.AlreadyExistsException:
+            kms.schedule_key_deletion(KeyId=key["KeyMetadata"]["KeyId"], PendingWindowInDays=7)
     print(f"table {name} and key {alias} ready at {endpoint}")
 
 

@@ -17,6 +17,7 @@ mod keyring_local;
 mod lambda_functions;
 mod lambda_websocket;
 mod providers;
+mod sam_local;
 mod store_dynamodb;
 mod store_sqlite;
 mod ws_authorizer;
