@@ -1,5 +1,5 @@
 //! Local fake provider servers that answer like the real APIs: the same paths,
-//! auth headers, paging and bodies (success and error) as PROVIDERS.md records.
+//! auth headers, paging and bodies (success and error) as docs/PROVIDERS.md records.
 //!
 //! A fake knows which keys are good; any other key gets the provider's real
 //! "bad key" answer, the way the real service does.
@@ -230,7 +230,7 @@ pub enum RetryAfter {
     Body,
 }
 
-/// How one provider's real API answers, as PROVIDERS.md records it. JSON
+/// How one provider's real API answers, as docs/PROVIDERS.md records it. JSON
 /// bodies are text; in them `{id}` and `{name}` (one model's id and display
 /// name) and `{secs}` (the wait asked for) are filled in.
 #[derive(Debug)]

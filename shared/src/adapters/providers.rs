@@ -300,7 +300,7 @@ fn transport_failure(error: reqwest::Error) -> CheckOutcome {
     failed(reason)
 }
 
-/// Classifies a non-2xx answer: status first, body second (PROVIDERS.md).
+/// Classifies a non-2xx answer: status first, body second (docs/PROVIDERS.md).
 pub fn classify_refusal(provider: &ProviderSpec, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CheckOutcome {
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let retry_after_secs = retry_after(headers, json.as_ref());

@@ -1,4 +1,4 @@
-//! One async function per REST route of API.md. Each takes the app state and
+//! One async function per REST route of docs/API.md. Each takes the app state and
 //! the `lambda_http::Request` API Gateway delivers (or the local server
 //! builds), and always answers: errors become the JSON error shape.
 
