@@ -137,7 +137,7 @@ async fn run(options: Options) -> Result<(), String> {
     let demo_token = verifier.issue(DEMO_USER, TOKEN_TTL_SECS);
     let gateway = Arc::new(LocalGateway {
         app,
-        ws_verifier: TokenVerifier::Hs256(verifier.clone()),
+        ws_verifier: TokenVerifier::Hs256(Box::new(verifier.clone())),
         verifier,
         sockets: websocket::Sockets::default(),
     });
