@@ -15,6 +15,7 @@ mod e2e_websocket;
 mod keyring_kms;
 mod keyring_local;
 mod lambda_functions;
+mod lambda_resolve;
 mod lambda_websocket;
 mod providers;
 mod sam_local;
