@@ -185,3 +185,62 @@ async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
     let json: Value = answer.json().await.unwrap();
     assert_eq!(json["error"]["code"], "invalid_request");
 }
+
+/// The Rust client crate, over a real `aws-sdk-lambda` client pointed at the
+/// local server, as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_resolves_and_reports_against_the_local_server() {
+    use mailmind_keys::{KeyClient, LOCAL_FUNCTION_NAME, Outcome};
+    use secrecy::ExposeSecret;
+
+    let w = world().await;
+    let created = w
+        .server
+        .call_as("alice", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
+        .await;
+    assert_eq!(created.status, 201);
+    let config = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .endpoint_url(&w.server.base_url)
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
+        .build();
+    let keys = KeyClient::new(aws_sdk_lambda::Client::from_conf(config), LOCAL_FUNCTION_NAME);
+
+    let key = keys.resolve("alice", "groq").await.unwrap();
+    assert_eq!(key.api_key.expose_secret(), GROQ_KEY);
+    assert_eq!((key.provider.as_str(), key.status.as_str()), ("groq", "valid"));
+    assert_eq!(key.base_url, w.groq.base_url());
+    assert!(!format!("{key:?}").contains(GROQ_KEY));
+
+    let report = keys
+        .report("alice", "groq", &key.key_revision, Outcome::QuotaExhausted)
+        .await
+        .unwrap();
+    assert_eq!((report.result.as_str(), report.status.as_str()), ("recorded", "error"));
+    let status = w
+        .server
+        .call_as("alice", "GET", "/api/v1/credentials/groq/", None)
+        .await;
+    assert_eq!(status.json["status_reason"], "quota_exhausted");
+
+    let missing = keys.resolve("bob", "groq").await.unwrap_err();
+    assert_eq!(missing.code(), Some("credential_not_found"));
+    assert!(!missing.is_retryable());
+    let elsewhere = KeyClient::new(
+        aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::Config::builder()
+                .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+                .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+                .endpoint_url(&w.server.base_url)
+                .credentials_provider(aws_sdk_lambda::config::Credentials::new("l", "l", None, None, "t"))
+                .build(),
+        ),
+        "credentials-other",
+    );
+    let error = elsewhere.resolve("alice", "groq").await.unwrap_err();
+    assert!(matches!(error, mailmind_keys::KeyError::Invoke(_)), "{error}");
+    assert!(error.to_string().contains("ResourceNotFound"), "{error}");
+}
