@@ -311,7 +311,10 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     // The provider now refuses the key: the report has it re-checked.
     d.groq.answer(GROQ_KEY, d.groq.invalid_key_response()).await;
     let calls = d.groq.requests().await.len();
+    d.proxy.take();
     let rechecked = d.report(USER, &revision, "rejected").await;
+    // The data key is still in memory from the resolve: no KMS call.
+    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem", "Query", "TransactWriteItems"]);
     assert_eq!(
         rechecked,
         json!({"ok": true, "result": "rechecked", "status": "invalid"})
@@ -332,7 +335,10 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     assert_eq!(statuses(&d.pushes_to("conn-other").await), ["checking", "valid"]);
 
     // Within 5 minutes: debounced, no provider call, nothing pushed.
+    d.proxy.take();
     let debounced = d.report(USER, &revision, "rejected").await;
+    // The claim's condition fails; the second read tells debounced from stale.
+    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem", "GetItem"]);
     assert_eq!(
         debounced,
         json!({"ok": true, "result": "debounced", "status": "invalid"})
@@ -359,7 +365,9 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     // quota_exhausted: recorded without a provider call, and pushed.
     let revision = d.resolve(USER).await["key_revision"].as_str().unwrap().to_owned();
     let pushes_before = d.pushes_to("conn-user").await.len();
+    d.proxy.take();
     let recorded = d.report(USER, &revision, "quota_exhausted").await;
+    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem", "Query"], "no KMS call");
     assert_eq!(recorded, json!({"ok": true, "result": "recorded", "status": "error"}));
     assert_eq!(d.groq.requests().await.len(), calls);
     let status = d.status(USER).await;
@@ -375,7 +383,9 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     );
 
     // rate_limited: for metrics only, the status stays.
+    d.proxy.take();
     let limited = d.report(USER, &revision, "rate_limited").await;
+    assert_eq!(d.proxy.take(), ["GetItem"]);
     assert_eq!(limited, json!({"ok": true, "result": "recorded", "status": "error"}));
     assert_eq!(d.groq.requests().await.len(), calls);
     assert_eq!(d.pushes_to("conn-user").await.len(), pushes_before + 1);
