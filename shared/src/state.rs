@@ -194,7 +194,7 @@ pub mod aws {
     use super::{AppState, StartupError};
     use crate::adapters::dynamo_store::DynamoStore;
     use crate::adapters::kms_keyring::KmsKeyring;
-    use crate::adapters::notifier::{ApiGatewayNotifier, NoNotifier};
+    use crate::adapters::notifier::{ApiGatewayNotifier, LazyNotifier, NoNotifier};
     use crate::key_cache::CachingKeyring;
     use crate::ports::{Keyring, Notifier};
 
@@ -292,12 +292,18 @@ pub mod aws {
 
         /// For `credentials-resolve`: table, KMS behind the warm data-key
         /// cache ([`crate::key_cache`]), provider client (report re-checks,
-        /// base URLs) and pushes.
+        /// base URLs) and pushes, whose client is built on the first report
+        /// that pushes (a resolve never does).
         pub fn resolving_state(&self) -> Result<AppState, StartupError> {
+            let aws = Aws {
+                config: self.config.clone(),
+                store: Arc::clone(&self.store),
+            };
+            let notifier = LazyNotifier::new(move || aws.notifier());
             Ok(AppState::builder(Arc::clone(&self.store))
                 .keyring(Arc::new(CachingKeyring::new(self.kms()?)))
                 .providers(super::providers_from_env()?)
-                .notifier(self.notifier())
+                .notifier(Arc::new(notifier))
                 .build())
         }
 
