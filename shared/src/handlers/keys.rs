@@ -11,11 +11,13 @@
 
 use std::time::Instant;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::protocol::ApiError;
 use crate::AppState;
-use crate::domain::{ProviderSpec, UsageOutcome, UserId, provider};
+use crate::domain::{CredentialStatus, ProviderSpec, ReportResult, UsageOutcome, UserId, provider};
+use crate::service::{ReportAnswer, ResolvedKey};
 
 /// A request, as read from the event.
 #[derive(Debug)]
@@ -34,23 +36,19 @@ enum KeyRequest {
 
 /// The answer to one invocation of `credentials-resolve`: the same shared
 /// handler on Lambda and behind the local server's Invoke emulation.
-pub async fn invoke(state: &AppState, event: Value) -> Value {
+pub async fn invoke(state: &AppState, event: Value) -> KeyAnswer {
     let started = Instant::now();
     let (action, answer) = match parse(&event) {
-        Err(error) => ("invalid", failure(&error)),
+        Err(error) => ("invalid", Answer::Failed(error)),
         Ok(KeyRequest::Resolve { user, provider }) => match state.credentials.resolve(&user, provider).await {
             Ok(key) => (
                 "resolve",
-                json!({
-                    "ok": true,
-                    "provider": provider.id,
-                    "api_key": key.api_key.expose(),
-                    "key_revision": key.key_revision,
-                    "status": key.status,
-                    "base_url": key.base_url,
-                }),
+                Answer::Resolved {
+                    provider: provider.id,
+                    key,
+                },
             ),
-            Err(e) => ("resolve", failure(&ApiError::from(e))),
+            Err(e) => ("resolve", Answer::Failed(ApiError::from(e))),
         },
         Ok(KeyRequest::Report {
             user,
@@ -58,27 +56,98 @@ pub async fn invoke(state: &AppState, event: Value) -> Value {
             revision,
             outcome,
         }) => match state.credentials.report(&user, provider, &revision, outcome).await {
-            Ok(report) => (
-                "report",
-                json!({"ok": true, "result": report.result, "status": report.status}),
-            ),
-            Err(e) => ("report", failure(&ApiError::from(e))),
+            Ok(report) => ("report", Answer::Reported(report)),
+            Err(e) => ("report", Answer::Failed(ApiError::from(e))),
         },
     };
-    let code = answer.pointer("/error/code").and_then(Value::as_str).unwrap_or("");
+    let answer = KeyAnswer(answer);
     tracing::info!(
         route = "credentials-resolve",
         action,
-        ok = code.is_empty(),
-        code,
+        ok = answer.error_code().is_none(),
+        code = answer.error_code().unwrap_or(""),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "request handled"
     );
     answer
 }
 
-fn failure(error: &ApiError) -> Value {
-    json!({"ok": false, "error": {"code": error.code, "detail": error.detail}})
+/// What `credentials-resolve` answers: serializes to the contract's JSON
+/// object. A resolved key stays in its zeroizing form until it is
+/// serialized; `Debug` never shows it.
+#[derive(Debug)]
+pub struct KeyAnswer(Answer);
+
+#[derive(Debug)]
+enum Answer {
+    Resolved { provider: &'static str, key: ResolvedKey },
+    Reported(ReportAnswer),
+    Failed(ApiError),
+}
+
+impl KeyAnswer {
+    /// The error code, when the answer is a failure.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match &self.0 {
+            Answer::Failed(error) => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for KeyAnswer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Resolved<'a> {
+            ok: bool,
+            provider: &'a str,
+            api_key: &'a str,
+            key_revision: &'a str,
+            status: CredentialStatus,
+            base_url: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Reported {
+            ok: bool,
+            result: ReportResult,
+            status: CredentialStatus,
+        }
+        #[derive(Serialize)]
+        struct Failed<'a> {
+            ok: bool,
+            error: ErrorBody<'a>,
+        }
+        #[derive(Serialize)]
+        struct ErrorBody<'a> {
+            code: &'a str,
+            detail: &'a str,
+        }
+        match &self.0 {
+            Answer::Resolved { provider, key } => Resolved {
+                ok: true,
+                provider,
+                api_key: key.api_key.expose(),
+                key_revision: &key.key_revision,
+                status: key.status,
+                base_url: &key.base_url,
+            }
+            .serialize(serializer),
+            Answer::Reported(report) => Reported {
+                ok: true,
+                result: report.result,
+                status: report.status,
+            }
+            .serialize(serializer),
+            Answer::Failed(error) => Failed {
+                ok: false,
+                error: ErrorBody {
+                    code: error.code,
+                    detail: &error.detail,
+                },
+            }
+            .serialize(serializer),
+        }
+    }
 }
 
 fn invalid(detail: &str) -> ApiError {
@@ -124,6 +193,8 @@ fn string<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, Api
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn code(event: Value) -> &'static str {
@@ -157,5 +228,38 @@ mod tests {
         let mut bad = report;
         bad["key_revision"] = json!("");
         assert_eq!(code(bad), "invalid_request");
+    }
+
+    #[test]
+    fn answers_serialize_to_the_contract() {
+        let failed = KeyAnswer(Answer::Failed(ApiError::invalid_request("x is required.")));
+        assert_eq!(
+            serde_json::to_value(&failed).unwrap(),
+            json!({"ok": false, "error": {"code": "invalid_request", "detail": "x is required."}})
+        );
+        let reported = KeyAnswer(Answer::Reported(ReportAnswer {
+            result: ReportResult::Debounced,
+            status: CredentialStatus::Invalid,
+        }));
+        assert_eq!(
+            serde_json::to_value(&reported).unwrap(),
+            json!({"ok": true, "result": "debounced", "status": "invalid"})
+        );
+        let key = crate::domain::ApiKey::parse("gsk_secret_for_the_test").unwrap();
+        let resolved = KeyAnswer(Answer::Resolved {
+            provider: "groq",
+            key: ResolvedKey {
+                api_key: key,
+                key_revision: "r1".into(),
+                status: CredentialStatus::Valid,
+                base_url: "https://api.groq.com".into(),
+            },
+        });
+        assert!(!format!("{resolved:?}").contains("gsk_secret_for_the_test"));
+        assert_eq!(
+            serde_json::to_value(&resolved).unwrap(),
+            json!({"ok": true, "provider": "groq", "api_key": "gsk_secret_for_the_test",
+                   "key_revision": "r1", "status": "valid", "base_url": "https://api.groq.com"})
+        );
     }
 }
