@@ -19,6 +19,7 @@ mod lambda_resolve;
 mod lambda_websocket;
 mod providers;
 mod sam_local;
+mod service_keys;
 mod store_dynamodb;
 mod store_sqlite;
 mod ws_authorizer;
