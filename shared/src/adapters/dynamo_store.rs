@@ -18,8 +18,11 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Utc};
 
 use super::aws_errors::AwsFailure;
@@ -457,8 +460,10 @@ impl CredentialStore for DynamoStore {
         at: DateTime<Utc>,
         unless_since: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.set_time_unless_since(user, provider, revision, "last_used_at", at, unless_since)
-            .await
+        Ok(self
+            .set_time_unless_since(user, provider, revision, "last_used_at", at, unless_since)
+            .await?
+            .is_none())
     }
 
     async fn claim_recheck(
@@ -469,17 +474,18 @@ impl CredentialStore for DynamoStore {
         at: DateTime<Utc>,
         unless_since: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        if self
+        // A refusal brings the item back (ALL_OLD): which condition failed
+        // is known without another read.
+        match self
             .set_time_unless_since(user, provider, revision, "last_recheck_at", at, unless_since)
             .await?
         {
-            return Ok(true);
-        }
-        // Which condition failed: a read only on this rare path.
-        match self.get(user, provider).await? {
-            None => Err(StoreError::NotFound),
-            Some(c) if c.revision != revision => Err(StoreError::Conflict),
-            Some(_) => Ok(false),
+            None => Ok(true),
+            Some(None) => Err(StoreError::NotFound),
+            Some(Some(item)) if Reader(&item).opt_string("revision")?.as_deref() != Some(revision) => {
+                Err(StoreError::Conflict)
+            }
+            Some(Some(_)) => Ok(false),
         }
     }
 
@@ -576,7 +582,8 @@ impl DynamoStore {
     /// `SET <attribute> = :at` on the credential if its key is still
     /// `revision` and the attribute is absent or older than `unless_since`
     /// (stored times are fixed-width RFC 3339 UTC, so they compare as
-    /// strings). `Ok(false)` when the condition failed.
+    /// strings). `None` when written; when the condition failed, the item as
+    /// it is (`Some(None)`: there is none).
     async fn set_time_unless_since(
         &self,
         user: &UserId,
@@ -585,12 +592,13 @@ impl DynamoStore {
         attribute: &str,
         at: DateTime<Utc>,
         unless_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Option<Item>>, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::credential_key(user, provider)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .update_expression("SET #t = :at")
             .condition_expression("#revision = :revision AND (attribute_not_exists(#t) OR #t < :since)")
             .expression_attribute_names("#t", attribute)
@@ -601,8 +609,11 @@ impl DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => Ok(Some(failed.item().cloned())),
+                _ => Err(sdk_error(SdkError::ServiceError(e))),
+            },
             Err(e) => Err(sdk_error(e)),
         }
     }
