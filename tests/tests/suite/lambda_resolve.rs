@@ -334,6 +334,13 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     // The other user's socket saw only their own create.
     assert_eq!(statuses(&d.pushes_to("conn-other").await), ["checking", "valid"]);
 
+    // The key is still returned, with its status: the caller decides.
+    let invalid = d.resolve(USER).await;
+    assert_eq!(
+        (invalid["api_key"].as_str(), invalid["status"].as_str()),
+        (Some(GROQ_KEY), Some("invalid"))
+    );
+
     // Within 5 minutes: debounced, no provider call, nothing pushed.
     d.proxy.take();
     let debounced = d.report(USER, &revision, "rejected").await;
