@@ -3,6 +3,7 @@
 //! Lambda functions run, over SQLite and a local master key.
 
 mod gateway;
+mod invoke;
 mod websocket;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -150,6 +151,9 @@ async fn run(options: Options) -> Result<(), String> {
                 .get(websocket::get_connection)
                 .delete(websocket::delete_connection),
         )
+        // AWS Lambda's Invoke API for credentials-resolve (SigV4 header
+        // required, signature not verified).
+        .route("/2015-03-31/functions/{function}/invocations", post(invoke::invoke))
         .fallback(gateway::rest)
         .with_state(gateway);
 
@@ -160,7 +164,8 @@ async fn run(options: Options) -> Result<(), String> {
          JWT secret: {}\n\
          demo token (user \"{DEMO_USER}\", valid 30 days):\n  {demo_token}\n\
          try:\n  curl -s {base_url}/api/v1/credentials/ -H \"Authorization: Bearer {demo_token}\"\n\
-         live key status: ws://{address}/ws?token=<token>\n",
+         live key status: ws://{address}/ws?token=<token>\n\
+         other MailMind functions: Lambda Invoke of credentials-resolve at endpoint {base_url}\n",
         data_dir.display(),
         if secret_is_default {
             "development default (set LOCAL_JWT_SECRET to change it)"

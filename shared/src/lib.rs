@@ -12,6 +12,7 @@ pub mod domain;
 pub mod envelope;
 pub mod handlers;
 pub mod ids;
+pub mod key_cache;
 pub mod lambda;
 pub mod ports;
 pub mod service;

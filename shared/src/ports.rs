@@ -62,6 +62,33 @@ pub trait CredentialStore: Send + Sync {
         models: ModelsUpdate<'_>,
     ) -> Result<(), StoreError>;
 
+    /// Records that the key with `revision` was used `at`, in one conditional
+    /// write, unless a use at or after `unless_since` is recorded already.
+    /// `Ok(false)` when nothing was written: used recently, or the key was
+    /// replaced or deleted meanwhile (nothing to record then).
+    async fn record_use(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        at: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims the one re-check of the key with `revision` a window allows, in
+    /// one conditional write, so concurrent callers agree: `Ok(true)` records
+    /// `at` as the re-check time, `Ok(false)` means a re-check at or after
+    /// `unless_since` was claimed already. `NotFound` when the credential is
+    /// gone, `Conflict` when its key was replaced.
+    async fn claim_recheck(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        at: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// Deletes the credential and its models together. `NotFound` when there is none.
     async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError>;
 
@@ -172,6 +199,13 @@ pub trait Keyring: Send + Sync {
 pub trait ProviderClient: Send + Sync {
     /// Never fails: every failure is a classified [`CheckOutcome::Failed`].
     async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome;
+
+    /// The root of `provider`'s API this client talks to (its
+    /// `PROVIDER_BASE_URL_<ID>` override, else the production URL), which is
+    /// also where a key from this service is meant to be used.
+    fn base_url(&self, provider: &'static ProviderSpec) -> String {
+        provider.default_base_url.to_owned()
+    }
 }
 
 /// The connections a user had when a validation started.

@@ -16,10 +16,14 @@ use crate::domain::{
     StoredCredential, UserId,
 };
 use crate::envelope;
+
+mod keys;
+
 use crate::ports::{
     Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, Keyring, KeyringError, ModelsUpdate,
     Notifier, ProviderClient, StoreError,
 };
+pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
 
 /// Failures, in the terms of the API's error codes.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +147,8 @@ impl CredentialService {
             revision: crate::ids::random_hex(16),
             created_at: now,
             updated_at: now,
+            last_used_at: None,
+            last_recheck_at: None,
         };
         match self.store.insert(&credential, &models).await {
             Ok(()) => {}
@@ -187,6 +193,8 @@ impl CredentialService {
             check,
             models_count: models.len() as u32,
             revision: crate::ids::random_hex(16),
+            // The new key has a re-check window of its own.
+            last_recheck_at: None,
             ..existing
         };
         match self.store.replace(&credential, &models).await {
@@ -211,6 +219,19 @@ impl CredentialService {
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
+        self.recheck(user, provider, existing, audience).await
+    }
+
+    /// The check of a stored key, for `check` and for a usage report: open
+    /// it, ask the provider (pushing `checking`), record the verdict and
+    /// models against the key's revision in one write, push the verdict.
+    async fn recheck(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        existing: StoredCredential,
+        audience: Audience,
+    ) -> Result<CredentialView, ServiceError> {
         let context = EncryptionContext::new(user, provider.id);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await

@@ -133,6 +133,7 @@ pub mod local {
     use crate::adapters::local_keyring::LocalKeyring;
     use crate::adapters::notifier::ApiGatewayNotifier;
     use crate::adapters::sqlite_store::SqliteStore;
+    use crate::key_cache::CachingKeyring;
     use crate::ports::ProviderClient;
 
     /// The SQLite database in the data directory.
@@ -166,8 +167,9 @@ pub mod local {
             ApiGatewayNotifier::local_client(connections_endpoint),
             Arc::clone(&store) as _,
         );
+        // The data-key cache serves `credentials-resolve` as on Lambda.
         Ok(AppState::builder(store)
-            .keyring(Arc::new(keyring))
+            .keyring(Arc::new(CachingKeyring::new(keyring)))
             .providers(providers)
             .notifier(Arc::new(notifier))
             .build())
@@ -192,7 +194,8 @@ pub mod aws {
     use super::{AppState, StartupError};
     use crate::adapters::dynamo_store::DynamoStore;
     use crate::adapters::kms_keyring::KmsKeyring;
-    use crate::adapters::notifier::{ApiGatewayNotifier, NoNotifier};
+    use crate::adapters::notifier::{ApiGatewayNotifier, LazyNotifier, NoNotifier};
+    use crate::key_cache::CachingKeyring;
     use crate::ports::{Keyring, Notifier};
 
     fn env(name: &str) -> Option<String> {
@@ -265,11 +268,12 @@ pub mod aws {
 
         /// The KMS keyring over `KMS_KEY_ID`.
         pub fn kms_keyring(&self) -> Result<Arc<dyn Keyring>, StartupError> {
+            Ok(Arc::new(self.kms()?))
+        }
+
+        fn kms(&self) -> Result<KmsKeyring, StartupError> {
             let key_id = env("KMS_KEY_ID").ok_or_else(|| StartupError("KMS_KEY_ID must be set".into()))?;
-            Ok(Arc::new(KmsKeyring::new(
-                aws_sdk_kms::Client::new(&self.config),
-                key_id,
-            )))
+            Ok(KmsKeyring::new(aws_sdk_kms::Client::new(&self.config), key_id))
         }
 
         /// For routes that only read, delete or track connections: the table alone.
@@ -283,6 +287,23 @@ pub mod aws {
                 .keyring(self.kms_keyring()?)
                 .providers(super::providers_from_env()?)
                 .notifier(self.notifier())
+                .build())
+        }
+
+        /// For `credentials-resolve`: table, KMS behind the warm data-key
+        /// cache ([`crate::key_cache`]), provider client (report re-checks,
+        /// base URLs) and pushes, whose client is built on the first report
+        /// that pushes (a resolve never does).
+        pub fn resolving_state(&self) -> Result<AppState, StartupError> {
+            let aws = Aws {
+                config: self.config.clone(),
+                store: Arc::clone(&self.store),
+            };
+            let notifier = LazyNotifier::new(move || aws.notifier());
+            Ok(AppState::builder(Arc::clone(&self.store))
+                .keyring(Arc::new(CachingKeyring::new(self.kms()?)))
+                .providers(super::providers_from_env()?)
+                .notifier(Arc::new(notifier))
                 .build())
         }
 

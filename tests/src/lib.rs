@@ -2,6 +2,7 @@
 //! local server as a process, fake providers, and the store and keyring
 //! contract suites every adapter must pass.
 
+pub mod aws_proxy;
 pub mod fake_providers;
 pub mod keyring_contract;
 pub mod lambda_emulator;
@@ -66,9 +67,28 @@ pub fn rest_function_names() -> Vec<String> {
     function_names().into_iter().filter(|f| is_rest_function(f)).collect()
 }
 
+/// Whether `function` is invoked directly by other MailMind functions
+/// (`lambda:InvokeFunction`, no API in front): its payload is the request
+/// itself, an object with an `action` and no `requestContext`.
+pub fn is_invoked_function(function: &str) -> bool {
+    let payload = event(function);
+    payload.get("action").is_some_and(serde_json::Value::is_string) && payload.get("requestContext").is_none()
+}
+
+/// The functions other MailMind functions invoke (see [`is_invoked_function`]), sorted.
+pub fn invoked_function_names() -> Vec<String> {
+    function_names()
+        .into_iter()
+        .filter(|f| is_invoked_function(f))
+        .collect()
+}
+
 /// The functions behind the WebSocket API, its authorizer included, sorted.
 pub fn websocket_function_names() -> Vec<String> {
-    function_names().into_iter().filter(|f| !is_rest_function(f)).collect()
+    function_names()
+        .into_iter()
+        .filter(|f| !is_rest_function(f) && !is_invoked_function(f))
+        .collect()
 }
 
 /// An API Gateway event payload from `events/`, as the functions receive it.

@@ -43,6 +43,8 @@ pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredentia
         revision: revision.to_owned(),
         created_at: at(0),
         updated_at: at(1),
+        last_used_at: None,
+        last_recheck_at: None,
     }
 }
 
@@ -386,6 +388,83 @@ pub async fn connections_are_per_user_and_expire(store: Arc<impl Store>) {
     store.remove_connection(&user("user-a"), "c1").await.unwrap();
 }
 
+pub async fn record_use_writes_at_most_once_per_window_and_only_for_the_current_key(store: Arc<impl Store>) {
+    let u = user("user-a");
+    assert!(
+        !store.record_use(&u, "groq", "r1", at(10), at(0)).await.unwrap(),
+        "nothing to record on"
+    );
+    store
+        .insert(&credential("user-a", "groq", "r1"), &models(&["a"]))
+        .await
+        .unwrap();
+    assert!(store.record_use(&u, "groq", "r1", at(100), at(40)).await.unwrap());
+    assert_eq!(
+        store.get(&u, "groq").await.unwrap().unwrap().last_used_at,
+        Some(at(100))
+    );
+    // Inside the window: no write.
+    assert!(!store.record_use(&u, "groq", "r1", at(120), at(60)).await.unwrap());
+    assert_eq!(
+        store.get(&u, "groq").await.unwrap().unwrap().last_used_at,
+        Some(at(100))
+    );
+    // A replaced key: no write.
+    assert!(!store.record_use(&u, "groq", "r0", at(500), at(440)).await.unwrap());
+    // After the window: written again.
+    assert!(store.record_use(&u, "groq", "r1", at(500), at(440)).await.unwrap());
+    let stored = store.get(&u, "groq").await.unwrap().unwrap();
+    assert_eq!(stored.last_used_at, Some(at(500)));
+    // Nothing else changed, and a key replacement keeps the last use.
+    assert_eq!(stored.check, credential("user-a", "groq", "r1").check);
+    let mut replaced = credential("user-a", "groq", "r2");
+    replaced.created_at = at(600);
+    store.replace(&replaced, &models(&["b"])).await.unwrap();
+    assert_eq!(
+        store.get(&u, "groq").await.unwrap().unwrap().last_used_at,
+        Some(at(500))
+    );
+    // Nobody else's credential is touched.
+    assert_eq!(store.get(&user("user-b"), "groq").await.unwrap(), None);
+}
+
+pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(store: Arc<impl Store>) {
+    let u = user("user-a");
+    assert!(matches!(
+        store.claim_recheck(&u, "groq", "r1", at(10), at(0)).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .insert(&credential("user-a", "groq", "r1"), &models(&["a"]))
+        .await
+        .unwrap();
+    // Concurrent claims: exactly one wins.
+    let claims = futures_util::future::join_all((0..4).map(|_| {
+        let store = Arc::clone(&store);
+        let u = u.clone();
+        async move { store.claim_recheck(&u, "groq", "r1", at(100), at(-200)).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(claims.iter().filter(|won| **won).count(), 1, "{claims:?}");
+    assert_eq!(
+        store.get(&u, "groq").await.unwrap().unwrap().last_recheck_at,
+        Some(at(100))
+    );
+    assert!(!store.claim_recheck(&u, "groq", "r1", at(399), at(99)).await.unwrap());
+    assert!(store.claim_recheck(&u, "groq", "r1", at(401), at(101)).await.unwrap());
+    assert!(matches!(
+        store.claim_recheck(&u, "groq", "r0", at(900), at(600)).await,
+        Err(StoreError::Conflict)
+    ));
+    // A new key starts with a window of its own.
+    store
+        .replace(&credential("user-a", "groq", "r2"), &models(&["b"]))
+        .await
+        .unwrap();
+    assert_eq!(store.get(&u, "groq").await.unwrap().unwrap().last_recheck_at, None);
+    assert!(store.claim_recheck(&u, "groq", "r2", at(402), at(102)).await.unwrap());
+}
+
 /// Expands to one `#[tokio::test]` per contract rule, each on a fresh store from `$make`
 /// (an async expression yielding `(Arc<S>, guard)` for a `S: Store`; the guard lives to the end).
 #[macro_export]
@@ -405,6 +484,8 @@ macro_rules! store_contract_tests {
             list_returns_all_of_a_users_credentials,
             readers_never_see_a_half_written_model_list,
             connections_are_per_user_and_expire,
+            record_use_writes_at_most_once_per_window_and_only_for_the_current_key,
+            claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone,
         );
     };
     (@each $make:expr; $($rule:ident),* $(,)?) => {

@@ -18,8 +18,11 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Utc};
 
 use super::aws_errors::AwsFailure;
@@ -228,6 +231,12 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
         ("revision", Some(s(&c.revision))),
         ("models_count", Some(n(c.models_count))),
         ("updated_at", Some(s(time::to_stored(&c.updated_at)))),
+        // A new key has its own re-check window; `last_used_at` is the
+        // credential's and stays.
+        (
+            "last_recheck_at",
+            c.last_recheck_at.as_ref().map(|t| s(time::to_stored(t))),
+        ),
     ];
     attributes.extend(status_attributes(&c.check));
     attributes
@@ -276,6 +285,9 @@ fn credential_item(c: &StoredCredential) -> Item {
     let mut item = DynamoStore::credential_key(&c.user_id, &c.provider);
     item.insert("provider".into(), s(&c.provider));
     item.insert("created_at".into(), s(time::to_stored(&c.created_at)));
+    if let Some(t) = &c.last_used_at {
+        item.insert("last_used_at".into(), s(time::to_stored(t)));
+    }
     for (name, value) in key_and_status_attributes(c) {
         if let Some(value) = value {
             item.insert(name.into(), value);
@@ -311,6 +323,8 @@ fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, 
         revision: r.string("revision")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
+        last_used_at: r.opt_time("last_used_at")?,
+        last_recheck_at: r.opt_time("last_recheck_at")?,
     })
 }
 
@@ -438,6 +452,43 @@ impl CredentialStore for DynamoStore {
         }
     }
 
+    async fn record_use(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        at: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .set_time_unless_since(user, provider, revision, "last_used_at", at, unless_since)
+            .await?
+            .is_none())
+    }
+
+    async fn claim_recheck(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        at: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // A refusal brings the item back (ALL_OLD): which condition failed
+        // is known without another read.
+        match self
+            .set_time_unless_since(user, provider, revision, "last_recheck_at", at, unless_since)
+            .await?
+        {
+            None => Ok(true),
+            Some(None) => Err(StoreError::NotFound),
+            Some(Some(item)) if Reader(&item).opt_string("revision")?.as_deref() != Some(revision) => {
+                Err(StoreError::Conflict)
+            }
+            Some(Some(_)) => Ok(false),
+        }
+    }
+
     async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError> {
         let credential = Delete::builder()
             .table_name(&self.table)
@@ -528,6 +579,45 @@ impl ConnectionStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// `SET <attribute> = :at` on the credential if its key is still
+    /// `revision` and the attribute is absent or older than `unless_since`
+    /// (stored times are fixed-width RFC 3339 UTC, so they compare as
+    /// strings). `None` when written; when the condition failed, the item as
+    /// it is (`Some(None)`: there is none).
+    async fn set_time_unless_since(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        attribute: &str,
+        at: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> Result<Option<Option<Item>>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::credential_key(user, provider)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .update_expression("SET #t = :at")
+            .condition_expression("#revision = :revision AND (attribute_not_exists(#t) OR #t < :since)")
+            .expression_attribute_names("#t", attribute)
+            .expression_attribute_names("#revision", "revision")
+            .expression_attribute_values(":at", s(time::to_stored(&at)))
+            .expression_attribute_values(":since", s(time::to_stored(&unless_since)))
+            .expression_attribute_values(":revision", s(revision))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => Ok(Some(failed.item().cloned())),
+                _ => Err(sdk_error(SdkError::ServiceError(e))),
+            },
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     /// All of a user's items whose sort key starts with `prefix` (strongly consistent).
     async fn query_prefix(&self, user: &UserId, prefix: &str) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();

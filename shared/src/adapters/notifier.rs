@@ -142,3 +142,36 @@ impl Notifier for NoNotifier {
 
     async fn push(&self, _audience: &mut Audience, _message: &str) {}
 }
+
+/// A notifier built on its first use: for a function that pushes only on
+/// some requests (`credentials-resolve` pushes for reports, never for a
+/// resolve), so its cold start does not build the push client.
+pub struct LazyNotifier<F> {
+    make: F,
+    built: std::sync::OnceLock<Arc<dyn Notifier>>,
+}
+
+impl<F: Fn() -> Arc<dyn Notifier> + Send + Sync> LazyNotifier<F> {
+    /// The notifier `make` builds, once, when first needed.
+    pub fn new(make: F) -> LazyNotifier<F> {
+        LazyNotifier {
+            make,
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &Arc<dyn Notifier> {
+        self.built.get_or_init(|| (self.make)())
+    }
+}
+
+#[async_trait]
+impl<F: Fn() -> Arc<dyn Notifier> + Send + Sync> Notifier for LazyNotifier<F> {
+    async fn audience(&self, user: &UserId) -> Audience {
+        self.get().audience(user).await
+    }
+
+    async fn push(&self, audience: &mut Audience, message: &str) {
+        self.get().push(audience, message).await
+    }
+}

@@ -241,6 +241,10 @@ impl HttpProviderClient {
 
 #[async_trait]
 impl ProviderClient for HttpProviderClient {
+    fn base_url(&self, provider: &'static ProviderSpec) -> String {
+        self.config.base_url(provider).to_owned()
+    }
+
     async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome {
         let started = Instant::now();
         let outcome = match tokio::time::timeout(self.config.check_timeout, self.run_check(provider, key)).await {

@@ -17,7 +17,8 @@ use crate::ports::{Connection, ConnectionStore, CredentialStore, ModelsUpdate, S
 use crate::time;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a file got.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE credentials (
         user_id          TEXT    NOT NULL,
         provider         TEXT    NOT NULL,
@@ -51,7 +52,12 @@ const MIGRATIONS: &[&str] = &[r#"
         expires_at    TEXT NOT NULL
     );
     CREATE INDEX connections_by_user ON connections (user_id, expires_at);
-"#];
+"#,
+    r#"
+    ALTER TABLE credentials ADD COLUMN last_used_at TEXT;
+    ALTER TABLE credentials ADD COLUMN last_recheck_at TEXT;
+"#,
+];
 
 /// The SQLite adapter. One connection behind a mutex: the local server is one
 /// process, and SQLite serialises writers anyway.
@@ -164,10 +170,12 @@ const CREDENTIAL_COLUMNS: &[&str] = &[
     "revision",
     "created_at",
     "updated_at",
+    "last_used_at",
+    "last_recheck_at",
 ];
 
-/// What a key replacement leaves alone: the row's identity and birth.
-const KEPT_ON_REPLACE: &[&str] = &["user_id", "provider", "created_at"];
+/// What a key replacement leaves alone: the row's identity, birth and last use.
+const KEPT_ON_REPLACE: &[&str] = &["user_id", "provider", "created_at", "last_used_at"];
 
 static SELECT_CREDENTIAL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM credentials", CREDENTIAL_COLUMNS.join(", ")));
@@ -224,6 +232,14 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
         ("revision", text(&c.revision)),
         ("created_at", Value::Text(ts(&c.created_at))),
         ("updated_at", Value::Text(ts(&c.updated_at))),
+        (
+            "last_used_at",
+            optional(c.last_used_at.as_ref().map(|t| Value::Text(ts(t)))),
+        ),
+        (
+            "last_recheck_at",
+            optional(c.last_recheck_at.as_ref().map(|t| Value::Text(ts(t)))),
+        ),
     ]
 }
 
@@ -270,6 +286,16 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
         revision: row.get("revision")?,
         created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
         updated_at: parse_ts(&row.get::<_, String>("updated_at")?)?,
+        last_used_at: row
+            .get::<_, Option<String>>("last_used_at")?
+            .as_deref()
+            .map(parse_ts)
+            .transpose()?,
+        last_recheck_at: row
+            .get::<_, Option<String>>("last_recheck_at")?
+            .as_deref()
+            .map(parse_ts)
+            .transpose()?,
     })
 }
 
@@ -295,6 +321,52 @@ fn write_models(
     )
     .map_err(internal)?;
     Ok(())
+}
+
+/// The time columns [`set_time_unless_since`] may set (never a name from outside).
+#[derive(Clone, Copy)]
+enum Column {
+    LastUsedAt,
+    LastRecheckAt,
+}
+
+/// Sets `column` to `at` if the key is still `revision` and the column is
+/// empty or older than `unless_since` (stored times are fixed-width RFC 3339
+/// UTC, so they compare as text). Whether it wrote.
+fn set_time_unless_since(
+    tx: &rusqlite::Transaction<'_>,
+    user: &UserId,
+    provider: &str,
+    revision: &str,
+    column: Column,
+    at: DateTime<Utc>,
+    unless_since: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let sql = match column {
+        Column::LastUsedAt => {
+            "UPDATE credentials SET last_used_at = :at
+             WHERE user_id = :user_id AND provider = :provider AND revision = :revision
+               AND (last_used_at IS NULL OR last_used_at < :since)"
+        }
+        Column::LastRecheckAt => {
+            "UPDATE credentials SET last_recheck_at = :at
+             WHERE user_id = :user_id AND provider = :provider AND revision = :revision
+               AND (last_recheck_at IS NULL OR last_recheck_at < :since)"
+        }
+    };
+    let updated = tx
+        .execute(
+            sql,
+            named_params! {
+                ":user_id": user.as_str(),
+                ":provider": provider,
+                ":revision": revision,
+                ":at": ts(&at),
+                ":since": ts(&unless_since),
+            },
+        )
+        .map_err(internal)?;
+    Ok(updated == 1)
 }
 
 #[async_trait]
@@ -417,6 +489,69 @@ impl CredentialStore for SqliteStore {
                 write_models(&tx, &user, &provider, &now, models)?;
             }
             tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn record_use(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        at: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (user, provider, revision) = (user.clone(), provider.to_owned(), revision.to_owned());
+        self.with_db(move |db| {
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let written =
+                set_time_unless_since(&tx, &user, &provider, &revision, Column::LastUsedAt, at, unless_since)?;
+            tx.commit().map_err(internal)?;
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn claim_recheck(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        at: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (user, provider, revision) = (user.clone(), provider.to_owned(), revision.to_owned());
+        self.with_db(move |db| {
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            if set_time_unless_since(
+                &tx,
+                &user,
+                &provider,
+                &revision,
+                Column::LastRecheckAt,
+                at,
+                unless_since,
+            )? {
+                tx.commit().map_err(internal)?;
+                return Ok(true);
+            }
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT revision FROM credentials WHERE user_id = :user_id AND provider = :provider",
+                    named_params! {":user_id": user.as_str(), ":provider": provider},
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            match stored {
+                None => Err(StoreError::NotFound),
+                Some(stored) if stored != revision => Err(StoreError::Conflict),
+                Some(_) => Ok(false),
+            }
         })
         .await
     }

@@ -169,6 +169,12 @@ pub struct StoredCredential {
     pub created_at: DateTime<Utc>,
     /// When key or status last changed.
     pub updated_at: DateTime<Utc>,
+    /// When another MailMind function last obtained the key (recorded at
+    /// most hourly, so it is accurate to the hour).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When a usage report last had this key re-checked; re-checks of one key
+    /// are spaced out by this (a new key starts without one).
+    pub last_recheck_at: Option<DateTime<Utc>>,
 }
 
 /// The credential status object of the REST API (docs/API.md). Never holds the key.
@@ -205,6 +211,10 @@ pub struct CredentialView {
     /// RFC 3339 time of the last change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// RFC 3339 time another MailMind function last obtained the key (to the
+    /// hour); absent until it is first used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
 }
 
 impl CredentialView {
@@ -223,6 +233,7 @@ impl CredentialView {
             models_count: Some(stored.models_count),
             created_at: Some(time::to_api(&stored.created_at)),
             updated_at: Some(time::to_api(&stored.updated_at)),
+            last_used_at: stored.last_used_at.as_ref().map(time::to_api),
         }
     }
 
@@ -241,6 +252,7 @@ impl CredentialView {
             models_count: None,
             created_at: None,
             updated_at: None,
+            last_used_at: None,
         }
     }
 }
@@ -367,7 +379,13 @@ mod tests {
     fn unset_view_has_no_timestamps_or_hint() {
         let v = serde_json::to_value(CredentialView::not_set(groq())).unwrap();
         assert_eq!(v["api_key_set"], false);
-        for absent in ["key_hint", "created_at", "updated_at", "last_checked_at"] {
+        for absent in [
+            "key_hint",
+            "created_at",
+            "updated_at",
+            "last_checked_at",
+            "last_used_at",
+        ] {
             assert!(v.get(absent).is_none(), "{absent} should be absent");
         }
     }

@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod credential;
 pub mod model;
 pub mod provider;
+pub mod usage;
 pub mod user;
 mod wire_enum;
 
@@ -13,4 +14,5 @@ pub use credential::{
 };
 pub use model::{ModelInfo, ModelList, ModelView};
 pub use provider::ProviderSpec;
+pub use usage::{ReportResult, UsageOutcome};
 pub use user::UserId;

@@ -1,5 +1,6 @@
 //! Entry points shared by the Lambda functions and the local server.
 
+pub mod keys;
 pub mod protocol;
 pub mod rest;
 pub mod websocket;

@@ -10,14 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::{IntoResponse, Response};
+use mailmind_tests::aws_proxy::CountingProxy;
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
@@ -56,74 +51,6 @@ fn parse_options() -> Options {
         }
     }
     options
-}
-
-/// Forwards everything to moto and records which AWS operation each request was.
-#[derive(Clone)]
-struct CountingProxy {
-    upstream: String,
-    http: reqwest::Client,
-    calls: Arc<Mutex<Vec<String>>>,
-}
-
-async fn forward(
-    State(proxy): State<CountingProxy>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let operation = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .map(|t| t.rsplit('.').next().unwrap_or(t).to_owned())
-        .unwrap_or_else(|| format!("{method} {}", uri.path()));
-    proxy.calls.lock().unwrap().push(operation);
-    let url = format!(
-        "{}{}",
-        proxy.upstream,
-        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-    );
-    let mut request = proxy.http.request(method, url).body(body);
-    for (name, value) in &headers {
-        if name != "host" {
-            request = request.header(name, value);
-        }
-    }
-    match request.send().await {
-        Ok(answer) => {
-            let status = answer.status();
-            let headers = answer.headers().clone();
-            let body = answer.bytes().await.unwrap_or_default();
-            let mut response = (status, body).into_response();
-            for (name, value) in &headers {
-                if name != "content-length" && name != "transfer-encoding" {
-                    response.headers_mut().insert(name, value.clone());
-                }
-            }
-            response
-        }
-        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    }
-}
-
-impl CountingProxy {
-    async fn start(upstream: &str) -> (CountingProxy, String) {
-        let proxy = CountingProxy {
-            upstream: upstream.to_owned(),
-            http: reqwest::Client::new(),
-            calls: Arc::new(Mutex::new(Vec::new())),
-        };
-        let app = Router::new().fallback(forward).with_state(proxy.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (proxy, format!("http://{address}"))
-    }
-
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.calls.lock().unwrap())
-    }
 }
 
 fn event(name: &str, user: &str, body: Option<Value>) -> Value {
@@ -201,8 +128,12 @@ async fn prepare(function: &str, user: &str, creator: &LambdaProcess) {
     assert_eq!(status_of(&created), 201, "{created}");
 }
 
+/// The function other MailMind functions invoke for a user's key.
+const RESOLVE: &str = "credentials-resolve";
+
 fn timed_event(function: &str, user: &str) -> Value {
     match function {
+        RESOLVE => json!({"action": "resolve", "user_id": user, "provider": "groq"}),
         "credentials-create" => event(function, user, Some(json!({"provider": "groq", "api_key": GROQ_KEY}))),
         "credentials-update" => event(function, user, Some(json!({"api_key": GROQ_KEY_2}))),
         _ => event(function, user, None),
@@ -219,6 +150,8 @@ async fn cold_start(name: &str, binary: &Path, env: &[(String, String)]) -> Dura
 }
 
 /// Warm invocations, the AWS calls of one, and the peak RSS afterwards.
+/// Each invocation is for a fresh user, unless `same_user` (then the first
+/// user's credential is used again and again: resolve's warm key cache).
 async fn warm(
     name: &str,
     binary: &Path,
@@ -226,15 +159,23 @@ async fn warm(
     options: &Options,
     creator: Option<&LambdaProcess>,
     proxy: &CountingProxy,
+    same_user: bool,
 ) -> (Vec<Duration>, Vec<String>, Option<u64>) {
     let process = LambdaProcess::start(binary, env).await;
     let mut times = Vec::new();
     let mut calls = Vec::new();
+    let first_user = format!("bench-{name}-0-{}", mailmind::ids::random_hex(4));
     for i in 0..=options.warm {
-        let user = format!("bench-{name}-{i}-{}", mailmind::ids::random_hex(4));
+        let user = if same_user || i == 0 {
+            first_user.clone()
+        } else {
+            format!("bench-{name}-{i}-{}", mailmind::ids::random_hex(4))
+        };
         let event = match creator {
             Some(creator) => {
-                prepare(name, &user, creator).await;
+                if !same_user || i == 0 {
+                    prepare(name, &user, creator).await;
+                }
                 timed_event(name, &user)
             }
             None => json!({"hello": "world"}),
@@ -246,6 +187,7 @@ async fn warm(
         let ok = match name {
             "hello-world" => response["statusCode"] == 200,
             "ws-authorizer" => response["policyDocument"]["Statement"][0]["Effect"] == "Allow",
+            RESOLVE => response["ok"] == true,
             _ => status_of(&response) < 300,
         };
         assert!(ok, "{name}: {response}");
@@ -328,20 +270,33 @@ async fn main() {
     let mut rows = Vec::new();
     for ((name, binary, env), inits) in binaries.iter().zip(inits) {
         let creator = (*name != "hello-world").then_some(&creator);
-        let (times, calls, peak_rss_kib) = warm(name, binary, env, &options, creator, &proxy).await;
-        eprintln!("{name} measured");
-        rows.push((
-            name.as_str(),
-            Figures {
-                size_bytes: std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0),
-                init_median: median(inits.clone()),
-                init_p90: p90(inits),
-                warm_median: median(times.clone()),
-                warm_p90: p90(times),
-                peak_rss_kib,
-                calls,
-            },
-        ));
+        // Resolve twice: a credential resolved for the first time (fresh
+        // user each time: GetItem, Decrypt, the hourly last-use write), then
+        // the same credential again and again (the warm key cache).
+        let variants: &[(bool, &str)] = if name == RESOLVE {
+            &[
+                (false, " (first resolve of a credential)"),
+                (true, " (same credential again)"),
+            ]
+        } else {
+            &[(false, "")]
+        };
+        for (same_user, label) in variants {
+            let (times, calls, peak_rss_kib) = warm(name, binary, env, &options, creator, &proxy, *same_user).await;
+            eprintln!("{name}{label} measured");
+            rows.push((
+                format!("{name}{label}"),
+                Figures {
+                    size_bytes: std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0),
+                    init_median: median(inits.clone()),
+                    init_p90: p90(inits.clone()),
+                    warm_median: median(times.clone()),
+                    warm_p90: p90(times),
+                    peak_rss_kib,
+                    calls,
+                },
+            ));
+        }
     }
     let hello_init = rows[0].1.init_median;
 
@@ -357,8 +312,14 @@ async fn main() {
     table.push_str("| binary | size (stripped) | init median (p90) | init vs hello world | warm invocation median (p90) | peak RSS | AWS calls per invocation |\n");
     table.push_str("|---|---|---|---|---|---|---|\n");
     let row = |name: &str, f: &Figures| {
+        let (binary, label) = name.split_once(" (").map_or((name, ""), |(b, l)| (b, l));
+        let name = if label.is_empty() {
+            format!("`{binary}`")
+        } else {
+            format!("`{binary}` ({label}")
+        };
         format!(
-            "| `{name}` | {:.2} MB | {} ms ({} ms) | {:.2}× | {} ms ({} ms) | {} | {} |\n",
+            "| {name} | {:.2} MB | {} ms ({} ms) | {:.2}× | {} ms ({} ms) | {} | {} |\n",
             f.size_bytes as f64 / 1_000_000.0,
             ms(f.init_median),
             ms(f.init_p90),

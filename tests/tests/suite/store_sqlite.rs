@@ -30,9 +30,37 @@ async fn reopening_keeps_data_and_uses_wal() {
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// A database of the first schema (before `last_used_at`) is migrated on
+/// open, its credentials kept.
+#[tokio::test]
+async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailmind.db");
+    let c = credential("user-a", "groq", "r1");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.insert(&c, &models(&["a"])).await.unwrap();
+    }
+    {
+        // Back to schema 1: the columns the second migration adds removed.
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "ALTER TABLE credentials DROP COLUMN last_used_at;
+             ALTER TABLE credentials DROP COLUMN last_recheck_at;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
 }
 
 #[test]

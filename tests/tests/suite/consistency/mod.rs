@@ -12,7 +12,9 @@
 //! every other file is a variant of one function's payload, named
 //! `<name>-<variant>.json` (e.g. `credentials-list-no-claims.json`), for the
 //! same route. A payload with `requestContext.http` (an HTTP API v2 event)
-//! makes its function a REST function; the others serve the WebSocket API.
+//! makes its function a REST function; a payload that is a request object
+//! with an `action` (no `requestContext`) makes it a function other MailMind
+//! functions invoke directly; the others serve the WebSocket API.
 //!
 //! Each test collects every disagreement and fails with all of them, each
 //! naming the places that disagree.
@@ -24,7 +26,7 @@ use std::path::Path;
 
 use http::Method;
 use mailmind::handlers::{Route, RouteMatch};
-use mailmind_tests::{event, function_names, is_rest_function, repo_root};
+use mailmind_tests::{event, function_names, invoked_function_names, is_invoked_function, is_rest_function, repo_root};
 use serde_json::Value;
 
 use template::Template;
@@ -358,7 +360,11 @@ fn every_websocket_function_is_wired_to_its_route() {
 
     let websocket_functions: Vec<&String> = functions
         .iter()
-        .filter(|f| repo_root().join("events").join(format!("{f}.json")).is_file() && !is_rest_function(f))
+        .filter(|f| {
+            repo_root().join("events").join(format!("{f}.json")).is_file()
+                && !is_rest_function(f)
+                && !is_invoked_function(f)
+        })
         .collect();
     for name in &websocket_functions {
         let payload = event(name);
@@ -397,4 +403,128 @@ fn every_websocket_function_is_wired_to_its_route() {
         ));
     }
     fail_on(problems, "template.yaml's WebSocket routes, functions/ and events/");
+}
+
+/// A function other MailMind functions invoke has no API event, its ARN is an
+/// output, and `KeyConsumerPolicy` (the one policy a consumer attaches) lets
+/// a role invoke exactly those functions: no other action, no other resource,
+/// no wildcard.
+#[test]
+fn invoked_functions_are_reachable_only_through_the_consumer_policy() {
+    let template = template();
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let root: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let outputs = root.get("Outputs").cloned().unwrap_or_default();
+    let mut problems = Vec::new();
+    let invoked = invoked_function_names();
+    assert!(!invoked.is_empty(), "credentials-resolve is an invoked function");
+    let mut logical_ids = BTreeSet::new();
+    for name in &invoked {
+        let Some(function) = template
+            .functions()
+            .into_iter()
+            .find(|f| f.name() == Some(name.as_str()))
+        else {
+            continue; // reported by function_folders_template_functions_and_event_payloads_are_the_same_set
+        };
+        let resource = &template.resources[&function.logical_id];
+        if resource["Properties"].get("Events").is_some() {
+            problems.push(format!("{name}: invoked directly, but template.yaml gives it Events"));
+        }
+        let arn = function.logical_id.clone();
+        let in_outputs = outputs
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .any(|(_, output)| template::references(&output["Value"]).contains(&arn));
+        if !in_outputs {
+            problems.push(format!("{name}: no output gives its ARN (!GetAtt {arn}.Arn)"));
+        }
+        logical_ids.insert(arn);
+    }
+    let policy = &template.resources.get("KeyConsumerPolicy").cloned().unwrap_or_default();
+    if policy.get("Type").and_then(serde_yaml_ng::Value::as_str) != Some("AWS::IAM::ManagedPolicy") {
+        problems.push("template.yaml has no AWS::IAM::ManagedPolicy KeyConsumerPolicy".into());
+    }
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    if statements.is_empty() {
+        problems.push("KeyConsumerPolicy has no statement".into());
+    }
+    let mut granted = BTreeSet::new();
+    for statement in &statements {
+        let list = |field: &str| -> Vec<serde_yaml_ng::Value> {
+            match &statement[field] {
+                serde_yaml_ng::Value::Sequence(items) => items.clone(),
+                serde_yaml_ng::Value::Null => Vec::new(),
+                one => vec![one.clone()],
+            }
+        };
+        if statement["Effect"].as_str() != Some("Allow")
+            || statement.get("NotAction").is_some()
+            || statement.get("NotResource").is_some()
+        {
+            problems.push(format!(
+                "KeyConsumerPolicy: a statement that is not a plain Allow: {statement:?}"
+            ));
+        }
+        let actions: Vec<_> = list("Action")
+            .iter()
+            .map(|a| a.as_str().unwrap_or("?").to_owned())
+            .collect();
+        if actions != ["lambda:InvokeFunction"] {
+            problems.push(format!(
+                "KeyConsumerPolicy allows {actions:?}; only lambda:InvokeFunction"
+            ));
+        }
+        for resource in list("Resource") {
+            let refs = template::references(&resource);
+            if refs.len() != 1 || !logical_ids.contains(refs.iter().next().unwrap()) {
+                problems.push(format!(
+                    "KeyConsumerPolicy names resource {resource:?}; only the ARNs of {logical_ids:?}"
+                ));
+            }
+            granted.extend(refs);
+        }
+    }
+    if granted != logical_ids {
+        problems.push(format!(
+            "KeyConsumerPolicy grants {granted:?}, the invoked functions are {logical_ids:?}"
+        ));
+    }
+    fail_on(problems, "template.yaml's invoked functions and KeyConsumerPolicy");
+}
+
+/// Only the functions that seal or open keys hold a KMS permission: create
+/// and update (GenerateDataKey), check and resolve (Decrypt).
+#[test]
+fn only_the_functions_that_must_hold_kms_permissions() {
+    let template = template();
+    let kms_policies: BTreeSet<String> = template
+        .resources
+        .iter()
+        .filter(|(_, r)| format!("{:?}", r["Properties"]["PolicyDocument"]).contains("kms:"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut holders = BTreeSet::new();
+    for function in template.functions() {
+        let policies = &template.resources[&function.logical_id]["Properties"]["Policies"];
+        let inline_kms = format!("{policies:?}").contains("kms:");
+        let refs = template::references(policies);
+        if inline_kms || refs.iter().any(|r| kms_policies.contains(r)) {
+            holders.insert(function.name().unwrap_or("?").to_owned());
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "credentials-check",
+        "credentials-create",
+        "credentials-resolve",
+        "credentials-update",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert_eq!(holders, expected);
+    assert!(!kms_policies.contains("KeyConsumerPolicy"));
 }

@@ -4,6 +4,7 @@
 
 mod errors;
 mod faults;
+mod invoke;
 mod isolation;
 mod restarts_and_secrecy;
 mod routes;

@@ -1,0 +1,11 @@
+//! `credentials-resolve`: invoked by other MailMind functions
+//! (`lambda:InvokeFunction`) to obtain a user's key or report its failure.
+
+use mailmind::handlers::keys::invoke;
+use mailmind::lambda;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda::Error> {
+    let state = lambda::aws().await?.resolving_state()?;
+    lambda::serve_events(state, invoke).await
+}

@@ -1,0 +1,125 @@
+//! AWS Lambda's Invoke API, played locally for the functions other MailMind
+//! functions call (`credentials-resolve`): `POST
+//! /2015-03-31/functions/{name}/invocations`, so a consumer's unchanged SDK
+//! code runs against this server by pointing the Lambda client's endpoint at
+//! it. The request must carry an `Authorization: AWS4-HMAC-SHA256 ...`
+//! header, which browsers cannot send cross-site; the signature itself is
+//! NOT verified (a development server on loopback).
+//!
+//! <https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html>
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::LocalGateway;
+
+/// The function this server plays, by the name in `functions/`.
+pub const RESOLVE_FUNCTION: &str = "credentials-resolve";
+
+/// `credentials-resolve`, `<stack>-credentials-resolve`, or either as an ARN
+/// (with or without a qualifier): the names a consumer may invoke it by.
+fn is_resolve_function(name: &str) -> bool {
+    let name = name.rsplit_once(":function:").map_or(name, |(_, rest)| rest);
+    let name = name.split(':').next().unwrap_or(name);
+    name == RESOLVE_FUNCTION || name.ends_with(&format!("-{RESOLVE_FUNCTION}"))
+}
+
+/// An error the way Lambda's API sends it: the type in `x-amzn-ErrorType`
+/// (what the SDKs read) and a JSON body with a `message`.
+fn lambda_error(status: StatusCode, kind: &'static str, message: String) -> Response {
+    let mut response = (status, axum::Json(json!({"Type": "User", "message": message}))).into_response();
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(kind));
+    response
+}
+
+/// `POST /2015-03-31/functions/{name}/invocations`.
+pub async fn invoke(
+    State(gateway): State<Arc<LocalGateway>>,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
+    if !signed {
+        return lambda_error(
+            StatusCode::FORBIDDEN,
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token: sign the request with AWS Signature Version 4 (any credentials; \
+             this development server does not verify signatures)."
+                .to_owned(),
+        );
+    }
+    if !is_resolve_function(&function) {
+        return lambda_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("Function not found: this server plays only {RESOLVE_FUNCTION}."),
+        );
+    }
+    // Lambda refuses a payload that is not JSON before any function runs.
+    let event: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(event) => event,
+            Err(_) => {
+                return lambda_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestContentException",
+                    "Could not parse request body into json".to_owned(),
+                );
+            }
+        }
+    };
+    let invocation_type = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    match invocation_type {
+        "DryRun" => StatusCode::NO_CONTENT.into_response(),
+        "Event" => {
+            tokio::spawn(async move {
+                mailmind::handlers::keys::invoke(&gateway.app, event).await;
+            });
+            StatusCode::ACCEPTED.into_response()
+        }
+        _ => {
+            let answer = mailmind::handlers::keys::invoke(&gateway.app, event).await;
+            let mut response = (StatusCode::OK, axum::Json(answer)).into_response();
+            response
+                .headers_mut()
+                .insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_function_is_found_by_name_stack_name_or_arn() {
+        for name in [
+            "credentials-resolve",
+            "mailmind-credentials-credentials-resolve",
+            "arn:aws:lambda:eu-west-1:123456789012:function:mailmind-credentials-credentials-resolve",
+            "arn:aws:lambda:eu-west-1:123456789012:function:credentials-resolve:$LATEST",
+        ] {
+            assert!(is_resolve_function(name), "{name}");
+        }
+        for name in ["credentials-check", "resolve", "credentials-resolver"] {
+            assert!(!is_resolve_function(name), "{name}");
+        }
+    }
+}

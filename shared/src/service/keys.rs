@@ -1,0 +1,160 @@
+//! Keys in use: other MailMind functions obtain a user's key here
+//! (`resolve`), and say when the provider refused it (`report`), so the
+//! stored status and the user's open sockets follow what using the key found.
+
+use chrono::Utc;
+
+use super::{CredentialService, ServiceError};
+use crate::domain::{
+    ApiKey, CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, UsageOutcome, UserId,
+};
+use crate::envelope;
+use crate::ports::{EncryptionContext, ModelsUpdate, StoreError};
+
+/// At most one report-triggered re-check per credential and key in this window.
+pub const RECHECK_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
+
+/// `last_used_at` is written at most this often per credential.
+pub const LAST_USE_RESOLUTION: chrono::Duration = chrono::Duration::hours(1);
+
+/// A user's key, opened for a MailMind function. `Debug` never shows the key.
+#[derive(Debug)]
+pub struct ResolvedKey {
+    /// The key itself (zeroized on drop).
+    pub api_key: ApiKey,
+    /// Identifies this key; a report names it, so a report about a key that
+    /// was replaced meanwhile changes nothing.
+    pub key_revision: String,
+    /// The stored status; the key is returned whatever it is.
+    pub status: CredentialStatus,
+    /// The provider root the key is for (the same one checks use).
+    pub base_url: String,
+}
+
+/// What a usage report did, and the credential's status afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportAnswer {
+    /// `rechecked`, `recorded`, `debounced` or `stale`.
+    pub result: ReportResult,
+    /// The stored status now.
+    pub status: CredentialStatus,
+}
+
+impl CredentialService {
+    /// The user's key for `provider`, opened: one store read, and one key
+    /// service call unless the data key is still in memory
+    /// ([`crate::key_cache`]). A successful resolve records `last_used_at`,
+    /// at most once per [`LAST_USE_RESOLUTION`]; that write failing never
+    /// fails the resolve. A record that does not open fails closed.
+    pub async fn resolve(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<ResolvedKey, ServiceError> {
+        let Some(existing) = self.store.get(user, provider.id).await? else {
+            return Err(ServiceError::CredentialNotFound(provider));
+        };
+        let context = EncryptionContext::new(user, provider.id);
+        let api_key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
+            .await
+            .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
+        let now = Utc::now();
+        let since = now - LAST_USE_RESOLUTION;
+        if existing.last_used_at.is_none_or(|t| t < since) {
+            match self
+                .store
+                .record_use(user, provider.id, &existing.revision, now, since)
+                .await
+            {
+                Ok(written) => tracing::debug!(provider = provider.id, written, "last use recorded"),
+                Err(e) => tracing::warn!(provider = provider.id, error = %e, "cannot record the last use"),
+            }
+        }
+        tracing::info!(
+            provider = provider.id,
+            status = existing.check.status.as_str(),
+            "key resolved"
+        );
+        Ok(ResolvedKey {
+            api_key,
+            key_revision: existing.revision,
+            status: existing.check.status,
+            base_url: self.providers.base_url(provider),
+        })
+    }
+
+    /// A MailMind function used the key with `revision` and the provider
+    /// refused it with `outcome`:
+    /// - a report about a replaced key is `stale` and changes nothing;
+    /// - `rejected` re-checks the key now, as a check does (`rechecked`), at
+    ///   most once per [`RECHECK_INTERVAL`] per key (else `debounced`);
+    /// - `quota_exhausted` stores status `error` / `quota_exhausted` without
+    ///   asking the provider and pushes it (`recorded`);
+    /// - `rate_limited` is logged for metrics only (`recorded`).
+    pub async fn report(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        revision: &str,
+        outcome: UsageOutcome,
+    ) -> Result<ReportAnswer, ServiceError> {
+        let Some(existing) = self.store.get(user, provider.id).await? else {
+            return Err(ServiceError::CredentialNotFound(provider));
+        };
+        let answer = |result, status| {
+            tracing::info!(
+                provider = provider.id,
+                outcome = outcome.as_str(),
+                result = ReportResult::as_str(result),
+                status = CredentialStatus::as_str(status),
+                "key usage reported"
+            );
+            Ok(ReportAnswer { result, status })
+        };
+        if existing.revision != revision {
+            return answer(ReportResult::Stale, existing.check.status);
+        }
+        match outcome {
+            UsageOutcome::RateLimited => answer(ReportResult::Recorded, existing.check.status),
+            UsageOutcome::QuotaExhausted => {
+                let check = CheckState {
+                    status: CredentialStatus::Error,
+                    reason: Some(ErrorReason::QuotaExhausted),
+                    retry_after_secs: None,
+                    checked_at: Some(Utc::now()),
+                };
+                match self
+                    .store
+                    .record_check(user, provider.id, revision, &check, ModelsUpdate::Keep)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict) => {
+                        return answer(ReportResult::Stale, self.get(user, provider).await?.status);
+                    }
+                    Err(StoreError::NotFound) => return Err(ServiceError::CredentialNotFound(provider)),
+                    Err(e) => return Err(e.into()),
+                }
+                let mut audience = self.notifier.audience(user).await;
+                self.announce(&mut audience, provider, &check, existing.models_count)
+                    .await;
+                answer(ReportResult::Recorded, check.status)
+            }
+            UsageOutcome::Rejected => {
+                let now = Utc::now();
+                match self
+                    .store
+                    .claim_recheck(user, provider.id, revision, now, now - RECHECK_INTERVAL)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return answer(ReportResult::Debounced, existing.check.status),
+                    Err(StoreError::Conflict) => {
+                        return answer(ReportResult::Stale, self.get(user, provider).await?.status);
+                    }
+                    Err(StoreError::NotFound) => return Err(ServiceError::CredentialNotFound(provider)),
+                    Err(e) => return Err(e.into()),
+                }
+                let audience = self.notifier.audience(user).await;
+                let view = self.recheck(user, provider, existing, audience).await?;
+                answer(ReportResult::Rechecked, view.status)
+            }
+        }
+    }
+}

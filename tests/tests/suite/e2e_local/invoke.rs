@@ -1,0 +1,246 @@
+//! `mailmind-local` playing AWS Lambda's Invoke API for
+//! `credentials-resolve`: driven by a real AWS SDK client (`boto3` from the
+//! project venv, running the README's Python code as written), and refused
+//! without a SigV4 `Authorization` header.
+
+use mailmind_tests::repo_root;
+use serde_json::{Value, json};
+
+use super::{GROQ_KEY, body, world};
+
+const INVOKE_PATH: &str = "/2015-03-31/functions/credentials-resolve/invocations";
+
+/// The README's Python consumer code: the first `python` block of its
+/// section "Using a user's key from another MailMind function".
+fn readme_python() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Using a user's key from another MailMind function")
+        .nth(1)
+        .expect("the README section exists");
+    let block = section
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the section has a python block");
+    block.to_owned()
+}
+
+/// Runs the README's Python code plus `driver` with the project venv's
+/// Python, against `endpoint`; its stdout as JSON.
+async fn run_python(endpoint: &str, driver: &str) -> Value {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run ./scripts/venv.sh",
+        python.display()
+    );
+    let script = format!("{}\n{driver}", readme_python());
+    let output = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_resolves_and_reports_through_the_local_invoke_api() {
+    let w = world().await;
+    let created = w
+        .server
+        .call_as("alice", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+
+    let answer = run_python(
+        &w.server.base_url,
+        r#"
+key = resolve_key("alice", "groq")
+result = report_key("alice", "groq", key["key_revision"], "rate_limited")
+stale = report_key("alice", "groq", "not-the-revision", "rejected")
+errors = {}
+for user, provider in [("bob", "groq"), ("alice", "nope")]:
+    try:
+        resolve_key(user, provider)
+    except MailMindKeyError as e:
+        errors[f"{user}/{provider}"] = [e.code, e.retryable]
+try:
+    lambda_client.invoke(FunctionName="credentials-nothing", Payload=b"{}")
+    missing = None
+except lambda_client.exceptions.ResourceNotFoundException as e:
+    missing = e.response["Error"]["Code"]
+print(json.dumps({"key": key, "result": result, "stale": stale, "errors": errors, "missing": missing}))
+"#,
+    )
+    .await;
+    let key = &answer["key"];
+    assert_eq!(key["ok"], true);
+    assert_eq!(key["api_key"], GROQ_KEY);
+    assert_eq!(key["status"], "valid");
+    assert_eq!(key["base_url"], w.groq.base_url());
+    assert!(key["key_revision"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(answer["result"], "recorded");
+    assert_eq!(answer["stale"], "stale");
+    assert_eq!(
+        answer["errors"],
+        json!({"bob/groq": ["credential_not_found", false], "alice/nope": ["unknown_provider", false]})
+    );
+    assert_eq!(answer["missing"], "ResourceNotFoundException");
+
+    // The same store as the REST API: the use shows in the status.
+    let status = w
+        .server
+        .call_as("alice", "GET", "/api/v1/credentials/groq/", None)
+        .await;
+    assert!(status.json["last_used_at"].is_string(), "{}", status.text);
+    assert!(!w.server.logs().contains(GROQ_KEY), "a key reached the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
+    let w = world().await;
+    let created = w
+        .server
+        .call_as("alice", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
+        .await;
+    assert_eq!(created.status, 201);
+    let http = reqwest::Client::new();
+    let url = format!("{}{INVOKE_PATH}", w.server.base_url);
+    let resolve = json!({"action": "resolve", "user_id": "alice", "provider": "groq"}).to_string();
+    let bearer = format!("Bearer {}", w.server.token("alice"));
+    // What a browser (or anyone without AWS credentials) can send.
+    for authorization in [
+        None,
+        Some(bearer.as_str()),
+        Some("AWS4-HMAC-SHA256"),
+        Some("aws4-hmac-sha256 x"),
+    ] {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(resolve.clone());
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), 403, "{authorization:?}");
+        assert_eq!(
+            answer.headers()["x-amzn-errortype"],
+            "MissingAuthenticationTokenException"
+        );
+        let text = answer.text().await.unwrap();
+        assert!(!text.contains(GROQ_KEY), "{text}");
+        assert!(serde_json::from_str::<Value>(&text).unwrap()["message"].is_string());
+    }
+
+    // Signed (the signature is not checked): the handler answers.
+    let signed = "AWS4-HMAC-SHA256 Credential=local/20261125/us-east-1/lambda/aws4_request, \
+                  SignedHeaders=host;x-amz-date, Signature=00";
+    let answer = http
+        .post(&url)
+        .header("authorization", signed)
+        .body(resolve.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let json: Value = answer.json().await.unwrap();
+    assert_eq!(json["api_key"], GROQ_KEY);
+
+    // As Lambda: a body that is not JSON is refused before the function runs,
+    // a JSON body that is no request is the function's invalid_request.
+    let answer = http
+        .post(&url)
+        .header("authorization", signed)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert_eq!(answer.headers()["x-amzn-errortype"], "InvalidRequestContentException");
+    let answer = http
+        .post(&url)
+        .header("authorization", signed)
+        .body(r#"["resolve"]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let json: Value = answer.json().await.unwrap();
+    assert_eq!(json["error"]["code"], "invalid_request");
+}
+
+/// The Rust client crate, over a real `aws-sdk-lambda` client pointed at the
+/// local server, as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_resolves_and_reports_against_the_local_server() {
+    use mailmind_keys::{KeyClient, LOCAL_FUNCTION_NAME, Outcome};
+    use secrecy::ExposeSecret;
+
+    let w = world().await;
+    let created = w
+        .server
+        .call_as("alice", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
+        .await;
+    assert_eq!(created.status, 201);
+    let config = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .endpoint_url(&w.server.base_url)
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
+        .build();
+    let keys = KeyClient::new(aws_sdk_lambda::Client::from_conf(config), LOCAL_FUNCTION_NAME);
+
+    let key = keys.resolve("alice", "groq").await.unwrap();
+    assert_eq!(key.api_key.expose_secret(), GROQ_KEY);
+    assert_eq!((key.provider.as_str(), key.status.as_str()), ("groq", "valid"));
+    assert_eq!(key.base_url, w.groq.base_url());
+    assert!(!format!("{key:?}").contains(GROQ_KEY));
+
+    let report = keys
+        .report("alice", "groq", &key.key_revision, Outcome::QuotaExhausted)
+        .await
+        .unwrap();
+    assert_eq!((report.result.as_str(), report.status.as_str()), ("recorded", "error"));
+    let status = w
+        .server
+        .call_as("alice", "GET", "/api/v1/credentials/groq/", None)
+        .await;
+    assert_eq!(status.json["status_reason"], "quota_exhausted");
+
+    let missing = keys.resolve("bob", "groq").await.unwrap_err();
+    assert_eq!(missing.code(), Some("credential_not_found"));
+    assert!(!missing.is_retryable());
+    let elsewhere = KeyClient::new(
+        aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::Config::builder()
+                .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+                .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+                .endpoint_url(&w.server.base_url)
+                .credentials_provider(aws_sdk_lambda::config::Credentials::new("l", "l", None, None, "t"))
+                .build(),
+        ),
+        "credentials-other",
+    );
+    let error = elsewhere.resolve("alice", "groq").await.unwrap_err();
+    assert!(matches!(error, mailmind_keys::KeyError::Invoke(_)), "{error}");
+    assert!(error.to_string().contains("ResourceNotFound"), "{error}");
+}

@@ -1,0 +1,409 @@
+//! `credentials-resolve` as a real process under the Lambda Runtime API
+//! emulator, against DynamoDB and KMS on `moto_server` behind a counting
+//! proxy (so each test says exactly which AWS calls an action made), a fake
+//! provider, and a fake WebSocket management endpoint that records pushes.
+//! The credentials are created and replaced by the real create and update
+//! functions.
+
+use chrono::Utc;
+use mailmind::adapters::dynamo_store::DynamoStore;
+use mailmind::domain::UserId;
+use mailmind::ports::{Connection, ConnectionStore};
+use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
+use mailmind_tests::fake_providers::FakeProvider;
+use mailmind_tests::lambda_emulator::{LambdaProcess, Outcome};
+use mailmind_tests::moto::moto;
+use mailmind_tests::{rest_event, with_body, workspace_binary};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const USER: &str = "11111111-2222-3333-4444-555555555555";
+const OTHER: &str = "99999999-8888-7777-6666-555555555555";
+const GROQ_KEY: &str = "gsk_resolve56789abcdefghijklmnopqrstuvwxyzABCDEFGH9xQa";
+const GROQ_KEY_2: &str = "gsk_resolvenext789abcdefghijklmnopqrstuvwxyzABCDzzZZ";
+
+struct Deployment {
+    resolve: LambdaProcess,
+    create: LambdaProcess,
+    update: LambdaProcess,
+    check: LambdaProcess,
+    get: LambdaProcess,
+    proxy: CountingProxy,
+    env: Vec<(String, String)>,
+    table: String,
+    groq: FakeProvider,
+    management: MockServer,
+}
+
+impl Deployment {
+    async fn start() -> Deployment {
+        let moto = moto();
+        let table = moto.create_table().await;
+        let key = moto.create_kms_key().await;
+        let (proxy, proxy_url) = CountingProxy::start(&moto.endpoint).await;
+        let groq = FakeProvider::start("groq").await;
+        groq.accept(GROQ_KEY, &["llama-3.3-70b-versatile", "gemma2-9b-it"])
+            .await;
+        groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
+        let management = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path_regex("^/production/@connections/"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&management)
+            .await;
+        let mut env = through_proxy(moto.env(), &proxy_url);
+        env.extend([
+            ("TABLE_NAME".to_owned(), table.clone()),
+            ("KMS_KEY_ID".to_owned(), key),
+            (
+                "WS_MANAGEMENT_ENDPOINT".to_owned(),
+                format!("{}/production", management.uri()),
+            ),
+            ("MAILMIND_LOG".to_owned(), "debug".to_owned()),
+            groq.env(),
+        ]);
+        let start = |name: &'static str| {
+            let env = env.clone();
+            async move { LambdaProcess::start(&workspace_binary(name), &env).await }
+        };
+        Deployment {
+            resolve: start("credentials-resolve").await,
+            create: start("credentials-create").await,
+            update: start("credentials-update").await,
+            check: start("credentials-check").await,
+            get: start("credentials-get").await,
+            proxy,
+            env,
+            table,
+            groq,
+            management,
+        }
+    }
+
+    /// An invocation of credentials-resolve: always an answer, never a function error.
+    async fn call(&self, request: Value) -> Value {
+        match self.resolve.invoke(request).await {
+            Outcome::Response(answer) => answer,
+            Outcome::Error(e) => panic!("credentials-resolve reported a function error: {e}"),
+        }
+    }
+
+    async fn resolve(&self, user: &str) -> Value {
+        self.call(json!({"action": "resolve", "user_id": user, "provider": "groq"}))
+            .await
+    }
+
+    async fn report(&self, user: &str, revision: &str, outcome: &str) -> Value {
+        self.call(json!({"action": "report", "user_id": user, "provider": "groq",
+                         "key_revision": revision, "outcome": outcome}))
+            .await
+    }
+
+    async fn create(&self, user: &str, key: &str) {
+        let event = with_body(
+            rest_event("credentials-create", user),
+            json!({"provider": "groq", "api_key": key}),
+        );
+        let created = self.create.invoke(event).await.response();
+        assert_eq!(created["statusCode"], 201, "{created}");
+    }
+
+    async fn rest(&self, process: &LambdaProcess, event: Value) -> Value {
+        let answer = process.invoke(event).await.response();
+        serde_json::from_str(answer["body"].as_str().unwrap_or("null")).unwrap()
+    }
+
+    async fn status(&self, user: &str) -> Value {
+        self.rest(&self.get, rest_event("credentials-get", user)).await
+    }
+
+    fn dynamo_store(&self, config: &aws_config::SdkConfig) -> DynamoStore {
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(config), self.table.clone())
+    }
+
+    /// The statuses pushed to `connection_id`, in order.
+    async fn pushes_to(&self, connection_id: &str) -> Vec<Value> {
+        self.management
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.url.path().ends_with(&format!("/{connection_id}")))
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        [&self.resolve, &self.create, &self.update, &self.check]
+            .iter()
+            .map(|p| p.logs())
+            .collect()
+    }
+}
+
+fn statuses(pushes: &[Value]) -> Vec<&str> {
+    pushes.iter().map(|m| m["data"]["status"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_answers_the_key_and_a_warm_resolve_reads_once_without_kms() {
+    let d = Deployment::start().await;
+    d.create(USER, GROQ_KEY).await;
+
+    d.proxy.take();
+    let first = d.resolve(USER).await;
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["provider"], "groq");
+    assert_eq!(first["api_key"], GROQ_KEY);
+    assert_eq!(first["status"], "valid");
+    assert_eq!(first["base_url"], d.groq.base_url(), "the override the checks use");
+    let revision = first["key_revision"].as_str().unwrap().to_owned();
+    assert!(!revision.is_empty());
+    // One read, one unwrap, and the first use of the hour recorded.
+    assert_eq!(d.proxy.take(), ["GetItem", "Decrypt", "UpdateItem"]);
+    let used = d.status(USER).await;
+    let last_used_at = used["last_used_at"].as_str().expect("last_used_at recorded").to_owned();
+
+    d.proxy.take();
+    let second = d.resolve(USER).await;
+    assert_eq!(second, first);
+    // Warm: the data key is in memory, the last use is recent.
+    assert_eq!(d.proxy.take(), ["GetItem"], "one DynamoDB read, no KMS call");
+    assert_eq!(
+        d.status(USER).await["last_used_at"],
+        last_used_at,
+        "written once within the hour"
+    );
+
+    // A cold process: one GetItem and one Decrypt; the use within the hour is not rewritten.
+    let cold = LambdaProcess::start(&workspace_binary("credentials-resolve"), &d.env).await;
+    d.proxy.take();
+    let answer = cold
+        .invoke(json!({"action": "resolve", "user_id": USER, "provider": "groq"}))
+        .await
+        .response();
+    assert_eq!(answer["api_key"], GROQ_KEY);
+    assert_eq!(d.proxy.take(), ["GetItem", "Decrypt"]);
+
+    // A replaced key is a new revision: unwrapped afresh, never the old one.
+    let updated = d
+        .rest(
+            &d.update,
+            with_body(rest_event("credentials-update", USER), json!({"api_key": GROQ_KEY_2})),
+        )
+        .await;
+    assert_eq!(updated["status"], "valid", "{updated}");
+    d.proxy.take();
+    let replaced = d.resolve(USER).await;
+    assert_eq!(replaced["api_key"], GROQ_KEY_2);
+    assert_ne!(replaced["key_revision"], first["key_revision"]);
+    assert_eq!(d.proxy.take(), ["GetItem", "Decrypt"]);
+
+    let logs = d.logs() + &cold.logs();
+    assert!(logs.contains("key resolved"), "{logs}");
+    for key in [GROQ_KEY, GROQ_KEY_2] {
+        assert!(!logs.contains(key), "a key reached the logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_failures_answer_in_the_contract_shape_never_as_function_errors() {
+    let d = Deployment::start().await;
+    let code = |answer: &Value| {
+        assert_eq!(answer["ok"], false, "{answer}");
+        assert!(answer.get("api_key").is_none(), "{answer}");
+        assert!(answer["error"]["detail"].is_string(), "{answer}");
+        answer["error"]["code"].as_str().unwrap().to_owned()
+    };
+
+    assert_eq!(code(&d.resolve(USER).await), "credential_not_found");
+    assert_eq!(code(&d.report(USER, "r", "rejected").await), "credential_not_found");
+    let unknown = d
+        .call(json!({"action": "resolve", "user_id": USER, "provider": "nope"}))
+        .await;
+    assert_eq!(code(&unknown), "unknown_provider");
+
+    // Lambda refuses payloads that are not JSON at the Invoke API; what
+    // reaches the function is JSON, but maybe not a request.
+    for malformed in [
+        json!("not json"),
+        json!(42),
+        json!(null),
+        json!(["resolve", USER, "groq"]),
+        json!({}),
+        json!({"action": "resolve", "provider": "groq"}),
+        json!({"action": "resolve", "user_id": USER}),
+        json!({"user_id": USER, "provider": "groq"}),
+        json!({"action": "resolve", "user_id": 42, "provider": "groq"}),
+        json!({"action": "resolve", "user_id": USER, "provider": ["groq"]}),
+        json!({"action": ["resolve"], "user_id": USER, "provider": "groq"}),
+        json!({"action": "resolve", "user_id": "", "provider": "groq"}),
+        json!({"action": "delete", "user_id": USER, "provider": "groq"}),
+        json!({"action": "report", "user_id": USER, "provider": "groq", "outcome": "rejected"}),
+        json!({"action": "report", "user_id": USER, "provider": "groq", "key_revision": 1, "outcome": "rejected"}),
+        json!({"action": "report", "user_id": USER, "provider": "groq", "key_revision": "r", "outcome": "angry"}),
+    ] {
+        assert_eq!(code(&d.call(malformed.clone()).await), "invalid_request", "{malformed}");
+    }
+
+    // A sealed record copied into another user's partition does not open
+    // for that user: KMS refuses the encryption context, the answer is
+    // `internal`, and no key comes back.
+    d.create(USER, GROQ_KEY).await;
+    assert_eq!(d.resolve(USER).await["api_key"], GROQ_KEY, "warms the cache for USER");
+    let client = aws_sdk_dynamodb::Client::new(&moto().sdk_config().await);
+    let item = client
+        .get_item()
+        .table_name(&d.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{USER}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("CRED#groq".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let mut moved = item.clone();
+    moved.insert(
+        "pk".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{OTHER}")),
+    );
+    client
+        .put_item()
+        .table_name(&d.table)
+        .set_item(Some(moved))
+        .send()
+        .await
+        .unwrap();
+    d.proxy.take();
+    let stolen = d.resolve(OTHER).await;
+    assert_eq!(code(&stolen), "internal");
+    assert!(!stolen.to_string().contains(GROQ_KEY));
+    assert!(
+        d.proxy.take().contains(&"Decrypt".to_owned()),
+        "the other user's context is never served from the cache"
+    );
+    assert!(!d.logs().contains(GROQ_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
+    let d = Deployment::start().await;
+    let config = moto().sdk_config().await;
+    let store = d.dynamo_store(&config);
+    let now = Utc::now();
+    for (user, connection_id) in [(USER, "conn-user"), (OTHER, "conn-other")] {
+        store
+            .save_connection(&Connection {
+                user: UserId::parse(user).unwrap(),
+                connection_id: connection_id.to_owned(),
+                connected_at: now,
+                expires_at: now + chrono::Duration::hours(2),
+            })
+            .await
+            .unwrap();
+    }
+    d.create(USER, GROQ_KEY).await;
+    d.create(OTHER, GROQ_KEY_2).await;
+    let resolved = d.resolve(USER).await;
+    let revision = resolved["key_revision"].as_str().unwrap().to_owned();
+
+    // The provider now refuses the key: the report has it re-checked.
+    d.groq.answer(GROQ_KEY, d.groq.invalid_key_response()).await;
+    let calls = d.groq.requests().await.len();
+    d.proxy.take();
+    let rechecked = d.report(USER, &revision, "rejected").await;
+    // The data key is still in memory from the resolve: no KMS call.
+    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem", "Query", "TransactWriteItems"]);
+    assert_eq!(
+        rechecked,
+        json!({"ok": true, "result": "rechecked", "status": "invalid"})
+    );
+    assert_eq!(d.groq.requests().await.len(), calls + 1);
+    let status = d.status(USER).await;
+    assert_eq!(
+        (status["status"].as_str(), status["models_count"].as_u64()),
+        (Some("invalid"), Some(0))
+    );
+    let pushed = d.pushes_to("conn-user").await;
+    assert_eq!(
+        statuses(&pushed),
+        ["checking", "valid", "checking", "invalid"],
+        "create, then the report"
+    );
+    // The other user's socket saw only their own create.
+    assert_eq!(statuses(&d.pushes_to("conn-other").await), ["checking", "valid"]);
+
+    // The key is still returned, with its status: the caller decides.
+    let invalid = d.resolve(USER).await;
+    assert_eq!(
+        (invalid["api_key"].as_str(), invalid["status"].as_str()),
+        (Some(GROQ_KEY), Some("invalid"))
+    );
+
+    // Within 5 minutes: debounced, no provider call, nothing pushed.
+    d.proxy.take();
+    let debounced = d.report(USER, &revision, "rejected").await;
+    // The claim's condition fails, and the refusal carries the item (no second read).
+    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem"]);
+    assert_eq!(
+        debounced,
+        json!({"ok": true, "result": "debounced", "status": "invalid"})
+    );
+    assert_eq!(d.groq.requests().await.len(), calls + 1);
+    assert_eq!(d.pushes_to("conn-user").await.len(), 4);
+
+    // A PUT replaces the key: a report about the old revision is stale.
+    let updated = d
+        .rest(
+            &d.update,
+            with_body(rest_event("credentials-update", USER), json!({"api_key": GROQ_KEY_2})),
+        )
+        .await;
+    assert_eq!(updated["status"], "valid", "{updated}");
+    let calls = d.groq.requests().await.len();
+    let stale = d.report(USER, &revision, "rejected").await;
+    assert_eq!(stale, json!({"ok": true, "result": "stale", "status": "valid"}));
+    let stale = d.report(USER, &revision, "quota_exhausted").await;
+    assert_eq!(stale, json!({"ok": true, "result": "stale", "status": "valid"}));
+    assert_eq!(d.groq.requests().await.len(), calls);
+    assert_eq!(d.status(USER).await["status"], "valid");
+
+    // quota_exhausted: recorded without a provider call, and pushed.
+    let revision = d.resolve(USER).await["key_revision"].as_str().unwrap().to_owned();
+    let pushes_before = d.pushes_to("conn-user").await.len();
+    d.proxy.take();
+    let recorded = d.report(USER, &revision, "quota_exhausted").await;
+    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem", "Query"], "no KMS call");
+    assert_eq!(recorded, json!({"ok": true, "result": "recorded", "status": "error"}));
+    assert_eq!(d.groq.requests().await.len(), calls);
+    let status = d.status(USER).await;
+    assert_eq!(status["status"], "error");
+    assert_eq!(status["status_reason"], "quota_exhausted");
+    assert_eq!(status["models_count"], 1, "the models stay");
+    let pushed = d.pushes_to("conn-user").await;
+    assert_eq!(pushed.len(), pushes_before + 1);
+    let last = &pushed.last().unwrap()["data"];
+    assert_eq!(
+        (last["status"].as_str(), last["reason"].as_str()),
+        (Some("error"), Some("quota_exhausted"))
+    );
+
+    // rate_limited: for metrics only, the status stays.
+    d.proxy.take();
+    let limited = d.report(USER, &revision, "rate_limited").await;
+    assert_eq!(d.proxy.take(), ["GetItem"]);
+    assert_eq!(limited, json!({"ok": true, "result": "recorded", "status": "error"}));
+    assert_eq!(d.groq.requests().await.len(), calls);
+    assert_eq!(d.pushes_to("conn-user").await.len(), pushes_before + 1);
+
+    // The next successful check clears the quota status.
+    let checked = d.rest(&d.check, rest_event("credentials-check", USER)).await;
+    assert_eq!(checked["status"], "valid", "{checked}");
+    assert!(checked.get("status_reason").is_none());
+
+    // Nothing of this reached the other user's socket or credential.
+    assert_eq!(statuses(&d.pushes_to("conn-other").await), ["checking", "valid"]);
+    assert_eq!(d.status(OTHER).await["status"], "valid");
+    assert!(d.logs().contains("key usage reported"));
+}
