@@ -38,7 +38,9 @@ pub async fn rest(
         } => (route, route_key, provider),
         // API Gateway answers unknown routes itself, before any authorizer.
         RouteMatch::NotFound => return lambda_to_axum(ApiError::not_found().into_response()),
-        RouteMatch::MethodNotAllowed => return lambda_to_axum(ApiError::method_not_allowed().into_response()),
+        RouteMatch::MethodNotAllowed { allow } => {
+            return lambda_to_axum(ApiError::method_not_allowed_response(&allow));
+        }
     };
     let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
     let claims = match gateway.verifier.verify_header(authorization) {

@@ -103,6 +103,11 @@ pub async fn upgrade(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    // A page of another site may not open a socket in the user's name.
+    let origin = headers.get("origin").map(|v| v.to_str().unwrap_or("\u{0}"));
+    if !crate::loopback::is_allowed_origin(origin) {
+        return lambda_to_axum(ApiError::forbidden_origin().into_response());
+    }
     // API Gateway runs the authorizer before anything else.
     let mut request = ApiGatewayCustomAuthorizerRequestTypeRequest::default();
     request.method_arn = Some(format!(

@@ -63,6 +63,34 @@ impl ApiError {
         ApiError::new(405, "method_not_allowed", "This method is not allowed on this route.")
     }
 
+    /// `403 forbidden_host`: the local server answers only loopback names.
+    pub fn forbidden_host() -> ApiError {
+        ApiError::new(
+            403,
+            "forbidden_host",
+            "This development server answers only requests for 127.0.0.1, localhost or [::1].",
+        )
+    }
+
+    /// `403 forbidden_origin`: a WebSocket from a page of another site.
+    pub fn forbidden_origin() -> ApiError {
+        ApiError::new(
+            403,
+            "forbidden_origin",
+            "WebSockets are accepted only from pages on 127.0.0.1, localhost or [::1].",
+        )
+    }
+
+    /// The `405` answer with its `Allow` header (RFC 9110): `allow` as
+    /// [`RouteMatch::MethodNotAllowed`](super::RouteMatch) gives it.
+    pub fn method_not_allowed_response(allow: &str) -> Response<Body> {
+        let mut response = ApiError::method_not_allowed().into_response();
+        if let Ok(value) = http::HeaderValue::from_str(allow) {
+            response.headers_mut().insert(http::header::ALLOW, value);
+        }
+        response
+    }
+
     /// Unknown provider: `400` when named in a body, `404` when in the path.
     /// What was sent is quoted back only when it looks like an id: a key
     /// pasted into the wrong field must not come back in a message.

@@ -179,8 +179,12 @@ pub enum RouteMatch {
         /// The `{provider}` segment of the path, if the route has one.
         provider: Option<String>,
     },
-    /// The path exists, not with this method.
-    MethodNotAllowed,
+    /// The path exists, not with this method; `allow` lists the methods it has
+    /// (the `Allow` header of the `405`, RFC 9110).
+    MethodNotAllowed {
+        /// The path's methods, e.g. `GET, PUT, DELETE`.
+        allow: String,
+    },
     /// No route has this path.
     NotFound,
 }
@@ -286,7 +290,14 @@ impl Route {
                 route_key: route.route_key(),
                 provider: provider.map(str::to_owned),
             },
-            None => RouteMatch::MethodNotAllowed,
+            None => RouteMatch::MethodNotAllowed {
+                allow: Route::ALL
+                    .iter()
+                    .filter(|r| r.path_template() == template)
+                    .map(|r| r.method().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
         }
     }
 }
@@ -333,7 +344,13 @@ mod tests {
         }
         assert_eq!(
             Route::resolve(&Method::PATCH, "/api/v1/credentials/groq"),
-            RouteMatch::MethodNotAllowed
+            RouteMatch::MethodNotAllowed {
+                allow: "GET, PUT, DELETE".into()
+            }
+        );
+        assert_eq!(
+            Route::resolve(&Method::GET, "/api/v1/credentials/groq/check/"),
+            RouteMatch::MethodNotAllowed { allow: "POST".into() }
         );
         assert_eq!(
             Route::resolve(&Method::GET, "/api/v1/credentialsX"),

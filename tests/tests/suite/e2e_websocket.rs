@@ -358,3 +358,34 @@ async fn the_management_api_answers_like_api_gateway() {
         other => panic!("expected the server to close, got {other:?}"),
     }
 }
+
+/// A page of another site cannot open a socket in the user's name (its
+/// `Origin` gives it away); pages of this machine and non-browser clients can.
+#[tokio::test]
+async fn sockets_from_pages_of_other_sites_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let w = world().await;
+    let s = &w.server;
+    let port = s.base_url.rsplit(':').next().unwrap().to_owned();
+    for (origin, allowed) in [
+        ("https://evil.example", false),
+        ("http://127.0.0.1.evil.example", false),
+        ("null", false),
+        ("http://localhost:5173", true),
+        (&*format!("http://127.0.0.1:{port}"), true),
+    ] {
+        let mut request = ws_url(s, Some(&s.token("user-a"))).into_client_request().unwrap();
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((_, response)) => {
+                assert!(allowed, "a socket opened from {origin}");
+                assert_eq!(response.status(), 101);
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert!(!allowed, "{origin} refused: {}", response.status());
+                assert_eq!(response.status(), 403, "{origin}");
+            }
+            Err(other) => panic!("{origin}: {other}"),
+        }
+    }
+}

@@ -231,9 +231,13 @@ async fn conflicts_missing_credentials_and_rejected_keys() {
         404,
         "not_found",
     );
-    assert_error(
-        &s.call_as("user-a", "PATCH", "/api/v1/credentials/groq/", None).await,
-        405,
-        "method_not_allowed",
-    );
+    let patch = s.call_as("user-a", "PATCH", "/api/v1/credentials/groq/", None).await;
+    assert_error(&patch, 405, "method_not_allowed");
+    // RFC 9110: a 405 says which methods the route has.
+    assert_eq!(patch.headers["allow"], "GET, PUT, DELETE");
+    let get_check = s.call_as("user-a", "GET", "/api/v1/credentials/groq/check", None).await;
+    assert_error(&get_check, 405, "method_not_allowed");
+    assert_eq!(get_check.headers["allow"], "POST");
+    let delete_all = s.call_as("user-a", "DELETE", "/api/v1/credentials", None).await;
+    assert_eq!(delete_all.headers["allow"], "GET, POST");
 }

@@ -108,3 +108,35 @@ async fn users_cannot_see_touch_or_detect_each_others_credentials() {
         .await;
     assert_eq!(a_models.json.as_array().unwrap().len(), 3);
 }
+
+/// What a browser sends after DNS rebinding: the attacker's name as `Host`,
+/// to 127.0.0.1. The server answers no such request, on any path.
+#[tokio::test]
+async fn requests_for_names_other_than_loopback_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world().await;
+    let s = &w.server;
+    let address = s.base_url.trim_start_matches("http://").to_owned();
+    let token = s.token("user-a");
+    let raw = |host: &str, path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+    };
+    for (host, path, expected) in [
+        ("evil.example", "/api/v1/credentials/", "403"),
+        ("evil.example:3000", "/ws?token=x", "403"),
+        ("localhost.evil.example", "/@connections/abc", "403"),
+        ("10.0.0.7", "/api/v1/credentials/", "403"),
+        ("localhost", "/api/v1/credentials/", "200"),
+        (address.as_str(), "/api/v1/credentials/", "200"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(raw(host, path).as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let status_line = answer.lines().next().unwrap_or_default();
+        assert!(status_line.contains(expected), "Host {host}, {path}: {status_line}");
+        if expected == "403" {
+            assert!(answer.contains(r#""code":"forbidden_host""#), "{answer}");
+        }
+    }
+}
