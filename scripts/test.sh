@@ -3,10 +3,13 @@
 #
 # The AWS adapters are tested against moto_server, installed into the project
 # venv (.venv) here; the end-to-end tests start the real binaries
-# (mailmind-local, the Lambda functions), so those are built first.
+# (mailmind-local, the Lambda functions), so those are built first. The
+# settings page test drives Debian's Chromium, installed by scripts/browser.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/venv.sh >/dev/null
+# Chromium and chromedriver for the settings page test (apt, when missing).
+./scripts/browser.sh
 cargo build --workspace --bins
 cargo test --workspace "$@"

@@ -2,9 +2,11 @@
 //! API Gateway (JWT check, HTTP API events) in front of the very handlers the
 //! Lambda functions run, over SQLite and a local master key.
 
+mod cors;
 mod gateway;
 mod invoke;
 mod loopback;
+mod settings_page;
 mod websocket;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,13 +21,22 @@ use mailmind::auth::{Hs256Verifier, TokenVerifier};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
-Usage: mailmind-local [--port PORT] [--data-dir DIR]
+Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin ORIGIN]...
        mailmind-local --token USER
 
   --port PORT      TCP port on 127.0.0.1 (default 3000; 0 picks a free one)
   --data-dir DIR   where the database and master key live (default ./.mailmind)
+  --sandbox        answer key checks from a built-in simulator, never a provider:
+                   a key containing sandbox-<outcome> gets that outcome (valid,
+                   invalid, rate-limited, quota-exhausted, timeout, unavailable,
+                   bad-response); any other key is invalid
+  --cors-origin ORIGIN
+                   answer this origin (e.g. http://localhost:5173) with CORS
+                   headers, and accept its WebSockets; repeatable
   --token USER     print a bearer token for USER (valid 30 days) and exit;
                    it also works for `sam local` (same LOCAL_JWT_SECRET)
+
+The settings page is at / (signed in with the demo token).
 
 Environment:
   LOCAL_JWT_SECRET            HS256 secret for bearer tokens (default: a documented dev secret)
@@ -44,6 +55,8 @@ pub struct LocalGateway {
     pub verifier: Hs256Verifier,
     pub ws_verifier: TokenVerifier,
     pub sockets: websocket::Sockets,
+    /// `--cors-origin`: also allowed to open sockets.
+    pub cors_origins: cors::AllowedOrigins,
 }
 
 /// Tokens the demo token and `--token` are valid for.
@@ -55,14 +68,20 @@ struct Options {
     data_dir: PathBuf,
     /// `--token USER`: print a token and exit.
     token_for: Option<String>,
+    /// `--sandbox`: simulated providers.
+    sandbox: bool,
+    /// `--cors-origin`, each time it is given.
+    cors_origins: cors::AllowedOrigins,
 }
 
-/// Three flags do not justify a command-line parser dependency.
+/// A handful of flags do not justify a command-line parser dependency.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         port: 3000,
         data_dir: PathBuf::from(".mailmind"),
         token_for: None,
+        sandbox: false,
+        cors_origins: cors::AllowedOrigins::default(),
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -90,6 +109,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 }
                 options.token_for = Some(user);
             }
+            "--sandbox" if inline.is_none() => options.sandbox = true,
+            "--cors-origin" => options.cors_origins.add(&value()?)?,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -132,7 +153,11 @@ async fn run(options: Options) -> Result<(), String> {
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let base_url = format!("http://{address}");
 
-    let providers = mailmind::state::providers_from_env().map_err(|e| e.to_string())?;
+    let providers: Arc<dyn mailmind::ports::ProviderClient> = if options.sandbox {
+        Arc::new(mailmind::adapters::sandbox::SandboxProviderClient::new().map_err(|e| e.to_string())?)
+    } else {
+        mailmind::state::providers_from_env().map_err(|e| e.to_string())?
+    };
     let app = mailmind::state::local::build(&options.data_dir, providers, &base_url).map_err(|e| e.to_string())?;
     let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
     let verifier = Hs256Verifier::new(secret.as_bytes());
@@ -142,9 +167,15 @@ async fn run(options: Options) -> Result<(), String> {
         ws_verifier: TokenVerifier::Hs256(Box::new(verifier.clone())),
         verifier,
         sockets: websocket::Sockets::default(),
+        cors_origins: options.cors_origins.clone(),
+    });
+    let settings_page = Arc::new(settings_page::SettingsPage {
+        demo_token: demo_token.clone(),
+        sandbox: options.sandbox,
     });
 
     let router = Router::new()
+        .route("/", get(move || async move { settings_page.render() }))
         .route("/ws", get(websocket::upgrade))
         .route(
             "/@connections/{connection_id}",
@@ -159,6 +190,7 @@ async fn run(options: Options) -> Result<(), String> {
         .with_state(gateway)
         // For this machine only: DNS rebinding gets no answer.
         .layer(axum::middleware::from_fn(loopback::loopback_only));
+    let router = options.cors_origins.apply(router);
 
     let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);
     println!(
@@ -168,12 +200,25 @@ async fn run(options: Options) -> Result<(), String> {
          demo token (user \"{DEMO_USER}\", valid 30 days):\n  {demo_token}\n\
          try:\n  curl -s {base_url}/api/v1/credentials/ -H \"Authorization: Bearer {demo_token}\"\n\
          live key status: ws://{address}/ws?token=<token>\n\
-         other MailMind functions: Lambda Invoke of credentials-resolve at endpoint {base_url}\n",
+         other MailMind functions: Lambda Invoke of credentials-resolve at endpoint {base_url}\n\
+         settings page: {base_url}/\n{sandbox}{cors}",
         data_dir.display(),
         if secret_is_default {
             "development default (set LOCAL_JWT_SECRET to change it)"
         } else {
             "from LOCAL_JWT_SECRET"
+        },
+        sandbox = if options.sandbox {
+            "SANDBOX ON: key checks are simulated and no provider is called; a key containing \
+             sandbox-<outcome> gets that outcome (valid, invalid, rate-limited, quota-exhausted, timeout, \
+             unavailable, bad-response), any other key is invalid\n"
+        } else {
+            ""
+        },
+        cors = if options.cors_origins.is_empty() {
+            String::new()
+        } else {
+            format!("CORS allowed for: {}\n", options.cors_origins.list().join(", "))
         },
     );
     tracing::info!(address = %address, "listening");
@@ -213,6 +258,8 @@ mod tests {
                 port: 3000,
                 data_dir: ".mailmind".into(),
                 token_for: None,
+                sandbox: false,
+                cors_origins: cors::AllowedOrigins::default(),
             }
         );
         assert_eq!(
@@ -221,6 +268,8 @@ mod tests {
                 port: 0,
                 data_dir: "/tmp/x".into(),
                 token_for: None,
+                sandbox: false,
+                cors_origins: cors::AllowedOrigins::default(),
             }
         );
         assert_eq!(args(&["--help"]).unwrap(), None);
@@ -232,5 +281,25 @@ mod tests {
         assert!(args(&["--port", "70000"]).is_err());
         assert!(args(&["--port"]).is_err());
         assert!(args(&["--verbose"]).is_err());
+    }
+
+    #[test]
+    fn sandbox_and_cors_origins_parse() {
+        let options = args(&[
+            "--sandbox",
+            "--cors-origin",
+            "http://localhost:5173",
+            "--cors-origin=https://app.example.com",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(options.sandbox);
+        assert_eq!(
+            options.cors_origins.list(),
+            ["http://localhost:5173", "https://app.example.com"]
+        );
+        assert!(args(&["--sandbox=yes"]).is_err());
+        assert!(args(&["--cors-origin", "*"]).is_err());
+        assert!(args(&["--cors-origin"]).is_err());
     }
 }

@@ -105,7 +105,7 @@ pub async fn upgrade(
 ) -> Response {
     // A page of another site may not open a socket in the user's name.
     let origin = headers.get("origin").map(|v| v.to_str().unwrap_or("\u{0}"));
-    if !crate::loopback::is_allowed_origin(origin) {
+    if !crate::loopback::is_allowed_origin(origin) && !gateway.cors_origins.allows(origin) {
         return lambda_to_axum(ApiError::forbidden_origin().into_response());
     }
     // API Gateway runs the authorizer before anything else.

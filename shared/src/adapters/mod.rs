@@ -11,4 +11,6 @@ pub mod local_keyring;
 pub mod notifier;
 pub mod providers;
 #[cfg(feature = "local")]
+pub mod sandbox;
+#[cfg(feature = "local")]
 pub mod sqlite_store;

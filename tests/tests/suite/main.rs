@@ -10,6 +10,7 @@
 //! (which would be a binary of its own).
 
 mod consistency;
+mod cors;
 mod e2e_local;
 mod e2e_websocket;
 mod keyring_kms;
@@ -19,7 +20,9 @@ mod lambda_resolve;
 mod lambda_websocket;
 mod providers;
 mod sam_local;
+mod sandbox;
 mod service_keys;
+mod settings_page;
 mod store_dynamodb;
 mod store_sqlite;
 mod ws_authorizer;

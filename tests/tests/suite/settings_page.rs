@@ -1,0 +1,242 @@
+//! The settings page at `/`, in a real headless Chromium driven over
+//! WebDriver (Debian's `chromium` and `chromium-driver`, installed by
+//! `scripts/browser.sh`, which the test command runs), against
+//! `mailmind-local --sandbox`. Without chromedriver the test fails: it is
+//! never skipped.
+//!
+//! `MAILMIND_UPDATE_SCREENSHOT=1` also writes `docs/settings-page.png` from
+//! the page in the middle of the run.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use mailmind_tests::local_server::LocalServer;
+use serde_json::{Value, json};
+
+/// Bound on the page reaching a state: a readiness wait, never a speed check.
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+/// WebDriver's Enter key: submitting and pressing buttons from the keyboard.
+const ENTER: &str = "\u{E007}";
+
+/// chromedriver on a free loopback port, killed with the test.
+struct Chromedriver {
+    process: tokio::process::Child,
+    url: String,
+}
+
+fn chromedriver_path() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("chromedriver"))
+        .find(|candidate| candidate.is_file())
+        .expect("chromedriver is not installed: run scripts/browser.sh (scripts/test.sh does)")
+}
+
+impl Chromedriver {
+    async fn start() -> Chromedriver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let process = tokio::process::Command::new(chromedriver_path())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let status = http.get(format!("{url}/status")).send().await;
+            if let Ok(answer) = status
+                && let Ok(body) = answer.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Chromedriver { process, url }
+    }
+
+    async fn browser(&self) -> Client {
+        let mut options = json!({"args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--window-size=1280,1700", "--lang=en-US"
+        ]});
+        // Debian's binary; chromedriver finds it too, but say which one.
+        if std::path::Path::new("/usr/bin/chromium").is_file() {
+            options["binary"] = json!("/usr/bin/chromium");
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+/// The element `xpath` finds once the page shows it.
+async fn shown(c: &Client, xpath: &str) -> Element {
+    match c.wait().at_most(PAGE_WAIT).for_element(Locator::XPath(xpath)).await {
+        Ok(element) => element,
+        Err(e) => {
+            let body = match c.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("the page never showed {xpath}: {e}\n--- page text ---\n{body}")
+        }
+    }
+}
+
+/// `//*[@id=ID]` whose whole text is `text`.
+fn with_text(id: &str, text: &str) -> String {
+    format!("//*[@id='{id}'][normalize-space(.)='{text}']")
+}
+
+/// What the REST API says about the demo user's `provider` key.
+async fn stored(base_url: &str, token: &str, provider: &str) -> (u16, Value) {
+    let answer = reqwest::Client::new()
+        .get(format!("{base_url}/api/v1/credentials/{provider}/"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("server answers");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+async fn add_key(c: &Client, provider: &str, key: &str) {
+    c.find(Locator::Id("key-provider"))
+        .await
+        .expect("provider select")
+        .select_by_value(provider)
+        .await
+        .expect("provider selectable");
+    let input = c.find(Locator::Id("key-value")).await.expect("key input");
+    input.clear().await.expect("clear key input");
+    // Typed and submitted from the keyboard, as a user would.
+    input.send_keys(&format!("{key}{ENTER}")).await.expect("type the key");
+}
+
+async fn scenario(c: Client, base_url: String, demo_token: String, pasted_token: String) {
+    c.goto(&format!("{base_url}/")).await.expect("page loads");
+    assert_eq!(c.title().await.unwrap(), "AI provider keys · MailMind");
+
+    // Signed in with the demo token, socket open, every provider listed.
+    shown(&c, "//*[@id='who'][contains(., 'Signed in as demo-user')]").await;
+    shown(&c, &with_text("connection", "Live updates: connected.")).await;
+    shown(&c, &with_text("status-groq", "unchecked")).await;
+    shown(&c, &with_text("status-xai", "unchecked")).await;
+    let note = c.find(Locator::Id("sandbox-note")).await.unwrap();
+    assert!(note.is_displayed().await.unwrap(), "the sandbox note is shown");
+
+    // A valid key: `checking`, then `valid`, arrive live over the socket.
+    add_key(&c, "groq", "gsk_sandbox-valid-0123456789abcdef").await;
+    shown(
+        &c,
+        "//ol[@id='activity']/li[@data-provider='groq'][@data-status='checking'][contains(., 'Groq: Checking Groq API key...')]",
+    )
+    .await;
+    shown(
+        &c,
+        "//ol[@id='activity']/li[@data-provider='groq'][@data-status='valid'][contains(., 'Groq: Groq API key is valid.')]",
+    )
+    .await;
+    shown(&c, &with_text("status-groq", "valid")).await;
+    shown(&c, &with_text("models-groq", "3 models")).await;
+    shown(&c, &with_text("hint-groq", "gsk_…cdef")).await;
+    shown(&c, "//*[@id='checked-groq']/time").await;
+    let (status, body) = stored(&base_url, &demo_token, "groq").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("valid")), "{body}");
+
+    // Its model list.
+    c.find(Locator::Id("models-groq")).await.unwrap().click().await.unwrap();
+    shown(&c, &with_text("models-title", "Groq models (3)")).await;
+    shown(&c, "//ul[@id='models-list']/li[contains(., 'llama-3.1-8b-instant')]").await;
+
+    // An invalid key: the API's detail, shown as it is; nothing stored.
+    add_key(&c, "google_gemini", "AIza-sandbox-invalid-0123456789").await;
+    shown(
+        &c,
+        "//ol[@id='activity']/li[@data-provider='google_gemini'][@data-status='invalid']",
+    )
+    .await;
+    let error = shown(
+        &c,
+        &with_text(
+            "error",
+            "Google Gemini rejected this API key: it is not valid. Nothing was stored.",
+        ),
+    )
+    .await;
+    assert!(error.is_displayed().await.unwrap());
+    assert_eq!(error.attr("role").await.unwrap().as_deref(), Some("alert"));
+    shown(&c, &with_text("hint-google_gemini", "No key")).await;
+    assert_eq!(stored(&base_url, &demo_token, "google_gemini").await.0, 404);
+
+    if std::env::var_os("MAILMIND_UPDATE_SCREENSHOT").is_some() {
+        let png = c.screenshot().await.expect("screenshot");
+        let path = mailmind_tests::repo_root().join("docs/settings-page.png");
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
+    // Delete, from the keyboard.
+    c.find(Locator::Id("delete-groq"))
+        .await
+        .unwrap()
+        .send_keys(ENTER)
+        .await
+        .unwrap();
+    shown(&c, &with_text("hint-groq", "No key")).await;
+    shown(&c, &with_text("status-groq", "unchecked")).await;
+    assert_eq!(stored(&base_url, &demo_token, "groq").await.0, 404);
+
+    // A pasted token signs in as its own user.
+    c.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{pasted_token}{ENTER}"))
+        .await
+        .unwrap();
+    shown(
+        &c,
+        "//*[@id='who'][contains(., 'Signed in as pasted-user (pasted token)')]",
+    )
+    .await;
+    shown(&c, &with_text("connection", "Live updates: connected.")).await;
+}
+
+#[tokio::test]
+async fn add_a_valid_key_see_it_live_see_an_invalid_ones_error_and_delete_it_in_chromium() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start_with_args(&dir.path().join("data"), &[], &["--sandbox"]).await;
+    let mut driver = Chromedriver::start().await;
+    let browser = driver.browser().await;
+    let run = tokio::spawn(scenario(
+        browser.clone(),
+        server.base_url.clone(),
+        server.token("demo-user"),
+        server.token("pasted-user"),
+    ))
+    .await;
+    let _ = browser.close().await;
+    let _ = driver.process.kill().await;
+    if let Err(failure) = run {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+    eprintln!("settings page browser test: {:.1} s", started.elapsed().as_secs_f64());
+}
