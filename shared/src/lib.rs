@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod ids;
 pub mod key_cache;
 pub mod lambda;
+pub mod metrics;
 pub mod ports;
 pub mod service;
 pub mod state;

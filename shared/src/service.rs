@@ -337,10 +337,14 @@ impl CredentialService {
         mut audience: Audience,
     ) -> (CheckOutcome, Audience) {
         let checking = StatusEvent::checking(provider).to_message();
-        let ((), outcome) = tokio::join!(
-            self.notifier.push(&mut audience, &checking),
-            self.providers.check(provider, key)
-        );
+        let started = std::time::Instant::now();
+        let ask = async {
+            let outcome = self.providers.check(provider, key).await;
+            // Every provider check goes through here: the one place it is counted.
+            crate::metrics::validation(provider, &outcome, started.elapsed());
+            outcome
+        };
+        let ((), outcome) = tokio::join!(self.notifier.push(&mut audience, &checking), ask);
         (outcome, audience)
     }
 

@@ -188,6 +188,7 @@ pub struct LambdaProcess {
     pub started_at: Instant,
     child: Child,
     output: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
     collectors: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -201,6 +202,7 @@ impl LambdaProcess {
             .to_owned();
         let api = RuntimeApi::start(&name).await;
         let output = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
         let started_at = Instant::now();
         let mut child = Command::new(binary)
             .env_clear()
@@ -218,14 +220,18 @@ impl LambdaProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         let collectors = vec![
-            collect(child.stdout.take().expect("stdout"), Arc::clone(&output)),
-            collect(child.stderr.take().expect("stderr"), Arc::clone(&output)),
+            collect(
+                child.stdout.take().expect("stdout"),
+                vec![Arc::clone(&output), Arc::clone(&stdout)],
+            ),
+            collect(child.stderr.take().expect("stderr"), vec![Arc::clone(&output)]),
         ];
         LambdaProcess {
             api,
             started_at,
             child,
             output,
+            stdout,
             collectors,
         }
     }
@@ -237,6 +243,11 @@ impl LambdaProcess {
     /// Everything the process printed (its JSON logs).
     pub fn logs(&self) -> String {
         self.output.lock().expect("lock").clone()
+    }
+
+    /// What the process printed on stdout alone (where EMF metric lines go).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("lock").clone()
     }
 
     /// The process id, for resource measurements.
@@ -255,13 +266,18 @@ impl LambdaProcess {
     }
 }
 
-fn collect(stream: impl AsyncRead + Unpin + Send + 'static, sink: Arc<Mutex<String>>) -> tokio::task::JoinHandle<()> {
+fn collect(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    sinks: Vec<Arc<Mutex<String>>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            let mut out = sink.lock().expect("lock");
-            out.push_str(&line);
-            out.push('\n');
+            for sink in &sinks {
+                let mut out = sink.lock().expect("lock");
+                out.push_str(&line);
+                out.push('\n');
+            }
         }
     })
 }

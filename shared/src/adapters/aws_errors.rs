@@ -46,6 +46,19 @@ impl AwsFailure {
         }
     }
 
+    /// True when the service refused the call for its request rate (the SDK
+    /// has retried it already): counted by [`crate::metrics::aws_throttled`].
+    pub fn is_throttling(&self) -> bool {
+        const THROTTLING: &[&str] = &[
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            // KMS's name for a request quota exceeded.
+            "LimitExceededException",
+        ];
+        self.code().is_some_and(|code| THROTTLING.contains(&code))
+    }
+
     /// True for transport failures and for the service codes in `retryable`.
     pub fn is_retryable(&self, retryable: &[&str]) -> bool {
         match self {
@@ -59,5 +72,32 @@ impl AwsFailure {
         match self {
             AwsFailure::Transport(detail) | AwsFailure::Service { detail, .. } => detail,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AwsFailure;
+
+    fn service(code: Option<&str>) -> AwsFailure {
+        AwsFailure::Service {
+            code: code.map(str::to_owned),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn throttling_is_told_from_other_failures() {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+        ] {
+            assert!(service(Some(code)).is_throttling(), "{code}");
+        }
+        assert!(!service(Some("ConditionalCheckFailedException")).is_throttling());
+        assert!(!service(Some("KMSInternalException")).is_throttling());
+        assert!(!service(None).is_throttling());
+        assert!(!AwsFailure::Transport("timed out".into()).is_throttling());
     }
 }

@@ -114,6 +114,9 @@ impl DynamoStore {
                     continue;
                 }
                 // Throttled or conflicting to the end: safe to retry later.
+                if codes.contains(&"ThrottlingError") {
+                    crate::metrics::aws_throttled(crate::metrics::AwsService::DynamoDb);
+                }
                 return Err(StoreError::Unavailable(format!("transaction cancelled: {codes:?}")));
             }
             return Err(sdk_error(error));
@@ -162,6 +165,9 @@ where
         "TransactionInProgressException",
     ];
     let failure = AwsFailure::of(&error);
+    if failure.is_throttling() {
+        crate::metrics::aws_throttled(crate::metrics::AwsService::DynamoDb);
+    }
     if failure.is_retryable(RETRYABLE) {
         StoreError::Unavailable(failure.into_detail())
     } else {

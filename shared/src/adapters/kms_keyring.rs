@@ -69,6 +69,9 @@ where
     ];
     const REJECTED: &[&str] = &["InvalidCiphertextException", "IncorrectKeyException"];
     let failure = AwsFailure::of(&error);
+    if failure.is_throttling() {
+        crate::metrics::aws_throttled(crate::metrics::AwsService::Kms);
+    }
     if failure.is_retryable(RETRYABLE) {
         KeyringError::Unavailable(failure.into_detail())
     } else if failure.code().is_some_and(|code| REJECTED.contains(&code)) {

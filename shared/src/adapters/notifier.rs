@@ -106,11 +106,15 @@ impl Notifier for ApiGatewayNotifier {
         }
         let results = join_all(audience.connection_ids.iter().map(|id| self.post(id, message))).await;
         let mut gone = Vec::new();
+        let (mut sent, mut failed) = (0, 0);
         for (id, result) in audience.connection_ids.iter().zip(results) {
-            if let PostResult::Gone = result {
-                gone.push(id.clone());
+            match result {
+                PostResult::Delivered => sent += 1,
+                PostResult::Failed => failed += 1,
+                PostResult::Gone => gone.push(id.clone()),
             }
         }
+        crate::metrics::pushes(sent, failed, gone.len());
         if gone.is_empty() {
             return;
         }

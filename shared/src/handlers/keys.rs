@@ -38,9 +38,10 @@ enum KeyRequest {
 /// handler on Lambda and behind the local server's Invoke emulation.
 pub async fn invoke(state: &AppState, event: Value) -> KeyAnswer {
     let started = Instant::now();
-    let (action, answer) = match parse(&event) {
-        Err(error) => ("invalid", Answer::Failed(error)),
-        Ok(KeyRequest::Resolve { user, provider }) => match state.credentials.resolve(&user, provider).await {
+    let request = parse(&event);
+    let (action, answer) = match &request {
+        Err(error) => ("invalid", Answer::Failed(error.clone())),
+        Ok(KeyRequest::Resolve { user, provider }) => match state.credentials.resolve(user, provider).await {
             Ok(key) => (
                 "resolve",
                 Answer::Resolved {
@@ -55,12 +56,13 @@ pub async fn invoke(state: &AppState, event: Value) -> KeyAnswer {
             provider,
             revision,
             outcome,
-        }) => match state.credentials.report(&user, provider, &revision, outcome).await {
+        }) => match state.credentials.report(user, provider, revision, *outcome).await {
             Ok(report) => ("report", Answer::Reported(report)),
             Err(e) => ("report", Answer::Failed(ApiError::from(e))),
         },
     };
     let answer = KeyAnswer(answer);
+    count(&request, &answer);
     tracing::info!(
         route = "credentials-resolve",
         action,
@@ -70,6 +72,23 @@ pub async fn invoke(state: &AppState, event: Value) -> KeyAnswer {
         "request handled"
     );
     answer
+}
+
+/// Counts a resolve or report in the metrics (an unreadable request names
+/// no provider: the log line above says enough).
+fn count(request: &Result<KeyRequest, ApiError>, answer: &KeyAnswer) {
+    match (request, &answer.0) {
+        (Ok(KeyRequest::Resolve { provider, .. }), _) => {
+            crate::metrics::resolve(provider, answer.error_code().unwrap_or("ok"));
+        }
+        (Ok(KeyRequest::Report { provider, outcome, .. }), Answer::Reported(report)) => {
+            crate::metrics::report(provider, *outcome, report.result.as_str());
+        }
+        (Ok(KeyRequest::Report { provider, outcome, .. }), _) => {
+            crate::metrics::report(provider, *outcome, answer.error_code().unwrap_or("internal"));
+        }
+        (Err(_), _) => {}
+    }
 }
 
 /// What `credentials-resolve` answers: serializes to the contract's JSON

@@ -18,6 +18,7 @@ mod keyring_local;
 mod lambda_functions;
 mod lambda_resolve;
 mod lambda_websocket;
+mod metrics;
 mod providers;
 mod sam_local;
 mod sandbox;

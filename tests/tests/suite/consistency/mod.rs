@@ -20,6 +20,7 @@
 //! naming the places that disagree.
 
 mod cors;
+mod operations;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
