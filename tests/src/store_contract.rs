@@ -486,6 +486,9 @@ macro_rules! store_contract_tests {
             connections_are_per_user_and_expire,
             record_use_writes_at_most_once_per_window_and_only_for_the_current_key,
             claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone,
+            a_large_catalogue_of_long_ids_round_trips_exactly,
+            an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_leftovers,
+            delete_removes_every_part_of_a_large_list,
         );
     };
     (@each $make:expr; $($rule:ident),* $(,)?) => {
@@ -497,4 +500,137 @@ macro_rules! store_contract_tests {
             }
         )*
     };
+}
+
+/// `n` models with long ids, as a large catalogue (an aggregator's) lists them.
+pub fn long_id_models(n: usize) -> Vec<ModelInfo> {
+    (0..n)
+        .map(|i| ModelInfo {
+            model_id: format!(
+                "accounts/some-aggregator/models/{}-{i:05}",
+                "a-rather-long-model-name".repeat(8)
+            ),
+            model_name: format!("A Rather Long Model Name, variant {i}"),
+            context_window: Some(131_072),
+            max_output_tokens: Some(8192),
+            owned_by: Some("some-aggregator".to_owned()),
+        })
+        .collect()
+}
+
+/// Models whose ids do not compress (pseudo-random), filling the stored cap
+/// ([`mailmind::domain::model::MAX_LIST_JSON_BYTES`]) as far as it goes.
+pub fn incompressible_models_at_the_cap() -> Vec<ModelInfo> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let all: Vec<ModelInfo> = (0..12_000)
+        .map(|_| {
+            let id: String = (0..240)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    char::from(b'0' + (state % 75) as u8)
+                })
+                .collect();
+            ModelInfo {
+                model_name: id.clone(),
+                model_id: id,
+                context_window: None,
+                max_output_tokens: None,
+                owned_by: None,
+            }
+        })
+        .collect();
+    mailmind::domain::model::bounded(mailmind::domain::model::canonical(all))
+}
+
+pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl Store>) {
+    let large = long_id_models(1800);
+    let json = serde_json::to_vec(&large).unwrap().len();
+    assert!(json > 400 * 1024, "over a DynamoDB item as plain JSON: {json}");
+    let mut c = credential("user-a", "groq", "r1");
+    c.models_count = 1800;
+    store.insert(&c, &large).await.unwrap();
+    let list = store.models(&user("user-a"), "groq").await.unwrap().unwrap();
+    assert_eq!(list.models, large);
+    assert_eq!(list.discovered_at, c.updated_at);
+    // And through the other two writes that store a list.
+    let mut newer = credential("user-a", "groq", "r2");
+    newer.models_count = 1800;
+    store.replace(&newer, &large).await.unwrap();
+    let check = CheckState {
+        status: CredentialStatus::Valid,
+        reason: None,
+        retry_after_secs: None,
+        checked_at: Some(at(50)),
+    };
+    store
+        .record_check(&user("user-a"), "groq", "r2", &check, ModelsUpdate::Replace(&large))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        large
+    );
+}
+
+pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_leftovers(store: Arc<impl Store>) {
+    let huge = incompressible_models_at_the_cap();
+    assert!(huge.len() > 3000, "{}", huge.len());
+    store.insert(&credential("user-a", "groq", "r1"), &huge).await.unwrap();
+    assert_eq!(
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        huge
+    );
+    // Shrink it, then grow it to a mid size, then shrink again: each read
+    // sees exactly the last list, nothing of an earlier, longer one.
+    let check = |secs| CheckState {
+        status: CredentialStatus::Valid,
+        reason: None,
+        retry_after_secs: None,
+        checked_at: Some(at(secs)),
+    };
+    store
+        .record_check(
+            &user("user-a"),
+            "groq",
+            "r1",
+            &check(10),
+            ModelsUpdate::Replace(&models(&["short"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        models(&["short"])
+    );
+    let half = &huge[..huge.len() / 2];
+    store.replace(&credential("user-a", "groq", "r2"), half).await.unwrap();
+    assert_eq!(
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        half
+    );
+    store.replace(&credential("user-a", "groq", "r3"), &[]).await.unwrap();
+    assert_eq!(
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        vec![]
+    );
+}
+
+pub async fn delete_removes_every_part_of_a_large_list(store: Arc<impl Store>) {
+    store
+        .insert(&credential("user-a", "groq", "r1"), &incompressible_models_at_the_cap())
+        .await
+        .unwrap();
+    store.delete(&user("user-a"), "groq").await.unwrap();
+    assert_eq!(store.models(&user("user-a"), "groq").await.unwrap(), None);
+    // Created again with a short list, only that list is there.
+    store
+        .insert(&credential("user-a", "groq", "r2"), &models(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        models(&["a"])
+    );
 }

@@ -3,13 +3,15 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | credential + status | `USER#<sub>` | `CRED#<provider>` |
-//! | model list (whole, JSON) | `USER#<sub>` | `MODELS#<provider>` |
+//! | model list (deflated JSON, first chunk) | `USER#<sub>` | `MODELS#<provider>` |
+//! | model list, further chunks (large lists only) | `USER#<sub>` | `MODELS#<provider>#<n>` |
 //! | WebSocket connection (TTL `expires_at`) | `USER#<sub>` | `CONN#<connection id>` |
 //!
 //! Every key is under the user's partition, so no request can reach another
 //! user's items. Credential and model list change together in one
 //! `TransactWriteItems`; conditions (not reads) stop create/create and
-//! update/delete races.
+//! update/delete races. A model list is stored as [`model_chunks`] says: one
+//! item for ordinary lists, up to [`MAX_CHUNKS`] for the largest.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,11 +23,12 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Delete, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
 
 use super::aws_errors::AwsFailure;
+use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
 };
@@ -64,23 +67,106 @@ impl DynamoStore {
         Self::key(user, format!("MODELS#{provider}"))
     }
 
+    /// Chunk `index` (1 and up) of a model list too large for one item.
+    fn models_chunk_key(user: &UserId, provider: &str, index: usize) -> Item {
+        Self::key(user, format!("MODELS#{provider}#{index}"))
+    }
+
+    /// The writes that store `models`: the head item (first chunk, chunk
+    /// count, discovery time), any further chunks, and deletes of the chunks
+    /// a longer previous list may have left (a delete of a missing item is a
+    /// no-op, and this way no read is needed before the write).
     fn put_models(
         &self,
         user: &UserId,
         provider: &str,
         discovered_at: &DateTime<Utc>,
         models: &[ModelInfo],
-    ) -> Result<TransactWriteItem, StoreError> {
-        let json = serde_json::to_string(models).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let mut item = Self::models_key(user, provider);
-        item.insert("discovered_at".into(), s(time::to_stored(discovered_at)));
-        item.insert("models".into(), s(json));
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .build()
-            .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let chunks = model_chunks::encode(models)?;
+        let mut writes = Vec::with_capacity(MAX_CHUNKS);
+        for (index, chunk) in chunks.iter().enumerate() {
+            let mut item = if index == 0 {
+                let mut head = Self::models_key(user, provider);
+                head.insert("discovered_at".into(), s(time::to_stored(discovered_at)));
+                head.insert("chunks".into(), n(chunks.len()));
+                head
+            } else {
+                Self::models_chunk_key(user, provider, index)
+            };
+            item.insert("models_z".into(), b(chunk));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(build_err)?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+        writes.extend(self.delete_model_chunks(user, provider, chunks.len())?);
+        Ok(writes)
+    }
+
+    /// Deletes of chunks `from..MAX_CHUNKS` (never the head item).
+    fn delete_model_chunks(
+        &self,
+        user: &UserId,
+        provider: &str,
+        from: usize,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        (from.max(1)..MAX_CHUNKS)
+            .map(|index| {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::models_chunk_key(user, provider, index)))
+                    .build()
+                    .map_err(build_err)?;
+                Ok(TransactWriteItem::builder().delete(delete).build())
+            })
+            .collect()
+    }
+
+    /// Reads a list stored over `count` chunks in one atomic read, so a
+    /// concurrent write cannot mix two lists. `None` when the head item now
+    /// says another count (the list was replaced between the reads).
+    async fn read_model_chunks(
+        &self,
+        user: &UserId,
+        provider: &str,
+        count: usize,
+    ) -> Result<Option<(Item, Vec<ModelInfo>)>, StoreError> {
+        let keys = std::iter::once(Self::models_key(user, provider))
+            .chain((1..count).map(|index| Self::models_chunk_key(user, provider, index)));
+        let mut gets = Vec::with_capacity(count);
+        for key in keys {
+            let get = Get::builder()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .build()
+                .map_err(build_err)?;
+            gets.push(TransactGetItem::builder().get(get).build());
+        }
+        let output = self
+            .client
+            .transact_get_items()
+            .set_transact_items(Some(gets))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let items: Vec<Option<&Item>> = output.responses().iter().map(|r| r.item()).collect();
+        let Some(Some(head)) = items.first() else {
+            return Ok(None);
+        };
+        if Reader(head).opt_number::<usize>("chunks")? != Some(count) || items.len() != count {
+            return Ok(None);
+        }
+        let mut parts = Vec::with_capacity(count);
+        for item in &items {
+            let item = item.ok_or_else(|| corrupt("models_z"))?;
+            let chunk = item.get("models_z").and_then(|v| v.as_b().ok());
+            parts.push(chunk.ok_or_else(|| corrupt("models_z"))?.as_ref());
+        }
+        let models = model_chunks::decode(&parts)?;
+        Ok(Some(((*head).clone(), models)))
     }
 
     /// Runs a transaction; a condition failure comes back as `on_condition`.
@@ -361,15 +447,13 @@ impl CredentialStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build_err)?;
-        let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            self.put_models(
-                &credential.user_id,
-                &credential.provider,
-                &credential.updated_at,
-                models,
-            )?,
-        ];
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        items.extend(self.put_models(
+            &credential.user_id,
+            &credential.provider,
+            &credential.updated_at,
+            models,
+        )?);
         self.transact(items, StoreError::Conflict).await
     }
 
@@ -384,15 +468,13 @@ impl CredentialStore for DynamoStore {
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(build_err)?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.put_models(
-                &credential.user_id,
-                &credential.provider,
-                &credential.updated_at,
-                models,
-            )?,
-        ];
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        items.extend(self.put_models(
+            &credential.user_id,
+            &credential.provider,
+            &credential.updated_at,
+            models,
+        )?);
         self.transact(items, StoreError::NotFound).await
     }
 
@@ -446,10 +528,8 @@ impl CredentialStore for DynamoStore {
                     .condition_expression(condition)
                     .build()
                     .map_err(build_err)?;
-                let items = vec![
-                    TransactWriteItem::builder().update(update).build(),
-                    self.put_models(user, provider, &now, list)?,
-                ];
+                let mut items = vec![TransactWriteItem::builder().update(update).build()];
+                items.extend(self.put_models(user, provider, &now, list)?);
                 match self.transact(items, StoreError::Conflict).await {
                     Err(StoreError::Conflict) => Err(self.gone_or_changed(user, provider).await),
                     other => other,
@@ -507,10 +587,11 @@ impl CredentialStore for DynamoStore {
             .set_key(Some(Self::models_key(user, provider)))
             .build()
             .map_err(build_err)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().delete(credential).build(),
             TransactWriteItem::builder().delete(models).build(),
         ];
+        items.extend(self.delete_model_chunks(user, provider, 1)?);
         self.transact(items, StoreError::NotFound).await
     }
 
@@ -528,12 +609,64 @@ impl CredentialStore for DynamoStore {
             return Ok(None);
         };
         let r = Reader(item);
-        let models = serde_json::from_str(&r.string("models")?)
-            .map_err(|e| StoreError::Internal(format!("unreadable model list: {e}")))?;
-        Ok(Some(ModelList {
-            discovered_at: r.time("discovered_at")?,
-            models,
-        }))
+        // Lists written before compression are plain JSON in `models`.
+        if let Some(json) = r.opt_string("models")? {
+            let models =
+                serde_json::from_str(&json).map_err(|e| StoreError::Internal(format!("unreadable model list: {e}")))?;
+            return Ok(Some(ModelList {
+                discovered_at: r.time("discovered_at")?,
+                models,
+            }));
+        }
+        let mut count: usize = r.number("chunks")?;
+        if count <= 1 {
+            let chunk = r
+                .get("models_z")
+                .and_then(|v| v.as_b().ok())
+                .ok_or_else(|| corrupt("models_z"))?;
+            return Ok(Some(ModelList {
+                discovered_at: r.time("discovered_at")?,
+                models: model_chunks::decode(&[chunk.as_ref()])?,
+            }));
+        }
+        // A large list: read all its chunks at once; if it was replaced by a
+        // list of another size meanwhile, read again with the new count.
+        for _ in 0..TRANSACTION_ATTEMPTS {
+            match self.read_model_chunks(user, provider, count).await? {
+                Some((head, models)) => {
+                    return Ok(Some(ModelList {
+                        discovered_at: Reader(&head).time("discovered_at")?,
+                        models,
+                    }));
+                }
+                None => match self.models_head_chunks(user, provider).await? {
+                    None => return Ok(None),
+                    Some(now) if now <= 1 => return Box::pin(self.models(user, provider)).await,
+                    Some(now) => count = now,
+                },
+            }
+        }
+        Err(StoreError::Unavailable("model list kept changing while read".into()))
+    }
+}
+
+impl DynamoStore {
+    /// The chunk count the head item states now (`None`: no list).
+    async fn models_head_chunks(&self, user: &UserId, provider: &str) -> Result<Option<usize>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::models_key(user, provider)))
+            .projection_expression("chunks")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        output
+            .item()
+            .map(|item| Ok(Reader(item).opt_number("chunks")?.unwrap_or(1)))
+            .transpose()
     }
 }
 

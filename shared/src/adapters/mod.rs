@@ -8,7 +8,10 @@ pub mod dynamo_store;
 pub mod kms_keyring;
 #[cfg(feature = "local")]
 pub mod local_keyring;
+#[cfg(feature = "aws")]
+pub mod model_chunks;
 pub mod notifier;
+pub mod provider_wire;
 pub mod providers;
 #[cfg(feature = "local")]
 pub mod sandbox;

@@ -10,19 +10,21 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
-use crate::domain::model::canonical;
+use super::provider_wire::{AnyObject, Entry, WireBody, WireError, WireModel};
+
+use crate::domain::model::{MAX_MODELS, bounded, canonical};
 use crate::domain::provider::{BadRequestMeans, KeyPlacement, ListShape, PROVIDERS, Paging};
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ModelInfo, ProviderSpec};
 use crate::ports::ProviderClient;
 
 /// A list of more pages than this is treated as a provider bug, not a model list.
 const MAX_PAGES: usize = 50;
-/// Largest answer body read from a provider.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// Most models kept per credential (the biggest catalogues have a few hundred).
-const MAX_MODELS: usize = 2000;
+/// Largest answer body read from a provider, per page: the biggest real page
+/// (OpenRouter's whole catalogue) is about 1 MB. A longer answer is
+/// `bad_response`, read no further than this.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Ids and names longer than this are not model ids; such entries are skipped.
 const MAX_FIELD_CHARS: usize = 256;
 /// A provider asking us to wait longer than a day is capped to a day.
@@ -172,10 +174,7 @@ impl HttpProviderClient {
         let base = self.config.base_url(provider);
         let auth = key_header(provider, key)?;
         if let Some(path) = provider.key_check_path {
-            let body = self.get_json(provider, &auth, &format!("{base}{path}"), &[]).await?;
-            if !body.is_object() {
-                return Err(failed(ErrorReason::BadResponse));
-            }
+            let _: AnyObject = self.get_json(provider, &auth, &format!("{base}{path}"), &[]).await?;
         }
         let listing = &provider.models;
         let url = format!("{base}{}", listing.path);
@@ -186,8 +185,14 @@ impl HttpProviderClient {
             if let Some((param, value)) = &next_page {
                 query.push((param, value));
             }
-            let body = self.get_json(provider, &auth, &url, &query).await?;
+            let body: WireBody = self.get_json(provider, &auth, &url, &query).await?;
             models.extend(extract_models(&listing.shape, &body).ok_or_else(|| failed(ErrorReason::BadResponse))?);
+            // Keep no more than the stores would: memory stays bounded
+            // however many pages come, and the cut is the same as at the end.
+            if models.len() > MAX_MODELS {
+                models = canonical(models);
+                models.truncate(MAX_MODELS);
+            }
             let following = next_page_of(listing.paging, &body)?;
             match following {
                 None => return Ok(models),
@@ -200,13 +205,13 @@ impl HttpProviderClient {
     }
 
     /// One GET with the key; a non-2xx answer ends the check with its classification.
-    async fn get_json(
+    async fn get_json<T: DeserializeOwned>(
         &self,
         provider: &'static ProviderSpec,
         auth: &(reqwest::header::HeaderName, HeaderValue),
         url: &str,
         query: &[(&str, &str)],
-    ) -> Step<Value> {
+    ) -> Step<T> {
         let mut request = self
             .client()?
             .get(url)
@@ -222,7 +227,14 @@ impl HttpProviderClient {
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY_BYTES => body.extend_from_slice(&chunk),
-                Ok(Some(_)) => return Err(failed(ErrorReason::BadResponse)),
+                Ok(Some(_)) => {
+                    tracing::info!(
+                        provider = provider.id,
+                        limit = MAX_BODY_BYTES,
+                        "provider answer too large"
+                    );
+                    return Err(failed(ErrorReason::BadResponse));
+                }
                 Ok(None) => break,
                 Err(e) => return Err(transport_failure(e)),
             }
@@ -248,11 +260,9 @@ impl ProviderClient for HttpProviderClient {
     async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome {
         let started = Instant::now();
         let outcome = match tokio::time::timeout(self.config.check_timeout, self.run_check(provider, key)).await {
-            Ok(Ok(models)) => {
-                let mut models = canonical(models);
-                models.truncate(MAX_MODELS);
-                CheckOutcome::Valid { models }
-            }
+            Ok(Ok(models)) => CheckOutcome::Valid {
+                models: bounded(canonical(models)),
+            },
             Ok(Err(outcome)) => outcome,
             Err(_elapsed) => failed(ErrorReason::Timeout),
         };
@@ -306,7 +316,7 @@ fn transport_failure(error: reqwest::Error) -> CheckOutcome {
 
 /// Classifies a non-2xx answer: status first, body second (docs/PROVIDERS.md).
 pub fn classify_refusal(provider: &ProviderSpec, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CheckOutcome {
-    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let json: Option<WireError> = serde_json::from_slice(body).ok();
     let retry_after_secs = retry_after(headers, json.as_ref());
     let error_with = |reason| CheckOutcome::Failed {
         reason,
@@ -335,25 +345,26 @@ pub fn classify_refusal(provider: &ProviderSpec, status: StatusCode, headers: &H
 }
 
 /// Google's `error.details[].reason` values.
-fn error_detail_reasons(json: &Value) -> impl Iterator<Item = &str> {
-    json.pointer("/error/details")
-        .and_then(Value::as_array)
+fn error_detail_reasons(json: &WireError) -> impl Iterator<Item = &str> {
+    json.error
+        .get()
         .into_iter()
-        .flatten()
-        .filter_map(|d| d.get("reason").and_then(Value::as_str))
+        .flat_map(|e| e.details())
+        .filter_map(|d| d.reason.get().map(String::as_str))
 }
 
 /// OpenAI-style `error.type` / `error.code` (or top-level `code`) naming an exhausted quota.
-fn mentions_quota(json: &Value) -> bool {
-    ["/error/type", "/error/code", "/code", "/type"]
-        .iter()
-        .filter_map(|p| json.pointer(p).and_then(Value::as_str))
-        .any(|code| QUOTA_CODES.contains(&code))
+fn mentions_quota(json: &WireError) -> bool {
+    let nested = json.error.get().into_iter().flat_map(|e| [&e.kind, &e.code]);
+    nested
+        .chain([&json.code, &json.kind])
+        .filter_map(|v| v.get())
+        .any(|code| QUOTA_CODES.contains(&code.as_str()))
 }
 
 /// Seconds to wait, from `retry-after` (seconds or HTTP date) or Google's
 /// `RetryInfo.retryDelay` (e.g. `"58s"`).
-fn retry_after(headers: &HeaderMap, json: Option<&Value>) -> Option<u64> {
+fn retry_after(headers: &HeaderMap, json: Option<&WireError>) -> Option<u64> {
     let from_header = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| {
         let v = v.trim();
         v.parse::<f64>()
@@ -368,10 +379,10 @@ fn retry_after(headers: &HeaderMap, json: Option<&Value>) -> Option<u64> {
     });
     let from_body = || {
         json?
-            .pointer("/error/details")?
-            .as_array()?
-            .iter()
-            .filter_map(|d| d.get("retryDelay").and_then(Value::as_str))
+            .error
+            .get()?
+            .details()
+            .filter_map(|d| d.retry_delay.get())
             .find_map(|delay| delay.strip_suffix('s')?.parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| s.ceil() as u64)
@@ -380,15 +391,18 @@ fn retry_after(headers: &HeaderMap, json: Option<&Value>) -> Option<u64> {
 }
 
 /// Where the next page is, or `None` on the last page.
-fn next_page_of(paging: Paging, body: &Value) -> Step<Option<(&'static str, String)>> {
+fn next_page_of(paging: Paging, body: &WireBody) -> Step<Option<(&'static str, String)>> {
+    let page = match body {
+        WireBody::Object(page) => Some(page),
+        WireBody::Array(_) => None,
+    };
     match paging {
         Paging::None => Ok(None),
         Paging::Token {
             response_field,
             request_param,
-        } => Ok(body
-            .get(response_field)
-            .and_then(Value::as_str)
+        } => Ok(page
+            .and_then(|p| p.text(response_field))
             .filter(|t| !t.is_empty())
             .map(|t| (request_param, t.to_owned()))),
         Paging::Cursor {
@@ -396,12 +410,11 @@ fn next_page_of(paging: Paging, body: &Value) -> Step<Option<(&'static str, Stri
             last_id_field,
             request_param,
         } => {
-            if body.get(has_more_field).and_then(Value::as_bool) != Some(true) {
+            if page.and_then(|p| p.flag(has_more_field)) != Some(true) {
                 return Ok(None);
             }
-            let last = body
-                .get(last_id_field)
-                .and_then(Value::as_str)
+            let last = page
+                .and_then(|p| p.text(last_id_field))
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| failed(ErrorReason::BadResponse))?;
             Ok(Some((request_param, last.to_owned())))
@@ -411,22 +424,26 @@ fn next_page_of(paging: Paging, body: &Value) -> Step<Option<(&'static str, Stri
 
 /// Reads one page of models. `None` when the page is not a model list at all;
 /// single malformed entries are skipped.
-pub fn extract_models(shape: &ListShape, body: &Value) -> Option<Vec<ModelInfo>> {
-    let items = match shape.items_field {
-        Some(field) => body.get(field)?.as_array()?,
-        None => body.as_array()?,
+pub fn extract_models(shape: &ListShape, body: &WireBody) -> Option<Vec<ModelInfo>> {
+    let items: &[Entry] = match (shape.items_field, body) {
+        (Some(field), WireBody::Object(page)) => page.items(field)?,
+        (None, WireBody::Array(items)) => items,
+        _ => return None,
     };
-    let text = |item: &Value, field: &str| {
-        item.get(field)
-            .and_then(Value::as_str)
+    let text = |item: &WireModel, field: &str| {
+        item.text(field)
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.chars().count() <= MAX_FIELD_CHARS)
             .map(str::to_owned)
     };
-    let number = |item: &Value, fields: &[&str]| fields.iter().find_map(|f| item.get(*f).and_then(Value::as_u64));
-    let usable: Vec<&Value> = items
+    let number = |item: &WireModel, fields: &[&str]| fields.iter().find_map(|f| item.number(f));
+    // An entry that is no object reads as an empty one: skipped below for
+    // want of an id, yet counted as "usable" like before.
+    let empty = WireModel::default();
+    let usable: Vec<&WireModel> = items
         .iter()
-        .filter(|item| shape.active_field.and_then(|f| item.get(f)).and_then(Value::as_bool) != Some(false))
+        .map(|entry| entry.get().unwrap_or(&empty))
+        .filter(|item| shape.active_field.and_then(|f| item.flag(f)) != Some(false))
         .collect();
     let models: Vec<ModelInfo> = usable
         .iter()
@@ -459,7 +476,17 @@ pub fn extract_models(shape: &ListShape, body: &Value) -> Option<Vec<ModelInfo>>
 mod tests {
     use super::*;
     use crate::domain::provider;
-    use serde_json::json;
+
+    /// A page as the client reads it.
+    fn page(value: serde_json::Value) -> WireBody {
+        serde_json::from_value(value).unwrap()
+    }
+
+    macro_rules! json {
+        ($($t:tt)*) => {
+            page(serde_json::json!($($t)*))
+        };
+    }
 
     #[test]
     fn config_reads_overrides_and_refuses_garbage() {
@@ -568,7 +595,7 @@ mod tests {
         );
         let body = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"57.2s"}]}}"#;
         assert_eq!(
-            retry_after(&HeaderMap::new(), serde_json::from_str(body).ok().as_ref()),
+            retry_after(&HeaderMap::new(), serde_json::from_str::<WireError>(body).ok().as_ref()),
             Some(58)
         );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("99999999"));

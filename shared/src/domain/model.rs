@@ -66,3 +66,69 @@ pub fn canonical(mut models: Vec<ModelInfo>) -> Vec<ModelInfo> {
     models.dedup_by(|a, b| a.model_id == b.model_id);
     models
 }
+
+/// Most models stored per credential. Beyond it a list is cut (see [`bounded`]).
+pub const MAX_MODELS: usize = 10_000;
+
+/// Most bytes a stored list takes as JSON. Beyond it a list is cut (see
+/// [`bounded`]); the DynamoDB store's chunking is sized so that a list this
+/// large fits one transaction even if it does not compress at all.
+pub const MAX_LIST_JSON_BYTES: usize = 2 * 1024 * 1024;
+
+/// Cuts a list to what the stores keep: its first [`MAX_MODELS`] models and
+/// no more than [`MAX_LIST_JSON_BYTES`] of JSON. Applied to a canonical
+/// (id-sorted) list the cut is deterministic: the models with the smallest
+/// ids are kept, the same ones on every check.
+pub fn bounded(mut models: Vec<ModelInfo>) -> Vec<ModelInfo> {
+    // "[" + "]" and one comma between entries.
+    let mut bytes = 2;
+    let mut keep = 0;
+    for model in models.iter().take(MAX_MODELS) {
+        let size = serde_json::to_vec(model).map(|v| v.len()).unwrap_or(usize::MAX) + 1;
+        if bytes + size > MAX_LIST_JSON_BYTES {
+            break;
+        }
+        bytes += size;
+        keep += 1;
+    }
+    if keep < models.len() {
+        tracing::warn!(listed = models.len(), kept = keep, "model list cut to the stored cap");
+        models.truncate(keep);
+    }
+    models
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(id: String) -> ModelInfo {
+        ModelInfo {
+            model_name: id.clone(),
+            model_id: id,
+            context_window: None,
+            max_output_tokens: None,
+            owned_by: None,
+        }
+    }
+
+    #[test]
+    fn bounded_keeps_the_first_models_within_both_caps() {
+        let many: Vec<ModelInfo> = (0..MAX_MODELS + 5).map(|i| model(format!("m{i:06}"))).collect();
+        let kept = bounded(many.clone());
+        assert_eq!(kept.len(), MAX_MODELS);
+        assert_eq!(kept[..], many[..MAX_MODELS]);
+
+        let long: Vec<ModelInfo> = (0..9000).map(|i| model(format!("{i:06}{}", "x".repeat(250)))).collect();
+        let kept = bounded(long.clone());
+        assert!(kept.len() < long.len());
+        assert_eq!(kept[..], long[..kept.len()]);
+        let json = serde_json::to_vec(&kept).unwrap().len();
+        assert!(json <= MAX_LIST_JSON_BYTES, "{json}");
+        let one_more = serde_json::to_vec(&long[..kept.len() + 1]).unwrap().len();
+        assert!(one_more > MAX_LIST_JSON_BYTES, "the cut is at the cap, not before");
+
+        let few = vec![model("a".into()), model("b".into())];
+        assert_eq!(bounded(few.clone()), few);
+    }
+}

@@ -21,6 +21,62 @@ use serde_json::{Value, json};
 
 const GROQ_KEY: &str = "gsk_bench0123456789abcdefghijklmnopqrstuvwxyzABCDEFG9xQa";
 const GROQ_KEY_2: &str = "gsk_benchnext56789abcdefghijklmnopqrstuvwxyzABCDEFzzZZ";
+/// A key whose provider lists a large catalogue (1800 models with ~220-character
+/// ids): the worst ordinary load of the validating functions' memory.
+const GROQ_KEY_LARGE: &str = "gsk_benchlarge6789abcdefghijklmnopqrstuvwxyzABCDEFlarg";
+
+/// The large catalogue's model ids.
+fn large_catalogue() -> Vec<String> {
+    (0..1800)
+        .map(|i| {
+            format!(
+                "accounts/aggregator/models/{}-{i:05}",
+                "fine-tuned-long-model-name".repeat(7)
+            )
+        })
+        .collect()
+}
+
+/// Peak RSS of a fresh process of a validating function after `rounds`
+/// invocations that each validate the large-catalogue key.
+async fn large_catalogue_rss(
+    name: &str,
+    binary: &Path,
+    env: &[(String, String)],
+    creator: &LambdaProcess,
+    rounds: usize,
+) -> Option<u64> {
+    let process = LambdaProcess::start(binary, env).await;
+    for i in 0..rounds {
+        let user = format!("bench-large-{name}-{i}-{}", mailmind::ids::random_hex(4));
+        let event = match name {
+            "credentials-create" => event(
+                name,
+                &user,
+                Some(json!({"provider": "groq", "api_key": GROQ_KEY_LARGE})),
+            ),
+            "credentials-update" => {
+                prepare(name, &user, creator).await;
+                event(name, &user, Some(json!({"api_key": GROQ_KEY_LARGE})))
+            }
+            _ => {
+                let created = creator
+                    .invoke(event(
+                        "credentials-create",
+                        &user,
+                        Some(json!({"provider": "groq", "api_key": GROQ_KEY_LARGE})),
+                    ))
+                    .await
+                    .response();
+                assert_eq!(status_of(&created), 201, "{created}");
+                event(name, &user, None)
+            }
+        };
+        let response = process.invoke(event).await.response();
+        assert!(status_of(&response) < 300, "{name} with a large catalogue: {response}");
+    }
+    process.pid().and_then(peak_rss_kib)
+}
 
 /// Secret the authorizer checks HS256 tokens with during the benchmark.
 const WS_SECRET: &str = "bench-ws-secret";
@@ -233,6 +289,9 @@ async fn main() {
     )
     .await;
     groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
+    let large = large_catalogue();
+    let large: Vec<&str> = large.iter().map(String::as_str).collect();
+    groq.accept(GROQ_KEY_LARGE, &large).await;
     let mut env = moto.env();
     for (k, v) in env.iter_mut() {
         if k == "AWS_ENDPOINT_URL" {
@@ -334,6 +393,28 @@ async fn main() {
     };
     for (name, figures) in &rows {
         table.push_str(&row(name, figures));
+    }
+
+    // The validating functions' memory with a large catalogue: the basis of
+    // their `MemorySize` in template.yaml.
+    table.push_str(
+        "\nPeak RSS of the validating functions with a large catalogue (1800 models, ~220-character ids; \
+         5 validations per fresh process):\n\n| function | peak RSS |\n|---|---|\n",
+    );
+    for (name, binary, env) in &binaries {
+        if !matches!(
+            name.as_str(),
+            "credentials-create" | "credentials-update" | "credentials-check"
+        ) {
+            continue;
+        }
+        let rss = large_catalogue_rss(name, binary, env, &creator, 5).await;
+        eprintln!("{name} with a large catalogue measured");
+        table.push_str(&format!(
+            "| `{name}` | {} |\n",
+            rss.map(|k| format!("{:.1} MB", k as f64 / 1024.0))
+                .unwrap_or("–".into())
+        ));
     }
     println!("{table}");
     write_between_markers(&options.out, &table);

@@ -9,6 +9,7 @@
 //! A new area is a new module here, never a new file in `tests/tests/`
 //! (which would be a binary of its own).
 
+mod bounded;
 mod consistency;
 mod cors;
 mod e2e_local;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use mailmind::adapters::dynamo_store::DynamoStore;
 use mailmind::ports::{CredentialStore, StoreError};
+use mailmind_tests::aws_proxy::CountingProxy;
 use mailmind_tests::moto::moto;
-use mailmind_tests::store_contract::{credential, models, user};
+use mailmind_tests::store_contract::{credential, incompressible_models_at_the_cap, long_id_models, models, user};
 use mailmind_tests::store_contract_tests;
 
 async fn dynamo_store() -> (Arc<DynamoStore>, ()) {
@@ -76,4 +77,50 @@ async fn an_unreachable_dynamodb_is_unavailable() {
         store.insert(&credential("user-a", "groq", "r1"), &[]).await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+/// The items under the user's partition, by sort key.
+async fn sort_keys(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
+    let scan = client.scan().table_name(table).send().await.unwrap();
+    let mut keys: Vec<String> = scan.items().iter().map(|i| i["sk"].as_s().unwrap().clone()).collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn a_large_list_is_chunked_and_a_shorter_one_leaves_no_chunk_behind() {
+    let moto = moto();
+    let table = moto.create_table().await;
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    let store = DynamoStore::new(client.clone(), table.clone());
+    let huge = incompressible_models_at_the_cap();
+    store.insert(&credential("user-a", "groq", "r1"), &huge).await.unwrap();
+    let keys = sort_keys(&client, &table).await;
+    assert!(keys.len() > 3, "the list takes several items: {keys:?}");
+    assert!(keys.iter().all(|k| k == "CRED#groq" || k.starts_with("MODELS#groq")));
+    store
+        .replace(&credential("user-a", "groq", "r2"), &models(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(sort_keys(&client, &table).await, ["CRED#groq", "MODELS#groq"]);
+    store.replace(&credential("user-a", "groq", "r3"), &huge).await.unwrap();
+    store.delete(&user("user-a"), "groq").await.unwrap();
+    assert_eq!(sort_keys(&client, &table).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_ordinary_large_catalogue_is_one_item_read_with_one_request() {
+    let moto = moto();
+    let table = moto.create_table().await;
+    let (proxy, url) = CountingProxy::start(&moto.endpoint).await;
+    let config = moto.sdk_config().await.into_builder().endpoint_url(url).build();
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let store = DynamoStore::new(client.clone(), table.clone());
+    let large = long_id_models(1800);
+    store.insert(&credential("user-a", "groq", "r1"), &large).await.unwrap();
+    assert_eq!(sort_keys(&client, &table).await, ["CRED#groq", "MODELS#groq"]);
+    proxy.take();
+    let list = store.models(&user("user-a"), "groq").await.unwrap().unwrap();
+    assert_eq!(list.models, large);
+    assert_eq!(proxy.take(), ["GetItem"]);
 }
