@@ -3,10 +3,13 @@
 #
 # The AWS adapters are tested against moto_server, installed into the project
 # venv (.venv) here; the end-to-end tests start the real binaries
-# (mailmind-local, the Lambda functions), so those are built first.
+# (mailmind-local, the Lambda functions), so those are built first. Last,
+# schemathesis fuzzes the local server against docs/openapi.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/venv.sh >/dev/null
 cargo build --workspace --bins
 cargo test --workspace "$@"
+# Property-based fuzzing of the REST API against docs/openapi.json (schemathesis).
+./scripts/fuzz-api.sh

@@ -5,6 +5,7 @@
 mod gateway;
 mod invoke;
 mod loopback;
+mod openapi;
 mod websocket;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -155,6 +156,8 @@ async fn run(options: Options) -> Result<(), String> {
         // AWS Lambda's Invoke API for credentials-resolve (SigV4 header
         // required, signature not verified).
         .route("/2015-03-31/functions/{function}/invocations", post(invoke::invoke))
+        // The REST API's OpenAPI document (no token).
+        .route(mailmind::openapi::DOCUMENT_PATH, axum::routing::any(openapi::document))
         .fallback(gateway::rest)
         .with_state(gateway)
         // For this machine only: DNS rebinding gets no answer.

@@ -14,6 +14,8 @@ pub mod handlers;
 pub mod ids;
 pub mod key_cache;
 pub mod lambda;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod ports;
 pub mod service;
 pub mod state;

@@ -9,6 +9,7 @@
 //! A new area is a new module here, never a new file in `tests/tests/`
 //! (which would be a binary of its own).
 
+mod asyncapi;
 mod consistency;
 mod e2e_local;
 mod e2e_websocket;
@@ -17,6 +18,7 @@ mod keyring_local;
 mod lambda_functions;
 mod lambda_resolve;
 mod lambda_websocket;
+mod openapi;
 mod providers;
 mod sam_local;
 mod service_keys;
