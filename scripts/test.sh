@@ -5,6 +5,7 @@
 # venv (.venv) here; the end-to-end tests start the real binaries
 # (mailmind-local, the Lambda functions), so those are built first. The
 # settings page test drives Debian's Chromium, installed by scripts/browser.sh.
+# Last, schemathesis fuzzes the local server against docs/openapi.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +14,5 @@ cd "$(dirname "$0")/.."
 ./scripts/browser.sh
 cargo build --workspace --bins
 cargo test --workspace "$@"
+# Property-based fuzzing of the REST API against docs/openapi.json (schemathesis).
+./scripts/fuzz-api.sh

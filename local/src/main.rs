@@ -7,6 +7,7 @@ mod gateway;
 mod invoke;
 mod loopback;
 mod settings_page;
+mod openapi;
 mod websocket;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -186,6 +187,8 @@ async fn run(options: Options) -> Result<(), String> {
         // AWS Lambda's Invoke API for credentials-resolve (SigV4 header
         // required, signature not verified).
         .route("/2015-03-31/functions/{function}/invocations", post(invoke::invoke))
+        // The REST API's OpenAPI document (no token).
+        .route(mailmind::openapi::DOCUMENT_PATH, axum::routing::any(openapi::document))
         .fallback(gateway::rest)
         .with_state(gateway)
         // For this machine only: DNS rebinding gets no answer.

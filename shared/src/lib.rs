@@ -15,6 +15,8 @@ pub mod ids;
 pub mod key_cache;
 pub mod lambda;
 pub mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod ports;
 pub mod service;
 pub mod state;

@@ -179,41 +179,54 @@ pub struct StoredCredential {
 
 /// The credential status object of the REST API (docs/API.md). Never holds the key.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CredentialView {
     /// Provider id.
+    #[cfg_attr(feature = "openapi", schema(example = "groq"))]
     pub provider: &'static str,
     /// Provider name for people.
+    #[cfg_attr(feature = "openapi", schema(example = "Groq"))]
     pub provider_name: &'static str,
     /// Whether a key is stored.
+    #[cfg_attr(feature = "openapi", schema(example = true))]
     pub api_key_set: bool,
     /// Known prefix and last four characters of the key.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "gsk_…9xQa"))]
     pub key_hint: Option<String>,
     /// `unchecked`, `valid`, `invalid` or `error`.
     pub status: CredentialStatus,
     /// The sentence the settings page shows.
+    #[cfg_attr(feature = "openapi", schema(example = "Groq API key is valid."))]
     pub status_message: String,
     /// Why there is no verdict (with `error` only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "rate_limited"))]
     pub status_reason: Option<ErrorReason>,
     /// When the provider said to try again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 58))]
     pub retry_after_seconds: Option<u64>,
     /// RFC 3339 time of the last check.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub last_checked_at: Option<String>,
     /// How many models the key unlocks, as last discovered.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 21))]
     pub models_count: Option<u32>,
     /// RFC 3339 time the first key was stored.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T18:59:58Z", format = DateTime))]
     pub created_at: Option<String>,
     /// RFC 3339 time of the last change.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub updated_at: Option<String>,
     /// RFC 3339 time another MailMind function last obtained the key (to the
     /// hour); absent until it is first used.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T20:00:00Z", format = DateTime))]
     pub last_used_at: Option<String>,
 }
 
@@ -259,26 +272,35 @@ impl CredentialView {
 
 /// A live `api_key_status` message for the user's WebSocket connections.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusEvent {
     /// Provider id.
+    #[cfg_attr(feature = "openapi", schema(example = "groq"))]
     pub provider: &'static str,
     /// Provider name for people.
+    #[cfg_attr(feature = "openapi", schema(example = "Groq"))]
     pub provider_name: &'static str,
     /// `checking`, then `valid`, `invalid` or `error`.
+    #[cfg_attr(feature = "openapi", schema(example = "valid"))]
     pub status: &'static str,
     /// The sentence to show.
+    #[cfg_attr(feature = "openapi", schema(example = "Groq API key is valid."))]
     pub message: String,
     /// Why there is no verdict (final `error` only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "rate_limited"))]
     pub reason: Option<ErrorReason>,
     /// When the provider said to try again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 58))]
     pub retry_after_seconds: Option<u64>,
     /// Models the key unlocks (final messages).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 21))]
     pub models_count: Option<u32>,
     /// RFC 3339 time of the check (final messages).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub checked_at: Option<String>,
 }
 

@@ -8,19 +8,25 @@ use crate::time;
 /// One model, with the facts the provider gives about it. This is also the
 /// stored form (a JSON array per credential), so fields are only ever added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
     /// The id to call the model by.
+    #[cfg_attr(feature = "openapi", schema(example = "llama-3.1-8b-instant"))]
     pub model_id: String,
     /// Its name for people (the id when the provider gives none).
+    #[cfg_attr(feature = "openapi", schema(example = "llama-3.1-8b-instant"))]
     pub model_name: String,
     /// Input tokens it accepts, when the provider says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 131072))]
     pub context_window: Option<u64>,
     /// Output tokens it produces at most, when the provider says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 8192))]
     pub max_output_tokens: Option<u64>,
     /// Who publishes it, when the provider says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "Meta"))]
     pub owned_by: Option<String>,
 }
 
@@ -35,13 +41,16 @@ pub struct ModelList {
 
 /// A model as `GET /credentials/{provider}/models/` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelView {
     /// Provider id.
+    #[cfg_attr(feature = "openapi", schema(example = "groq"))]
     pub provider: &'static str,
     /// The model's facts, flattened into the object.
     #[serde(flatten)]
     pub model: ModelInfo,
     /// RFC 3339 time of the discovery.
+    #[cfg_attr(feature = "openapi", schema(example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub discovered_at: String,
 }
 

@@ -115,11 +115,6 @@ impl ApiError {
 
     /// The JSON answer.
     pub fn into_response(self) -> Response<Body> {
-        #[derive(Serialize)]
-        struct ErrorBody<'a> {
-            detail: &'a str,
-            code: &'a str,
-        }
         let mut response = json_response(
             self.status,
             &ErrorBody {
@@ -134,6 +129,19 @@ impl ApiError {
         }
         response
     }
+}
+
+/// The body of every error answer (docs/API.md, "Errors").
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Error))]
+pub struct ErrorBody<'a> {
+    /// A sentence for people; never holds a key, a token or a stack trace.
+    #[cfg_attr(feature = "openapi", schema(example = "No Groq API key is set."))]
+    pub detail: &'a str,
+    /// For programs, e.g. `credential_not_found`.
+    #[cfg_attr(feature = "openapi", schema(example = "credential_not_found"))]
+    pub code: &'a str,
 }
 
 impl From<ServiceError> for ApiError {

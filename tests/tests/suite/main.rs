@@ -10,6 +10,7 @@
 //! (which would be a binary of its own).
 
 mod bounded;
+mod asyncapi;
 mod consistency;
 mod cors;
 mod e2e_local;
@@ -20,6 +21,7 @@ mod lambda_functions;
 mod lambda_resolve;
 mod lambda_websocket;
 mod metrics;
+mod openapi;
 mod providers;
 mod sam_local;
 mod sandbox;

@@ -1,0 +1,684 @@
+//! The OpenAPI 3.1 document of the REST API (`docs/openapi.json`, served by
+//! the local server at `GET /api/v1/openapi.json`), built from the code so it
+//! cannot drift from it:
+//!
+//! - the paths and methods come from [`Route::ALL`] (an exhaustive `match`
+//!   below makes a new route fail to compile until it is described);
+//! - the bodies' schemas are derived (`utoipa::ToSchema`) from the structs the
+//!   handlers serialize: [`CredentialView`], [`ModelView`], [`ErrorBody`], and
+//!   the wire enums ([`CredentialStatus`], [`ErrorReason`]) from their one table;
+//! - the provider ids come from [`provider::PROVIDERS`].
+//!
+//! Why `utoipa` (5.x): it is the most used and best kept OpenAPI crate for
+//! Rust, derives schemas from the serde types themselves (honouring
+//! `skip_serializing_if`, `flatten`, `rename`), and writes OpenAPI 3.1.
+//! The paths are assembled with its builders rather than `#[utoipa::path]`
+//! on the handlers: every handler has the same signature (`Request` in,
+//! `Response` out), so the per-route facts (body, answers, error codes) are
+//! data, kept here in one table next to the route list.
+//!
+//! Behind the `openapi` feature: only the local server and the tests build
+//! it, the Lambda functions do not carry it.
+//!
+//! Regenerate the committed file with
+//! `UPDATE_OPENAPI=1 cargo test -p mailmind-tests --test suite openapi`.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+use utoipa::ToSchema;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr, Required, Schema, ServerBuilder, Tag};
+
+use crate::domain::api_key::MAX_KEY_BYTES;
+use crate::domain::provider::{self, PROVIDERS};
+use crate::domain::{CredentialStatus, CredentialView, ErrorReason, ModelInfo, ModelView};
+use crate::handlers::Route;
+use crate::handlers::protocol::{ApiError, ErrorBody, MAX_BODY_BYTES};
+
+/// The path the local server serves the document at (no token needed).
+pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+
+/// The name of the bearer JWT security scheme.
+const BEARER: &str = "bearerAuth";
+
+/// `POST /credentials/`'s body. The handler reads the body field by field
+/// (so each fault gets its own `detail`); this struct only describes it.
+#[derive(Serialize, ToSchema)]
+struct CreateCredentialRequest {
+    /// A provider id.
+    #[schema(schema_with = provider_id_schema)]
+    provider: String,
+    /// The key; see [`api_key_schema`].
+    #[schema(schema_with = api_key_schema)]
+    api_key: String,
+}
+
+/// `PUT /credentials/{provider}/`'s body (described only, as above). The
+/// body may also hold `provider`, which must then equal the path's provider
+/// (or be `null`); JSON Schema cannot tie a body field to a path parameter,
+/// so that rule is in the request body's description, not in this schema.
+#[derive(Serialize, ToSchema)]
+struct UpdateCredentialRequest {
+    /// The new key; see [`api_key_schema`].
+    #[schema(schema_with = api_key_schema)]
+    api_key: String,
+}
+
+/// The document schemas the derive collects (with what they refer to).
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    CredentialView,
+    ModelView,
+    ModelInfo,
+    CredentialStatus,
+    ErrorReason,
+    ErrorBody,
+    CreateCredentialRequest,
+    UpdateCredentialRequest
+)))]
+struct Schemas;
+
+/// A supported provider id (one enum value per entry of [`PROVIDERS`]).
+fn provider_id_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(PROVIDERS.iter().map(|p| p.id)))
+        .examples(["groq"])
+        .build()
+        .into()
+}
+
+/// Whitespace as Rust's `char::is_whitespace` (Unicode `White_Space`) sees it,
+/// spelled out: `\s` differs between regex dialects.
+const WHITE_SPACE: &str = r"\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+/// The key input rules of `ApiKey::parse` as a pattern: surrounding
+/// whitespace, then at least one character that is neither whitespace nor a
+/// control character. The byte limit is stated, not patterned (JSON Schema
+/// counts characters, not bytes).
+fn api_key_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!(
+            "^[{WHITE_SPACE}]*[^{WHITE_SPACE}\\u0000-\\u001F\\u007F-\\u009F]+[{WHITE_SPACE}]*$"
+        )))
+        .description(Some(format!(
+            "The provider API key. Surrounding whitespace is trimmed; the rest must be 1 to \
+             {MAX_KEY_BYTES} bytes (UTF-8) with no whitespace or control characters."
+        )))
+        .examples(["gsk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH9xQa"])
+        .build()
+        .into()
+}
+
+/// The document, as the local server serves it and `docs/openapi.json` holds it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = Schemas::openapi();
+    doc.info.title = "MailMind credential service".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.info.description = Some(DESCRIPTION.into());
+    doc.info.license = None;
+    doc.info.contact = None;
+    doc.servers = Some(vec![
+        ServerBuilder::new()
+            .url("http://127.0.0.1:3000")
+            .description(Some("mailmind-local (the default port)"))
+            .build(),
+        ServerBuilder::new()
+            .url("https://{api-id}.execute-api.{region}.amazonaws.com")
+            .description(Some("AWS: the stack output HttpApiUrl"))
+            .parameter(
+                "api-id",
+                utoipa::openapi::server::ServerVariableBuilder::new().default_value("api-id"),
+            )
+            .parameter(
+                "region",
+                utoipa::openapi::server::ServerVariableBuilder::new().default_value("eu-west-1"),
+            )
+            .build(),
+    ]);
+    doc.security = Some(vec![SecurityRequirement::new::<_, [&str; 0], &str>(BEARER, [])]);
+    doc.tags = Some(vec![Tag::new("credentials"), Tag::new("models"), Tag::new("meta")]);
+
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.security_schemes.insert(
+        BEARER.into(),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "A JWT whose `sub` is the user (1 to 256 bytes, no control characters). AWS: \
+                     verified by the HTTP API's JWT authorizer. Locally: HS256 with \
+                     LOCAL_JWT_SECRET (`mailmind-local --token USER` prints one).",
+                ))
+                .build(),
+        ),
+    );
+    components.responses.insert(
+        "MethodNotAllowed".into(),
+        RefOr::T(error_response(
+            "Local server only: the path exists, not with this method (any method not listed for \
+             the path). The `Allow` header lists the path's methods (RFC 9110).",
+            &[ApiError::method_not_allowed()],
+            &[allow_header()],
+        )),
+    );
+
+    components.responses.insert(
+        "NotFound".into(),
+        RefOr::T(error_response(
+            "Local server only: no route has this path (on AWS, API Gateway's own 404).",
+            &[ApiError::not_found()],
+            &[],
+        )),
+    );
+    components.responses.insert(
+        "ForbiddenOrigin".into(),
+        RefOr::T(error_response(
+            "Local server only, 403 to a WebSocket upgrade (docs/asyncapi.yaml) whose `Origin` \
+             is a page of another site.",
+            &[ApiError::forbidden_origin()],
+            &[],
+        )),
+    );
+
+    let mut paths = PathsBuilder::new();
+    for route in Route::ALL {
+        let path = route.path_template();
+        let operation = operation(route);
+        let method = match route.method().as_str() {
+            "GET" => HttpMethod::Get,
+            "POST" => HttpMethod::Post,
+            "PUT" => HttpMethod::Put,
+            "DELETE" => HttpMethod::Delete,
+            "PATCH" => HttpMethod::Patch,
+            other => unreachable!("route keys use standard methods, not {other}"),
+        };
+        paths = paths.path(path, PathItem::new(method, operation));
+    }
+    paths = paths.path(
+        DOCUMENT_PATH,
+        PathItem::new(
+            HttpMethod::Get,
+            OperationBuilder::new()
+                .operation_id(Some("openapi"))
+                .tag("meta")
+                .summary(Some("This document"))
+                .description(Some("Local server only; needs no token."))
+                .securities(Some(Vec::<SecurityRequirement>::new()))
+                .response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("The OpenAPI document")
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(ObjectBuilder::new().schema_type(Type::Object).build()))
+                                .build(),
+                        )
+                        .header("Cache-Control", cache_control_header())
+                        .build(),
+                )
+                .response(
+                    "403",
+                    error_response("The `Host` is not a loopback name.", &[ApiError::forbidden_host()], &[]),
+                )
+                .build(),
+        ),
+    );
+    let mut built = paths.build();
+    // A path item per template (with and without the `{provider}` segment),
+    // holding every method of that template.
+    let mut merged = utoipa::openapi::path::Paths::new();
+    for (path, item) in std::mem::take(&mut built.paths) {
+        match merged.paths.get_mut(&path) {
+            Some(existing) => existing.merge_operations(item),
+            None => {
+                merged.paths.insert(path, item);
+            }
+        }
+    }
+    doc.paths = merged;
+    doc
+}
+
+/// The document as `docs/openapi.json` holds it: pretty JSON with a final newline.
+pub fn document_json() -> String {
+    let text = document()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    // utoipa 5.5 writes a Link's `operationId` as `operation_id` (its Link
+    // struct lacks the camelCase rename); no other object here has that key.
+    let mut text = text.replace("\"operation_id\": ", "\"operationId\": ");
+    text.push('\n');
+    text
+}
+
+const DESCRIPTION: &str = "The REST API of the MailMind credential service: store, replace, \
+check and delete a user's AI-provider API keys and list the models they unlock. The contract \
+in prose is docs/API.md; live status updates come over the WebSocket described by \
+docs/asyncapi.yaml.\n\n\
+Every path also works with a trailing slash (`/api/v1/credentials/`). Every answer of the \
+service carries `Cache-Control: no-store`. Errors have the shape `{\"detail\", \"code\"}`.\n\n\
+On AWS, API Gateway refuses a missing or bad token itself with `401 {\"message\":\"Unauthorized\"}` \
+and answers unknown routes with its own `404`; the `not_found`, `method_not_allowed` and \
+`forbidden_host` answers come from the local server only. A method a path does not have \
+answers `405 method_not_allowed` with an `Allow` header (components/responses/MethodNotAllowed).\n\n\
+`credentials-resolve` (resolve/report, for other MailMind functions) is not part of this HTTP \
+API: it is a Lambda function invoked with `lambda:InvokeFunction` (see docs/API.md).";
+
+/// A success answer: status and response.
+type Answer = (String, utoipa::openapi::Response);
+/// An error status and the errors answered with it.
+type ErrorAnswers = (&'static str, Vec<ApiError>);
+
+/// The facts of one route: its answers beyond the common ones.
+fn operation(route: Route) -> utoipa::openapi::path::Operation {
+    let provider_in_path = route.path_template().contains("{provider}");
+    let (id, tag, summary, description) = match route {
+        Route::ListCredentials => (
+            "listCredentials",
+            "credentials",
+            "Every supported provider with its status",
+            "One entry per supported provider, sorted by id, whether or not a key is set.",
+        ),
+        Route::CreateCredential => (
+            "createCredential",
+            "credentials",
+            "Store a new key",
+            "Seals the key, then asks the provider. `valid` or `error` (no verdict: rate limit, \
+             outage...) store the key and answer `201`; `invalid` stores nothing (`422`).",
+        ),
+        Route::GetCredential => (
+            "getCredential",
+            "credentials",
+            "The status of one provider's key",
+            "`404 credential_not_found` when no key is set.",
+        ),
+        Route::UpdateCredential => (
+            "updateCredential",
+            "credentials",
+            "Replace the key",
+            "Never creates a key. `invalid` changes nothing (`422`); `valid` or `error` store the \
+             new key.",
+        ),
+        Route::DeleteCredential => (
+            "deleteCredential",
+            "credentials",
+            "Delete the key and its models",
+            "Answers `204` with no body.",
+        ),
+        Route::CheckCredential => (
+            "checkCredential",
+            "credentials",
+            "Check the stored key again",
+            "No body is needed (one is ignored but counts towards the size limit). Never `422`: \
+             a check only records what the provider says.",
+        ),
+        Route::ListModels => (
+            "listModels",
+            "models",
+            "The stored models of the key",
+            "Sorted by `model_id`; `[]` when nothing was discovered, including when no key is set.",
+        ),
+    };
+    let mut op = OperationBuilder::new()
+        .operation_id(Some(id))
+        .tag(tag)
+        .summary(Some(summary))
+        .description(Some(description));
+    if provider_in_path {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("provider")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("A provider id. Unknown ids answer `404 unknown_provider`."))
+                .schema(Some(provider_id_schema()))
+                .example(Some(json!("groq"))),
+        );
+    }
+
+    // (status, description, error codes) beyond the common ones.
+    let unknown_in_path = ApiError::unknown_provider(404, "x");
+    let not_found = ApiError::new(404, "credential_not_found", "No Groq API key is set.");
+    let invalid = ApiError::invalid_request("Field 'api_key' is required.");
+    let rejected = ApiError::new(
+        422,
+        "key_rejected",
+        "Groq rejected this API key: it is not valid. Nothing was stored.",
+    );
+    let status_object = |status: &str, what: &str, example: Value| {
+        (
+            status.to_owned(),
+            json_response(what, CredentialView::name().as_ref(), example, false),
+        )
+    };
+    let (success, body, errors): (Vec<Answer>, Option<&str>, Vec<ErrorAnswers>) = match route {
+        Route::ListCredentials => (
+            vec![(
+                "200".into(),
+                json_response(
+                    "One status object per supported provider, sorted by id",
+                    CredentialView::name().as_ref(),
+                    json!([example_valid(), example_unset()]),
+                    true,
+                ),
+            )],
+            None,
+            vec![],
+        ),
+        Route::CreateCredential => (
+            vec![status_object(
+                "201",
+                "Stored: the check found `valid`, or `error` (no verdict; the key is kept)",
+                example_valid(),
+            )],
+            Some("CreateCredentialRequest"),
+            vec![
+                ("400", vec![invalid.clone(), ApiError::unknown_provider(400, "gpt")]),
+                (
+                    "409",
+                    vec![ApiError::new(
+                        409,
+                        "credential_exists",
+                        "A Groq API key is already set. Use PUT to replace it.",
+                    )],
+                ),
+                ("422", vec![rejected.clone()]),
+            ],
+        ),
+        Route::GetCredential => (
+            vec![status_object("200", "The status object", example_valid())],
+            None,
+            vec![("404", vec![unknown_in_path.clone(), not_found.clone()])],
+        ),
+        Route::UpdateCredential => (
+            vec![status_object(
+                "200",
+                "Replaced: the check found `valid`, or `error` (no verdict; the new key is kept)",
+                example_error(),
+            )],
+            Some("UpdateCredentialRequest"),
+            vec![
+                ("400", vec![invalid.clone()]),
+                ("404", vec![unknown_in_path.clone(), not_found.clone()]),
+                ("422", vec![rejected]),
+            ],
+        ),
+        Route::DeleteCredential => (
+            vec![(
+                "204".into(),
+                ResponseBuilder::new()
+                    .description("Deleted, with its models; no body")
+                    .header("Cache-Control", cache_control_header())
+                    .build(),
+            )],
+            None,
+            vec![("404", vec![unknown_in_path.clone(), not_found.clone()])],
+        ),
+        Route::CheckCredential => (
+            vec![status_object(
+                "200",
+                "The status object after a fresh check",
+                example_valid(),
+            )],
+            None,
+            vec![("404", vec![unknown_in_path.clone(), not_found])],
+        ),
+        Route::ListModels => (
+            vec![(
+                "200".into(),
+                json_response(
+                    "The stored models, sorted by `model_id`",
+                    ModelView::name().as_ref(),
+                    json!([{"provider": "groq", "model_id": "llama-3.1-8b-instant",
+                            "model_name": "llama-3.1-8b-instant", "context_window": 131072,
+                            "owned_by": "Meta", "discovered_at": "2026-11-24T19:00:00Z"}]),
+                    true,
+                ),
+            )],
+            None,
+            vec![("404", vec![unknown_in_path])],
+        ),
+    };
+    for (status, mut response) in success {
+        if route == Route::CreateCredential {
+            response = with_links_to_the_created_key(response);
+        }
+        op = op.response(status, response);
+    }
+    if let Some(schema) = body {
+        let provider_rule = if route == Route::UpdateCredential {
+            " It may also hold `provider`: it must then be the provider of the path, or `null` \
+             (otherwise `400 invalid_request`)."
+        } else {
+            ""
+        };
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .description(Some(format!(
+                    "A JSON object (at most {MAX_BODY_BYTES} bytes; `Content-Type` is not checked; \
+                     fields the route does not read are ignored).{provider_rule}"
+                )))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(schema)))
+                        .build(),
+                )
+                .build(),
+        ));
+    }
+
+    // The answers every route can give, merged with the route's own by status.
+    let mut by_status: Vec<(&str, Vec<ApiError>)> = errors;
+    let common: [(&str, ApiError); 5] = [
+        ("401", ApiError::unauthenticated()),
+        ("403", ApiError::forbidden_host()),
+        ("413", ApiError::payload_too_large()),
+        (
+            "503",
+            ApiError::new(
+                503,
+                "service_unavailable",
+                "Storage or key service is temporarily unavailable. Nothing was changed; please retry.",
+            ),
+        ),
+        (
+            "500",
+            ApiError::new(
+                500,
+                "internal",
+                "Something went wrong on our side. Nothing was changed.",
+            ),
+        ),
+    ];
+    for (status, error) in common {
+        match by_status.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, list)) => list.push(error),
+            None => by_status.push((status, vec![error])),
+        }
+    }
+    by_status.sort_by_key(|(status, _)| *status);
+    for (status, errors) in by_status {
+        let headers = if status == "401" {
+            vec![(
+                "WWW-Authenticate",
+                HeaderBuilder::new()
+                    .schema(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some(["Bearer"])),
+                    )
+                    .description(Some("Always `Bearer`."))
+                    .build(),
+            )]
+        } else {
+            vec![]
+        };
+        op = op.response(status, error_response(error_summary(status), &errors, &headers));
+    }
+    op.build()
+}
+
+/// OpenAPI links from the key a `POST` created to the routes of that key, so
+/// clients (and schemathesis's stateful phase) can follow one: created, then
+/// read, replaced, checked, deleted, and read again (`404`). Not to
+/// `listModels`: by the contract that list exists for every provider (`[]`
+/// without a key), so it is no part of the key and outlives its deletion.
+fn with_links_to_the_created_key(mut response: utoipa::openapi::Response) -> utoipa::openapi::Response {
+    for (name, operation_id) in [
+        ("GetCredential", "getCredential"),
+        ("UpdateCredential", "updateCredential"),
+        ("CheckCredential", "checkCredential"),
+        ("DeleteCredential", "deleteCredential"),
+    ] {
+        response.links.insert(
+            name.into(),
+            RefOr::T(
+                utoipa::openapi::link::LinkBuilder::new()
+                    .operation_id(operation_id)
+                    .parameter("provider", "$request.body#/provider")
+                    .build(),
+            ),
+        );
+    }
+    response
+}
+
+fn error_summary(status: &str) -> &'static str {
+    match status {
+        "400" => "The body is not acceptable (see `code` and `detail`)",
+        "401" => "Missing, malformed, forged or expired bearer token, or an unusable `sub`",
+        "403" => "Local server only: the `Host` is not 127.0.0.1, localhost or [::1]",
+        "404" => "Unknown provider in the path, or no key set",
+        "409" => "A key is already set (use PUT), or another POST won a race",
+        "413" => "The body is larger than 64 KiB",
+        "422" => "The provider said the key is not valid; nothing was stored or changed",
+        "503" => "Storage or key service unavailable; nothing was changed, safe to retry",
+        _ => "Anything else; nothing was changed",
+    }
+}
+
+/// `Cache-Control: no-store`, on every answer of the service.
+fn cache_control_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["no-store"])),
+        )
+        .description(Some("Always `no-store`."))
+        .build()
+}
+
+fn allow_header() -> (&'static str, utoipa::openapi::header::Header) {
+    (
+        "Allow",
+        HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .examples(["GET, PUT, DELETE"]),
+            )
+            .description(Some("The path's methods, e.g. `GET, PUT, DELETE`."))
+            .build(),
+    )
+}
+
+/// A JSON success answer: the named schema, or an array of it.
+fn json_response(description: &str, schema: &str, example: Value, array: bool) -> utoipa::openapi::Response {
+    let schema: RefOr<Schema> = if array {
+        ArrayBuilder::new().items(Ref::from_schema_name(schema)).into()
+    } else {
+        Ref::from_schema_name(schema).into()
+    };
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(schema))
+                .example(Some(example))
+                .build(),
+        )
+        .header("Cache-Control", cache_control_header())
+        .build()
+}
+
+/// An error answer: the `Error` shape with `code` limited to `errors`' codes,
+/// and the first of them as the example.
+fn error_response(
+    description: &str,
+    errors: &[ApiError],
+    headers: &[(&str, utoipa::openapi::header::Header)],
+) -> utoipa::openapi::Response {
+    let mut codes: Vec<&str> = errors.iter().map(|e| e.code).collect();
+    codes.dedup();
+    let schema = AllOfBuilder::new()
+        .item(Ref::from_schema_name(ErrorBody::name()))
+        .item(ObjectBuilder::new().property(
+            "code",
+            ObjectBuilder::new().schema_type(Type::String).enum_values(Some(codes)),
+        ))
+        .build();
+    let mut content = ContentBuilder::new().schema(Some(Schema::AllOf(schema)));
+    if let [error] = errors {
+        content = content.example(Some(json!({"detail": error.detail, "code": error.code})));
+    } else {
+        content = content.examples_from_iter(errors.iter().map(|error| {
+            (
+                error.code,
+                utoipa::openapi::example::ExampleBuilder::new()
+                    .value(Some(json!({"detail": error.detail, "code": error.code})))
+                    .build(),
+            )
+        }));
+    }
+    let mut response = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content.build())
+        .header("Cache-Control", cache_control_header());
+    for (name, header) in headers {
+        response = response.header(*name, header.clone());
+    }
+    response.build()
+}
+
+fn example_valid() -> Value {
+    json!({
+        "provider": "groq", "provider_name": "Groq", "api_key_set": true, "key_hint": "gsk_…9xQa",
+        "status": "valid", "status_message": "Groq API key is valid.",
+        "last_checked_at": "2026-11-24T19:00:00Z", "models_count": 21,
+        "created_at": "2026-11-24T18:59:58Z", "updated_at": "2026-11-24T19:00:00Z"
+    })
+}
+
+fn example_error() -> Value {
+    json!({
+        "provider": "groq", "provider_name": "Groq", "api_key_set": true, "key_hint": "gsk_…9xQa",
+        "status": "error",
+        "status_message": "Could not check the Groq API key: Groq is rate limiting requests; try again in 58 s. The key was kept.",
+        "status_reason": "rate_limited", "retry_after_seconds": 58,
+        "last_checked_at": "2026-11-24T19:00:00Z", "models_count": 0,
+        "created_at": "2026-11-24T19:00:00Z", "updated_at": "2026-11-24T19:00:00Z"
+    })
+}
+
+fn example_unset() -> Value {
+    let openai = provider::find("openai").map_or("OpenAI", |p| p.display_name);
+    json!({
+        "provider": "openai", "provider_name": openai, "api_key_set": false,
+        "status": "unchecked", "status_message": format!("No {openai} API key is set.")
+    })
+}
