@@ -19,11 +19,15 @@ use mailmind::auth::{Hs256Verifier, TokenVerifier};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
-Usage: mailmind-local [--port PORT] [--data-dir DIR]
+Usage: mailmind-local [--port PORT] [--data-dir DIR] [LIMITS]
        mailmind-local --token USER
 
   --port PORT      TCP port on 127.0.0.1 (default 3000; 0 picks a free one)
   --data-dir DIR   where the database and master key live (default ./.mailmind)
+  --validation-limit N          key checks (create, update, check) per user
+                                per window (default 10; 0: no limit)
+  --validation-window SECS      that window (default 60)
+  --max-connections-per-user N  live sockets per user (default 10; 0: no cap)
   --token USER     print a bearer token for USER (valid 30 days) and exit;
                    it also works for `sam local` (same LOCAL_JWT_SECRET)
 
@@ -55,15 +59,19 @@ struct Options {
     data_dir: PathBuf,
     /// `--token USER`: print a token and exit.
     token_for: Option<String>,
+    /// The abuse limits.
+    limits: mailmind::state::Limits,
 }
 
-/// Three flags do not justify a command-line parser dependency.
+/// A handful of flags do not justify a command-line parser dependency.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         port: 3000,
         data_dir: PathBuf::from(".mailmind"),
         token_for: None,
+        limits: mailmind::state::Limits::default(),
     };
+    let (mut validation_limit, mut validation_window) = (None, None);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -90,10 +98,17 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
                 }
                 options.token_for = Some(user);
             }
+            "--validation-limit" => validation_limit = Some(value()?),
+            "--validation-window" => validation_window = Some(value()?),
+            "--max-connections-per-user" => {
+                options.limits.max_connections_per_user = mailmind::state::Limits::parse_max_connections(&value()?)?
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    options.limits.validations =
+        mailmind::service::ValidationLimit::parse(validation_limit.as_deref(), validation_window.as_deref())?;
     Ok(Some(options))
 }
 
@@ -133,7 +148,8 @@ async fn run(options: Options) -> Result<(), String> {
     let base_url = format!("http://{address}");
 
     let providers = mailmind::state::providers_from_env().map_err(|e| e.to_string())?;
-    let app = mailmind::state::local::build(&options.data_dir, providers, &base_url).map_err(|e| e.to_string())?;
+    let app = mailmind::state::local::build_with_limits(&options.data_dir, providers, &base_url, options.limits)
+        .map_err(|e| e.to_string())?;
     let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
     let verifier = Hs256Verifier::new(secret.as_bytes());
     let demo_token = verifier.issue(DEMO_USER, TOKEN_TTL_SECS);
@@ -213,6 +229,7 @@ mod tests {
                 port: 3000,
                 data_dir: ".mailmind".into(),
                 token_for: None,
+                limits: mailmind::state::Limits::default(),
             }
         );
         assert_eq!(
@@ -221,6 +238,7 @@ mod tests {
                 port: 0,
                 data_dir: "/tmp/x".into(),
                 token_for: None,
+                limits: mailmind::state::Limits::default(),
             }
         );
         assert_eq!(args(&["--help"]).unwrap(), None);
@@ -232,5 +250,21 @@ mod tests {
         assert!(args(&["--port", "70000"]).is_err());
         assert!(args(&["--port"]).is_err());
         assert!(args(&["--verbose"]).is_err());
+        let limits = args(&[
+            "--validation-limit=3",
+            "--validation-window",
+            "600",
+            "--max-connections-per-user",
+            "2",
+        ])
+        .unwrap()
+        .unwrap()
+        .limits;
+        assert_eq!(limits.validations.per_window, 3);
+        assert_eq!(limits.validations.window, chrono::Duration::seconds(600));
+        assert_eq!(limits.max_connections_per_user, 2);
+        assert!(args(&["--validation-limit", "x"]).is_err());
+        assert!(args(&["--validation-window", "0"]).is_err());
+        assert!(args(&["--max-connections-per-user", "-1"]).is_err());
     }
 }

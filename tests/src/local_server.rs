@@ -21,6 +21,7 @@ pub struct LocalServer {
     pub base_url: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     output: Arc<Mutex<String>>,
     collectors: Vec<tokio::task::JoinHandle<()>>,
     verifier: Hs256Verifier,
@@ -39,11 +40,17 @@ pub struct Answer {
 impl LocalServer {
     /// Starts `mailmind-local --port 0 --data-dir <data_dir>` with extra environment.
     pub async fn start(data_dir: &Path, env: &[(String, String)]) -> LocalServer {
+        LocalServer::start_with_args(data_dir, env, &[]).await
+    }
+
+    /// [`LocalServer::start`] with extra command-line flags.
+    pub async fn start_with_args(data_dir: &Path, env: &[(String, String)], args: &[&str]) -> LocalServer {
         let mut server = LocalServer {
             child: None,
             base_url: String::new(),
             data_dir: data_dir.to_owned(),
             env: env.to_vec(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             output: Arc::new(Mutex::new(String::new())),
             collectors: Vec::new(),
             verifier: Hs256Verifier::new(TEST_JWT_SECRET.as_bytes()),
@@ -58,6 +65,7 @@ impl LocalServer {
         command
             .args(["--port", "0", "--data-dir"])
             .arg(&self.data_dir)
+            .args(&self.args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LOCAL_JWT_SECRET", TEST_JWT_SECRET)
