@@ -3,6 +3,7 @@
 //! (create, update or check) is `429` with `Retry-After`, calling and storing
 //! nothing; `ws-connect` refuses a socket over the per-user cap.
 
+use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
@@ -51,6 +52,13 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
         ("VALIDATION_LIMIT_WINDOW_SECONDS".to_owned(), "3600".to_owned()),
         groq.env(),
     ]);
+    // Every AWS call of the functions is counted on its way to moto.
+    let (proxy, proxy_url) = CountingProxy::start(&moto.endpoint).await;
+    let env = through_proxy(env, &proxy_url);
+    let sorted = |mut calls: Vec<String>| {
+        calls.sort();
+        calls
+    };
     let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
     let update = LambdaProcess::start(&workspace_binary("credentials-update"), &env).await;
     let check = LambdaProcess::start(&workspace_binary("credentials-check"), &env).await;
@@ -61,11 +69,27 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
             json!({"provider": "groq", "api_key": GROQ_KEY}),
         )
     };
+    proxy.take();
     let created = create.invoke(create_event(USER)).await.response();
     assert_eq!(created["statusCode"], 201, "{created}");
+    // The first spend opens the window: two conditional updates.
+    assert_eq!(
+        sorted(proxy.take()),
+        [
+            "GenerateDataKey",
+            "GetItem",
+            "TransactWriteItems",
+            "UpdateItem",
+            "UpdateItem"
+        ]
+    );
     for _ in 2..=10 {
         let checked = check.invoke(rest_event("credentials-check", USER)).await.response();
         assert_eq!(checked["statusCode"], 200, "{checked}");
+        assert_eq!(
+            sorted(proxy.take()),
+            ["Decrypt", "GetItem", "TransactWriteItems", "UpdateItem"]
+        );
     }
     let provider_calls = groq.requests().await.len();
     let stored = scan(&table, "CRED#").await;
@@ -80,6 +104,8 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
             .await
             .response(),
     ];
+    // Each refusal: the existence read and the refused spend, no KMS call, no write.
+    assert_eq!(sorted(proxy.take()), ["GetItem", "GetItem", "UpdateItem", "UpdateItem"]);
     for refused in refusals {
         let (status, body) = status_and_body(&refused);
         assert_eq!(status, 429, "{refused}");
