@@ -22,7 +22,7 @@ use mailmind::auth::{Hs256Verifier, TokenVerifier};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
-Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin ORIGIN]...
+Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin ORIGIN]... [LIMITS]
        mailmind-local --token USER
 
   --port PORT      TCP port on 127.0.0.1 (default 3000; 0 picks a free one)
@@ -34,6 +34,10 @@ Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin 
   --cors-origin ORIGIN
                    answer this origin (e.g. http://localhost:5173) with CORS
                    headers, and accept its WebSockets; repeatable
+  --validation-limit N          key checks (create, update, check) per user
+                                per window (default 10; 0: no limit)
+  --validation-window SECS      that window (default 60)
+  --max-connections-per-user N  live sockets per user (default 10; 0: no cap)
   --token USER     print a bearer token for USER (valid 30 days) and exit;
                    it also works for `sam local` (same LOCAL_JWT_SECRET)
 
@@ -73,6 +77,8 @@ struct Options {
     sandbox: bool,
     /// `--cors-origin`, each time it is given.
     cors_origins: cors::AllowedOrigins,
+    /// The abuse limits.
+    limits: mailmind::state::Limits,
 }
 
 /// A handful of flags do not justify a command-line parser dependency.
@@ -83,7 +89,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         token_for: None,
         sandbox: false,
         cors_origins: cors::AllowedOrigins::default(),
+        limits: mailmind::state::Limits::default(),
     };
+    let (mut validation_limit, mut validation_window) = (None, None);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -112,10 +120,17 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             }
             "--sandbox" if inline.is_none() => options.sandbox = true,
             "--cors-origin" => options.cors_origins.add(&value()?)?,
+            "--validation-limit" => validation_limit = Some(value()?),
+            "--validation-window" => validation_window = Some(value()?),
+            "--max-connections-per-user" => {
+                options.limits.max_connections_per_user = mailmind::state::Limits::parse_max_connections(&value()?)?
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    options.limits.validations =
+        mailmind::service::ValidationLimit::parse(validation_limit.as_deref(), validation_window.as_deref())?;
     Ok(Some(options))
 }
 
@@ -159,7 +174,8 @@ async fn run(options: Options) -> Result<(), String> {
     } else {
         mailmind::state::providers_from_env().map_err(|e| e.to_string())?
     };
-    let app = mailmind::state::local::build(&options.data_dir, providers, &base_url).map_err(|e| e.to_string())?;
+    let app = mailmind::state::local::build_with_limits(&options.data_dir, providers, &base_url, options.limits)
+        .map_err(|e| e.to_string())?;
     let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
     let verifier = Hs256Verifier::new(secret.as_bytes());
     let demo_token = verifier.issue(DEMO_USER, TOKEN_TTL_SECS);
@@ -263,6 +279,7 @@ mod tests {
                 token_for: None,
                 sandbox: false,
                 cors_origins: cors::AllowedOrigins::default(),
+                limits: mailmind::state::Limits::default(),
             }
         );
         assert_eq!(
@@ -273,6 +290,7 @@ mod tests {
                 token_for: None,
                 sandbox: false,
                 cors_origins: cors::AllowedOrigins::default(),
+                limits: mailmind::state::Limits::default(),
             }
         );
         assert_eq!(args(&["--help"]).unwrap(), None);
@@ -284,6 +302,22 @@ mod tests {
         assert!(args(&["--port", "70000"]).is_err());
         assert!(args(&["--port"]).is_err());
         assert!(args(&["--verbose"]).is_err());
+        let limits = args(&[
+            "--validation-limit=3",
+            "--validation-window",
+            "600",
+            "--max-connections-per-user",
+            "2",
+        ])
+        .unwrap()
+        .unwrap()
+        .limits;
+        assert_eq!(limits.validations.per_window, 3);
+        assert_eq!(limits.validations.window, chrono::Duration::seconds(600));
+        assert_eq!(limits.max_connections_per_user, 2);
+        assert!(args(&["--validation-limit", "x"]).is_err());
+        assert!(args(&["--validation-window", "0"]).is_err());
+        assert!(args(&["--max-connections-per-user", "-1"]).is_err());
     }
 
     #[test]

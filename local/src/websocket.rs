@@ -156,6 +156,13 @@ pub async fn upgrade(
     let connected = websocket::connect(&gateway.app, peer.event("$connect", "CONNECT", None)).await;
     if connected.status_code != 200 {
         gateway.sockets.lock().remove(&peer.connection_id);
+        // The cap on sockets per user: the handshake fails with `$connect`'s answer.
+        if connected.status_code == 429
+            && let Some(Body::Text(body)) = connected.body
+        {
+            let headers = [(axum::http::header::CONTENT_TYPE, "application/json")];
+            return (StatusCode::TOO_MANY_REQUESTS, headers, body).into_response();
+        }
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     let failed = (Arc::clone(&gateway), peer.clone());

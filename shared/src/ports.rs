@@ -96,6 +96,36 @@ pub trait CredentialStore: Send + Sync {
     async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError>;
 }
 
+/// What spending one unit of a budget came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// Spent: go ahead.
+    Granted,
+    /// The window's budget is used up; it opens again after `retry_after`.
+    Refused {
+        /// Until the window ends (never zero or negative).
+        retry_after: chrono::Duration,
+    },
+}
+
+/// Per-user budgets of costly work (provider-calling validations), kept in
+/// the store so every process and Lambda instance spends from the same one.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// Spends one of the `limit` (at least 1) units `user` has for `bucket`
+    /// in a fixed window of length `window`, in one atomic step, so parallel
+    /// spenders never exceed `limit`. A window opens at the first spend after
+    /// the previous one ended (`now` is the clock, passed in).
+    async fn spend(
+        &self,
+        user: &UserId,
+        bucket: &str,
+        limit: u32,
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Spend, StoreError>;
+}
+
 /// A live WebSocket connection of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {

@@ -1,9 +1,10 @@
 //! The credential service: every behaviour of the REST API, written once over
 //! the ports, and used alike by the Lambda functions and the local server.
 //!
-//! A validation (create, update, check) runs: seal the key (so a key service
-//! outage fails before anything is announced) → push `checking` while asking
-//! the provider → store key, status and models in one atomic write → push the
+//! A validation (create, update, check) runs: spend one of the user's
+//! validations ([`ValidationLimit`]; a refusal calls and stores nothing) →
+//! seal the key (so a key service outage fails before anything is announced)
+//! → push `checking` while asking the provider → store key, status and models in one atomic write → push the
 //! final status. Any failure leaves the stored state as it was.
 
 use std::sync::Arc;
@@ -18,12 +19,14 @@ use crate::domain::{
 use crate::envelope;
 
 mod keys;
+mod limits;
 
 use crate::ports::{
     Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, Keyring, KeyringError, ModelsUpdate,
     Notifier, ProviderClient, StoreError,
 };
 pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
+pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
 
 /// Failures, in the terms of the API's error codes.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,22 @@ pub enum ServiceError {
     /// The provider said the new key is not valid; nothing was stored.
     #[error("{} rejected this API key: it is not valid. Nothing was stored.", .0.display_name)]
     KeyRejected(&'static ProviderSpec),
+    /// The user has started as many validations as the window allows;
+    /// nothing was called or stored.
+    #[error(
+        "Too many key checks: at most {limit} every {window_secs} seconds. Nothing was changed; try again in {retry_after_secs} seconds."
+    )]
+    TooManyRequests {
+        /// Validations per window.
+        limit: u32,
+        /// The window's length.
+        window_secs: u64,
+        /// Until the window ends, whole seconds rounded up.
+        retry_after_secs: u64,
+    },
+    /// The user has as many sockets open as allowed; the new one is refused.
+    #[error("At most {0} live connections per user; close one to open another.")]
+    TooManyConnections(u32),
     /// Storage or key service failed in a way that is safe to retry.
     #[error("{0}")]
     Unavailable(String),
@@ -78,6 +97,7 @@ pub struct CredentialService {
     keyring: Arc<dyn Keyring>,
     providers: Arc<dyn ProviderClient>,
     notifier: Arc<dyn Notifier>,
+    limiter: Option<limits::Limiter>,
 }
 
 impl CredentialService {
@@ -93,6 +113,7 @@ impl CredentialService {
             keyring,
             providers,
             notifier,
+            limiter: None,
         }
     }
 
@@ -129,6 +150,7 @@ impl CredentialService {
         if existing?.is_some() {
             return Err(ServiceError::CredentialExists(provider));
         }
+        self.admit_validation(user).await?;
         let NewKey {
             sealed,
             key_hint,
@@ -178,6 +200,7 @@ impl CredentialService {
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
+        self.admit_validation(user).await?;
         // A rejected key ends here: the old key stays exactly as it was.
         let NewKey {
             sealed,
@@ -219,6 +242,7 @@ impl CredentialService {
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
+        self.admit_validation(user).await?;
         self.recheck(user, provider, existing, audience).await
     }
 
@@ -364,6 +388,7 @@ impl CredentialService {
 /// forgets it, so pushes know where to go.
 pub struct ConnectionService {
     connections: Arc<dyn ConnectionStore>,
+    max_per_user: u32,
 }
 
 /// API Gateway closes a WebSocket after 2 hours; stored connections live a
@@ -373,10 +398,23 @@ pub const CONNECTION_TTL: chrono::Duration = chrono::Duration::minutes(130);
 impl ConnectionService {
     /// The service over its store.
     pub fn new(connections: Arc<dyn ConnectionStore>) -> ConnectionService {
-        ConnectionService { connections }
+        ConnectionService {
+            connections,
+            max_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+        }
     }
 
-    /// Remembers `connection_id` as `user`'s, opened at `connected_at`.
+    /// At most `max` live connections per user (0: no limit).
+    pub fn with_max_per_user(mut self, max: u32) -> ConnectionService {
+        self.max_per_user = max;
+        self
+    }
+
+    /// Remembers `connection_id` as `user`'s, opened at `connected_at`,
+    /// unless the user already has the most connections allowed: then the
+    /// new one is refused ([`ServiceError::TooManyConnections`]) and the open
+    /// ones stay. Stored first and counted after, so parallel connects can
+    /// refuse each other but never exceed the cap together.
     pub async fn connect(
         &self,
         user: UserId,
@@ -390,6 +428,23 @@ impl ConnectionService {
             expires_at: connected_at + CONNECTION_TTL,
         };
         self.connections.save_connection(&connection).await?;
+        if self.max_per_user > 0 {
+            let open = self.connections.connections(&connection.user).await;
+            let over = open.map(|ids| ids.len() > self.max_per_user as usize);
+            if !matches!(over, Ok(false)) {
+                // Over the cap, or not known to be under it: forget it again.
+                self.connections
+                    .remove_connection(&connection.user, &connection.connection_id)
+                    .await?;
+                over?;
+                tracing::warn!(
+                    connection_id = %connection.connection_id,
+                    max = self.max_per_user,
+                    "connection refused: too many open"
+                );
+                return Err(ServiceError::TooManyConnections(self.max_per_user));
+            }
+        }
         tracing::info!(connection_id = %connection.connection_id, "connected");
         Ok(())
     }

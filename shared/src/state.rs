@@ -7,9 +7,51 @@ use crate::adapters::notifier::NoNotifier;
 use crate::adapters::providers::{HttpProviderClient, ProviderClientConfig};
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use crate::ports::{
-    ConnectionStore, CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, Notifier, ProviderClient,
+    ConnectionStore, CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, LimitStore, Notifier,
+    ProviderClient,
 };
-use crate::service::{ConnectionService, CredentialService};
+use crate::service::{ConnectionService, CredentialService, DEFAULT_MAX_CONNECTIONS_PER_USER, ValidationLimit};
+
+/// The abuse limits (docs/API.md, "Limits"): validations per user per
+/// window, and live sockets per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// User-initiated validations (create, update, check) per user per window.
+    pub validations: ValidationLimit,
+    /// Live WebSocket connections per user; 0: no cap.
+    pub max_connections_per_user: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            validations: ValidationLimit::default(),
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+        }
+    }
+}
+
+impl Limits {
+    /// From `VALIDATION_LIMIT`, `VALIDATION_LIMIT_WINDOW_SECONDS` and
+    /// `MAX_CONNECTIONS_PER_USER`; unset or empty means the default.
+    pub fn from_env() -> Result<Limits, StartupError> {
+        let validations = ValidationLimit::from_env().map_err(StartupError)?;
+        let max_connections_per_user = match std::env::var("MAX_CONNECTIONS_PER_USER") {
+            Ok(v) if !v.trim().is_empty() => Limits::parse_max_connections(v.trim()).map_err(StartupError)?,
+            _ => DEFAULT_MAX_CONNECTIONS_PER_USER,
+        };
+        Ok(Limits {
+            validations,
+            max_connections_per_user,
+        })
+    }
+
+    /// A connection cap as text: a whole number, 0 for none.
+    pub fn parse_max_connections(text: &str) -> Result<u32, String> {
+        text.parse()
+            .map_err(|_| format!("the connection cap must be a whole number of at least 0, not '{text}'"))
+    }
+}
 
 /// The services every handler reaches through.
 pub struct AppState {
@@ -23,9 +65,11 @@ impl AppState {
     /// A state over `store` (one adapter keeps credentials and connections);
     /// add only the ports a function uses, so a binary that never seals a key
     /// or calls a provider links neither client.
-    pub fn builder<S: CredentialStore + ConnectionStore + 'static>(store: Arc<S>) -> AppStateBuilder {
+    pub fn builder<S: CredentialStore + ConnectionStore + LimitStore + 'static>(store: Arc<S>) -> AppStateBuilder {
         AppStateBuilder {
             credentials: Arc::clone(&store) as Arc<dyn CredentialStore>,
+            limit_store: Arc::clone(&store) as Arc<dyn LimitStore>,
+            limits: Limits::default(),
             connections: store,
             keyring: Arc::new(Unconfigured),
             providers: Arc::new(Unconfigured),
@@ -38,12 +82,20 @@ impl AppState {
 pub struct AppStateBuilder {
     credentials: Arc<dyn CredentialStore>,
     connections: Arc<dyn ConnectionStore>,
+    limit_store: Arc<dyn LimitStore>,
+    limits: Limits,
     keyring: Arc<dyn Keyring>,
     providers: Arc<dyn ProviderClient>,
     notifier: Arc<dyn Notifier>,
 }
 
 impl AppStateBuilder {
+    /// The abuse limits (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Seals and opens keys (create, update, check).
     pub fn keyring(mut self, keyring: Arc<dyn Keyring>) -> Self {
         self.keyring = keyring;
@@ -65,8 +117,10 @@ impl AppStateBuilder {
     /// The state.
     pub fn build(self) -> AppState {
         AppState {
-            credentials: CredentialService::new(self.credentials, self.keyring, self.providers, self.notifier),
-            connections: ConnectionService::new(self.connections),
+            credentials: CredentialService::new(self.credentials, self.keyring, self.providers, self.notifier)
+                .with_validation_limit(self.limit_store, self.limits.validations),
+            connections: ConnectionService::new(self.connections)
+                .with_max_per_user(self.limits.max_connections_per_user),
         }
     }
 }
@@ -129,7 +183,7 @@ pub mod local {
     use std::path::Path;
     use std::sync::Arc;
 
-    use super::{AppState, StartupError};
+    use super::{AppState, Limits, StartupError};
     use crate::adapters::local_keyring::LocalKeyring;
     use crate::adapters::notifier::ApiGatewayNotifier;
     use crate::adapters::sqlite_store::SqliteStore;
@@ -147,6 +201,16 @@ pub mod local {
         data_dir: &Path,
         providers: Arc<dyn ProviderClient>,
         connections_endpoint: &str,
+    ) -> Result<AppState, StartupError> {
+        build_with_limits(data_dir, providers, connections_endpoint, Limits::default())
+    }
+
+    /// [`build`] with these abuse limits (the local server's flags).
+    pub fn build_with_limits(
+        data_dir: &Path,
+        providers: Arc<dyn ProviderClient>,
+        connections_endpoint: &str,
+        limits: Limits,
     ) -> Result<AppState, StartupError> {
         let shown = data_dir.display();
         if !data_dir.exists() {
@@ -172,6 +236,7 @@ pub mod local {
             .keyring(Arc::new(CachingKeyring::new(keyring)))
             .providers(providers)
             .notifier(Arc::new(notifier))
+            .limits(limits)
             .build())
     }
 }
@@ -191,7 +256,7 @@ pub mod aws {
     use aws_sdk_dynamodb::config::SharedHttpClient;
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
-    use super::{AppState, StartupError};
+    use super::{AppState, Limits, StartupError};
     use crate::adapters::dynamo_store::DynamoStore;
     use crate::adapters::kms_keyring::KmsKeyring;
     use crate::adapters::notifier::{ApiGatewayNotifier, LazyNotifier, NoNotifier};
@@ -235,12 +300,14 @@ pub mod aws {
     pub struct Aws {
         config: SdkConfig,
         store: Arc<DynamoStore>,
+        limits: Limits,
     }
 
     impl Aws {
         /// Loads the SDK configuration and opens `TABLE_NAME`.
         pub async fn from_env() -> Result<Aws, StartupError> {
             let table = env("TABLE_NAME").ok_or_else(|| StartupError("TABLE_NAME must be set".into()))?;
+            let limits = Limits::from_env()?;
             // A hung dependency must fail the request (503) well inside the
             // function timeout, not eat it.
             let timeouts = TimeoutConfig::builder()
@@ -263,7 +330,7 @@ pub mod aws {
             }
             let config = loader.load().await;
             let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table));
-            Ok(Aws { config, store })
+            Ok(Aws { config, store, limits })
         }
 
         /// The KMS keyring over `KMS_KEY_ID`.
@@ -278,7 +345,7 @@ pub mod aws {
 
         /// For routes that only read, delete or track connections: the table alone.
         pub fn table_state(&self) -> AppState {
-            AppState::builder(Arc::clone(&self.store)).build()
+            AppState::builder(Arc::clone(&self.store)).limits(self.limits).build()
         }
 
         /// For routes that validate keys: table, KMS, provider client and pushes.
@@ -287,6 +354,7 @@ pub mod aws {
                 .keyring(self.kms_keyring()?)
                 .providers(super::providers_from_env()?)
                 .notifier(self.notifier())
+                .limits(self.limits)
                 .build())
         }
 
@@ -298,6 +366,7 @@ pub mod aws {
             let aws = Aws {
                 config: self.config.clone(),
                 store: Arc::clone(&self.store),
+                limits: self.limits,
             };
             let notifier = LazyNotifier::new(move || aws.notifier());
             Ok(AppState::builder(Arc::clone(&self.store))

@@ -44,7 +44,7 @@ impl LocalServer {
         Self::start_with_args(data_dir, env, &[]).await
     }
 
-    /// `start`, with extra command-line flags after `--data-dir`.
+    /// [`LocalServer::start`] with extra command-line flags after `--data-dir`.
     pub async fn start_with_args(data_dir: &Path, env: &[(String, String)], args: &[&str]) -> LocalServer {
         let mut server = LocalServer {
             child: None,

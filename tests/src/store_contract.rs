@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use mailmind::domain::{CheckState, CredentialStatus, ErrorReason, ModelInfo, SealedKey, StoredCredential, UserId};
-use mailmind::ports::{Connection, ConnectionStore, CredentialStore, ModelsUpdate, StoreError};
+use mailmind::ports::{Connection, ConnectionStore, CredentialStore, LimitStore, ModelsUpdate, Spend, StoreError};
 
-/// What the contract runs over: an adapter that keeps credentials and connections.
-pub trait Store: CredentialStore + ConnectionStore + 'static {}
-impl<S: CredentialStore + ConnectionStore + 'static> Store for S {}
+/// What the contract runs over: an adapter that keeps credentials,
+/// connections and budgets.
+pub trait Store: CredentialStore + ConnectionStore + LimitStore + 'static {}
+impl<S: CredentialStore + ConnectionStore + LimitStore + 'static> Store for S {}
 
 /// A user id (the test ids are all valid).
 pub fn user(id: &str) -> UserId {
@@ -465,6 +466,77 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
     assert!(store.claim_recheck(&u, "groq", "r2", at(402), at(102)).await.unwrap());
 }
 
+pub async fn spend_grants_the_limit_per_window_then_refuses_until_it_ends(store: Arc<impl Store>) {
+    let (u, other) = (user("user-a"), user("user-b"));
+    let minute = Duration::seconds(60);
+    for t in 0..3 {
+        assert_eq!(
+            store.spend(&u, "validations", 3, minute, at(t)).await.unwrap(),
+            Spend::Granted
+        );
+    }
+    // The window opened at the first spend (at 0) and ends at 60.
+    assert_eq!(
+        store.spend(&u, "validations", 3, minute, at(10)).await.unwrap(),
+        Spend::Refused {
+            retry_after: Duration::seconds(50)
+        }
+    );
+    assert_eq!(
+        store.spend(&u, "validations", 3, minute, at(59)).await.unwrap(),
+        Spend::Refused {
+            retry_after: Duration::seconds(1)
+        }
+    );
+    // Other users and other buckets have budgets of their own.
+    assert_eq!(
+        store.spend(&other, "validations", 3, minute, at(10)).await.unwrap(),
+        Spend::Granted
+    );
+    assert_eq!(
+        store.spend(&u, "other", 3, minute, at(10)).await.unwrap(),
+        Spend::Granted
+    );
+    // A new window opens at the first spend after the old one ended.
+    for t in [75, 80, 90] {
+        assert_eq!(
+            store.spend(&u, "validations", 3, minute, at(t)).await.unwrap(),
+            Spend::Granted
+        );
+    }
+    assert_eq!(
+        store.spend(&u, "validations", 3, minute, at(100)).await.unwrap(),
+        Spend::Refused {
+            retry_after: Duration::seconds(35)
+        }
+    );
+}
+
+pub async fn parallel_spenders_never_exceed_the_limit(store: Arc<impl Store>) {
+    let u = user("user-a");
+    let minute = Duration::seconds(60);
+    // Twice: racing to open the first window, then racing to open the next.
+    for now in [at(0), at(120)] {
+        let spenders: Vec<_> = (0..24)
+            .map(|_| {
+                let (store, u) = (Arc::clone(&store), u.clone());
+                tokio::spawn(async move { store.spend(&u, "validations", 10, minute, now).await })
+            })
+            .collect();
+        let mut granted = 0;
+        for spender in spenders {
+            match spender.await.unwrap() {
+                Ok(Spend::Granted) => granted += 1,
+                Ok(Spend::Refused { retry_after }) => assert_eq!(retry_after, minute),
+                // A spender that lost every race is told to retry, never granted.
+                Err(StoreError::Unavailable(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(granted, 10, "at {now}");
+    }
+}
+
 /// Expands to one `#[tokio::test]` per contract rule, each on a fresh store from `$make`
 /// (an async expression yielding `(Arc<S>, guard)` for a `S: Store`; the guard lives to the end).
 #[macro_export]
@@ -489,6 +561,8 @@ macro_rules! store_contract_tests {
             a_large_catalogue_of_long_ids_round_trips_exactly,
             an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_leftovers,
             delete_removes_every_part_of_a_large_list,
+            spend_grants_the_limit_per_window_then_refuses_until_it_ends,
+            parallel_spenders_never_exceed_the_limit,
         );
     };
     (@each $make:expr; $($rule:ident),* $(,)?) => {

@@ -6,6 +6,7 @@
 //! | model list (deflated JSON, first chunk) | `USER#<sub>` | `MODELS#<provider>` |
 //! | model list, further chunks (large lists only) | `USER#<sub>` | `MODELS#<provider>#<n>` |
 //! | WebSocket connection (TTL `expires_at`) | `USER#<sub>` | `CONN#<connection id>` |
+//! | budget window, e.g. validations (TTL `expires_at`) | `USER#<sub>` | `LIMIT#<bucket>` |
 //!
 //! Every key is under the user's partition, so no request can reach another
 //! user's items. Credential and model list change together in one
@@ -32,7 +33,7 @@ use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
 };
-use crate::ports::{Connection, ConnectionStore, CredentialStore, ModelsUpdate, StoreError};
+use crate::ports::{Connection, ConnectionStore, CredentialStore, LimitStore, ModelsUpdate, Spend, StoreError};
 use crate::time;
 
 type Item = HashMap<String, AttributeValue>;
@@ -780,5 +781,89 @@ impl DynamoStore {
                 _ => return Ok(items),
             }
         }
+    }
+}
+
+/// A spend races at most this many window openings by other spenders.
+const SPEND_ATTEMPTS: u32 = 4;
+
+/// One item per user and bucket: `spent` units in the window ending at
+/// `window_ends_ms` (epoch milliseconds). Each step is one conditional
+/// update, so parallel spenders (any Lambda instance) never exceed the
+/// limit: a spend in an open window is one request; opening a window, two.
+#[async_trait]
+impl LimitStore for DynamoStore {
+    async fn spend(
+        &self,
+        user: &UserId,
+        bucket: &str,
+        limit: u32,
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Spend, StoreError> {
+        let key = Self::key(user, format!("LIMIT#{bucket}"));
+        let now_ms = now.timestamp_millis();
+        let ends_ms = (now + window).timestamp_millis();
+        for _ in 0..SPEND_ATTEMPTS {
+            // Spend from the open window, if there is one with budget left.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .update_expression("SET #spent = #spent + :one")
+                .condition_expression("#ends > :now AND #spent < :limit")
+                .expression_attribute_names("#spent", "spent")
+                .expression_attribute_names("#ends", "window_ends_ms")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":limit", n(limit))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Spend::Granted),
+                Err(SdkError::ServiceError(e)) => match e.err() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => {
+                        let open_until = failed
+                            .item()
+                            .and_then(|item| Reader(item).opt_number::<i64>("window_ends_ms").ok().flatten())
+                            .filter(|&ends| ends > now_ms);
+                        if let Some(ends) = open_until {
+                            return Ok(Spend::Refused {
+                                retry_after: chrono::Duration::milliseconds(ends - now_ms),
+                            });
+                        }
+                    }
+                    _ => return Err(sdk_error(SdkError::ServiceError(e))),
+                },
+                Err(e) => return Err(sdk_error(e)),
+            }
+            // No open window: open one with this spend in it, unless another
+            // spender just did (then spend from theirs).
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .update_expression("SET #spent = :one, #ends = :ends, #ttl = :ttl")
+                .condition_expression("attribute_not_exists(#ends) OR #ends <= :now")
+                .expression_attribute_names("#spent", "spent")
+                .expression_attribute_names("#ends", "window_ends_ms")
+                .expression_attribute_names("#ttl", "expires_at")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":ends", n(ends_ms))
+                // DynamoDB's TTL (epoch seconds) removes the item some time after.
+                .expression_attribute_values(":ttl", n(ends_ms.div_euclid(1000) + 1))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Spend::Granted),
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => continue,
+                Err(e) => return Err(sdk_error(e)),
+            }
+        }
+        Err(StoreError::Unavailable("budget window contended; retry".into()))
     }
 }

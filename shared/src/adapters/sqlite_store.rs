@@ -13,7 +13,7 @@ use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, na
 use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
 };
-use crate::ports::{Connection, ConnectionStore, CredentialStore, ModelsUpdate, StoreError};
+use crate::ports::{Connection, ConnectionStore, CredentialStore, LimitStore, ModelsUpdate, Spend, StoreError};
 use crate::time;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a file got.
@@ -56,6 +56,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE credentials ADD COLUMN last_used_at TEXT;
     ALTER TABLE credentials ADD COLUMN last_recheck_at TEXT;
+"#,
+    r#"
+    CREATE TABLE limits (
+        user_id        TEXT    NOT NULL,
+        bucket         TEXT    NOT NULL,
+        spent          INTEGER NOT NULL,
+        window_ends_ms INTEGER NOT NULL,
+        PRIMARY KEY (user_id, bucket)
+    ) WITHOUT ROWID;
 "#,
 ];
 
@@ -667,6 +676,59 @@ impl ConnectionStore for SqliteStore {
                 )
                 .map_err(internal)?;
             rows.collect::<rusqlite::Result<Vec<String>>>().map_err(internal)
+        })
+        .await
+    }
+}
+
+/// One row per user and bucket, read and written in one immediate
+/// transaction, so parallel spenders never exceed the limit.
+#[async_trait]
+impl LimitStore for SqliteStore {
+    async fn spend(
+        &self,
+        user: &UserId,
+        bucket: &str,
+        limit: u32,
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Spend, StoreError> {
+        let (user, bucket) = (user.clone(), bucket.to_owned());
+        let now_ms = now.timestamp_millis();
+        let ends_ms = (now + window).timestamp_millis();
+        self.with_db(move |db| {
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let open: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT spent, window_ends_ms FROM limits WHERE user_id = :user_id AND bucket = :bucket",
+                    named_params! {":user_id": user.as_str(), ":bucket": bucket},
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(internal)?
+                .filter(|&(_, ends)| ends > now_ms);
+            let spend = match open {
+                Some((spent, ends)) if spent >= i64::from(limit) => {
+                    return Ok(Spend::Refused {
+                        retry_after: chrono::Duration::milliseconds(ends - now_ms),
+                    });
+                }
+                Some(_) => tx.execute(
+                    "UPDATE limits SET spent = spent + 1 WHERE user_id = :user_id AND bucket = :bucket",
+                    named_params! {":user_id": user.as_str(), ":bucket": bucket},
+                ),
+                None => tx.execute(
+                    "INSERT INTO limits (user_id, bucket, spent, window_ends_ms)
+                     VALUES (:user_id, :bucket, 1, :ends)
+                     ON CONFLICT (user_id, bucket) DO UPDATE SET spent = 1, window_ends_ms = excluded.window_ends_ms",
+                    named_params! {":user_id": user.as_str(), ":bucket": bucket, ":ends": ends_ms},
+                ),
+            };
+            spend.map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(Spend::Granted)
         })
         .await
     }

@@ -26,6 +26,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// The sentence shown to people; never holds a key or token.
     pub detail: String,
+    /// Seconds to wait before retrying: the `Retry-After` header of a `429`.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -35,6 +37,7 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -122,6 +125,11 @@ impl ApiError {
                 code: self.code,
             },
         );
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
         if self.status == 401 {
             response
                 .headers_mut()
@@ -150,6 +158,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::CredentialExists(_) => ApiError::new(409, "credential_exists", e.to_string()),
             ServiceError::CredentialNotFound(_) => ApiError::new(404, "credential_not_found", e.to_string()),
             ServiceError::KeyRejected(_) => ApiError::new(422, "key_rejected", e.to_string()),
+            ServiceError::TooManyRequests { retry_after_secs, .. } => ApiError {
+                retry_after_secs: Some(retry_after_secs),
+                ..ApiError::new(429, "too_many_requests", e.to_string())
+            },
+            ServiceError::TooManyConnections(_) => ApiError::new(429, "too_many_connections", e.to_string()),
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 ApiError::new(

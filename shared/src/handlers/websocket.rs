@@ -100,6 +100,11 @@ pub async fn connect(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -
         .unwrap_or_else(Utc::now);
     match state.connections.connect(user, connection_id, connected_at).await {
         Ok(()) => reply(200, None),
+        // Refused: the handshake fails, the user's open sockets stay.
+        Err(e @ crate::service::ServiceError::TooManyConnections(_)) => {
+            let error = super::protocol::ApiError::from(e);
+            reply(429, Some(json!({"detail": error.detail, "code": error.code})))
+        }
         Err(e) => {
             tracing::error!(route = "ws-connect", error = %e, "cannot store the connection");
             reply(500, None)

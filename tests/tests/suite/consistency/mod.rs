@@ -21,6 +21,7 @@
 
 mod cors;
 mod operations;
+mod edge_limits;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,6 +6,7 @@ mod errors;
 mod faults;
 mod invoke;
 mod isolation;
+mod limits;
 mod restarts_and_secrecy;
 mod routes;
 
