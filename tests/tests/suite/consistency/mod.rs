@@ -19,6 +19,7 @@
 //! Each test collects every disagreement and fails with all of them, each
 //! naming the places that disagree.
 
+mod key_policy;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
