@@ -3,6 +3,7 @@
 //! Lambda functions run, over SQLite and a local master key.
 
 mod gateway;
+mod header_limit;
 mod invoke;
 mod loopback;
 mod websocket;
@@ -135,7 +136,7 @@ async fn run(options: Options) -> Result<(), String> {
     let providers = mailmind::state::providers_from_env().map_err(|e| e.to_string())?;
     let app = mailmind::state::local::build(&options.data_dir, providers, &base_url).map_err(|e| e.to_string())?;
     let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
-    let verifier = Hs256Verifier::new(secret.as_bytes());
+    let verifier = Hs256Verifier::checked(secret.as_bytes()).map_err(|e| format!("LOCAL_JWT_SECRET: {e}"))?;
     let demo_token = verifier.issue(DEMO_USER, TOKEN_TTL_SECS);
     let gateway = Arc::new(LocalGateway {
         app,
@@ -158,7 +159,9 @@ async fn run(options: Options) -> Result<(), String> {
         .fallback(gateway::rest)
         .with_state(gateway)
         // For this machine only: DNS rebinding gets no answer.
-        .layer(axum::middleware::from_fn(loopback::loopback_only));
+        .layer(axum::middleware::from_fn(loopback::loopback_only))
+        // Headers over API Gateway's 10 KiB: the contract's JSON error.
+        .layer(axum::middleware::from_fn(header_limit::limit_headers));
 
     let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);
     println!(

@@ -23,3 +23,4 @@ mod service_keys;
 mod store_dynamodb;
 mod store_sqlite;
 mod ws_authorizer;
+mod ws_authorizer_hardening;
