@@ -105,8 +105,8 @@ mod tests {
             tracing::warn!(target: "hyper", "hyper-warn");
             tracing::debug!(target: "mailmind::service", "ours-debug");
         });
-        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
-        text
+        let bytes = buffer.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
     }
 
     struct SharedWriter(Arc<Mutex<Vec<u8>>>);

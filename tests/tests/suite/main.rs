@@ -17,6 +17,7 @@ mod keyring_local;
 mod lambda_functions;
 mod lambda_resolve;
 mod lambda_websocket;
+mod log_leaks;
 mod providers;
 mod sam_local;
 mod service_keys;
