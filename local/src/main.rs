@@ -4,6 +4,7 @@
 
 mod cors;
 mod gateway;
+mod header_limit;
 mod invoke;
 mod loopback;
 mod settings_page;
@@ -177,7 +178,7 @@ async fn run(options: Options) -> Result<(), String> {
     let app = mailmind::state::local::build_with_limits(&options.data_dir, providers, &base_url, options.limits)
         .map_err(|e| e.to_string())?;
     let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
-    let verifier = Hs256Verifier::new(secret.as_bytes());
+    let verifier = Hs256Verifier::checked(secret.as_bytes()).map_err(|e| format!("LOCAL_JWT_SECRET: {e}"))?;
     let demo_token = verifier.issue(DEMO_USER, TOKEN_TTL_SECS);
     let gateway = Arc::new(LocalGateway {
         app,
@@ -208,7 +209,9 @@ async fn run(options: Options) -> Result<(), String> {
         .fallback(gateway::rest)
         .with_state(gateway)
         // For this machine only: DNS rebinding gets no answer.
-        .layer(axum::middleware::from_fn(loopback::loopback_only));
+        .layer(axum::middleware::from_fn(loopback::loopback_only))
+        // Headers over API Gateway's 10 KiB: the contract's JSON error.
+        .layer(axum::middleware::from_fn(header_limit::limit_headers));
     let router = options.cors_origins.apply(router);
 
     let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);

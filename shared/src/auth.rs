@@ -14,6 +14,25 @@ use crate::domain::UserId;
 /// `LOCAL_JWT_SECRET` is unset. Never use it for anything reachable by others.
 pub const DEV_JWT_SECRET: &str = "mailmind-local-development-secret";
 
+/// The shortest HS256 secret accepted: 32 bytes, the output size of SHA-256
+/// (RFC 7518 section 3.2 requires a key at least that long).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Whether this process runs as a Lambda function: the runtime sets
+/// `AWS_LAMBDA_FUNCTION_NAME` (and so do `sam local` and the test emulator,
+/// which declare themselves with `AWS_SAM_LOCAL=true`).
+pub fn on_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
+/// Whether the HS256 development mode may be used by this process: not on
+/// Lambda, unless under the SAM CLI's local emulation ([`under_sam_local`]).
+/// A deployed function thus never accepts self-signed tokens, whatever its
+/// environment says.
+pub fn hs256_allowed() -> bool {
+    !on_lambda() || under_sam_local()
+}
+
 /// The HS256 secret of local development (`mailmind-local`, `sam local`):
 /// `LOCAL_JWT_SECRET`, else [`DEV_JWT_SECRET`]; `true` when it is the default.
 pub fn local_jwt_secret() -> (String, bool) {
@@ -33,10 +52,24 @@ pub fn under_sam_local() -> bool {
 
 /// Under SAM local, the verifier of the bearer tokens the REST functions
 /// check themselves: `sam local start-api` runs no JWT authorizer, so its
-/// events carry no claims. `None` everywhere else. Read once per process.
+/// events carry no claims. `None` everywhere else, and also under SAM local
+/// when `LOCAL_JWT_SECRET` is not set explicitly (`sam/env.json` sets it) or
+/// is shorter than [`MIN_HS256_SECRET_BYTES`]: then every token is refused.
+/// Read once per process.
 pub fn sam_local_verifier() -> Option<&'static Hs256Verifier> {
-    static VERIFIER: std::sync::LazyLock<Option<Hs256Verifier>> =
-        std::sync::LazyLock::new(|| under_sam_local().then(|| Hs256Verifier::new(local_jwt_secret().0.as_bytes())));
+    static VERIFIER: std::sync::LazyLock<Option<Hs256Verifier>> = std::sync::LazyLock::new(|| {
+        if !under_sam_local() {
+            return None;
+        }
+        let (secret, is_default) = local_jwt_secret();
+        if is_default {
+            tracing::warn!("under sam local without LOCAL_JWT_SECRET: every bearer token is refused");
+            return None;
+        }
+        Hs256Verifier::checked(secret.as_bytes())
+            .inspect_err(|e| tracing::warn!(error = %e, "under sam local: every bearer token is refused"))
+            .ok()
+    });
     VERIFIER.as_ref()
 }
 
@@ -64,8 +97,8 @@ pub enum TokenError {
 /// Leeway for `exp` and `nbf`, for clocks that disagree a little.
 const LEEWAY_SECS: i64 = 30;
 
-/// Verifies HS256 tokens signed with one secret; `exp` and `nbf` are honoured
-/// when present.
+/// Verifies HS256 tokens signed with one secret; `exp` is required, `nbf`
+/// honoured when present.
 ///
 /// Written over aws-lc's HMAC rather than with `jsonwebtoken`, on purpose:
 /// every REST function links this (for `sam local`), and `jsonwebtoken`'s
@@ -91,14 +124,27 @@ fn from_base64url(text: &str) -> Result<Vec<u8>, TokenError> {
 }
 
 impl Hs256Verifier {
-    /// A verifier (and signer) for tokens under `secret`.
+    /// A verifier for tokens under `secret`, refusing a secret shorter than
+    /// [`MIN_HS256_SECRET_BYTES`]: what every place that accepts tokens uses.
+    pub fn checked(secret: &[u8]) -> Result<Hs256Verifier, String> {
+        if secret.len() < MIN_HS256_SECRET_BYTES {
+            return Err(format!(
+                "the HS256 secret is {} bytes; it must be at least {MIN_HS256_SECRET_BYTES}",
+                secret.len()
+            ));
+        }
+        Ok(Hs256Verifier::new(secret))
+    }
+
+    /// A verifier (and signer) for tokens under `secret`, of any length (a
+    /// signer in tests; verifiers that face requests use [`Self::checked`]).
     pub fn new(secret: &[u8]) -> Hs256Verifier {
         Hs256Verifier {
             key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
         }
     }
 
-    /// Checks header, signature, `exp` and `nbf` (when present) and `sub`.
+    /// Checks header, signature, `exp` (required), `nbf` (when present) and `sub`.
     pub fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
         let (signed, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
         let (header, payload) = signed.split_once('.').ok_or(TokenError::Invalid)?;
@@ -117,7 +163,8 @@ impl Hs256Verifier {
             Some(Value::Number(n)) => n.as_f64().map(|t| Some(t as i64)).ok_or(TokenError::Invalid),
             Some(_) => Err(TokenError::Invalid),
         };
-        if time("exp")?.is_some_and(|exp| exp + LEEWAY_SECS < now) {
+        // A token without `exp` would be valid forever.
+        if time("exp")?.is_none_or(|exp| exp + LEEWAY_SECS < now) {
             return Err(TokenError::Invalid);
         }
         if time("nbf")?.is_some_and(|nbf| nbf - LEEWAY_SECS > now) {
@@ -146,24 +193,45 @@ impl Hs256Verifier {
     }
 }
 
-/// A JWKS is fetched at most this often when a token names an unknown key
-/// (key rotation), so garbage tokens cannot make us hammer the issuer.
-const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// A JWKS is fetched at most this often (a failed fetch counts), so garbage
+/// tokens naming unknown keys, or an issuer that is down, cannot make us
+/// hammer the issuer.
+pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A fetched JWKS is used at most this long before it is fetched again, so a
+/// key the issuer withdrew stops being accepted (if the fetch fails, the keys
+/// in hand stay in use, retried every [`JWKS_REFETCH_INTERVAL`]).
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The JWKS in hand and when it was fetched; when a fetch was last tried.
+#[derive(Default)]
+struct JwksCache {
+    keys: Option<(jsonwebtoken::jwk::JwkSet, Instant)>,
+    last_attempt: Option<Instant>,
+}
 
 /// Verifies RS256 tokens of one issuer (e.g. a Cognito user pool): signature
-/// against the issuer's JWKS (fetched once per process, refreshed on an
-/// unknown `kid`), `iss`, `exp`, and `aud` or Cognito's `client_id`.
+/// against the issuer's JWKS (fetched once, refreshed after [`JWKS_MAX_AGE`]
+/// or on an unknown `kid`, at most every [`JWKS_REFETCH_INTERVAL`]), `iss`,
+/// `exp`, `nbf`, and `aud` or Cognito's `client_id`.
 pub struct JwksVerifier {
     issuer: String,
     audiences: Vec<String>,
     jwks_url: String,
     http: reqwest::Client,
-    keys: tokio::sync::Mutex<Option<(jsonwebtoken::jwk::JwkSet, Instant)>>,
+    cache: tokio::sync::Mutex<JwksCache>,
+    refetch_interval: Duration,
+    max_age: Duration,
 }
 
 impl JwksVerifier {
     /// `jwks_url` defaults to `<issuer>/.well-known/jwks.json` (Cognito's).
+    /// At least one audience is required: an empty list would accept the
+    /// tokens of every app client of the issuer.
     pub fn new(issuer: &str, audiences: Vec<String>, jwks_url: Option<String>) -> Result<JwksVerifier, String> {
+        if audiences.iter().all(|a| a.trim().is_empty()) {
+            return Err("JWT_AUDIENCE must name at least one audience (the app client id)".into());
+        }
         let issuer = issuer.trim_end_matches('/').to_owned();
         let jwks_url = jwks_url.unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
         let http = reqwest::Client::builder()
@@ -176,8 +244,18 @@ impl JwksVerifier {
             audiences,
             jwks_url,
             http,
-            keys: tokio::sync::Mutex::new(None),
+            cache: tokio::sync::Mutex::new(JwksCache::default()),
+            refetch_interval: JWKS_REFETCH_INTERVAL,
+            max_age: JWKS_MAX_AGE,
         })
+    }
+
+    /// Other cache bounds than [`JWKS_REFETCH_INTERVAL`] and [`JWKS_MAX_AGE`]
+    /// (tests, an issuer that rotates often).
+    pub fn with_cache_bounds(mut self, refetch_interval: Duration, max_age: Duration) -> JwksVerifier {
+        self.refetch_interval = refetch_interval;
+        self.max_age = max_age;
+        self
     }
 
     async fn fetch(&self) -> Option<jsonwebtoken::jwk::JwkSet> {
@@ -192,25 +270,23 @@ impl JwksVerifier {
             .ok()
     }
 
-    /// The decoding key for `kid`, fetching the JWKS when it is not known yet.
+    /// The decoding key for `kid`: from the JWKS in hand while it is younger
+    /// than the max age and knows `kid`, else from a new fetch if the last
+    /// attempt (successful or not) is older than the refetch interval.
     async fn key_for(&self, kid: &str) -> Option<DecodingKey> {
-        let mut cached = self.keys.lock().await;
-        let known = cached.as_ref().and_then(|(set, _)| set.find(kid).cloned());
-        let jwk = match known {
-            Some(jwk) => jwk,
-            None => {
-                let stale = cached
-                    .as_ref()
-                    .is_none_or(|(_, at)| at.elapsed() >= JWKS_REFRESH_INTERVAL);
-                if !stale {
-                    return None;
-                }
-                let set = self.fetch().await?;
-                let jwk = set.find(kid).cloned();
-                *cached = Some((set, Instant::now()));
-                jwk?
+        let mut cache = self.cache.lock().await;
+        let fresh = cache.keys.as_ref().is_some_and(|(_, at)| at.elapsed() < self.max_age);
+        let known = cache.keys.as_ref().and_then(|(set, _)| set.find(kid).cloned());
+        let may_fetch = cache
+            .last_attempt
+            .is_none_or(|at| at.elapsed() >= self.refetch_interval);
+        if (!fresh || known.is_none()) && may_fetch {
+            cache.last_attempt = Some(Instant::now());
+            if let Some(set) = self.fetch().await {
+                cache.keys = Some((set, Instant::now()));
             }
-        };
+        }
+        let jwk = cache.keys.as_ref().and_then(|(set, _)| set.find(kid).cloned())?;
         DecodingKey::from_jwk(&jwk).ok()
     }
 
@@ -226,19 +302,19 @@ impl JwksVerifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         // Cognito access tokens carry `client_id`, ID tokens `aud`: checked below.
         validation.validate_aud = false;
         validation.leeway = 30;
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|_| TokenError::Invalid)?;
-        let audience_ok = self.audiences.is_empty()
-            || ["aud", "client_id"].iter().any(|claim| match data.claims.get(*claim) {
-                Some(Value::String(a)) => self.audiences.contains(a),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .any(|a| a.as_str().is_some_and(|a| self.audiences.iter().any(|x| x == a))),
-                _ => false,
-            });
+        let audience_ok = ["aud", "client_id"].iter().any(|claim| match data.claims.get(*claim) {
+            Some(Value::String(a)) => self.audiences.contains(a),
+            Some(Value::Array(list)) => list
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| self.audiences.iter().any(|x| x == a))),
+            _ => false,
+        });
         if !audience_ok {
             return Err(TokenError::Invalid);
         }
@@ -255,8 +331,9 @@ pub enum TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// `JWT_ISSUER` (+ `JWT_AUDIENCE`, comma-separated, and optional
-    /// `JWKS_URL`) selects RS256; otherwise `JWT_HS256_SECRET` selects HS256.
+    /// `JWT_ISSUER` (+ `JWT_AUDIENCE`, comma-separated, required, and optional
+    /// `JWKS_URL`) selects RS256; otherwise `JWT_HS256_SECRET` (at least 32
+    /// bytes) selects HS256, refused on Lambda ([`hs256_allowed`]).
     pub fn from_env() -> Result<TokenVerifier, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         if let Some(issuer) = var("JWT_ISSUER") {
@@ -271,7 +348,13 @@ impl TokenVerifier {
             return JwksVerifier::new(&issuer, audiences, var("JWKS_URL")).map(TokenVerifier::Jwks);
         }
         if let Some(secret) = var("JWT_HS256_SECRET") {
-            return Ok(TokenVerifier::Hs256(Box::new(Hs256Verifier::new(secret.as_bytes()))));
+            if !hs256_allowed() {
+                return Err("JWT_HS256_SECRET (HS256 development mode) is refused on Lambda: \
+                            set JWT_ISSUER and JWT_AUDIENCE"
+                    .into());
+            }
+            let verifier = Hs256Verifier::checked(secret.as_bytes()).map_err(|e| format!("JWT_HS256_SECRET: {e}"))?;
+            return Ok(TokenVerifier::Hs256(Box::new(verifier)));
         }
         Err("set JWT_ISSUER (and JWT_AUDIENCE) for RS256 tokens, or JWT_HS256_SECRET for development".into())
     }
@@ -373,7 +456,7 @@ mod tests {
         // Not yet valid; exp not a number; garbage.
         let early = sign(
             Header::new(Algorithm::HS256),
-            serde_json::json!({"sub": "u", "nbf": now + 600}),
+            serde_json::json!({"sub": "u", "nbf": now + 600, "exp": now + 1200}),
             secret,
         );
         assert_eq!(verifier.verify(&early), Err(TokenError::Invalid));
@@ -411,9 +494,16 @@ mod tests {
             let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
             assert_eq!(verifier.verify(&token), Err(TokenError::Invalid), "{claims}");
         }
-        // Without exp the token is accepted (exp is honoured only when present).
+        // Without exp the token is refused: it would be valid forever.
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &serde_json::json!({"sub": "u"}), &key).unwrap();
-        assert_eq!(verifier.verify(&token).unwrap().sub.as_str(), "u");
+        assert_eq!(verifier.verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        assert!(Hs256Verifier::checked(&[7; MIN_HS256_SECRET_BYTES - 1]).is_err());
+        assert!(Hs256Verifier::checked(&[7; MIN_HS256_SECRET_BYTES]).is_ok());
+        assert!(Hs256Verifier::checked(DEV_JWT_SECRET.as_bytes()).is_ok());
     }
 }

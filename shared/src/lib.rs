@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod adapters;
+pub mod audit;
 pub mod auth;
 pub mod domain;
 pub mod envelope;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use crate::audit::{self, AuditAction};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::{
     ApiKey, CheckOutcome, CheckState, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey, StatusEvent,
@@ -137,8 +138,20 @@ impl CredentialService {
         }
     }
 
-    /// Stores a new key once the provider has had its say (see the module comment).
+    /// Stores a new key once the provider has had its say (see the module
+    /// comment). Writes an audit line ([`crate::audit`]) whatever the outcome.
     pub async fn create(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: ApiKey,
+    ) -> Result<CredentialView, ServiceError> {
+        let result = self.create_unaudited(user, provider, key).await;
+        audit::record_result(user, AuditAction::Create, provider.id, &result);
+        result
+    }
+
+    async fn create_unaudited(
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
@@ -189,7 +202,19 @@ impl CredentialService {
     }
 
     /// Replaces a stored key; a rejected new key leaves the old one untouched.
+    /// Writes an audit line ([`crate::audit`]) whatever the outcome.
     pub async fn update(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: ApiKey,
+    ) -> Result<CredentialView, ServiceError> {
+        let result = self.update_unaudited(user, provider, key).await;
+        audit::record_result(user, AuditAction::Update, provider.id, &result);
+        result
+    }
+
+    async fn update_unaudited(
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
@@ -259,7 +284,10 @@ impl CredentialService {
         let context = EncryptionContext::new(user, provider.id);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
-            .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
+            .inspect_err(|e| {
+                tracing::error!(provider = provider.id, error = %e, "stored key does not open");
+                audit::record_if_tampered(user, AuditAction::Check, provider.id, e);
+            })?;
         let (outcome, mut audience) = self.validate(provider, &key, audience).await;
         drop(key);
         let now = Utc::now();
@@ -295,13 +323,20 @@ impl CredentialService {
             models = models_count,
             "credential checked"
         );
+        audit::record(user, AuditAction::Check, provider.id, credential.check.status.as_str());
         self.announce(&mut audience, provider, &credential.check, models_count)
             .await;
         Ok(CredentialView::of(provider, &credential))
     }
 
-    /// Deletes the key and its models.
+    /// Deletes the key and its models. Writes an audit line ([`crate::audit`]).
     pub async fn delete(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
+        let result = self.delete_unaudited(user, provider).await;
+        audit::record_result(user, AuditAction::Delete, provider.id, &result);
+        result
+    }
+
+    async fn delete_unaudited(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
         match self.store.delete(user, provider.id).await {
             Ok(()) => {
                 tracing::info!(provider = provider.id, "credential deleted");

@@ -195,8 +195,37 @@ pub mod local {
     /// The 32-byte master key in the data directory.
     pub const MASTER_KEY_FILE: &str = "master.key";
 
-    /// Opens (or creates, mode 0700) the data directory, its master key and
-    /// database; pushes go to `connections_endpoint` (the local `@connections`).
+    /// Refuses `path` (the data directory or the master key) when another
+    /// user owns it or group or others have any access to it: whoever can
+    /// read the master key and the database can decrypt every stored key.
+    /// The message says how to fix it (`chmod <mode> <path>`).
+    fn refuse_if_shared(path: &Path, what: &str, fix_mode: u32) -> Result<(), StartupError> {
+        use std::os::unix::fs::MetadataExt;
+        let shown = path.display();
+        let metadata =
+            fs::metadata(path).map_err(|e| StartupError(format!("cannot inspect the {what} {shown}: {e}")))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if metadata.uid() != me {
+            return Err(StartupError(format!(
+                "the {what} {shown} belongs to user id {}, not to this user ({me}); \
+                 run as its owner, or fix it with: chown $(id -u) {shown} && chmod {fix_mode:o} {shown}",
+                metadata.uid()
+            )));
+        }
+        let mode = metadata.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StartupError(format!(
+                "the {what} {shown} is accessible by group or others (mode {mode:o}); \
+                 fix it with: chmod {fix_mode:o} {shown}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens (or creates, mode 0700) the data directory, its master key (mode
+    /// 0600) and database, refusing an existing directory or master key that
+    /// another user owns or group or others may access; pushes go to `connections_endpoint` (the local `@connections`).
     pub fn build(
         data_dir: &Path,
         providers: Arc<dyn ProviderClient>,
@@ -220,9 +249,14 @@ pub mod local {
                 .map_err(|e| StartupError(format!("cannot restrict data directory {shown}: {e}")))?;
         } else if !data_dir.is_dir() {
             return Err(StartupError(format!("data directory {shown} is not a directory")));
+        } else {
+            refuse_if_shared(data_dir, "data directory", 0o700)?;
         }
-        let keyring =
-            LocalKeyring::open_or_create(&data_dir.join(MASTER_KEY_FILE)).map_err(|e| StartupError(e.to_string()))?;
+        let master_key = data_dir.join(MASTER_KEY_FILE);
+        if master_key.exists() {
+            refuse_if_shared(&master_key, "master key file", 0o600)?;
+        }
+        let keyring = LocalKeyring::open_or_create(&master_key).map_err(|e| StartupError(e.to_string()))?;
         let store = Arc::new(
             SqliteStore::open(&data_dir.join(DATABASE_FILE))
                 .map_err(|e| StartupError(format!("cannot open the database in {shown}: {e}")))?,

@@ -14,7 +14,8 @@ use tokio::process::{Child, Command};
 use crate::workspace_binary;
 
 /// The HS256 secret the test servers run with.
-pub const TEST_JWT_SECRET: &str = "e2e-test-secret-not-the-default";
+/// (At least 32 bytes: shorter HS256 secrets are refused.)
+pub const TEST_JWT_SECRET: &str = "e2e-test-secret-not-the-default-0123456789";
 
 pub struct LocalServer {
     child: Option<Child>,

@@ -53,7 +53,10 @@ impl CredentialService {
         let context = EncryptionContext::new(user, provider.id);
         let api_key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
-            .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
+            .inspect_err(|e| {
+                tracing::error!(provider = provider.id, error = %e, "stored key does not open");
+                crate::audit::record_if_tampered(user, crate::audit::AuditAction::Resolve, provider.id, e);
+            })?;
         let now = Utc::now();
         let since = now - LAST_USE_RESOLUTION;
         if existing.last_used_at.is_none_or(|t| t < since) {

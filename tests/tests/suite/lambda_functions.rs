@@ -278,7 +278,13 @@ async fn every_function_answers_its_own_event() {
     env.extend([
         ("TABLE_NAME".to_owned(), table),
         ("KMS_KEY_ID".to_owned(), key),
-        ("JWT_HS256_SECRET".to_owned(), "every-function-secret".to_owned()),
+        (
+            "JWT_HS256_SECRET".to_owned(),
+            "every-function-secret-0123456789abcdef".to_owned(),
+        ),
+        // HS256 is refused on Lambda; this emulation declares itself local
+        // (the REST functions, whose events carry claims, are unaffected).
+        ("AWS_SAM_LOCAL".to_owned(), "true".to_owned()),
         groq.env(),
     ]);
     for name in mailmind_tests::function_names() {

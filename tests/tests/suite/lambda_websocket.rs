@@ -111,8 +111,12 @@ async fn connect_default_and_disconnect_functions_keep_the_table_right() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_authorizer_function_allows_good_tokens_only() {
-    let secret = "ws-authorizer-dev-secret";
-    let env = vec![("JWT_HS256_SECRET".to_owned(), secret.to_owned())];
+    let secret = "ws-authorizer-dev-secret-0123456789abcdef";
+    // HS256 is refused on Lambda: this emulation says it is `sam local`.
+    let env = vec![
+        ("JWT_HS256_SECRET".to_owned(), secret.to_owned()),
+        ("AWS_SAM_LOCAL".to_owned(), "true".to_owned()),
+    ];
     let authorizer = LambdaProcess::start(&workspace_binary("ws-authorizer"), &env).await;
     let issue = |key: &str, ttl| mailmind::auth::Hs256Verifier::new(key.as_bytes()).issue(USER, ttl);
     let with_token = |token: &str| {
@@ -140,6 +144,43 @@ async fn the_authorizer_function_allows_good_tokens_only() {
         !authorizer.logs().contains(&issue(secret, 600)[..40]),
         "tokens never reach the logs"
     );
+}
+
+/// Starts ws-authorizer with `env`; it must refuse to start, saying `reason`.
+async fn authorizer_refuses_to_start(env: &[(&str, &str)], reason: &str) {
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut process = LambdaProcess::start(&workspace_binary("ws-authorizer"), &env).await;
+    let (status, logs) = process
+        .exit(std::time::Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("ws-authorizer must stop with {env:?}"));
+    assert!(!status.success());
+    assert!(logs.contains(reason), "{env:?}: {logs}");
+}
+
+/// On Lambda (`AWS_LAMBDA_FUNCTION_NAME` set, no `AWS_SAM_LOCAL`) the HS256
+/// development mode is refused; a short secret is refused anywhere; RS256
+/// needs an audience.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorizer_function_refuses_hs256_on_lambda_short_secrets_and_no_audience() {
+    let long = "a-development-secret-of-40-bytes-0123456";
+    authorizer_refuses_to_start(&[("JWT_HS256_SECRET", long)], "refused on Lambda").await;
+    authorizer_refuses_to_start(
+        &[("JWT_HS256_SECRET", long), ("AWS_SAM_LOCAL", "false")],
+        "refused on Lambda",
+    )
+    .await;
+    authorizer_refuses_to_start(
+        &[("JWT_HS256_SECRET", "short-secret"), ("AWS_SAM_LOCAL", "true")],
+        "at least 32",
+    )
+    .await;
+    authorizer_refuses_to_start(&[("JWT_ISSUER", "https://issuer.example")], "JWT_AUDIENCE").await;
+    authorizer_refuses_to_start(
+        &[("JWT_ISSUER", "https://issuer.example"), ("JWT_AUDIENCE", " , ")],
+        "JWT_AUDIENCE",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

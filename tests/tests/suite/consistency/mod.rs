@@ -22,6 +22,7 @@
 mod cors;
 mod operations;
 mod edge_limits;
+mod key_policy;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};

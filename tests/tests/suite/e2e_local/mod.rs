@@ -2,11 +2,14 @@
 //! a real SQLite file and fake providers that answer like the real ones.
 //! The world and helpers are here; the tests are split by concern.
 
+mod audit;
+mod bad_input;
 mod errors;
 mod faults;
 mod invoke;
 mod isolation;
 mod limits;
+mod permissions;
 mod restarts_and_secrecy;
 mod routes;
 

@@ -34,6 +34,10 @@ async fn restart_on_the_same_data_dir_keeps_keys_decryptable() {
 async fn a_malformed_master_key_stops_the_server_from_starting() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("master.key"), b"too short").unwrap();
+    // Owner-only, so that the size (not the mode) is what is refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path().join("master.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let output = tokio::process::Command::new(mailmind_tests::workspace_binary("mailmind-local"))
         .args(["--port", "0", "--data-dir"])
         .arg(dir.path())

@@ -1,0 +1,115 @@
+//! Audit lines: one structured log line per create, update, delete, check
+//! verdict and tamper refusal, written by the credential service (so Lambda
+//! and the local server both write them). A line says who (`user_id`), what
+//! (`action`), which `provider`, and the `outcome`; never the key, a token or
+//! a body. Format (JSON, one line, target `mailmind::audit`):
+//!
+//! ```text
+//! {"timestamp":"…","level":"INFO","message":"audit","audit":true,"user_id":"…",
+//!  "action":"create","provider":"groq","outcome":"valid","target":"mailmind::audit"}
+//! ```
+//!
+//! `outcome` is the stored status (`valid`, `invalid`, `error`) after a
+//! successful create, update or check, `deleted` after a delete,
+//! `tamper_refused` when a stored key fails to open (its record was altered),
+//! else the API error code of the refusal (e.g. `credential_exists`).
+
+use crate::domain::{CredentialView, UserId};
+use crate::ports::KeyringError;
+use crate::service::ServiceError;
+
+/// What was done to a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// `POST /credentials`.
+    Create,
+    /// `PUT /credentials/{provider}`.
+    Update,
+    /// `DELETE /credentials/{provider}`.
+    Delete,
+    /// A re-check of a stored key (the check route, a usage report).
+    Check,
+    /// A key handed to another MailMind function (only refusals are audited).
+    Resolve,
+}
+
+impl AuditAction {
+    /// The `action` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Create => "create",
+            AuditAction::Update => "update",
+            AuditAction::Delete => "delete",
+            AuditAction::Check => "check",
+            AuditAction::Resolve => "resolve",
+        }
+    }
+}
+
+/// The `outcome` of a stored key that does not open: its record was altered.
+pub const TAMPER_REFUSED: &str = "tamper_refused";
+
+/// Writes one audit line.
+pub fn record(user: &UserId, action: AuditAction, provider: &str, outcome: &str) {
+    tracing::info!(
+        target: "mailmind::audit",
+        audit = true,
+        user_id = user.as_str(),
+        action = action.as_str(),
+        provider,
+        outcome,
+        "audit"
+    );
+}
+
+/// The `outcome` of a service error: the API's error code, or
+/// [`TAMPER_REFUSED`] for a key that does not open.
+pub fn outcome_of_error(error: &ServiceError) -> &'static str {
+    match error {
+        ServiceError::CredentialExists(_) => "credential_exists",
+        ServiceError::CredentialNotFound(_) => "credential_not_found",
+        ServiceError::KeyRejected(_) => "key_rejected",
+        ServiceError::Unavailable(_) => "service_unavailable",
+        ServiceError::Internal(_) => "internal",
+    }
+}
+
+/// Writes the audit line of a create, update or delete that ended in `result`.
+pub fn record_result<T: AuditedOutcome>(
+    user: &UserId,
+    action: AuditAction,
+    provider: &str,
+    result: &Result<T, ServiceError>,
+) {
+    let outcome = match result {
+        Ok(done) => done.outcome(),
+        Err(e) => outcome_of_error(e),
+    };
+    record(user, action, provider, outcome);
+}
+
+/// Writes the audit line of a stored key that did not open, if that is what
+/// `error` says.
+pub fn record_if_tampered(user: &UserId, action: AuditAction, provider: &str, error: &KeyringError) {
+    if matches!(error, KeyringError::Rejected) {
+        record(user, action, provider, TAMPER_REFUSED);
+    }
+}
+
+/// What a successful operation's audit line says.
+pub trait AuditedOutcome {
+    /// The `outcome` field.
+    fn outcome(&self) -> &'static str;
+}
+
+impl AuditedOutcome for CredentialView {
+    fn outcome(&self) -> &'static str {
+        self.status.as_str()
+    }
+}
+
+impl AuditedOutcome for () {
+    fn outcome(&self) -> &'static str {
+        "deleted"
+    }
+}
