@@ -18,12 +18,14 @@ use crate::domain::{
 use crate::envelope;
 
 mod keys;
+mod revalidate;
 
 use crate::ports::{
     Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, Keyring, KeyringError, ModelsUpdate,
     Notifier, ProviderClient, StoreError,
 };
 pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
+pub use revalidate::{RevalidationPolicy, RevalidationRun, parse_duration};
 
 /// Failures, in the terms of the API's error codes.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +151,7 @@ impl CredentialService {
             updated_at: now,
             last_used_at: None,
             last_recheck_at: None,
+            last_attempt: None,
         };
         match self.store.insert(&credential, &models).await {
             Ok(()) => {}
@@ -195,6 +198,7 @@ impl CredentialService {
             revision: crate::ids::random_hex(16),
             // The new key has a re-check window of its own.
             last_recheck_at: None,
+            last_attempt: None,
             ..existing
         };
         match self.store.replace(&credential, &models).await {
@@ -236,11 +240,25 @@ impl CredentialService {
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
             .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
-        let (outcome, mut audience) = self.validate(provider, &key, audience).await;
+        let (outcome, audience) = self.validate(provider, &key, audience).await;
         drop(key);
+        self.record_outcome(user, provider, existing, &outcome, audience).await
+    }
+
+    /// Stores what checking a stored key found (verdict and models, against
+    /// the key's revision, in one write) and pushes it: the end of a user's
+    /// check, of a report's re-check and of a background re-check alike.
+    async fn record_outcome(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        existing: StoredCredential,
+        outcome: &CheckOutcome,
+        mut audience: Audience,
+    ) -> Result<CredentialView, ServiceError> {
         let now = Utc::now();
-        let check = CheckState::from_outcome(&outcome, now);
-        let (models_update, models_count) = match &outcome {
+        let check = CheckState::from_outcome(outcome, now);
+        let (models_update, models_count) = match outcome {
             CheckOutcome::Valid { models } => (ModelsUpdate::Replace(models), models.len() as u32),
             // A rejected key unlocks nothing.
             CheckOutcome::Invalid => (ModelsUpdate::Replace(&[]), 0),
@@ -263,6 +281,7 @@ impl CredentialService {
             check,
             models_count,
             updated_at: now,
+            last_attempt: None,
             ..existing
         };
         tracing::info!(

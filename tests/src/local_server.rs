@@ -21,6 +21,8 @@ pub struct LocalServer {
     pub base_url: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    /// Extra flags, kept for restarts.
+    args: Vec<String>,
     output: Arc<Mutex<String>>,
     collectors: Vec<tokio::task::JoinHandle<()>>,
     verifier: Hs256Verifier,
@@ -39,7 +41,13 @@ pub struct Answer {
 impl LocalServer {
     /// Starts `mailmind-local --port 0 --data-dir <data_dir>` with extra environment.
     pub async fn start(data_dir: &Path, env: &[(String, String)]) -> LocalServer {
+        Self::start_with_args(data_dir, env, &[]).await
+    }
+
+    /// Starts it as [`LocalServer::start`] does, with extra command-line flags.
+    pub async fn start_with_args(data_dir: &Path, env: &[(String, String)], args: &[&str]) -> LocalServer {
         let mut server = LocalServer {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
             base_url: String::new(),
             data_dir: data_dir.to_owned(),
@@ -58,6 +66,7 @@ impl LocalServer {
         command
             .args(["--port", "0", "--data-dir"])
             .arg(&self.data_dir)
+            .args(&self.args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LOCAL_JWT_SECRET", TEST_JWT_SECRET)

@@ -11,11 +11,13 @@
 
 mod consistency;
 mod e2e_local;
+mod e2e_revalidate;
 mod e2e_websocket;
 mod keyring_kms;
 mod keyring_local;
 mod lambda_functions;
 mod lambda_resolve;
+mod lambda_revalidate;
 mod lambda_websocket;
 mod providers;
 mod sam_local;
