@@ -15,15 +15,18 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
 use mailmind::AppState;
 use mailmind::auth::{Hs256Verifier, TokenVerifier};
+use mailmind::service::{RevalidationPolicy, parse_duration};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
-Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin ORIGIN]... [LIMITS]
+Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin ORIGIN]...
+                      [LIMITS] [--revalidate-after D] [--revalidate-every D]
        mailmind-local --token USER
 
   --port PORT      TCP port on 127.0.0.1 (default 3000; 0 picks a free one)
@@ -39,6 +42,9 @@ Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin 
                                 per window (default 10; 0: no limit)
   --validation-window SECS      that window (default 60)
   --max-connections-per-user N  live sockets per user (default 10; 0: no cap)
+  --revalidate-after D  re-check in the background every key whose verdict is
+                   older than D, a duration like 24h, 90s (default 24h)
+  --revalidate-every D  how often that runs (default 1h; 0 turns it off)
   --token USER     print a bearer token for USER (valid 30 days) and exit;
                    it also works for `sam local` (same LOCAL_JWT_SECRET)
 
@@ -50,6 +56,9 @@ Environment:
   PROVIDER_TIMEOUT_MS         bound on one key check (default 10000)
   PROVIDER_CONNECT_TIMEOUT_MS bound on connecting to a provider (default 3000)
   MAILMIND_LOG                log filter (default warn,mailmind=info,mailmind_local=info)";
+
+/// `--revalidate-every` when not given.
+const DEFAULT_REVALIDATE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The demo user the start-up banner makes a token for.
 const DEMO_USER: &str = "demo-user";
@@ -80,6 +89,10 @@ struct Options {
     cors_origins: cors::AllowedOrigins,
     /// The abuse limits.
     limits: mailmind::state::Limits,
+    /// `--revalidate-after`: the age at which a verdict is checked again.
+    revalidate_after: Duration,
+    /// `--revalidate-every`: the period of background runs; zero: none.
+    revalidate_every: Duration,
 }
 
 /// A handful of flags do not justify a command-line parser dependency.
@@ -91,6 +104,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         sandbox: false,
         cors_origins: cors::AllowedOrigins::default(),
         limits: mailmind::state::Limits::default(),
+        revalidate_after: RevalidationPolicy::DEFAULT_AFTER,
+        revalidate_every: DEFAULT_REVALIDATE_EVERY,
     };
     let (mut validation_limit, mut validation_window) = (None, None);
     let mut args = args.into_iter();
@@ -125,6 +140,15 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--validation-window" => validation_window = Some(value()?),
             "--max-connections-per-user" => {
                 options.limits.max_connections_per_user = mailmind::state::Limits::parse_max_connections(&value()?)?
+            }
+            "--revalidate-after" => {
+                options.revalidate_after = parse_duration(&value()?).map_err(|e| format!("--revalidate-after: {e}"))?;
+                if options.revalidate_after.is_zero() {
+                    return Err("--revalidate-after must be more than 0".into());
+                }
+            }
+            "--revalidate-every" => {
+                options.revalidate_every = parse_duration(&value()?).map_err(|e| format!("--revalidate-every: {e}"))?
             }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),
@@ -192,6 +216,10 @@ async fn run(options: Options) -> Result<(), String> {
         sandbox: options.sandbox,
     });
 
+    if !options.revalidate_every.is_zero() {
+        spawn_revalidation(Arc::clone(&gateway), options.revalidate_after, options.revalidate_every);
+    }
+
     let router = Router::new()
         .route("/", get(move || async move { settings_page.render() }))
         .route("/ws", get(websocket::upgrade))
@@ -253,6 +281,30 @@ async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
+/// Background re-validation in this process, the same run the scheduled
+/// `credentials-revalidate` function makes: one every `every`, each within
+/// that much time (so runs do not pile up).
+fn spawn_revalidation(gateway: Arc<LocalGateway>, after: Duration, every: Duration) {
+    let policy = RevalidationPolicy {
+        revalidate_after: after,
+        budget: every,
+        concurrency_per_provider: RevalidationPolicy::DEFAULT_CONCURRENCY,
+    };
+    tracing::info!(
+        after_secs = after.as_secs(),
+        every_secs = every.as_secs(),
+        "background re-validation on"
+    );
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            gateway.app.credentials.revalidate_due(&policy).await;
+        }
+    });
+}
+
 /// Resolves on SIGINT or SIGTERM, so in-flight requests finish and SQLite closes cleanly.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -283,6 +335,8 @@ mod tests {
                 sandbox: false,
                 cors_origins: cors::AllowedOrigins::default(),
                 limits: mailmind::state::Limits::default(),
+                revalidate_after: Duration::from_secs(24 * 3600),
+                revalidate_every: Duration::from_secs(3600),
             }
         );
         assert_eq!(
@@ -294,6 +348,8 @@ mod tests {
                 sandbox: false,
                 cors_origins: cors::AllowedOrigins::default(),
                 limits: mailmind::state::Limits::default(),
+                revalidate_after: Duration::from_secs(24 * 3600),
+                revalidate_every: Duration::from_secs(3600),
             }
         );
         assert_eq!(args(&["--help"]).unwrap(), None);
@@ -341,5 +397,12 @@ mod tests {
         assert!(args(&["--sandbox=yes"]).is_err());
         assert!(args(&["--cors-origin", "*"]).is_err());
         assert!(args(&["--cors-origin"]).is_err());
+        let quick = args(&["--revalidate-after", "2s", "--revalidate-every=0"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(quick.revalidate_after, Duration::from_secs(2));
+        assert_eq!(quick.revalidate_every, Duration::ZERO);
+        assert!(args(&["--revalidate-after", "0"]).is_err());
+        assert!(args(&["--revalidate-every", "soon"]).is_err());
     }
 }

@@ -70,6 +70,8 @@ pub fn outcome_of_error(error: &ServiceError) -> &'static str {
         ServiceError::CredentialNotFound(_) => "credential_not_found",
         ServiceError::KeyRejected(_) => "key_rejected",
         ServiceError::Unavailable(_) => "service_unavailable",
+        ServiceError::TooManyRequests { .. } => "too_many_requests",
+        ServiceError::TooManyConnections(_) => "too_many_connections",
         ServiceError::Internal(_) => "internal",
     }
 }

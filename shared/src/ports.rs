@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use crate::domain::{ApiKey, CheckOutcome, CheckState, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
+use crate::domain::{
+    ApiKey, CheckOutcome, CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
+};
 
 /// Storage failures, in the terms the API answers with.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,17 @@ pub enum ModelsUpdate<'a> {
     Keep,
     /// Replace the whole list in the same atomic step as the credential.
     Replace(&'a [ModelInfo]),
+}
+
+/// A credential the due index lists for a background re-check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCredential {
+    /// The owner.
+    pub user: UserId,
+    /// The provider id.
+    pub provider: String,
+    /// Its freshness time as the index showed it; a claim holds only if it is unchanged.
+    pub fresh_at: DateTime<Utc>,
 }
 
 /// Credentials and their model lists, always scoped to one user.
@@ -94,6 +107,38 @@ pub trait CredentialStore: Send + Sync {
 
     /// The stored model list, if any.
     async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError>;
+
+    // Background re-validation. Every credential carries a freshness time
+    // `fresh_at`: the check time of its stored verdict (insert, replace and
+    // record_check set it), moved on by claims and failed attempts. An index
+    // on (provider, fresh_at) finds what is due without reading the rest.
+
+    /// Up to `limit` of `provider`'s credentials with `fresh_at` at or before
+    /// `before`, oldest first, through the due index (never a scan).
+    async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError>;
+
+    /// Claims `due` for one background check in one conditional write: moves
+    /// its `fresh_at` to `fresh_until` if it is still `due.fresh_at`, and
+    /// returns the credential as it now stands. `Ok(None)` when another run
+    /// claimed it, a check refreshed it, or it was deleted meanwhile.
+    async fn claim_due(
+        &self,
+        due: &DueCredential,
+        fresh_until: DateTime<Utc>,
+    ) -> Result<Option<StoredCredential>, StoreError>;
+
+    /// Records a background check of the key with `revision` that reached no
+    /// verdict: status, reason and models stay; the attempt is recorded and
+    /// `fresh_at` set to `fresh_until` (the back-off). `NotFound` when the
+    /// credential is gone, `Conflict` when its key was replaced meanwhile.
+    async fn record_attempt(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        attempt: &FailedAttempt,
+        fresh_until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// What spending one unit of a budget came to.

@@ -21,6 +21,7 @@ use crate::envelope;
 
 mod keys;
 mod limits;
+mod revalidate;
 
 use crate::ports::{
     Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, Keyring, KeyringError, ModelsUpdate,
@@ -28,6 +29,7 @@ use crate::ports::{
 };
 pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
+pub use revalidate::{RevalidationPolicy, RevalidationRun, parse_duration};
 
 /// Failures, in the terms of the API's error codes.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +186,7 @@ impl CredentialService {
             updated_at: now,
             last_used_at: None,
             last_recheck_at: None,
+            last_attempt: None,
         };
         match self.store.insert(&credential, &models).await {
             Ok(()) => {}
@@ -243,6 +246,7 @@ impl CredentialService {
             revision: crate::ids::random_hex(16),
             // The new key has a re-check window of its own.
             last_recheck_at: None,
+            last_attempt: None,
             ..existing
         };
         match self.store.replace(&credential, &models).await {
@@ -288,11 +292,25 @@ impl CredentialService {
                 tracing::error!(provider = provider.id, error = %e, "stored key does not open");
                 audit::record_if_tampered(user, AuditAction::Check, provider.id, e);
             })?;
-        let (outcome, mut audience) = self.validate(provider, &key, audience).await;
+        let (outcome, audience) = self.validate(provider, &key, audience).await;
         drop(key);
+        self.record_outcome(user, provider, existing, &outcome, audience).await
+    }
+
+    /// Stores what checking a stored key found (verdict and models, against
+    /// the key's revision, in one write) and pushes it: the end of a user's
+    /// check, of a report's re-check and of a background re-check alike.
+    async fn record_outcome(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        existing: StoredCredential,
+        outcome: &CheckOutcome,
+        mut audience: Audience,
+    ) -> Result<CredentialView, ServiceError> {
         let now = Utc::now();
-        let check = CheckState::from_outcome(&outcome, now);
-        let (models_update, models_count) = match &outcome {
+        let check = CheckState::from_outcome(outcome, now);
+        let (models_update, models_count) = match outcome {
             CheckOutcome::Valid { models } => (ModelsUpdate::Replace(models), models.len() as u32),
             // A rejected key unlocks nothing.
             CheckOutcome::Invalid => (ModelsUpdate::Replace(&[]), 0),
@@ -315,6 +333,7 @@ impl CredentialService {
             check,
             models_count,
             updated_at: now,
+            last_attempt: None,
             ..existing
         };
         tracing::info!(

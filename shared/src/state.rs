@@ -392,6 +392,16 @@ pub mod aws {
                 .build())
         }
 
+        /// For `credentials-revalidate`: what validating routes use, and the
+        /// run's policy from `REVALIDATE_AFTER`, `REVALIDATE_BUDGET` and
+        /// `REVALIDATE_CONCURRENCY`.
+        pub fn revalidating_state(&self) -> Result<crate::handlers::revalidate::RevalidationState, StartupError> {
+            Ok(crate::handlers::revalidate::RevalidationState {
+                app: self.validating_state()?,
+                policy: crate::service::RevalidationPolicy::from_env().map_err(StartupError)?,
+            })
+        }
+
         /// For `credentials-resolve`: table, KMS behind the warm data-key
         /// cache ([`crate::key_cache`]), provider client (report re-checks,
         /// base URLs) and pushes, whose client is built on the first report

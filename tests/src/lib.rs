@@ -83,11 +83,34 @@ pub fn invoked_function_names() -> Vec<String> {
         .collect()
 }
 
+/// Whether `function` runs on a schedule (EventBridge), with no API in
+/// front: its payload is a scheduled event (`source` `aws.events`,
+/// `detail-type` `Scheduled Event`).
+pub fn is_scheduled_function(function: &str) -> bool {
+    let payload = event(function);
+    payload.get("source").and_then(serde_json::Value::as_str) == Some("aws.events")
+        && payload.get("detail-type").and_then(serde_json::Value::as_str) == Some("Scheduled Event")
+}
+
+/// The functions EventBridge runs on a schedule (see [`is_scheduled_function`]), sorted.
+pub fn scheduled_function_names() -> Vec<String> {
+    function_names()
+        .into_iter()
+        .filter(|f| is_scheduled_function(f))
+        .collect()
+}
+
+/// Whether `function` serves the WebSocket API (its authorizer included):
+/// none of the other three kinds.
+pub fn is_websocket_function(function: &str) -> bool {
+    !is_rest_function(function) && !is_invoked_function(function) && !is_scheduled_function(function)
+}
+
 /// The functions behind the WebSocket API, its authorizer included, sorted.
 pub fn websocket_function_names() -> Vec<String> {
     function_names()
         .into_iter()
-        .filter(|f| !is_rest_function(f) && !is_invoked_function(f))
+        .filter(|f| is_websocket_function(f))
         .collect()
 }
 

@@ -22,7 +22,7 @@ pub struct LocalServer {
     pub base_url: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
-    /// Extra command-line flags (`--sandbox`, `--cors-origin ...`).
+    /// Extra command-line flags (`--sandbox`, `--cors-origin ...`), kept for restarts.
     args: Vec<String>,
     output: Arc<Mutex<String>>,
     collectors: Vec<tokio::task::JoinHandle<()>>,
@@ -48,6 +48,7 @@ impl LocalServer {
     /// [`LocalServer::start`] with extra command-line flags after `--data-dir`.
     pub async fn start_with_args(data_dir: &Path, env: &[(String, String)], args: &[&str]) -> LocalServer {
         let mut server = LocalServer {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
             base_url: String::new(),
             data_dir: data_dir.to_owned(),

@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
 
 pub const REGION: &str = "us-east-1";
 
@@ -106,35 +109,68 @@ impl Moto {
         .collect()
     }
 
-    /// A new table of the template's shape (`pk`/`sk` strings, on demand), uniquely named.
+    /// A new table built from template.yaml's `CredentialsTable` (keys,
+    /// attribute definitions, global secondary indexes; on demand), uniquely named.
     pub async fn create_table(&self) -> String {
         let name = format!("mailmind-test-{}", mailmind::ids::random_hex(6));
         let client = aws_sdk_dynamodb::Client::new(&self.sdk_config().await);
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute")
+        let table = template_table();
+        let str_of = |v: &serde_yaml_ng::Value, field: &str| -> String {
+            v[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("template.yaml CredentialsTable: {field} in {v:?}"))
+                .to_owned()
         };
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .expect("key")
+        let key_schema = |list: &serde_yaml_ng::Value| -> Vec<KeySchemaElement> {
+            list.as_sequence()
+                .expect("a KeySchema list")
+                .iter()
+                .map(|k| {
+                    KeySchemaElement::builder()
+                        .attribute_name(str_of(k, "AttributeName"))
+                        .key_type(KeyType::from(str_of(k, "KeyType").as_str()))
+                        .build()
+                        .expect("key")
+                })
+                .collect()
         };
-        client
+        let mut request = client
             .create_table()
             .table_name(&name)
-            .attribute_definitions(attribute("pk"))
-            .attribute_definitions(attribute("sk"))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
             .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .expect("create table on moto");
+            .set_key_schema(Some(key_schema(&table["KeySchema"])));
+        for attribute in table["AttributeDefinitions"]
+            .as_sequence()
+            .expect("AttributeDefinitions")
+        {
+            request = request.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(str_of(attribute, "AttributeName"))
+                    .attribute_type(ScalarAttributeType::from(str_of(attribute, "AttributeType").as_str()))
+                    .build()
+                    .expect("attribute"),
+            );
+        }
+        for index in table["GlobalSecondaryIndexes"].as_sequence().into_iter().flatten() {
+            let projection = &index["Projection"];
+            let non_key: Option<Vec<String>> = projection["NonKeyAttributes"]
+                .as_sequence()
+                .map(|names| names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect());
+            request = request.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(str_of(index, "IndexName"))
+                    .set_key_schema(Some(key_schema(&index["KeySchema"])))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(str_of(projection, "ProjectionType").as_str()))
+                            .set_non_key_attributes(non_key)
+                            .build(),
+                    )
+                    .build()
+                    .expect("index"),
+            );
+        }
+        request.send().await.expect("create table on moto");
         name
     }
 
@@ -151,6 +187,20 @@ impl Moto {
             .map(|m| m.arn().unwrap_or(m.key_id()).to_owned())
             .expect("key metadata")
     }
+}
+
+/// The `Properties` of template.yaml's `CredentialsTable`.
+fn template_table() -> serde_yaml_ng::Value {
+    let path = crate::repo_root().join("template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let root: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let properties = root["Resources"]["CredentialsTable"]["Properties"].clone();
+    assert!(
+        properties.is_mapping(),
+        "template.yaml has no CredentialsTable properties"
+    );
+    properties
 }
 
 /// SDK configuration aimed at a port nothing listens on, retries off: a

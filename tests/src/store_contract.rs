@@ -4,8 +4,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use mailmind::domain::{CheckState, CredentialStatus, ErrorReason, ModelInfo, SealedKey, StoredCredential, UserId};
-use mailmind::ports::{Connection, ConnectionStore, CredentialStore, LimitStore, ModelsUpdate, Spend, StoreError};
+use mailmind::domain::{
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, SealedKey, StoredCredential, UserId,
+};
+use mailmind::ports::{
+    Connection, ConnectionStore, CredentialStore, DueCredential, LimitStore, ModelsUpdate, Spend, StoreError,
+};
 
 /// What the contract runs over: an adapter that keeps credentials,
 /// connections and budgets.
@@ -46,6 +50,7 @@ pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredentia
         updated_at: at(1),
         last_used_at: None,
         last_recheck_at: None,
+        last_attempt: None,
     }
 }
 
@@ -537,6 +542,142 @@ pub async fn parallel_spenders_never_exceed_the_limit(store: Arc<impl Store>) {
     }
 }
 
+/// A credential whose verdict was reached at `checked` (seconds after [`at`]`(0)`).
+fn checked_at(user: &str, provider: &str, revision: &str, checked: i64) -> StoredCredential {
+    let mut c = credential(user, provider, revision);
+    c.check.checked_at = Some(at(checked));
+    c.updated_at = at(checked);
+    c
+}
+
+fn due_users(due: &[DueCredential]) -> Vec<&str> {
+    due.iter().map(|d| d.user.as_str()).collect()
+}
+
+pub async fn due_lists_a_providers_stale_credentials_oldest_first_and_nothing_else(store: Arc<impl Store>) {
+    // Revisions start with different hex digits: different shards.
+    for c in [
+        checked_at("user-1", "groq", "3a01", 10),
+        checked_at("user-2", "groq", "c702", 5),
+        checked_at("user-3", "groq", "0f03", 100),
+        checked_at("user-4", "openai", "7704", 1),
+        checked_at("user-5", "groq", "e505", 20),
+    ] {
+        store.insert(&c, &models(&["m"])).await.unwrap();
+    }
+    let due = store.due("groq", at(50), 10).await.unwrap();
+    assert_eq!(due_users(&due), ["user-2", "user-1", "user-5"]);
+    assert!(due.iter().all(|d| d.provider == "groq"));
+    assert_eq!(due[0].fresh_at, at(5));
+    assert_eq!(
+        due_users(&store.due("groq", at(50), 2).await.unwrap()),
+        ["user-2", "user-1"]
+    );
+    assert_eq!(due_users(&store.due("openai", at(50), 10).await.unwrap()), ["user-4"]);
+    assert!(store.due("gemini", at(50), 10).await.unwrap().is_empty());
+    // A new verdict makes it fresh; a deleted credential is gone from the queue.
+    let fresh = CheckState {
+        checked_at: Some(at(200)),
+        ..credential("user-2", "groq", "c702").check
+    };
+    store
+        .record_check(&user("user-2"), "groq", "c702", &fresh, ModelsUpdate::Keep)
+        .await
+        .unwrap();
+    store.delete(&user("user-1"), "groq").await.unwrap();
+    assert_eq!(due_users(&store.due("groq", at(50), 10).await.unwrap()), ["user-5"]);
+    // A replaced key is fresh from its own check.
+    store
+        .replace(&checked_at("user-5", "groq", "1b06", 300), &models(&["n"]))
+        .await
+        .unwrap();
+    assert!(store.due("groq", at(50), 10).await.unwrap().is_empty());
+    assert_eq!(
+        due_users(&store.due("groq", at(300), 10).await.unwrap()),
+        ["user-3", "user-2", "user-5"]
+    );
+}
+
+pub async fn claim_due_has_one_winner_and_moves_the_credential_out_of_the_queue(store: Arc<impl Store>) {
+    let stored = checked_at("user-a", "groq", "5d01", 10);
+    store.insert(&stored, &models(&["m"])).await.unwrap();
+    let [due] = <[DueCredential; 1]>::try_from(store.due("groq", at(50), 10).await.unwrap()).unwrap();
+    // Claims in turn: the first wins. (Not concurrently: moto_server does
+    // not serialise conditional writes to one item, DynamoDB does.)
+    let won = store
+        .claim_due(&due, at(1000))
+        .await
+        .unwrap()
+        .expect("the first claim wins");
+    assert_eq!(store.claim_due(&due, at(1001)).await.unwrap(), None);
+    // The claim returns the whole credential, sealed key included.
+    assert_eq!(won.sealed, stored.sealed);
+    assert_eq!(won.revision, "5d01");
+    assert!(store.due("groq", at(999), 10).await.unwrap().is_empty());
+    let requeued = store.due("groq", at(1000), 10).await.unwrap();
+    assert_eq!(requeued[0].fresh_at, at(1000));
+    // What the queue showed before the claim claims nothing any more.
+    assert_eq!(store.claim_due(&due, at(2000)).await.unwrap(), None);
+    // Nor does a deleted credential.
+    store.delete(&user("user-a"), "groq").await.unwrap();
+    assert_eq!(store.claim_due(&requeued[0], at(2000)).await.unwrap(), None);
+}
+
+pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Store>) {
+    let u = user("user-a");
+    let attempt = FailedAttempt {
+        at: at(300),
+        reason: ErrorReason::RateLimited,
+        failures: 2,
+    };
+    assert!(matches!(
+        store.record_attempt(&u, "groq", "9a01", &attempt, at(400)).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .insert(&checked_at("user-a", "groq", "9a01", 10), &models(&["m1", "m2"]))
+        .await
+        .unwrap();
+    store
+        .record_attempt(&u, "groq", "9a01", &attempt, at(400))
+        .await
+        .unwrap();
+    let after = store.get(&u, "groq").await.unwrap().unwrap();
+    assert_eq!(after.check.status, CredentialStatus::Valid);
+    assert_eq!(after.check.reason, None);
+    assert_eq!(after.check.checked_at, Some(at(10)));
+    assert_eq!(after.models_count, 2);
+    assert_eq!(after.last_attempt, Some(attempt));
+    assert_eq!(store.models(&u, "groq").await.unwrap().unwrap().models.len(), 2);
+    // Due again only after the back-off.
+    assert!(store.due("groq", at(399), 10).await.unwrap().is_empty());
+    assert_eq!(due_users(&store.due("groq", at(400), 10).await.unwrap()), ["user-a"]);
+    assert!(matches!(
+        store.record_attempt(&u, "groq", "0000", &attempt, at(400)).await,
+        Err(StoreError::Conflict)
+    ));
+    // A verdict clears the attempt.
+    let verdict = CheckState {
+        checked_at: Some(at(500)),
+        ..after.check.clone()
+    };
+    store
+        .record_check(&u, "groq", "9a01", &verdict, ModelsUpdate::Keep)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&u, "groq").await.unwrap().unwrap().last_attempt, None);
+    // So does a new key.
+    store
+        .record_attempt(&u, "groq", "9a01", &attempt, at(600))
+        .await
+        .unwrap();
+    store
+        .replace(&checked_at("user-a", "groq", "ab02", 700), &models(&["m3"]))
+        .await
+        .unwrap();
+    assert_eq!(store.get(&u, "groq").await.unwrap().unwrap().last_attempt, None);
+}
+
 /// Expands to one `#[tokio::test]` per contract rule, each on a fresh store from `$make`
 /// (an async expression yielding `(Arc<S>, guard)` for a `S: Store`; the guard lives to the end).
 #[macro_export]
@@ -563,6 +704,9 @@ macro_rules! store_contract_tests {
             delete_removes_every_part_of_a_large_list,
             spend_grants_the_limit_per_window_then_refuses_until_it_ends,
             parallel_spenders_never_exceed_the_limit,
+            due_lists_a_providers_stale_credentials_oldest_first_and_nothing_else,
+            claim_due_has_one_winner_and_moves_the_credential_out_of_the_queue,
+            record_attempt_keeps_the_verdict_and_backs_off,
         );
     };
     (@each $make:expr; $($rule:ident),* $(,)?) => {

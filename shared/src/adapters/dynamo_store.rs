@@ -8,6 +8,12 @@
 //! | WebSocket connection (TTL `expires_at`) | `USER#<sub>` | `CONN#<connection id>` |
 //! | budget window, e.g. validations (TTL `expires_at`) | `USER#<sub>` | `LIMIT#<bucket>` |
 //!
+//! The sparse global secondary index `DueIndex` (keys only) lists credential
+//! items alone, the only ones with `due_shard` (`<provider>#<0..7>`, from the
+//! key's random revision) and `fresh_at`: background re-validation queries
+//! each of a provider's shards for `fresh_at <= now - REVALIDATE_AFTER`,
+//! oldest first, and never scans the table (docs/ARCHITECTURE.md).
+//!
 //! Every key is under the user's partition, so no request can reach another
 //! user's items. Credential and model list change together in one
 //! `TransactWriteItems`; conditions (not reads) stop create/create and
@@ -31,12 +37,28 @@ use chrono::{DateTime, Utc};
 use super::aws_errors::AwsFailure;
 use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::{
-    CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
 };
-use crate::ports::{Connection, ConnectionStore, CredentialStore, LimitStore, ModelsUpdate, Spend, StoreError};
+use crate::ports::{
+    Connection, ConnectionStore, CredentialStore, DueCredential, LimitStore, ModelsUpdate, Spend, StoreError,
+};
 use crate::time;
 
 type Item = HashMap<String, AttributeValue>;
+
+/// The global secondary index of due credentials (template.yaml).
+pub const DUE_INDEX: &str = "DueIndex";
+
+/// Index partitions per provider: writes of the freshness time spread over
+/// this many partition keys, so no provider's re-validation has a hot one.
+pub const DUE_SHARDS: u8 = 8;
+
+/// The due index partition of a credential: its provider and a shard taken
+/// from its revision (random hex), so shards fill evenly.
+fn due_shard(provider: &str, revision: &str) -> String {
+    let digit = revision.chars().next().and_then(|c| c.to_digit(16)).unwrap_or(0);
+    format!("{provider}#{}", digit % u32::from(DUE_SHARDS))
+}
 
 /// Transactions that collide with another in-flight transaction are retried this often.
 const TRANSACTION_ATTEMPTS: u32 = 3;
@@ -330,7 +352,14 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
             "last_recheck_at",
             c.last_recheck_at.as_ref().map(|t| s(time::to_stored(t))),
         ),
+        // The due index keys: a stored verdict is fresh from its check.
+        ("due_shard", Some(s(due_shard(&c.provider, &c.revision)))),
+        (
+            "fresh_at",
+            Some(s(time::to_stored(&c.check.checked_at.unwrap_or(c.updated_at)))),
+        ),
     ];
+    attributes.extend(attempt_attributes(c.last_attempt.as_ref()));
     attributes.extend(status_attributes(&c.check));
     attributes
 }
@@ -345,6 +374,15 @@ fn status_attributes(check: &CheckState) -> Vec<(&'static str, Option<AttributeV
             "last_checked_at",
             check.checked_at.as_ref().map(|t| s(time::to_stored(t))),
         ),
+    ]
+}
+
+/// The last attempt without a verdict; `None` removes it.
+fn attempt_attributes(attempt: Option<&FailedAttempt>) -> Vec<(&'static str, Option<AttributeValue>)> {
+    vec![
+        ("last_attempt_at", attempt.map(|a| s(time::to_stored(&a.at)))),
+        ("last_attempt_reason", attempt.map(|a| s(a.reason.as_str()))),
+        ("attempt_failures", attempt.map(|a| n(a.failures))),
     ]
 }
 
@@ -418,6 +456,17 @@ fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, 
         updated_at: r.time("updated_at")?,
         last_used_at: r.opt_time("last_used_at")?,
         last_recheck_at: r.opt_time("last_recheck_at")?,
+        last_attempt: match r.opt_time("last_attempt_at")? {
+            None => None,
+            Some(at) => Some(FailedAttempt {
+                at,
+                reason: r
+                    .opt_string("last_attempt_reason")?
+                    .and_then(|reason| ErrorReason::parse(&reason))
+                    .ok_or_else(|| corrupt("last_attempt_reason"))?,
+                failures: r.number("attempt_failures")?,
+            }),
+        },
     })
 }
 
@@ -490,6 +539,10 @@ impl CredentialStore for DynamoStore {
         let now = check.checked_at.unwrap_or_else(Utc::now);
         let mut attributes = status_attributes(check);
         attributes.push(("updated_at", Some(s(time::to_stored(&now)))));
+        // A verdict is fresh from now; it also (re)joins the due index.
+        attributes.push(("fresh_at", Some(s(time::to_stored(&now)))));
+        attributes.push(("due_shard", Some(s(due_shard(provider, revision)))));
+        attributes.extend(attempt_attributes(None));
         if let ModelsUpdate::Replace(list) = models {
             attributes.push(("models_count", Some(n(list.len()))));
         }
@@ -668,6 +721,108 @@ impl DynamoStore {
             .item()
             .map(|item| Ok(Reader(item).opt_number("chunks")?.unwrap_or(1)))
             .transpose()
+    }
+
+    async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError> {
+        let limit_i32 = i32::try_from(limit).unwrap_or(i32::MAX);
+        let before = s(time::to_stored(&before));
+        // Each shard's oldest `limit`, together: their oldest `limit` overall.
+        let queries = (0..DUE_SHARDS).map(|shard| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("due_shard = :shard AND fresh_at <= :before")
+                .expression_attribute_values(":shard", s(format!("{provider}#{shard}")))
+                .expression_attribute_values(":before", before.clone())
+                .limit(limit_i32)
+                .send()
+        });
+        let pages = futures_util::future::try_join_all(queries).await.map_err(sdk_error)?;
+        let mut due = Vec::new();
+        for item in pages.iter().flat_map(|page| page.items()) {
+            let r = Reader(item);
+            let user = r.string("pk")?;
+            let sk = r.string("sk")?;
+            due.push(DueCredential {
+                user: user
+                    .strip_prefix("USER#")
+                    .and_then(UserId::parse)
+                    .ok_or_else(|| corrupt("pk"))?,
+                provider: sk.strip_prefix("CRED#").ok_or_else(|| corrupt("sk"))?.to_owned(),
+                fresh_at: r.time("fresh_at")?,
+            });
+        }
+        due.sort_by_key(|d| d.fresh_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn claim_due(
+        &self,
+        due: &DueCredential,
+        fresh_until: DateTime<Utc>,
+    ) -> Result<Option<StoredCredential>, StoreError> {
+        // The index lags the table a little: the condition, not the query,
+        // decides, so two runs never both win one credential.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::credential_key(&due.user, &due.provider)))
+            .update_expression("SET fresh_at = :until")
+            .condition_expression("fresh_at = :seen")
+            .expression_attribute_values(":until", s(time::to_stored(&fresh_until)))
+            .expression_attribute_values(":seen", s(time::to_stored(&due.fresh_at)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => output
+                .attributes()
+                .map(|item| credential_from_item(&due.user, item))
+                .transpose(),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(None),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn record_attempt(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        attempt: &FailedAttempt,
+        fresh_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut attributes = attempt_attributes(Some(attempt));
+        attributes.push(("fresh_at", Some(s(time::to_stored(&fresh_until)))));
+        let (expression, mut names, mut values) = update_expression(attributes);
+        names.insert("#revision".into(), "revision".into());
+        values.insert(":revision".into(), s(revision));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::credential_key(user, provider)))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .condition_expression("attribute_exists(pk) AND #revision = :revision")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => Err(match failed.item() {
+                    Some(_) => StoreError::Conflict,
+                    None => StoreError::NotFound,
+                }),
+                _ => Err(sdk_error(SdkError::ServiceError(e))),
+            },
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 }
 

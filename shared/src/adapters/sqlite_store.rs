@@ -11,9 +11,11 @@ use rusqlite::types::Value;
 use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, named_params};
 
 use crate::domain::{
-    CheckState, CredentialStatus, ErrorReason, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
 };
-use crate::ports::{Connection, ConnectionStore, CredentialStore, LimitStore, ModelsUpdate, Spend, StoreError};
+use crate::ports::{
+    Connection, ConnectionStore, CredentialStore, DueCredential, LimitStore, ModelsUpdate, Spend, StoreError,
+};
 use crate::time;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a file got.
@@ -65,6 +67,16 @@ const MIGRATIONS: &[&str] = &[
         window_ends_ms INTEGER NOT NULL,
         PRIMARY KEY (user_id, bucket)
     ) WITHOUT ROWID;
+"#,
+    // Background re-validation: the freshness time and its index (the due
+    // queue, per provider, oldest first), the last attempt without a verdict.
+    r#"
+    ALTER TABLE credentials ADD COLUMN fresh_at TEXT;
+    ALTER TABLE credentials ADD COLUMN last_attempt_at TEXT;
+    ALTER TABLE credentials ADD COLUMN last_attempt_reason TEXT;
+    ALTER TABLE credentials ADD COLUMN attempt_failures INTEGER NOT NULL DEFAULT 0;
+    UPDATE credentials SET fresh_at = COALESCE(last_checked_at, updated_at);
+    CREATE INDEX credentials_due ON credentials (provider, fresh_at);
 "#,
 ];
 
@@ -181,6 +193,10 @@ const CREDENTIAL_COLUMNS: &[&str] = &[
     "updated_at",
     "last_used_at",
     "last_recheck_at",
+    "fresh_at",
+    "last_attempt_at",
+    "last_attempt_reason",
+    "attempt_failures",
 ];
 
 /// What a key replacement leaves alone: the row's identity, birth and last use.
@@ -249,6 +265,20 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
             "last_recheck_at",
             optional(c.last_recheck_at.as_ref().map(|t| Value::Text(ts(t)))),
         ),
+        // A stored verdict is fresh from its check.
+        ("fresh_at", Value::Text(ts(&c.check.checked_at.unwrap_or(c.updated_at)))),
+        (
+            "last_attempt_at",
+            optional(c.last_attempt.as_ref().map(|a| Value::Text(ts(&a.at)))),
+        ),
+        (
+            "last_attempt_reason",
+            optional(c.last_attempt.map(|a| text(a.reason.as_str()))),
+        ),
+        (
+            "attempt_failures",
+            Value::Integer(c.last_attempt.map_or(0, |a| a.failures.into())),
+        ),
     ]
 }
 
@@ -305,6 +335,17 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
             .as_deref()
             .map(parse_ts)
             .transpose()?,
+        last_attempt: match row.get::<_, Option<String>>("last_attempt_at")? {
+            None => None,
+            Some(at) => Some(FailedAttempt {
+                at: parse_ts(&at)?,
+                reason: row
+                    .get::<_, Option<String>>("last_attempt_reason")?
+                    .and_then(|r| ErrorReason::parse(&r))
+                    .ok_or_else(|| corrupt("last attempt reason"))?,
+                failures: row.get("attempt_failures")?,
+            }),
+        },
     })
 }
 
@@ -465,7 +506,9 @@ impl CredentialStore for SqliteStore {
                 .execute(
                     "UPDATE credentials SET status = :status, status_reason = :status_reason,
                             retry_after_secs = :retry_after_secs, last_checked_at = :last_checked_at,
-                            models_count = COALESCE(:models_count, models_count), updated_at = :updated_at
+                            models_count = COALESCE(:models_count, models_count), updated_at = :updated_at,
+                            fresh_at = :updated_at, last_attempt_at = NULL, last_attempt_reason = NULL,
+                            attempt_failures = 0
                      WHERE user_id = :user_id AND provider = :provider AND revision = :revision",
                     named_params! {
                         ":user_id": user.as_str(),
@@ -610,6 +653,127 @@ impl CredentialStore for SqliteStore {
                 })
             })
             .transpose()
+        })
+        .await
+    }
+
+    async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError> {
+        let provider = provider.to_owned();
+        self.with_db(move |db| {
+            let mut stmt = db
+                .prepare_cached(
+                    "SELECT user_id, provider, fresh_at FROM credentials
+                     WHERE provider = :provider AND fresh_at <= :before ORDER BY fresh_at LIMIT :limit",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(
+                    named_params! {
+                        ":provider": provider,
+                        ":before": ts(&before),
+                        ":limit": i64::try_from(limit).unwrap_or(i64::MAX),
+                    },
+                    |row| {
+                        let user: String = row.get(0)?;
+                        Ok(DueCredential {
+                            user: UserId::parse(&user).ok_or_else(|| corrupt("user id"))?,
+                            provider: row.get(1)?,
+                            fresh_at: parse_ts(&row.get::<_, String>(2)?)?,
+                        })
+                    },
+                )
+                .map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        due: &DueCredential,
+        fresh_until: DateTime<Utc>,
+    ) -> Result<Option<StoredCredential>, StoreError> {
+        let due = due.clone();
+        self.with_db(move |db| {
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let params = named_params! {":user_id": due.user.as_str(), ":provider": due.provider};
+            let claimed = tx
+                .execute(
+                    "UPDATE credentials SET fresh_at = :until
+                     WHERE user_id = :user_id AND provider = :provider AND fresh_at = :seen",
+                    named_params! {
+                        ":user_id": due.user.as_str(),
+                        ":provider": due.provider,
+                        ":until": ts(&fresh_until),
+                        ":seen": ts(&due.fresh_at),
+                    },
+                )
+                .map_err(internal)?;
+            if claimed == 0 {
+                return Ok(None);
+            }
+            let credential = tx
+                .query_row(
+                    &format!(
+                        "{} WHERE user_id = :user_id AND provider = :provider",
+                        *SELECT_CREDENTIAL
+                    ),
+                    params,
+                    credential_from_row,
+                )
+                .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(Some(credential))
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        attempt: &FailedAttempt,
+        fresh_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (user, provider, revision, attempt) = (user.clone(), provider.to_owned(), revision.to_owned(), *attempt);
+        self.with_db(move |db| {
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let updated = tx
+                .execute(
+                    "UPDATE credentials SET last_attempt_at = :at, last_attempt_reason = :reason,
+                            attempt_failures = :failures, fresh_at = :fresh_until
+                     WHERE user_id = :user_id AND provider = :provider AND revision = :revision",
+                    named_params! {
+                        ":user_id": user.as_str(),
+                        ":provider": provider,
+                        ":revision": revision,
+                        ":at": ts(&attempt.at),
+                        ":reason": attempt.reason.as_str(),
+                        ":failures": attempt.failures,
+                        ":fresh_until": ts(&fresh_until),
+                    },
+                )
+                .map_err(internal)?;
+            if updated == 0 {
+                let exists: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM credentials WHERE user_id = :user_id AND provider = :provider)",
+                        named_params! {":user_id": user.as_str(), ":provider": provider},
+                        |row| row.get(0),
+                    )
+                    .map_err(internal)?;
+                return Err(if exists {
+                    StoreError::Conflict
+                } else {
+                    StoreError::NotFound
+                });
+            }
+            tx.commit().map_err(internal)
         })
         .await
     }

@@ -39,6 +39,28 @@ wire_enum! {
     }
 }
 
+impl ErrorReason {
+    /// Whether the failure says nothing about the key itself (rate limit,
+    /// timeout, outage, unreadable answer): a background re-check that ends
+    /// so keeps the stored verdict. `quota_exhausted` is about the account,
+    /// and is stored like any verdict.
+    pub fn is_transient(self) -> bool {
+        !matches!(self, ErrorReason::QuotaExhausted)
+    }
+}
+
+/// A background re-check that reached no verdict: the stored verdict stands,
+/// and this records the attempt so the next one backs off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailedAttempt {
+    /// When the provider was asked.
+    pub at: DateTime<Utc>,
+    /// Why there was no verdict (always a transient reason).
+    pub reason: ErrorReason,
+    /// Background attempts without a verdict in a row, this one included.
+    pub failures: u32,
+}
+
 /// What asking the provider about a key found out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckOutcome {
@@ -175,6 +197,9 @@ pub struct StoredCredential {
     /// When a usage report last had this key re-checked; re-checks of one key
     /// are spaced out by this (a new key starts without one).
     pub last_recheck_at: Option<DateTime<Utc>>,
+    /// The last background re-check, if it reached no verdict; any verdict
+    /// (and a new key) clears it.
+    pub last_attempt: Option<FailedAttempt>,
 }
 
 /// The credential status object of the REST API (docs/API.md). Never holds the key.
@@ -228,6 +253,13 @@ pub struct CredentialView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T20:00:00Z", format = DateTime))]
     pub last_used_at: Option<String>,
+    /// RFC 3339 time of the last background re-check, present only while
+    /// it reached no verdict (the verdict above is then older and still stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    /// Why that re-check reached no verdict (a transient `status_reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_reason: Option<ErrorReason>,
 }
 
 impl CredentialView {
@@ -247,6 +279,8 @@ impl CredentialView {
             created_at: Some(time::to_api(&stored.created_at)),
             updated_at: Some(time::to_api(&stored.updated_at)),
             last_used_at: stored.last_used_at.as_ref().map(time::to_api),
+            last_attempt_at: stored.last_attempt.as_ref().map(|a| time::to_api(&a.at)),
+            last_attempt_reason: stored.last_attempt.map(|a| a.reason),
         }
     }
 
@@ -266,6 +300,8 @@ impl CredentialView {
             created_at: None,
             updated_at: None,
             last_used_at: None,
+            last_attempt_at: None,
+            last_attempt_reason: None,
         }
     }
 }

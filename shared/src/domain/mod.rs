@@ -10,7 +10,8 @@ mod wire_enum;
 
 pub use api_key::{ApiKey, KeyInputError};
 pub use credential::{
-    CheckOutcome, CheckState, CredentialStatus, CredentialView, ErrorReason, SealedKey, StatusEvent, StoredCredential,
+    CheckOutcome, CheckState, CredentialStatus, CredentialView, ErrorReason, FailedAttempt, SealedKey, StatusEvent,
+    StoredCredential,
 };
 pub use model::{ModelInfo, ModelList, ModelView};
 pub use provider::ProviderSpec;

@@ -3,6 +3,7 @@
 pub mod keys;
 pub mod protocol;
 pub mod rest;
+pub mod revalidate;
 pub mod websocket;
 
 pub use rest::{

@@ -11,10 +11,10 @@ use mailmind::adapters::local_keyring::LocalKeyring;
 use mailmind::adapters::notifier::NoNotifier;
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::domain::{
-    ApiKey, CheckOutcome, CheckState, CredentialStatus, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
-    provider,
+    ApiKey, CheckOutcome, CheckState, CredentialStatus, FailedAttempt, ModelInfo, ModelList, ProviderSpec,
+    StoredCredential, UserId, provider,
 };
-use mailmind::ports::{CredentialStore, ModelsUpdate, ProviderClient, StoreError};
+use mailmind::ports::{CredentialStore, DueCredential, ModelsUpdate, ProviderClient, StoreError};
 use mailmind::service::CredentialService;
 use zeroize::Zeroizing;
 
@@ -78,6 +78,28 @@ impl CredentialStore for ThrottledUse {
     }
     async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError> {
         self.inner.models(user, provider).await
+    }
+    async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError> {
+        self.inner.due(provider, before, limit).await
+    }
+    async fn claim_due(
+        &self,
+        due: &DueCredential,
+        fresh_until: DateTime<Utc>,
+    ) -> Result<Option<StoredCredential>, StoreError> {
+        self.inner.claim_due(due, fresh_until).await
+    }
+    async fn record_attempt(
+        &self,
+        user: &UserId,
+        provider: &str,
+        revision: &str,
+        attempt: &FailedAttempt,
+        fresh_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .record_attempt(user, provider, revision, attempt, fresh_until)
+            .await
     }
 }
 

@@ -30,7 +30,7 @@ async fn reopening_keeps_data_and_uses_wal() {
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
@@ -50,7 +50,12 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
         // Back to schema 1: what the later migrations add removed.
         let db = rusqlite::Connection::open(&path).unwrap();
         db.execute_batch(
-            "ALTER TABLE credentials DROP COLUMN last_used_at;
+            "DROP INDEX credentials_due;
+             ALTER TABLE credentials DROP COLUMN fresh_at;
+             ALTER TABLE credentials DROP COLUMN last_attempt_at;
+             ALTER TABLE credentials DROP COLUMN last_attempt_reason;
+             ALTER TABLE credentials DROP COLUMN attempt_failures;
+             ALTER TABLE credentials DROP COLUMN last_used_at;
              ALTER TABLE credentials DROP COLUMN last_recheck_at;
              DROP TABLE limits;
              PRAGMA user_version = 1;",
@@ -58,10 +63,13 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
         .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
+    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c.clone()));
+    // Fresh from its last check: in the due queue from then on.
+    let due = store.due("groq", c.check.checked_at.unwrap(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]

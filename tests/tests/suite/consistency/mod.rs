@@ -30,7 +30,9 @@ use std::path::Path;
 
 use http::Method;
 use mailmind::handlers::{Route, RouteMatch};
-use mailmind_tests::{event, function_names, invoked_function_names, is_invoked_function, is_rest_function, repo_root};
+use mailmind_tests::{
+    event, function_names, invoked_function_names, is_rest_function, is_websocket_function, repo_root,
+};
 use serde_json::Value;
 
 use template::Template;
@@ -364,11 +366,7 @@ fn every_websocket_function_is_wired_to_its_route() {
 
     let websocket_functions: Vec<&String> = functions
         .iter()
-        .filter(|f| {
-            repo_root().join("events").join(format!("{f}.json")).is_file()
-                && !is_rest_function(f)
-                && !is_invoked_function(f)
-        })
+        .filter(|f| repo_root().join("events").join(format!("{f}.json")).is_file() && is_websocket_function(f))
         .collect();
     for name in &websocket_functions {
         let payload = event(name);
@@ -502,7 +500,7 @@ fn invoked_functions_are_reachable_only_through_the_consumer_policy() {
 }
 
 /// Only the functions that seal or open keys hold a KMS permission: create
-/// and update (GenerateDataKey), check and resolve (Decrypt).
+/// and update (GenerateDataKey), check, resolve and revalidate (Decrypt).
 #[test]
 fn only_the_functions_that_must_hold_kms_permissions() {
     let template = template();
@@ -525,6 +523,7 @@ fn only_the_functions_that_must_hold_kms_permissions() {
         "credentials-check",
         "credentials-create",
         "credentials-resolve",
+        "credentials-revalidate",
         "credentials-update",
     ]
     .map(str::to_owned)
