@@ -53,7 +53,6 @@ impl LocalServer {
             base_url: String::new(),
             data_dir: data_dir.to_owned(),
             env: env.to_vec(),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
             output: Arc::new(Mutex::new(String::new())),
             collectors: Vec::new(),
             verifier: Hs256Verifier::new(TEST_JWT_SECRET.as_bytes()),

@@ -702,26 +702,6 @@ impl CredentialStore for DynamoStore {
         }
         Err(StoreError::Unavailable("model list kept changing while read".into()))
     }
-}
-
-impl DynamoStore {
-    /// The chunk count the head item states now (`None`: no list).
-    async fn models_head_chunks(&self, user: &UserId, provider: &str) -> Result<Option<usize>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::models_key(user, provider)))
-            .projection_expression("chunks")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        output
-            .item()
-            .map(|item| Ok(Reader(item).opt_number("chunks")?.unwrap_or(1)))
-            .transpose()
-    }
 
     async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError> {
         let limit_i32 = i32::try_from(limit).unwrap_or(i32::MAX);
@@ -823,6 +803,26 @@ impl DynamoStore {
             },
             Err(e) => Err(sdk_error(e)),
         }
+    }
+}
+
+impl DynamoStore {
+    /// The chunk count the head item states now (`None`: no list).
+    async fn models_head_chunks(&self, user: &UserId, provider: &str) -> Result<Option<usize>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::models_key(user, provider)))
+            .projection_expression("chunks")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        output
+            .item()
+            .map(|item| Ok(Reader(item).opt_number("chunks")?.unwrap_or(1)))
+            .transpose()
     }
 }
 
