@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use crate::domain::key_prefix;
+use crate::domain::model::{ListChange, carry_history};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::{
-    ApiKey, CheckOutcome, CheckState, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey, StatusEvent,
-    StoredCredential, UserId,
+    ApiKey, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey,
+    StatusEvent, StoredCredential, UserId,
 };
 use crate::envelope;
 
@@ -37,12 +39,33 @@ pub enum ServiceError {
     /// The provider said the new key is not valid; nothing was stored.
     #[error("{} rejected this API key: it is not valid. Nothing was stored.", .0.display_name)]
     KeyRejected(&'static ProviderSpec),
+    /// The key carries another provider's distinctive prefix: it was pasted
+    /// under the wrong provider. Refused before any network call.
+    #[error("This looks like {} {} key.", article(.0.display_name), .0.display_name)]
+    KeyProviderMismatch(&'static ProviderSpec),
     /// Storage or key service failed in a way that is safe to retry.
     #[error("{0}")]
     Unavailable(String),
     /// Anything else; nothing was changed.
     #[error("{0}")]
     Internal(String),
+}
+
+/// "a" or "an" before a provider's name ("an Anthropic key", "an xAI key").
+fn article(name: &str) -> &'static str {
+    match name.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u' | 'x') => "an",
+        _ => "a",
+    }
+}
+
+/// Refuses a key that evidently belongs to another provider (see
+/// [`crate::domain::key_prefix`]).
+fn refuse_foreign_key(provider: &'static ProviderSpec, key: &ApiKey) -> Result<(), ServiceError> {
+    match key_prefix::belongs_elsewhere(provider, key) {
+        Some(owner) => Err(ServiceError::KeyProviderMismatch(owner)),
+        None => Ok(()),
+    }
 }
 
 impl From<StoreError> for ServiceError {
@@ -123,6 +146,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: ApiKey,
     ) -> Result<CredentialView, ServiceError> {
+        refuse_foreign_key(provider, &key)?;
         // Not a guard (the insert's condition is): it answers a duplicate at
         // once, without a provider call or a stray `checking` message.
         let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
@@ -137,6 +161,7 @@ impl CredentialService {
             mut audience,
         } = self.seal_and_check(user, provider, &key, audience).await?;
         let now = check.checked_at.unwrap_or_else(Utc::now);
+        let (models, _) = carry_history(None, models, &now);
         let credential = StoredCredential {
             user_id: user.clone(),
             provider: provider.id.to_owned(),
@@ -173,19 +198,28 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: ApiKey,
     ) -> Result<CredentialView, ServiceError> {
+        refuse_foreign_key(provider, &key)?;
         // PUT never creates: say so before calling the provider.
         let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
-        // A rejected key ends here: the old key stays exactly as it was.
+        // A rejected key ends here: the old key stays exactly as it was. The
+        // old model list is read meanwhile, for the models' history.
+        let (checked, previous) = tokio::join!(
+            self.seal_and_check(user, provider, &key, audience),
+            self.store.models(user, provider.id)
+        );
         let NewKey {
             sealed,
             key_hint,
             check,
             models,
             mut audience,
-        } = self.seal_and_check(user, provider, &key, audience).await?;
+        } = checked?;
+        let (models, change) = carry_history(previous?.as_ref(), models, &check.checked_at.unwrap_or_else(Utc::now));
+        // Only a discovery changes the list; no verdict just leaves it empty.
+        let change = change.filter(|_| check.status == CredentialStatus::Valid);
         let credential = StoredCredential {
             sealed,
             key_hint,
@@ -208,8 +242,14 @@ impl CredentialService {
             models = credential.models_count,
             "credential replaced"
         );
-        self.announce(&mut audience, provider, &credential.check, credential.models_count)
-            .await;
+        self.announce_change(
+            &mut audience,
+            provider,
+            &credential.check,
+            credential.models_count,
+            change,
+        )
+        .await;
         Ok(CredentialView::of(provider, &credential))
     }
 
@@ -236,9 +276,20 @@ impl CredentialService {
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
             .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
-        let (outcome, mut audience) = self.validate(provider, &key, audience).await;
+        // The stored list is read meanwhile, for the models' history.
+        let ((outcome, mut audience), previous) = tokio::join!(
+            self.validate(provider, &key, audience),
+            self.store.models(user, provider.id)
+        );
         drop(key);
         let now = Utc::now();
+        let (outcome, change) = match outcome {
+            CheckOutcome::Valid { models } => {
+                let (models, change) = carry_history(previous?.as_ref(), models, &now);
+                (CheckOutcome::Valid { models }, change)
+            }
+            other => (other, None),
+        };
         let check = CheckState::from_outcome(&outcome, now);
         let (models_update, models_count) = match &outcome {
             CheckOutcome::Valid { models } => (ModelsUpdate::Replace(models), models.len() as u32),
@@ -271,7 +322,7 @@ impl CredentialService {
             models = models_count,
             "credential checked"
         );
-        self.announce(&mut audience, provider, &credential.check, models_count)
+        self.announce_change(&mut audience, provider, &credential.check, models_count, change)
             .await;
         Ok(CredentialView::of(provider, &credential))
     }
@@ -351,7 +402,22 @@ impl CredentialService {
         check: &CheckState,
         models_count: u32,
     ) {
-        let message = StatusEvent::finished(provider, check, models_count).to_message();
+        self.announce_change(audience, provider, check, models_count, None)
+            .await;
+    }
+
+    /// The final message, saying how a re-discovery changed the model list.
+    async fn announce_change(
+        &self,
+        audience: &mut Audience,
+        provider: &'static ProviderSpec,
+        check: &CheckState,
+        models_count: u32,
+        change: Option<ListChange>,
+    ) {
+        let message = StatusEvent::finished(provider, check, models_count)
+            .with_list_change(change)
+            .to_message();
         self.notifier.push(audience, &message).await;
     }
 }

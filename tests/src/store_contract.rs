@@ -56,6 +56,7 @@ pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
             context_window: Some(131072),
             max_output_tokens: None,
             owned_by: Some("Meta".to_owned()),
+            first_seen_at: None,
         })
         .collect()
 }

@@ -445,6 +445,7 @@ pub fn extract_models(shape: &ListShape, body: &Value) -> Option<Vec<ModelInfo>>
                 max_output_tokens: number(item, shape.max_output_fields),
                 owned_by: shape.owner_field.and_then(|f| text(item, f)),
                 model_id: id,
+                first_seen_at: None,
             })
         })
         .collect();
@@ -499,6 +500,7 @@ mod tests {
                 context_window: Some(1048576),
                 max_output_tokens: Some(8192),
                 owned_by: None,
+                first_seen_at: None,
             }]
         );
         assert_eq!(

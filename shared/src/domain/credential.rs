@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::model::ModelInfo;
+use super::model::{ListChange, ModelInfo};
 use super::provider::ProviderSpec;
 use super::user::UserId;
 use super::wire_enum::wire_enum;
@@ -280,6 +280,13 @@ pub struct StatusEvent {
     /// RFC 3339 time of the check (final messages).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<String>,
+    /// Models a re-discovery added to the stored list (final messages,
+    /// only when the list changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_added: Option<u32>,
+    /// Models a re-discovery removed from the stored list (with `models_added`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_removed: Option<u32>,
 }
 
 impl StatusEvent {
@@ -294,6 +301,8 @@ impl StatusEvent {
             retry_after_seconds: None,
             models_count: None,
             checked_at: None,
+            models_added: None,
+            models_removed: None,
         }
     }
 
@@ -308,7 +317,18 @@ impl StatusEvent {
             retry_after_seconds: check.retry_after_secs,
             models_count: Some(models_count),
             checked_at: check.checked_at.as_ref().map(time::to_api),
+            models_added: None,
+            models_removed: None,
         }
+    }
+
+    /// Says how a re-discovery changed the model list, if it did.
+    pub fn with_list_change(mut self, change: Option<ListChange>) -> StatusEvent {
+        if let Some(change) = change {
+            self.models_added = Some(change.added);
+            self.models_removed = Some(change.removed);
+        }
+        self
     }
 
     /// The wire form: `{"type":"api_key_status","data":{...}}`.

@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod credential;
+pub mod key_prefix;
 pub mod model;
 pub mod provider;
 pub mod usage;

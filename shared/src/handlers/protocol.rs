@@ -142,6 +142,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::CredentialExists(_) => ApiError::new(409, "credential_exists", e.to_string()),
             ServiceError::CredentialNotFound(_) => ApiError::new(404, "credential_not_found", e.to_string()),
             ServiceError::KeyRejected(_) => ApiError::new(422, "key_rejected", e.to_string()),
+            ServiceError::KeyProviderMismatch(_) => ApiError::new(400, "key_provider_mismatch", e.to_string()),
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 ApiError::new(

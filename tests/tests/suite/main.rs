@@ -20,6 +20,8 @@ mod lambda_websocket;
 mod providers;
 mod sam_local;
 mod service_keys;
+mod sharper_verdicts;
 mod store_dynamodb;
 mod store_sqlite;
 mod ws_authorizer;
+mod ws_check;

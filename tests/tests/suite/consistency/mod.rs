@@ -498,7 +498,7 @@ fn invoked_functions_are_reachable_only_through_the_consumer_policy() {
 }
 
 /// Only the functions that seal or open keys hold a KMS permission: create
-/// and update (GenerateDataKey), check and resolve (Decrypt).
+/// and update (GenerateDataKey), check, ws-check and resolve (Decrypt).
 #[test]
 fn only_the_functions_that_must_hold_kms_permissions() {
     let template = template();
@@ -522,6 +522,7 @@ fn only_the_functions_that_must_hold_kms_permissions() {
         "credentials-create",
         "credentials-resolve",
         "credentials-update",
+        "ws-check",
     ]
     .map(str::to_owned)
     .into();
