@@ -176,6 +176,9 @@ impl HttpProviderClient {
             if !body.is_object() {
                 return Err(failed(ErrorReason::BadResponse));
             }
+            if credit_used_up(&body) {
+                return Err(failed(ErrorReason::QuotaExhausted));
+            }
         }
         let listing = &provider.models;
         let url = format!("{base}{}", listing.path);
@@ -302,6 +305,18 @@ fn transport_failure(error: reqwest::Error) -> CheckOutcome {
         "provider transport failure"
     );
     failed(reason)
+}
+
+/// Whether a key endpoint's answer says the key's credit is spent
+/// (OpenRouter's `GET /api/v1/key`: `{"data":{"limit","usage","limit_remaining",..}}`).
+/// A `null` limit means unlimited; fields that are absent or not numbers say nothing.
+pub fn credit_used_up(key_info: &Value) -> bool {
+    let number = |field: &str| key_info.pointer(&format!("/data/{field}")).and_then(Value::as_f64);
+    match (number("limit_remaining"), number("limit"), number("usage")) {
+        (Some(remaining), _, _) => remaining <= 0.0,
+        (None, Some(limit), Some(usage)) => usage >= limit,
+        _ => false,
+    }
 }
 
 /// Classifies a non-2xx answer: status first, body second (docs/PROVIDERS.md).
