@@ -13,6 +13,7 @@ use chrono::Utc;
 use crate::domain::key_prefix;
 use crate::domain::model::{ListChange, carry_history};
 use crate::domain::provider::PROVIDERS;
+use crate::domain::quota::Quota;
 use crate::domain::{
     ApiKey, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey,
     StatusEvent, StoredCredential, UserId,
@@ -277,7 +278,7 @@ impl CredentialService {
             .await
             .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
         // The stored list is read meanwhile, for the models' history.
-        let ((outcome, mut audience), previous) = tokio::join!(
+        let ((outcome, quota, mut audience), previous) = tokio::join!(
             self.validate(provider, &key, audience),
             self.store.models(user, provider.id)
         );
@@ -290,7 +291,10 @@ impl CredentialService {
             }
             other => (other, None),
         };
-        let check = CheckState::from_outcome(&outcome, now);
+        let check = CheckState {
+            quota,
+            ..CheckState::from_outcome(&outcome, now)
+        };
         let (models_update, models_count) = match &outcome {
             CheckOutcome::Valid { models } => (ModelsUpdate::Replace(models), models.len() as u32),
             // A rejected key unlocks nothing.
@@ -361,8 +365,11 @@ impl CredentialService {
     ) -> Result<NewKey, ServiceError> {
         let context = EncryptionContext::new(user, provider.id);
         let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
-        let (outcome, mut audience) = self.validate(provider, key, audience).await;
-        let check = CheckState::from_outcome(&outcome, Utc::now());
+        let (outcome, quota, mut audience) = self.validate(provider, key, audience).await;
+        let check = CheckState {
+            quota,
+            ..CheckState::from_outcome(&outcome, Utc::now())
+        };
         let models = match outcome {
             CheckOutcome::Invalid => {
                 self.announce(&mut audience, provider, &check, 0).await;
@@ -386,13 +393,13 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: &ApiKey,
         mut audience: Audience,
-    ) -> (CheckOutcome, Audience) {
+    ) -> (CheckOutcome, Option<Quota>, Audience) {
         let checking = StatusEvent::checking(provider).to_message();
-        let ((), outcome) = tokio::join!(
+        let ((), (outcome, quota)) = tokio::join!(
             self.notifier.push(&mut audience, &checking),
-            self.providers.check(provider, key)
+            self.providers.check_with_quota(provider, key)
         );
-        (outcome, audience)
+        (outcome, quota, audience)
     }
 
     async fn announce(

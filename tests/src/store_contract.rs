@@ -38,6 +38,7 @@ pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredentia
             reason: None,
             retry_after_secs: None,
             checked_at: Some(at(1)),
+            quota: None,
         },
         models_count: 2,
         revision: revision.to_owned(),
@@ -83,6 +84,7 @@ pub async fn error_state_round_trips(store: Arc<impl Store>) {
         reason: Some(ErrorReason::RateLimited),
         retry_after_secs: Some(58),
         checked_at: Some(at(5)),
+        quota: None,
     };
     c.models_count = 0;
     store.insert(&c, &[]).await.unwrap();
@@ -174,6 +176,7 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         reason: Some(ErrorReason::RateLimited),
         retry_after_secs: Some(7),
         checked_at: Some(at(50)),
+        quota: None,
     };
     store
         .record_check(&user("user-a"), "groq", "r1", &rate_limited, ModelsUpdate::Keep)
@@ -193,6 +196,7 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         reason: None,
         retry_after_secs: None,
         checked_at: Some(at(60)),
+        quota: None,
     };
     let three = models(&["x", "y", "z"]);
     store
@@ -213,6 +217,7 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<impl S
         reason: None,
         retry_after_secs: None,
         checked_at: Some(at(9)),
+        quota: None,
     };
     assert!(matches!(
         store
@@ -330,6 +335,7 @@ pub async fn readers_never_see_a_half_written_model_list(store: Arc<impl Store>)
                     reason: None,
                     retry_after_secs: None,
                     checked_at: Some(at(10 + i)),
+                    quota: None,
                 };
                 store
                     .record_check(&user("user-a"), "groq", "r1", &check, ModelsUpdate::Replace(list))

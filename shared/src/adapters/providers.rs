@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::domain::model::canonical;
 use crate::domain::provider::{BadRequestMeans, KeyPlacement, ListShape, PROVIDERS, Paging};
+use crate::domain::quota::Quota;
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ModelInfo, ProviderSpec};
 use crate::ports::ProviderClient;
 
@@ -168,7 +169,12 @@ impl HttpProviderClient {
         })
     }
 
-    async fn run_check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> Step<Vec<ModelInfo>> {
+    async fn run_check(
+        &self,
+        provider: &'static ProviderSpec,
+        key: &ApiKey,
+        quota: &mut Option<Quota>,
+    ) -> Step<Vec<ModelInfo>> {
         let base = self.config.base_url(provider);
         let auth = key_header(provider, key)?;
         if let Some(path) = provider.key_check_path {
@@ -176,6 +182,7 @@ impl HttpProviderClient {
             if !body.is_object() {
                 return Err(failed(ErrorReason::BadResponse));
             }
+            *quota = Quota::from_key_info(&body);
             if credit_used_up(&body) {
                 return Err(failed(ErrorReason::QuotaExhausted));
             }
@@ -249,8 +256,14 @@ impl ProviderClient for HttpProviderClient {
     }
 
     async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome {
+        self.check_with_quota(provider, key).await.0
+    }
+
+    async fn check_with_quota(&self, provider: &'static ProviderSpec, key: &ApiKey) -> (CheckOutcome, Option<Quota>) {
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(self.config.check_timeout, self.run_check(provider, key)).await {
+        let mut quota = None;
+        let run = self.run_check(provider, key, &mut quota);
+        let outcome = match tokio::time::timeout(self.config.check_timeout, run).await {
             Ok(Ok(models)) => {
                 let mut models = canonical(models);
                 models.truncate(MAX_MODELS);
@@ -271,7 +284,7 @@ impl ProviderClient for HttpProviderClient {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "provider check finished"
         );
-        outcome
+        (outcome, quota)
     }
 }
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::model::{ListChange, ModelInfo};
 use super::provider::ProviderSpec;
+use super::quota::Quota;
 use super::user::UserId;
 use super::wire_enum::wire_enum;
 use crate::time;
@@ -69,6 +70,8 @@ pub struct CheckState {
     pub retry_after_secs: Option<u64>,
     /// When the provider was asked.
     pub checked_at: Option<DateTime<Utc>>,
+    /// The key's credit, when the provider told it at this check.
+    pub quota: Option<Quota>,
 }
 
 impl CheckState {
@@ -87,6 +90,7 @@ impl CheckState {
             reason,
             retry_after_secs,
             checked_at: Some(checked_at),
+            quota: None,
         }
     }
 
@@ -215,6 +219,9 @@ pub struct CredentialView {
     /// hour); absent until it is first used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<String>,
+    /// The key's credit as the provider last told it (OpenRouter); `null`
+    /// where the provider tells nothing.
+    pub quota: Option<Quota>,
 }
 
 impl CredentialView {
@@ -234,6 +241,7 @@ impl CredentialView {
             created_at: Some(time::to_api(&stored.created_at)),
             updated_at: Some(time::to_api(&stored.updated_at)),
             last_used_at: stored.last_used_at.as_ref().map(time::to_api),
+            quota: stored.check.quota.clone(),
         }
     }
 
@@ -253,6 +261,7 @@ impl CredentialView {
             created_at: None,
             updated_at: None,
             last_used_at: None,
+            quota: None,
         }
     }
 }

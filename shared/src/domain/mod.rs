@@ -5,6 +5,7 @@ pub mod credential;
 pub mod key_prefix;
 pub mod model;
 pub mod provider;
+pub mod quota;
 pub mod usage;
 pub mod user;
 mod wire_enum;

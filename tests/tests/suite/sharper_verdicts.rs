@@ -213,3 +213,78 @@ async fn models_keep_their_first_sighting_and_the_push_counts_what_changed() {
         None
     );
 }
+
+#[tokio::test]
+async fn openrouter_credit_is_kept_in_the_status_and_spent_credit_is_quota_exhausted() {
+    const OR_KEY: &str = "sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let openrouter = FakeProvider::start("openrouter").await;
+    openrouter
+        .accept(OR_KEY, &["openai/gpt-4o", "anthropic/claude-sonnet-4.5"])
+        .await;
+    openrouter.credit(OR_KEY, Some(10.0), 2.5, false).await;
+    let groq = FakeProvider::start("groq").await;
+    groq.accept(GROQ_KEY, &["llama-3.1-8b-instant"]).await;
+    let s = LocalServer::start(&dir.path().join("data"), &[openrouter.env(), groq.env()]).await;
+    let created = s
+        .call_as(
+            "user-a",
+            "POST",
+            "/api/v1/credentials/",
+            Some(&json!({"provider": "openrouter", "api_key": OR_KEY}).to_string()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["status"], "valid");
+    assert_eq!(
+        created.json["quota"],
+        json!({"limit": 10.0, "usage": 2.5, "limit_remaining": 7.5, "is_free_tier": false})
+    );
+    // Stored: a re-read shows it.
+    let read = s
+        .call_as("user-a", "GET", "/api/v1/credentials/openrouter/", None)
+        .await;
+    assert_eq!(read.json["quota"], created.json["quota"]);
+    // A provider that tells nothing: `null`, present.
+    let groq_created = s
+        .call_as(
+            "user-a",
+            "POST",
+            "/api/v1/credentials/",
+            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        groq_created.json.get("quota"),
+        Some(&serde_json::Value::Null),
+        "{}",
+        groq_created.text
+    );
+
+    // The credit runs out: no verdict on the key, the reason says why, models kept.
+    openrouter.server.reset().await;
+    openrouter
+        .accept(OR_KEY, &["openai/gpt-4o", "anthropic/claude-sonnet-4.5"])
+        .await;
+    openrouter.credit(OR_KEY, Some(10.0), 10.0, true).await;
+    let checked = s
+        .call_as("user-a", "POST", "/api/v1/credentials/openrouter/check/", None)
+        .await;
+    assert_eq!(checked.status, 200, "{}", checked.text);
+    assert_eq!(checked.json["status"], "error");
+    assert_eq!(checked.json["status_reason"], "quota_exhausted");
+    assert_eq!(checked.json["models_count"], 2);
+    assert_eq!(
+        checked.json["quota"],
+        json!({"limit": 10.0, "usage": 10.0, "limit_remaining": 0.0, "is_free_tier": true})
+    );
+    let list = s.call_as("user-a", "GET", "/api/v1/credentials/", None).await;
+    let openrouter_view = list
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["provider"] == "openrouter")
+        .unwrap();
+    assert_eq!(openrouter_view["quota"], checked.json["quota"]);
+}

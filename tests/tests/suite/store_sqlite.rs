@@ -30,7 +30,7 @@ async fn reopening_keeps_data_and_uses_wal() {
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
@@ -47,11 +47,12 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
         store.insert(&c, &models(&["a"])).await.unwrap();
     }
     {
-        // Back to schema 1: the columns the second migration adds removed.
+        // Back to schema 1: the columns the later migrations add removed.
         let db = rusqlite::Connection::open(&path).unwrap();
         db.execute_batch(
             "ALTER TABLE credentials DROP COLUMN last_used_at;
              ALTER TABLE credentials DROP COLUMN last_recheck_at;
+             ALTER TABLE credentials DROP COLUMN quota_json;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -60,7 +61,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[test]
