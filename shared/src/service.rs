@@ -205,22 +205,21 @@ impl CredentialService {
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
-        // A rejected key ends here: the old key stays exactly as it was. The
-        // old model list is read meanwhile, for the models' history.
-        let (checked, previous) = tokio::join!(
-            self.seal_and_check(user, provider, &key, audience),
-            self.store.models(user, provider.id)
-        );
+        // A rejected key ends here: the old key stays exactly as it was.
         let NewKey {
             sealed,
             key_hint,
             check,
             models,
             mut audience,
-        } = checked?;
-        let (models, change) = carry_history(previous?.as_ref(), models, &check.checked_at.unwrap_or_else(Utc::now));
-        // Only a discovery changes the list; no verdict just leaves it empty.
-        let change = change.filter(|_| check.status == CredentialStatus::Valid);
+        } = self.seal_and_check(user, provider, &key, audience).await?;
+        // Only a discovery reads the old list (for the models' history); no
+        // verdict just leaves the list empty.
+        let previous = match check.status {
+            CredentialStatus::Valid => self.store.models(user, provider.id).await?,
+            _ => None,
+        };
+        let (models, change) = carry_history(previous.as_ref(), models, &check.checked_at.unwrap_or_else(Utc::now));
         let credential = StoredCredential {
             sealed,
             key_hint,
@@ -277,16 +276,15 @@ impl CredentialService {
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
             .inspect_err(|e| tracing::error!(provider = provider.id, error = %e, "stored key does not open"))?;
-        // The stored list is read meanwhile, for the models' history.
-        let ((outcome, quota, mut audience), previous) = tokio::join!(
-            self.validate(provider, &key, audience),
-            self.store.models(user, provider.id)
-        );
+        let (outcome, quota, mut audience) = self.validate(provider, &key, audience).await;
         drop(key);
         let now = Utc::now();
         let (outcome, change) = match outcome {
+            // Only a fresh list needs the stored one (for the models'
+            // history): one read, and only then.
             CheckOutcome::Valid { models } => {
-                let (models, change) = carry_history(previous?.as_ref(), models, &now);
+                let previous = self.store.models(user, provider.id).await?;
+                let (models, change) = carry_history(previous.as_ref(), models, &now);
                 (CheckOutcome::Valid { models }, change)
             }
             other => (other, None),
