@@ -1,7 +1,8 @@
 //! The WebSocket half of API Gateway, played locally: `GET /ws?token=` runs
 //! the shared `$connect` authorizer and handler before the upgrade, every
-//! message goes through the shared `$default` handler (its answer is the route
-//! response), a closed socket runs `$disconnect`; and the API Gateway
+//! message goes to the route its `action` selects (`check`, else `$default`),
+//! whose answer is the route response, a closed socket runs `$disconnect`;
+//! and the API Gateway
 //! Management API (`/@connections/{id}`) that the shared notifier posts to.
 
 use std::collections::HashMap;
@@ -201,15 +202,37 @@ async fn serve(gateway: Arc<LocalGateway>, peer: Peer, socket: WebSocket, mut in
         if let Some(socket) = gateway.sockets.lock().get_mut(&peer.connection_id) {
             socket.last_active_at = Utc::now();
         }
-        let answer = websocket::default(&(), peer.event("$default", "MESSAGE", Some(text))).await;
-        if let Some(reply) = route_response(answer)
-            && let Some(socket) = gateway.sockets.lock().get(&peer.connection_id)
-        {
-            let _ = socket.outbox.send(Message::Text(reply.into()));
+        if selects_check_route(&text) {
+            // A check waits on the provider: like API Gateway, the socket
+            // keeps taking messages meanwhile.
+            let (gateway, peer) = (Arc::clone(&gateway), peer.clone());
+            tokio::spawn(async move {
+                let answer = websocket::check(&gateway.app, peer.event("check", "MESSAGE", Some(text))).await;
+                send_route_response(&gateway, &peer, answer);
+            });
+            continue;
         }
+        let answer = websocket::default(&(), peer.event("$default", "MESSAGE", Some(text))).await;
+        send_route_response(&gateway, &peer, answer);
     };
     writer.abort();
     hang_up(&gateway, &peer, reason).await;
+}
+
+/// API Gateway's route selection (`$request.body.action`): a JSON message
+/// whose `action` is `check` goes to the `check` route; anything else to `$default`.
+fn selects_check_route(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .is_some_and(|v| v.get("action").and_then(Value::as_str) == Some("check"))
+}
+
+fn send_route_response(gateway: &LocalGateway, peer: &Peer, answer: ApiGatewayProxyResponse) {
+    if let Some(reply) = route_response(answer)
+        && let Some(socket) = gateway.sockets.lock().get(&peer.connection_id)
+    {
+        let _ = socket.outbox.send(Message::Text(reply.into()));
+    }
 }
 
 /// The body a route's integration answered with, which API Gateway sends back.

@@ -69,6 +69,7 @@ pub fn outcome_of_error(error: &ServiceError) -> &'static str {
         ServiceError::CredentialExists(_) => "credential_exists",
         ServiceError::CredentialNotFound(_) => "credential_not_found",
         ServiceError::KeyRejected(_) => "key_rejected",
+        ServiceError::KeyProviderMismatch(_) => "key_provider_mismatch",
         ServiceError::Unavailable(_) => "service_unavailable",
         ServiceError::TooManyRequests { .. } => "too_many_requests",
         ServiceError::TooManyConnections(_) => "too_many_connections",

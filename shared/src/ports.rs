@@ -275,6 +275,16 @@ pub trait ProviderClient: Send + Sync {
     /// Never fails: every failure is a classified [`CheckOutcome::Failed`].
     async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome;
 
+    /// [`check`](Self::check), with the key's credit where the provider
+    /// tells it (OpenRouter's key endpoint); `None` elsewhere.
+    async fn check_with_quota(
+        &self,
+        provider: &'static ProviderSpec,
+        key: &ApiKey,
+    ) -> (CheckOutcome, Option<crate::domain::quota::Quota>) {
+        (self.check(provider, key).await, None)
+    }
+
     /// The root of `provider`'s API this client talks to (its
     /// `PROVIDER_BASE_URL_<ID>` override, else the production URL), which is
     /// also where a key from this service is meant to be used.

@@ -12,10 +12,13 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::audit::{self, AuditAction};
+use crate::domain::key_prefix;
+use crate::domain::model::{ListChange, carry_history};
 use crate::domain::provider::PROVIDERS;
+use crate::domain::quota::Quota;
 use crate::domain::{
-    ApiKey, CheckOutcome, CheckState, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey, StatusEvent,
-    StoredCredential, UserId,
+    ApiKey, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey,
+    StatusEvent, StoredCredential, UserId,
 };
 use crate::envelope;
 
@@ -59,12 +62,33 @@ pub enum ServiceError {
     /// The user has as many sockets open as allowed; the new one is refused.
     #[error("At most {0} live connections per user; close one to open another.")]
     TooManyConnections(u32),
+    /// The key carries another provider's distinctive prefix: it was pasted
+    /// under the wrong provider. Refused before any network call.
+    #[error("This looks like {} {} key.", article(.0.display_name), .0.display_name)]
+    KeyProviderMismatch(&'static ProviderSpec),
     /// Storage or key service failed in a way that is safe to retry.
     #[error("{0}")]
     Unavailable(String),
     /// Anything else; nothing was changed.
     #[error("{0}")]
     Internal(String),
+}
+
+/// "a" or "an" before a provider's name ("an Anthropic key", "an xAI key").
+fn article(name: &str) -> &'static str {
+    match name.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u' | 'x') => "an",
+        _ => "a",
+    }
+}
+
+/// Refuses a key that evidently belongs to another provider (see
+/// [`crate::domain::key_prefix`]).
+fn refuse_foreign_key(provider: &'static ProviderSpec, key: &ApiKey) -> Result<(), ServiceError> {
+    match key_prefix::belongs_elsewhere(provider, key) {
+        Some(owner) => Err(ServiceError::KeyProviderMismatch(owner)),
+        None => Ok(()),
+    }
 }
 
 impl From<StoreError> for ServiceError {
@@ -159,6 +183,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: ApiKey,
     ) -> Result<CredentialView, ServiceError> {
+        refuse_foreign_key(provider, &key)?;
         // Not a guard (the insert's condition is): it answers a duplicate at
         // once, without a provider call or a stray `checking` message.
         let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
@@ -174,6 +199,7 @@ impl CredentialService {
             mut audience,
         } = self.seal_and_check(user, provider, &key, audience).await?;
         let now = check.checked_at.unwrap_or_else(Utc::now);
+        let (models, _) = carry_history(None, models, &now);
         let credential = StoredCredential {
             user_id: user.clone(),
             provider: provider.id.to_owned(),
@@ -223,6 +249,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: ApiKey,
     ) -> Result<CredentialView, ServiceError> {
+        refuse_foreign_key(provider, &key)?;
         // PUT never creates: say so before calling the provider.
         let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
         let Some(existing) = existing? else {
@@ -237,6 +264,13 @@ impl CredentialService {
             models,
             mut audience,
         } = self.seal_and_check(user, provider, &key, audience).await?;
+        // Only a discovery reads the old list (for the models' history); no
+        // verdict just leaves the list empty.
+        let previous = match check.status {
+            CredentialStatus::Valid => self.store.models(user, provider.id).await?,
+            _ => None,
+        };
+        let (models, change) = carry_history(previous.as_ref(), models, &check.checked_at.unwrap_or_else(Utc::now));
         let credential = StoredCredential {
             sealed,
             key_hint,
@@ -260,8 +294,14 @@ impl CredentialService {
             models = credential.models_count,
             "credential replaced"
         );
-        self.announce(&mut audience, provider, &credential.check, credential.models_count)
-            .await;
+        self.announce_change(
+            &mut audience,
+            provider,
+            &credential.check,
+            credential.models_count,
+            change,
+        )
+        .await;
         Ok(CredentialView::of(provider, &credential))
     }
 
@@ -292,9 +332,10 @@ impl CredentialService {
                 tracing::error!(provider = provider.id, error = %e, "stored key does not open");
                 audit::record_if_tampered(user, AuditAction::Check, provider.id, e);
             })?;
-        let (outcome, audience) = self.validate(provider, &key, audience).await;
+        let (outcome, quota, audience) = self.validate(provider, &key, audience).await;
         drop(key);
-        self.record_outcome(user, provider, existing, &outcome, audience).await
+        self.record_outcome(user, provider, existing, outcome, quota, audience)
+            .await
     }
 
     /// Stores what checking a stored key found (verdict and models, against
@@ -305,12 +346,26 @@ impl CredentialService {
         user: &UserId,
         provider: &'static ProviderSpec,
         existing: StoredCredential,
-        outcome: &CheckOutcome,
+        outcome: CheckOutcome,
+        quota: Option<Quota>,
         mut audience: Audience,
     ) -> Result<CredentialView, ServiceError> {
         let now = Utc::now();
-        let check = CheckState::from_outcome(outcome, now);
-        let (models_update, models_count) = match outcome {
+        let (outcome, change) = match outcome {
+            // Only a fresh list needs the stored one (for the models'
+            // history): one read, and only then.
+            CheckOutcome::Valid { models } => {
+                let previous = self.store.models(user, provider.id).await?;
+                let (models, change) = carry_history(previous.as_ref(), models, &now);
+                (CheckOutcome::Valid { models }, change)
+            }
+            other => (other, None),
+        };
+        let check = CheckState {
+            quota,
+            ..CheckState::from_outcome(&outcome, now)
+        };
+        let (models_update, models_count) = match &outcome {
             CheckOutcome::Valid { models } => (ModelsUpdate::Replace(models), models.len() as u32),
             // A rejected key unlocks nothing.
             CheckOutcome::Invalid => (ModelsUpdate::Replace(&[]), 0),
@@ -343,7 +398,7 @@ impl CredentialService {
             "credential checked"
         );
         audit::record(user, AuditAction::Check, provider.id, credential.check.status.as_str());
-        self.announce(&mut audience, provider, &credential.check, models_count)
+        self.announce_change(&mut audience, provider, &credential.check, models_count, change)
             .await;
         Ok(CredentialView::of(provider, &credential))
     }
@@ -388,8 +443,11 @@ impl CredentialService {
     ) -> Result<NewKey, ServiceError> {
         let context = EncryptionContext::new(user, provider.id);
         let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
-        let (outcome, mut audience) = self.validate(provider, key, audience).await;
-        let check = CheckState::from_outcome(&outcome, Utc::now());
+        let (outcome, quota, mut audience) = self.validate(provider, key, audience).await;
+        let check = CheckState {
+            quota,
+            ..CheckState::from_outcome(&outcome, Utc::now())
+        };
         let models = match outcome {
             CheckOutcome::Invalid => {
                 self.announce(&mut audience, provider, &check, 0).await;
@@ -413,17 +471,23 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: &ApiKey,
         mut audience: Audience,
-    ) -> (CheckOutcome, Audience) {
+    ) -> (CheckOutcome, Option<Quota>, Audience) {
         let checking = StatusEvent::checking(provider).to_message();
+        let ((), (outcome, quota)) = tokio::join!(
+            self.notifier.push(&mut audience, &checking),
+            self.ask_provider(provider, key)
+        );
+        (outcome, quota, audience)
+    }
+
+    /// Asks the provider about a key (with its credit where the provider
+    /// tells it). Every provider check of the service, user's or background,
+    /// goes through here: the one place it is counted.
+    async fn ask_provider(&self, provider: &'static ProviderSpec, key: &ApiKey) -> (CheckOutcome, Option<Quota>) {
         let started = std::time::Instant::now();
-        let ask = async {
-            let outcome = self.providers.check(provider, key).await;
-            // Every provider check goes through here: the one place it is counted.
-            crate::metrics::validation(provider, &outcome, started.elapsed());
-            outcome
-        };
-        let ((), outcome) = tokio::join!(self.notifier.push(&mut audience, &checking), ask);
-        (outcome, audience)
+        let (outcome, quota) = self.providers.check_with_quota(provider, key).await;
+        crate::metrics::validation(provider, &outcome, started.elapsed());
+        (outcome, quota)
     }
 
     async fn announce(
@@ -433,7 +497,22 @@ impl CredentialService {
         check: &CheckState,
         models_count: u32,
     ) {
-        let message = StatusEvent::finished(provider, check, models_count).to_message();
+        self.announce_change(audience, provider, check, models_count, None)
+            .await;
+    }
+
+    /// The final message, saying how a re-discovery changed the model list.
+    async fn announce_change(
+        &self,
+        audience: &mut Audience,
+        provider: &'static ProviderSpec,
+        check: &CheckState,
+        models_count: u32,
+        change: Option<ListChange>,
+    ) {
+        let message = StatusEvent::finished(provider, check, models_count)
+            .with_list_change(change)
+            .to_message();
         self.notifier.push(audience, &message).await;
     }
 }

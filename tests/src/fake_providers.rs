@@ -116,6 +116,36 @@ impl FakeProvider {
         }
     }
 
+    /// The key endpoint (OpenRouter's `GET /api/v1/key`) reports this credit
+    /// for `key`, as the real one does: `limit` `None` is unlimited, and
+    /// `limit_remaining` is what is left of it.
+    pub async fn credit(&self, key: &str, limit: Option<f64>, usage: f64, is_free_tier: bool) {
+        let key_path = self
+            .spec()
+            .key_check_path
+            .unwrap_or_else(|| panic!("{} has no key endpoint", self.id));
+        let body = json!({"data": {
+            "label": "sk-or-v1-abc...xyz",
+            "limit": limit,
+            "usage": usage,
+            "usage_daily": usage,
+            "usage_weekly": usage,
+            "usage_monthly": usage,
+            "limit_remaining": limit.map(|l| l - usage),
+            "limit_reset": null,
+            "include_byok_in_limit": false,
+            "is_free_tier": is_free_tier,
+            "is_provisioning_key": false,
+            "rate_limit": {"requests": -1, "interval": "10s"}
+        }});
+        self.with_key(key)
+            .and(path(key_path))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .with_priority(9)
+            .mount(&self.server)
+            .await;
+    }
+
     /// Every request with `key`, on any path, gets `response`.
     pub async fn answer(&self, key: &str, response: ResponseTemplate) {
         self.with_key(key)
@@ -422,7 +452,9 @@ pub static BEHAVIOURS: &[Behaviour] = &[
             r#"{"error": {"message": "Service Unavailable", "type": "internal_server_error"}}"#,
         ),
         key_info: Some(
-            r#"{"data": {"label": "sk-or-v1-abc...xyz", "limit": 100, "usage": 25.5, "is_free_tier": false}}"#,
+            r#"{"data": {"label": "sk-or-v1-abc...xyz", "limit": 100, "usage": 25.5, "limit_remaining": 74.5,
+                "limit_reset": null, "is_free_tier": false, "is_provisioning_key": false,
+                "rate_limit": {"requests": -1, "interval": "10s"}}}"#,
         ),
     },
     Behaviour {

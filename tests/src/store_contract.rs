@@ -43,6 +43,7 @@ pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredentia
             reason: None,
             retry_after_secs: None,
             checked_at: Some(at(1)),
+            quota: None,
         },
         models_count: 2,
         revision: revision.to_owned(),
@@ -62,6 +63,7 @@ pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
             context_window: Some(131072),
             max_output_tokens: None,
             owned_by: Some("Meta".to_owned()),
+            first_seen_at: None,
         })
         .collect()
 }
@@ -88,6 +90,7 @@ pub async fn error_state_round_trips(store: Arc<impl Store>) {
         reason: Some(ErrorReason::RateLimited),
         retry_after_secs: Some(58),
         checked_at: Some(at(5)),
+        quota: None,
     };
     c.models_count = 0;
     store.insert(&c, &[]).await.unwrap();
@@ -179,6 +182,7 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         reason: Some(ErrorReason::RateLimited),
         retry_after_secs: Some(7),
         checked_at: Some(at(50)),
+        quota: None,
     };
     store
         .record_check(&user("user-a"), "groq", "r1", &rate_limited, ModelsUpdate::Keep)
@@ -198,6 +202,7 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         reason: None,
         retry_after_secs: None,
         checked_at: Some(at(60)),
+        quota: None,
     };
     let three = models(&["x", "y", "z"]);
     store
@@ -218,6 +223,7 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<impl S
         reason: None,
         retry_after_secs: None,
         checked_at: Some(at(9)),
+        quota: None,
     };
     assert!(matches!(
         store
@@ -335,6 +341,7 @@ pub async fn readers_never_see_a_half_written_model_list(store: Arc<impl Store>)
                     reason: None,
                     retry_after_secs: None,
                     checked_at: Some(at(10 + i)),
+                    quota: None,
                 };
                 store
                     .record_check(&user("user-a"), "groq", "r1", &check, ModelsUpdate::Replace(list))
@@ -732,6 +739,7 @@ pub fn long_id_models(n: usize) -> Vec<ModelInfo> {
             context_window: Some(131_072),
             max_output_tokens: Some(8192),
             owned_by: Some("some-aggregator".to_owned()),
+            first_seen_at: None,
         })
         .collect()
 }
@@ -756,6 +764,7 @@ pub fn incompressible_models_at_the_cap() -> Vec<ModelInfo> {
                 context_window: None,
                 max_output_tokens: None,
                 owned_by: None,
+                first_seen_at: None,
             }
         })
         .collect();
@@ -780,6 +789,7 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
         status: CredentialStatus::Valid,
         reason: None,
         retry_after_secs: None,
+        quota: None,
         checked_at: Some(at(50)),
     };
     store
@@ -806,6 +816,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         status: CredentialStatus::Valid,
         reason: None,
         retry_after_secs: None,
+        quota: None,
         checked_at: Some(at(secs)),
     };
     store

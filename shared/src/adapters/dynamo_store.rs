@@ -374,6 +374,11 @@ fn status_attributes(check: &CheckState) -> Vec<(&'static str, Option<AttributeV
             "last_checked_at",
             check.checked_at.as_ref().map(|t| s(time::to_stored(t))),
         ),
+        // JSON: what the provider last told of the key's credit.
+        (
+            "quota",
+            check.quota.as_ref().and_then(|q| serde_json::to_string(q).ok()).map(s),
+        ),
     ]
 }
 
@@ -449,6 +454,10 @@ fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, 
                 .transpose()?,
             retry_after_secs: r.opt_number("retry_after_secs")?,
             checked_at: r.opt_time("last_checked_at")?,
+            quota: r
+                .opt_string("quota")?
+                .map(|json| serde_json::from_str(&json).map_err(|_| corrupt("quota")))
+                .transpose()?,
         },
         models_count: r.number("models_count")?,
         revision: r.string("revision")?,

@@ -73,6 +73,7 @@ mod tests {
                 context_window: Some(131_072),
                 max_output_tokens: None,
                 owned_by: Some("someone".into()),
+                first_seen_at: None,
             })
             .collect()
     }

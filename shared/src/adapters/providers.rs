@@ -12,10 +12,12 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use super::provider_wire::{AnyObject, Entry, WireBody, WireError, WireModel};
+use super::provider_wire::{Entry, WireBody, WireError, WireModel};
+use serde_json::Value;
 
 use crate::domain::model::{MAX_MODELS, bounded, canonical};
 use crate::domain::provider::{BadRequestMeans, KeyPlacement, ListShape, PROVIDERS, Paging};
+use crate::domain::quota::Quota;
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ModelInfo, ProviderSpec};
 use crate::ports::ProviderClient;
 
@@ -170,11 +172,25 @@ impl HttpProviderClient {
         })
     }
 
-    async fn run_check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> Step<Vec<ModelInfo>> {
+    async fn run_check(
+        &self,
+        provider: &'static ProviderSpec,
+        key: &ApiKey,
+        quota: &mut Option<Quota>,
+    ) -> Step<Vec<ModelInfo>> {
         let base = self.config.base_url(provider);
         let auth = key_header(provider, key)?;
         if let Some(path) = provider.key_check_path {
-            let _: AnyObject = self.get_json(provider, &auth, &format!("{base}{path}"), &[]).await?;
+            // The key endpoint's answer is one small object (still under the
+            // page cap); read loosely, as its fields are all optional.
+            let body: Value = self.get_json(provider, &auth, &format!("{base}{path}"), &[]).await?;
+            if !body.is_object() {
+                return Err(failed(ErrorReason::BadResponse));
+            }
+            *quota = Quota::from_key_info(&body);
+            if credit_used_up(&body) {
+                return Err(failed(ErrorReason::QuotaExhausted));
+            }
         }
         let listing = &provider.models;
         let url = format!("{base}{}", listing.path);
@@ -258,8 +274,14 @@ impl ProviderClient for HttpProviderClient {
     }
 
     async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome {
+        self.check_with_quota(provider, key).await.0
+    }
+
+    async fn check_with_quota(&self, provider: &'static ProviderSpec, key: &ApiKey) -> (CheckOutcome, Option<Quota>) {
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(self.config.check_timeout, self.run_check(provider, key)).await {
+        let mut quota = None;
+        let run = self.run_check(provider, key, &mut quota);
+        let outcome = match tokio::time::timeout(self.config.check_timeout, run).await {
             Ok(Ok(models)) => CheckOutcome::Valid {
                 models: bounded(canonical(models)),
             },
@@ -278,7 +300,7 @@ impl ProviderClient for HttpProviderClient {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "provider check finished"
         );
-        outcome
+        (outcome, quota)
     }
 }
 
@@ -312,6 +334,18 @@ fn transport_failure(error: reqwest::Error) -> CheckOutcome {
         "provider transport failure"
     );
     failed(reason)
+}
+
+/// Whether a key endpoint's answer says the key's credit is spent
+/// (OpenRouter's `GET /api/v1/key`: `{"data":{"limit","usage","limit_remaining",..}}`).
+/// A `null` limit means unlimited; fields that are absent or not numbers say nothing.
+pub fn credit_used_up(key_info: &Value) -> bool {
+    let number = |field: &str| key_info.pointer(&format!("/data/{field}")).and_then(Value::as_f64);
+    match (number("limit_remaining"), number("limit"), number("usage")) {
+        (Some(remaining), _, _) => remaining <= 0.0,
+        (None, Some(limit), Some(usage)) => usage >= limit,
+        _ => false,
+    }
 }
 
 /// Classifies a non-2xx answer: status first, body second (docs/PROVIDERS.md).
@@ -462,6 +496,7 @@ pub fn extract_models(shape: &ListShape, body: &WireBody) -> Option<Vec<ModelInf
                 max_output_tokens: number(item, shape.max_output_fields),
                 owned_by: shape.owner_field.and_then(|f| text(item, f)),
                 model_id: id,
+                first_seen_at: None,
             })
         })
         .collect();
@@ -526,6 +561,7 @@ mod tests {
                 context_window: Some(1048576),
                 max_output_tokens: Some(8192),
                 owned_by: None,
+                first_seen_at: None,
             }]
         );
         assert_eq!(

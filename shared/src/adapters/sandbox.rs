@@ -189,6 +189,7 @@ pub fn models_of(provider: &ProviderSpec) -> Vec<ModelInfo> {
                 context_window: Some(*context_window),
                 max_output_tokens: None,
                 owned_by: None,
+                first_seen_at: None,
             })
             .collect(),
     )

@@ -78,6 +78,10 @@ const MIGRATIONS: &[&str] = &[
     UPDATE credentials SET fresh_at = COALESCE(last_checked_at, updated_at);
     CREATE INDEX credentials_due ON credentials (provider, fresh_at);
 "#,
+    // The key's credit as the provider last told it (JSON), issue 10.
+    r#"
+    ALTER TABLE credentials ADD COLUMN quota_json TEXT;
+"#,
 ];
 
 /// The SQLite adapter. One connection behind a mutex: the local server is one
@@ -197,6 +201,7 @@ const CREDENTIAL_COLUMNS: &[&str] = &[
     "last_attempt_at",
     "last_attempt_reason",
     "attempt_failures",
+    "quota_json",
 ];
 
 /// What a key replacement leaves alone: the row's identity, birth and last use.
@@ -279,7 +284,16 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
             "attempt_failures",
             Value::Integer(c.last_attempt.map_or(0, |a| a.failures.into())),
         ),
+        ("quota_json", optional(quota_json(&c.check))),
     ]
+}
+
+fn quota_json(check: &CheckState) -> Option<Value> {
+    check
+        .quota
+        .as_ref()
+        .and_then(|q| serde_json::to_string(q).ok())
+        .map(Value::Text)
 }
 
 /// Runs `sql` with those of `values` it names (`:column`).
@@ -320,6 +334,10 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
                 .transpose()?,
             retry_after_secs: row.get::<_, Option<i64>>("retry_after_secs")?.map(|s| s.max(0) as u64),
             checked_at: last_checked.as_deref().map(parse_ts).transpose()?,
+            quota: row
+                .get::<_, Option<String>>("quota_json")?
+                .map(|json| serde_json::from_str(&json).map_err(|_| corrupt("quota")))
+                .transpose()?,
         },
         models_count: row.get("models_count")?,
         revision: row.get("revision")?,
@@ -508,7 +526,7 @@ impl CredentialStore for SqliteStore {
                             retry_after_secs = :retry_after_secs, last_checked_at = :last_checked_at,
                             models_count = COALESCE(:models_count, models_count), updated_at = :updated_at,
                             fresh_at = :updated_at, last_attempt_at = NULL, last_attempt_reason = NULL,
-                            attempt_failures = 0
+                            attempt_failures = 0, quota_json = :quota_json
                      WHERE user_id = :user_id AND provider = :provider AND revision = :revision",
                     named_params! {
                         ":user_id": user.as_str(),
@@ -520,6 +538,7 @@ impl CredentialStore for SqliteStore {
                         ":last_checked_at": check.checked_at.as_ref().map(ts),
                         ":models_count": models.as_ref().map(|m| m.len() as u32),
                         ":updated_at": ts(&now),
+                        ":quota_json": quota_json(&check),
                     },
                 )
                 .map_err(internal)?;

@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::model::ModelInfo;
+use super::model::{ListChange, ModelInfo};
 use super::provider::ProviderSpec;
+use super::quota::Quota;
 use super::user::UserId;
 use super::wire_enum::wire_enum;
 use crate::time;
@@ -91,6 +92,8 @@ pub struct CheckState {
     pub retry_after_secs: Option<u64>,
     /// When the provider was asked.
     pub checked_at: Option<DateTime<Utc>>,
+    /// The key's credit, when the provider told it at this check.
+    pub quota: Option<Quota>,
 }
 
 impl CheckState {
@@ -109,6 +112,7 @@ impl CheckState {
             reason,
             retry_after_secs,
             checked_at: Some(checked_at),
+            quota: None,
         }
     }
 
@@ -260,6 +264,9 @@ pub struct CredentialView {
     /// Why that re-check reached no verdict (a transient `status_reason`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_attempt_reason: Option<ErrorReason>,
+    /// The key's credit as the provider last told it (OpenRouter); `null`
+    /// where the provider tells nothing.
+    pub quota: Option<Quota>,
 }
 
 impl CredentialView {
@@ -281,6 +288,7 @@ impl CredentialView {
             last_used_at: stored.last_used_at.as_ref().map(time::to_api),
             last_attempt_at: stored.last_attempt.as_ref().map(|a| time::to_api(&a.at)),
             last_attempt_reason: stored.last_attempt.map(|a| a.reason),
+            quota: stored.check.quota.clone(),
         }
     }
 
@@ -302,6 +310,7 @@ impl CredentialView {
             last_used_at: None,
             last_attempt_at: None,
             last_attempt_reason: None,
+            quota: None,
         }
     }
 }
@@ -338,6 +347,13 @@ pub struct StatusEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub checked_at: Option<String>,
+    /// Models a re-discovery added to the stored list (final messages,
+    /// only when the list changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_added: Option<u32>,
+    /// Models a re-discovery removed from the stored list (with `models_added`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_removed: Option<u32>,
 }
 
 impl StatusEvent {
@@ -352,6 +368,8 @@ impl StatusEvent {
             retry_after_seconds: None,
             models_count: None,
             checked_at: None,
+            models_added: None,
+            models_removed: None,
         }
     }
 
@@ -366,7 +384,18 @@ impl StatusEvent {
             retry_after_seconds: check.retry_after_secs,
             models_count: Some(models_count),
             checked_at: check.checked_at.as_ref().map(time::to_api),
+            models_added: None,
+            models_removed: None,
         }
+    }
+
+    /// Says how a re-discovery changed the model list, if it did.
+    pub fn with_list_change(mut self, change: Option<ListChange>) -> StatusEvent {
+        if let Some(change) = change {
+            self.models_added = Some(change.added);
+            self.models_removed = Some(change.removed);
+        }
+        self
     }
 
     /// The wire form: `{"type":"api_key_status","data":{...}}`.

@@ -2,8 +2,10 @@
 
 pub mod api_key;
 pub mod credential;
+pub mod key_prefix;
 pub mod model;
 pub mod provider;
+pub mod quota;
 pub mod usage;
 pub mod user;
 mod wire_enum;

@@ -28,6 +28,10 @@ pub struct ModelInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "Meta"))]
     pub owned_by: Option<String>,
+    /// RFC 3339 time (to the second) this credential's list first held the
+    /// model, kept across re-discoveries. Set by the service, never by a provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_at: Option<String>,
 }
 
 /// The whole model list of one credential, replaced in one step.
@@ -107,6 +111,54 @@ pub fn bounded(mut models: Vec<ModelInfo>) -> Vec<ModelInfo> {
     models
 }
 
+/// How a re-discovery changed a stored model list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListChange {
+    /// Ids in the new list that the old one did not have.
+    pub added: u32,
+    /// Ids of the old list that the new one lacks.
+    pub removed: u32,
+}
+
+/// Gives every model of a fresh (canonical) list its `first_seen_at`: kept
+/// from `previous` for a model it held (its discovery time for a model stored
+/// before models had one), `now` for a new one. Also says how the list
+/// changed, when there was a previous list and it differs.
+pub fn carry_history(
+    previous: Option<&ModelList>,
+    mut fresh: Vec<ModelInfo>,
+    now: &DateTime<Utc>,
+) -> (Vec<ModelInfo>, Option<ListChange>) {
+    let now = time::to_api(now);
+    let old: &[ModelInfo] = previous.map(|p| p.models.as_slice()).unwrap_or_default();
+    let find = |id: &str| {
+        old.binary_search_by(|m| m.model_id.as_str().cmp(id))
+            .ok()
+            .map(|i| &old[i])
+    };
+    let mut added = 0;
+    for model in &mut fresh {
+        model.first_seen_at = Some(match (find(&model.model_id), previous) {
+            (Some(seen), Some(list)) => seen
+                .first_seen_at
+                .clone()
+                .unwrap_or_else(|| time::to_api(&list.discovered_at)),
+            _ => {
+                added += 1;
+                now.clone()
+            }
+        });
+    }
+    let kept = fresh.len() as u32 - added;
+    let change = previous
+        .map(|_| ListChange {
+            added,
+            removed: old.len() as u32 - kept,
+        })
+        .filter(|c| c.added + c.removed > 0);
+    (fresh, change)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +170,7 @@ mod tests {
             context_window: None,
             max_output_tokens: None,
             owned_by: None,
+            first_seen_at: None,
         }
     }
 
@@ -139,5 +192,60 @@ mod tests {
 
         let few = vec![model("a".into()), model("b".into())];
         assert_eq!(bounded(few.clone()), few);
+    }
+
+    fn models(ids: &[&str], seen: Option<&str>) -> Vec<ModelInfo> {
+        canonical(
+            ids.iter()
+                .map(|id| ModelInfo {
+                    model_id: (*id).to_owned(),
+                    model_name: (*id).to_owned(),
+                    context_window: None,
+                    max_output_tokens: None,
+                    owned_by: None,
+                    first_seen_at: seen.map(str::to_owned),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn first_seen_at_is_kept_and_changes_are_counted() {
+        let then = time::parse("2026-01-05T10:00:00Z").unwrap();
+        let now = time::parse("2026-03-01T12:00:00Z").unwrap();
+        let (first, change) = carry_history(None, models(&["a", "b"], None), &then);
+        assert_eq!(change, None, "a first discovery changes nothing");
+        assert!(
+            first
+                .iter()
+                .all(|m| m.first_seen_at.as_deref() == Some("2026-01-05T10:00:00Z"))
+        );
+        let previous = ModelList {
+            discovered_at: then,
+            models: first,
+        };
+        let (next, change) = carry_history(Some(&previous), models(&["b", "c", "d"], None), &now);
+        assert_eq!(change, Some(ListChange { added: 2, removed: 1 }));
+        let seen: Vec<_> = next
+            .iter()
+            .map(|m| (m.model_id.as_str(), m.first_seen_at.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("b", "2026-01-05T10:00:00Z"),
+                ("c", "2026-03-01T12:00:00Z"),
+                ("d", "2026-03-01T12:00:00Z")
+            ]
+        );
+        let (_, same) = carry_history(Some(&previous), models(&["a", "b"], None), &now);
+        assert_eq!(same, None, "an unchanged list reports no change");
+        // A list stored before models had a first sighting: its discovery time stands in.
+        let legacy = ModelList {
+            discovered_at: then,
+            models: models(&["a"], None),
+        };
+        let (kept, _) = carry_history(Some(&legacy), models(&["a"], None), &now);
+        assert_eq!(kept[0].first_seen_at.as_deref(), Some("2026-01-05T10:00:00Z"));
     }
 }

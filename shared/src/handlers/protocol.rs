@@ -163,6 +163,7 @@ impl From<ServiceError> for ApiError {
                 ..ApiError::new(429, "too_many_requests", e.to_string())
             },
             ServiceError::TooManyConnections(_) => ApiError::new(429, "too_many_connections", e.to_string()),
+            ServiceError::KeyProviderMismatch(_) => ApiError::new(400, "key_provider_mismatch", e.to_string()),
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 ApiError::new(

@@ -1,5 +1,5 @@
 //! The WebSocket API's handlers: the `$connect` authorizer, `$connect`,
-//! `$disconnect` and `$default`. They take the events API Gateway sends for a
+//! `$disconnect`, `$default` and `check`. They take the events API Gateway sends for a
 //! WebSocket API (no HTTP method on `$disconnect`/`$default`), which the local
 //! server builds the same way.
 
@@ -14,9 +14,10 @@ use lambda_http::aws_lambda_events::encodings::Body;
 use lambda_http::aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde_json::{Value, json};
 
+use super::protocol::ApiError;
 use crate::AppState;
 use crate::auth::TokenVerifier;
-use crate::domain::UserId;
+use crate::domain::{UserId, provider};
 
 /// `$connect` authorizer (REQUEST type, token in the `token` query
 /// parameter): Allow with `principalId` = the token's `sub`, or Deny.
@@ -135,11 +136,57 @@ pub async fn default(_: &(), event: ApiGatewayWebsocketProxyRequest) -> ApiGatew
     let answer = match serde_json::from_str::<Value>(message) {
         Ok(value) => match value.get("action").and_then(Value::as_str) {
             Some("ping") => json!({"type": "pong"}),
-            _ => json!({"type": "error", "code": "unknown_action", "detail": "Supported actions: ping."}),
+            _ => json!({"type": "error", "code": "unknown_action", "detail": "Supported actions: ping, check."}),
         },
         Err(_) => json!({"type": "error", "code": "invalid_request", "detail": "Messages must be JSON objects."}),
     };
     reply(200, Some(answer))
+}
+
+/// `check` route: `{"action":"check","provider":"groq"}` runs the same
+/// validation as `POST /credentials/{provider}/check/`, whose `checking` and
+/// verdict are pushed to all of the user's sockets. A check that cannot run
+/// is answered on this socket only (the route response):
+/// `{"type":"error","data":{"code":..,"detail":..}}`, made from the same
+/// [`ApiError`] the REST route would answer, so every code the service can
+/// give reaches the socket with no code of its own here.
+pub async fn check(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let started = Instant::now();
+    let result = run_check(state, &event).await;
+    let code = result.as_ref().err().map(|e| e.code);
+    tracing::info!(
+        route = "ws-check",
+        request_id = event.request_context.request_id.as_deref(),
+        code,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "socket check handled"
+    );
+    match result {
+        // The verdict went to every socket already; nothing more to say here.
+        Ok(()) => reply(200, None),
+        Err(e) => reply(200, Some(socket_error(&e))),
+    }
+}
+
+async fn run_check(state: &AppState, event: &ApiGatewayWebsocketProxyRequest) -> Result<(), ApiError> {
+    let user = principal(event).ok_or_else(ApiError::unauthenticated)?;
+    let message = event.body.as_deref().unwrap_or_default();
+    let Ok(Value::Object(body)) = serde_json::from_str::<Value>(message) else {
+        return Err(ApiError::invalid_request("Messages must be JSON objects."));
+    };
+    let given = match body.get("provider") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Null) | None => return Err(ApiError::invalid_request("Field 'provider' is required.")),
+        Some(_) => return Err(ApiError::invalid_request("Field 'provider' must be a string.")),
+    };
+    let provider = provider::find(given).ok_or_else(|| ApiError::unknown_provider(400, given))?;
+    state.credentials.check(&user, provider).await?;
+    Ok(())
+}
+
+/// The socket form of an error answer: `{"type":"error","data":{"code","detail"}}`.
+pub fn socket_error(error: &ApiError) -> Value {
+    json!({"type": "error", "data": {"code": error.code, "detail": error.detail}})
 }
 
 #[cfg(test)]

@@ -121,6 +121,8 @@ impl CredentialService {
                     reason: Some(ErrorReason::QuotaExhausted),
                     retry_after_secs: None,
                     checked_at: Some(Utc::now()),
+                    // The report tells nothing of how much credit is left.
+                    quota: existing.check.quota.clone(),
                 };
                 match self
                     .store

@@ -258,7 +258,7 @@ impl CredentialService {
                 return done(|r| r.failed += 1);
             }
         };
-        let outcome = self.providers.check(provider, &key).await;
+        let (outcome, quota) = self.ask_provider(provider, &key).await;
         drop(key);
         match outcome {
             CheckOutcome::Failed {
@@ -300,7 +300,7 @@ impl CredentialService {
             outcome => {
                 let audience = self.notifier.audience(&user).await;
                 match self
-                    .record_outcome(&user, provider, credential, &outcome, audience)
+                    .record_outcome(&user, provider, credential, outcome, quota, audience)
                     .await
                 {
                     Ok(_) => done(|r| r.checked += 1),

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const GROQ_KEY: &str = "gsk_socket0123456789abcdefghijklmnopqrstuvwxyzABCDEF9xQa";
 const GROQ_KEY_2: &str = "gsk_socketnext6789abcdefghijklmnopqrstuvwxyzABCDEFzzZZ";
@@ -40,7 +40,7 @@ async fn world() -> World {
     }
 }
 
-fn ws_url(server: &LocalServer, token: Option<&str>) -> String {
+pub(crate) fn ws_url(server: &LocalServer, token: Option<&str>) -> String {
     let base = server.base_url.replacen("http://", "ws://", 1);
     match token {
         Some(token) => format!("{base}/ws?token={token}"),
@@ -48,7 +48,7 @@ fn ws_url(server: &LocalServer, token: Option<&str>) -> String {
     }
 }
 
-async fn connect(server: &LocalServer, user: &str) -> Socket {
+pub(crate) async fn connect(server: &LocalServer, user: &str) -> Socket {
     let (socket, response) = tokio_tungstenite::connect_async(ws_url(server, Some(&server.token(user))))
         .await
         .expect("WebSocket connects");
@@ -57,7 +57,7 @@ async fn connect(server: &LocalServer, user: &str) -> Socket {
 }
 
 /// The next JSON message, or `None` if nothing arrives within `wait`.
-async fn next_message(socket: &mut Socket, wait: Duration) -> Option<Value> {
+pub(crate) async fn next_message(socket: &mut Socket, wait: Duration) -> Option<Value> {
     loop {
         match tokio::time::timeout(wait, socket.next()).await {
             Err(_) => return None,
@@ -69,7 +69,7 @@ async fn next_message(socket: &mut Socket, wait: Duration) -> Option<Value> {
 }
 
 /// The two `api_key_status` messages of one validation: `checking`, then the verdict.
-async fn validation_messages(socket: &mut Socket) -> (Value, Value) {
+pub(crate) async fn validation_messages(socket: &mut Socket) -> (Value, Value) {
     let checking = next_message(socket, Duration::from_secs(10))
         .await
         .expect("a checking message");
@@ -79,7 +79,7 @@ async fn validation_messages(socket: &mut Socket) -> (Value, Value) {
     (checking, verdict)
 }
 
-fn assert_checking(message: &Value, provider: &str) {
+pub(crate) fn assert_checking(message: &Value, provider: &str) {
     assert_eq!(message["type"], "api_key_status", "{message}");
     assert_eq!(message["data"]["provider"], provider);
     assert_eq!(message["data"]["status"], "checking");

@@ -15,7 +15,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const USER: &str = "11111111-2222-3333-4444-555555555555";
 const GROQ_KEY: &str = "gsk_wslambda456789abcdefghijklmnopqrstuvwxyzABCDEFG9xQa";
 
-fn ws_event(name: &str, connection_id: &str, user: &str) -> Value {
+pub(crate) fn ws_event(name: &str, connection_id: &str, user: &str) -> Value {
     let mut e = event(name);
     assert!(
         e.get("httpMethod").is_none() && e["requestContext"].get("httpMethod").is_none(),
@@ -35,7 +35,7 @@ fn ws_event(name: &str, connection_id: &str, user: &str) -> Value {
     e
 }
 
-async fn scan_connections(table: &str) -> Vec<(String, String, i64)> {
+pub(crate) async fn scan_connections(table: &str) -> Vec<(String, String, i64)> {
     let client = aws_sdk_dynamodb::Client::new(&moto().sdk_config().await);
     let scan = client.scan().table_name(table).send().await.unwrap();
     let mut rows: Vec<(String, String, i64)> = scan

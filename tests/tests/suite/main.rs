@@ -9,8 +9,8 @@
 //! A new area is a new module here, never a new file in `tests/tests/`
 //! (which would be a binary of its own).
 
-mod bounded;
 mod asyncapi;
+mod bounded;
 mod consistency;
 mod cors;
 mod e2e_local;
@@ -23,16 +23,18 @@ mod lambda_limits;
 mod lambda_resolve;
 mod lambda_revalidate;
 mod lambda_websocket;
+mod log_leaks;
 mod metrics;
 mod openapi;
-mod log_leaks;
 mod providers;
 mod sam_local;
 mod sandbox;
 mod service_keys;
-mod settings_page;
 mod service_limits;
+mod settings_page;
+mod sharper_verdicts;
 mod store_dynamodb;
 mod store_sqlite;
 mod ws_authorizer;
 mod ws_authorizer_hardening;
+mod ws_check;

@@ -468,3 +468,30 @@ async fn redirects_are_not_followed_with_the_key() {
         "the key must not follow a redirect"
     );
 }
+
+/// OpenRouter's key endpoint tells the key's credit: a spent limit is
+/// `quota_exhausted` (no verdict on the key), an unlimited or unspent one is valid.
+#[tokio::test]
+async fn openrouter_credit_used_up_is_quota_exhausted() {
+    let openrouter = FakeProvider::start("openrouter").await;
+    openrouter.accept(GOOD, &["openai/gpt-4o"]).await;
+    assert_eq!(model_ids(&check(&openrouter, GOOD).await), ["openai/gpt-4o"]);
+    openrouter.credit(GOOD, Some(10.0), 10.0, false).await;
+    assert_eq!(
+        check(&openrouter, GOOD).await,
+        CheckOutcome::Failed {
+            reason: ErrorReason::QuotaExhausted,
+            retry_after_secs: None
+        }
+    );
+    for (limit, usage, free) in [(None, 250.0, false), (Some(10.0), 9.5, false), (Some(1.0), 0.0, true)] {
+        let fresh = FakeProvider::start("openrouter").await;
+        fresh.accept(GOOD, &["openai/gpt-4o"]).await;
+        fresh.credit(GOOD, limit, usage, free).await;
+        assert_eq!(
+            model_ids(&check(&fresh, GOOD).await),
+            ["openai/gpt-4o"],
+            "{limit:?} {usage}"
+        );
+    }
+}

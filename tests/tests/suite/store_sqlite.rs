@@ -30,7 +30,7 @@ async fn reopening_keeps_data_and_uses_wal() {
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
@@ -58,6 +58,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
              ALTER TABLE credentials DROP COLUMN last_used_at;
              ALTER TABLE credentials DROP COLUMN last_recheck_at;
              DROP TABLE limits;
+             ALTER TABLE credentials DROP COLUMN quota_json;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -69,7 +70,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     assert_eq!(due.len(), 1, "{due:?}");
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
 #[test]

@@ -501,6 +501,7 @@ fn invoked_functions_are_reachable_only_through_the_consumer_policy() {
 
 /// Only the functions that seal or open keys hold a KMS permission: create
 /// and update (GenerateDataKey), check, resolve and revalidate (Decrypt).
+/// and update (GenerateDataKey), check, ws-check and resolve (Decrypt).
 #[test]
 fn only_the_functions_that_must_hold_kms_permissions() {
     let template = template();
@@ -525,6 +526,7 @@ fn only_the_functions_that_must_hold_kms_permissions() {
         "credentials-resolve",
         "credentials-revalidate",
         "credentials-update",
+        "ws-check",
     ]
     .map(str::to_owned)
     .into();

@@ -93,7 +93,8 @@ async fn bad_input_gets_clear_400s_and_nothing_is_stored() {
         );
     }
     // A 4096-byte key is accepted as input (the provider then judges it).
-    let long = format!("gsk_{}", "x".repeat(4092));
+    // No distinctive prefix: a Groq-looking key would be key_provider_mismatch.
+    let long = format!("key_{}", "x".repeat(4092));
     let answer = post(body("google_gemini", &long)).await;
     assert_eq!(answer.status, 422, "{}", answer.text);
     // Nothing else was stored along the way.
