@@ -28,6 +28,8 @@ def main() -> None:
                 TableName=name,
                 AttributeDefinitions=table["AttributeDefinitions"],
                 KeySchema=table["KeySchema"],
+                # The due index of background re-validation (credentials-revalidate).
+                GlobalSecondaryIndexes=table.get("GlobalSecondaryIndexes", []),
                 BillingMode=table["BillingMode"],
             )
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=table["TimeToLiveSpecification"])

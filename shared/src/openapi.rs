@@ -356,6 +356,15 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
         "key_rejected",
         "Groq rejected this API key: it is not valid. Nothing was stored.",
     );
+    let mismatch = ApiError::new(400, "key_provider_mismatch", "This looks like an Anthropic key.");
+    let too_many = ApiError {
+        retry_after_secs: Some(42),
+        ..ApiError::new(
+            429,
+            "too_many_requests",
+            "Too many key checks: at most 10 every 60 seconds. Nothing was changed; try again in 42 seconds.",
+        )
+    };
     let status_object = |status: &str, what: &str, example: Value| {
         (
             status.to_owned(),
@@ -384,7 +393,10 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             )],
             Some("CreateCredentialRequest"),
             vec![
-                ("400", vec![invalid.clone(), ApiError::unknown_provider(400, "gpt")]),
+                (
+                    "400",
+                    vec![invalid.clone(), ApiError::unknown_provider(400, "gpt"), mismatch.clone()],
+                ),
                 (
                     "409",
                     vec![ApiError::new(
@@ -394,6 +406,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                     )],
                 ),
                 ("422", vec![rejected.clone()]),
+                ("429", vec![too_many.clone()]),
             ],
         ),
         Route::GetCredential => (
@@ -409,9 +422,10 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             )],
             Some("UpdateCredentialRequest"),
             vec![
-                ("400", vec![invalid.clone()]),
+                ("400", vec![invalid.clone(), mismatch]),
                 ("404", vec![unknown_in_path.clone(), not_found.clone()]),
                 ("422", vec![rejected]),
+                ("429", vec![too_many.clone()]),
             ],
         ),
         Route::DeleteCredential => (
@@ -432,7 +446,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                 example_valid(),
             )],
             None,
-            vec![("404", vec![unknown_in_path.clone(), not_found])],
+            vec![("404", vec![unknown_in_path.clone(), not_found]), ("429", vec![too_many])],
         ),
         Route::ListModels => (
             vec![(
@@ -482,10 +496,14 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
 
     // The answers every route can give, merged with the route's own by status.
     let mut by_status: Vec<(&str, Vec<ApiError>)> = errors;
-    let common: [(&str, ApiError); 5] = [
+    let common: [(&str, ApiError); 6] = [
         ("401", ApiError::unauthenticated()),
         ("403", ApiError::forbidden_host()),
         ("413", ApiError::payload_too_large()),
+        (
+            "431",
+            ApiError::new(431, "headers_too_large", "Request headers are larger than 10 KiB."),
+        ),
         (
             "503",
             ApiError::new(
@@ -521,6 +539,14 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                             .enum_values(Some(["Bearer"])),
                     )
                     .description(Some("Always `Bearer`."))
+                    .build(),
+            )]
+        } else if status == "429" {
+            vec![(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+                    .description(Some("Whole seconds until the user's validation budget opens again."))
                     .build(),
             )]
         } else {
@@ -565,6 +591,8 @@ fn error_summary(status: &str) -> &'static str {
         "409" => "A key is already set (use PUT), or another POST won a race",
         "413" => "The body is larger than 64 KiB",
         "422" => "The provider said the key is not valid; nothing was stored or changed",
+        "429" => "The user's validation budget is spent (see `Retry-After`); nothing was called or changed",
+        "431" => "Local server only: request line and headers over 10 KiB",
         "503" => "Storage or key service unavailable; nothing was changed, safe to retry",
         _ => "Anything else; nothing was changed",
     }

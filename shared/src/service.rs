@@ -575,6 +575,7 @@ impl ConnectionService {
                     max = self.max_per_user,
                     "connection refused: too many open"
                 );
+                crate::metrics::rate_limited(crate::metrics::RateLimit::Sockets);
                 return Err(ServiceError::TooManyConnections(self.max_per_user));
             }
         }

@@ -127,6 +127,19 @@ impl LocalServer {
         self.output.lock().expect("log buffer").clone()
     }
 
+    /// The output once it holds `needle` (the start-up banner is still being
+    /// written when the server already answers), or as it is after 10 s.
+    pub async fn logs_with(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.logs()
+    }
+
     /// A valid bearer token for `user`.
     pub fn token(&self, user: &str) -> String {
         self.verifier.issue(user, 3600)

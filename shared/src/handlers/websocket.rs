@@ -186,7 +186,12 @@ async fn run_check(state: &AppState, event: &ApiGatewayWebsocketProxyRequest) ->
 
 /// The socket form of an error answer: `{"type":"error","data":{"code","detail"}}`.
 pub fn socket_error(error: &ApiError) -> Value {
-    json!({"type": "error", "data": {"code": error.code, "detail": error.detail}})
+    let mut data = json!({"code": error.code, "detail": error.detail});
+    // A socket has no headers: `too_many_requests` says when to retry here.
+    if let Some(seconds) = error.retry_after_secs {
+        data["retry_after_seconds"] = json!(seconds);
+    }
+    json!({"type": "error", "data": data})
 }
 
 #[cfg(test)]

@@ -106,6 +106,7 @@ impl CredentialService {
                 // Whole seconds, rounded up: retrying at once never lands early.
                 let retry_after_secs = (retry_after.num_milliseconds().max(1) as u64).div_ceil(1000);
                 tracing::warn!(retry_after_secs, "validation refused: limit reached");
+                crate::metrics::rate_limited(crate::metrics::RateLimit::Validations);
                 Err(ServiceError::TooManyRequests {
                     limit: limit.per_window,
                     window_secs: limit.window.num_seconds().max(1) as u64,

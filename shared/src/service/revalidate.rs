@@ -144,6 +144,9 @@ struct DueQueue {
     exhausted: bool,
 }
 
+/// How much of each provider's backlog a run's progress metric counts.
+const BACKLOG_SAMPLE: usize = 100;
+
 impl CredentialService {
     /// One re-validation run over every provider, within `policy`'s budget.
     pub async fn revalidate_due(&self, policy: &RevalidationPolicy) -> RevalidationRun {
@@ -162,7 +165,32 @@ impl CredentialService {
             failed = total.failed,
             "re-validation run finished"
         );
+        let (due_remaining, lag) = self.backlog(policy).await;
+        crate::metrics::revalidation_run(u64::from(total.checked), due_remaining, lag);
         total
+    }
+
+    /// What is still due after a run, for the progress metric: counted up
+    /// to [`BACKLOG_SAMPLE`] per provider (one keys-only page each), and how
+    /// long the oldest of it has been due (zero when nothing is).
+    async fn backlog(&self, policy: &RevalidationPolicy) -> (u64, Duration) {
+        let cutoff = Utc::now() - policy.after();
+        let pages = PROVIDERS
+            .iter()
+            .map(|provider| self.store.due(provider.id, cutoff, BACKLOG_SAMPLE));
+        let mut remaining = 0;
+        let mut oldest = None;
+        for page in join_all(pages).await {
+            match page {
+                Ok(due) => {
+                    remaining += due.len() as u64;
+                    oldest = due.iter().map(|d| d.fresh_at).chain(oldest).min();
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot measure the re-validation backlog"),
+            }
+        }
+        let lag = oldest.map_or(Duration::ZERO, |fresh_at| (cutoff - fresh_at).to_std().unwrap_or_default());
+        (remaining, lag)
     }
 
     async fn revalidate_provider(

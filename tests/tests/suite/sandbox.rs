@@ -107,7 +107,8 @@ async fn sandbox_server(dir: &tempfile::TempDir, env: &[(String, String)]) -> Lo
 async fn every_outcome_arrives_over_http_and_live_for_every_provider() {
     let dir = tempfile::tempdir().unwrap();
     let s = sandbox_server(&dir, &[]).await;
-    assert!(s.logs().contains("SANDBOX ON"), "the banner says so: {}", s.logs());
+    let logs = s.logs_with("SANDBOX ON").await;
+    assert!(logs.contains("SANDBOX ON"), "the banner says so: {logs}");
 
     for (i, case) in CASES.iter().enumerate() {
         // Each outcome at a different provider: the key alone decides.

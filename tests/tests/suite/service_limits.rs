@@ -15,6 +15,7 @@ use mailmind::service::{CredentialService, ServiceError, ValidationLimit};
 use zeroize::Zeroizing;
 
 const KEY: &str = "gsk_limits0123456789abcdefghijklmnopqrstuvwxyzAB9xQa";
+const GEMINI_KEY: &str = "limits-gemini-0123456789abcdefghijklmnopqrstu";
 const KEY_2: &str = "gsk_limits2123456789abcdefghijklmnopqrstuvwxyzAB9xQb";
 
 /// Accepts every key and counts the calls.
@@ -69,7 +70,7 @@ async fn validations_spend_the_budget_and_report_rechecks_do_not() {
             .await
             .map(|_| ()),
         service
-            .create(&user, gemini, ApiKey::parse(KEY).unwrap())
+            .create(&user, gemini, ApiKey::parse(GEMINI_KEY).unwrap())
             .await
             .map(|_| ()),
     ];

@@ -2,9 +2,9 @@
 //! the real `mailmind-local` with real WebSocket clients, and the `ws-check`
 //! function binary under the Runtime API emulator against `moto_server`.
 //!
-//! Of the socket error codes, `too_many_requests` is not caused here: it
-//! comes from the per-user validation limit (issue 11), and reaches the
-//! socket through the same `ApiError` conversion as every code below.
+//! Every socket error code is caused here, `too_many_requests` (the per-user
+//! validation budget, issue 11) included: it reaches the socket through the
+//! same `ApiError` conversion as the others, with `retry_after_seconds`.
 
 use std::time::Duration;
 
@@ -33,7 +33,8 @@ async fn ask(socket: &mut Socket, message: &str) {
 fn socket_error(message: &Value) -> (String, String) {
     assert_eq!(message["type"], "error", "{message}");
     let data = message["data"].as_object().expect("error data");
-    assert_eq!(data.len(), 2, "only code and detail: {message}");
+    let expected_fields = if data["code"] == "too_many_requests" { 3 } else { 2 };
+    assert_eq!(data.len(), expected_fields, "code and detail (and when to retry): {message}");
     let detail = data["detail"].as_str().unwrap();
     assert!(!detail.is_empty());
     (data["code"].as_str().unwrap().to_owned(), detail.to_owned())
@@ -130,8 +131,9 @@ async fn a_socket_check_that_cannot_run_is_answered_on_that_socket_only() {
     assert_eq!(socket_error(&answer).0, "unknown_provider");
     assert!(!answer.to_string().contains("gsk_0123"), "{answer}");
 
-    // A storage fault: another process holds the write lock, so the verdict
-    // cannot be recorded.
+    // A storage fault: another process holds the write lock, so the check's
+    // first write (spending the user's validation budget) fails, before
+    // anything is announced or asked.
     s.call_as(
         "user-a",
         "POST",
@@ -145,16 +147,13 @@ async fn a_socket_check_that_cannot_run_is_answered_on_that_socket_only() {
     let db = rusqlite::Connection::open(s.data_dir.join("mailmind.db")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
     ask(&mut asking, r#"{"action":"check","provider":"groq"}"#).await;
-    let checking = next_message(&mut asking, Duration::from_secs(10)).await.unwrap();
-    assert_checking(&checking, "groq");
     let answer = next_message(&mut asking, Duration::from_secs(20)).await.unwrap();
     assert_eq!(socket_error(&answer).0, "service_unavailable", "{answer}");
     db.execute_batch("ROLLBACK").unwrap();
     let after = s.call_as("user-a", "GET", "/api/v1/credentials/groq/", None).await;
     assert_eq!(after.json, before.json, "nothing was half-written");
 
-    // The other socket saw the `checking` of the last attempt, and no error.
-    assert_checking(&next_message(&mut other, Duration::from_secs(5)).await.unwrap(), "groq");
+    // The other socket heard nothing of it.
     assert_eq!(next_message(&mut other, QUIET).await, None);
     // Still answering afterwards.
     ask(&mut asking, r#"{"action":"ping"}"#).await;
@@ -259,4 +258,34 @@ async fn the_ws_check_function_pushes_to_the_users_connections_and_answers_error
         assert_eq!(socket_error(&answered).0, code, "{body}");
     }
     assert!(!check.logs().contains(GROQ_KEY), "keys never reach the logs");
+}
+
+#[tokio::test]
+async fn a_socket_check_over_the_users_budget_is_too_many_requests_on_that_socket_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let groq = FakeProvider::start("groq").await;
+    groq.accept(GROQ_KEY, &["llama-3.1-8b-instant"]).await;
+    let s = LocalServer::start_with_args(&dir.path().join("data"), &[groq.env()], &["--validation-limit", "1"]).await;
+    let mut asking = connect(&s, "user-a").await;
+    let mut other = connect(&s, "user-a").await;
+    let created = s
+        .call_as(
+            "user-a",
+            "POST",
+            "/api/v1/credentials/",
+            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    validation_messages(&mut asking).await;
+    validation_messages(&mut other).await;
+    let asked_before = groq.requests().await.len();
+
+    ask(&mut asking, r#"{"action":"check","provider":"groq"}"#).await;
+    let answer = next_message(&mut asking, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(socket_error(&answer).0, "too_many_requests", "{answer}");
+    let retry = answer["data"]["retry_after_seconds"].as_u64().expect("when to retry");
+    assert!((1..=60).contains(&retry), "{answer}");
+    assert_eq!(next_message(&mut other, QUIET).await, None, "nobody else hears of it");
+    assert_eq!(groq.requests().await.len(), asked_before, "the provider was not asked");
 }
