@@ -44,22 +44,24 @@ where
     type Future = Fut;
 }
 
-/// Serves HTTP API (payload 2.0) events with `handler` over `state`.
+/// Serves HTTP API (payload 2.0) events with `handler` over `state`, each
+/// under one deadline ([`crate::deadline`]).
 pub async fn serve_http<S, H>(state: S, handler: H) -> Result<(), Error>
 where
     S: Sync,
     H: for<'a> Handler<'a, S, Request, Response<Body>>,
 {
     crate::telemetry::init_json_logs();
+    let budgets = crate::deadline::Budgets::from_env()?;
     lambda_http::run(service_fn(|request: Request| {
-        let answer = handler(&state, request);
+        let answer = crate::deadline::scope(budgets, handler(&state, request));
         async move { Ok::<_, Infallible>(answer.await) }
     }))
     .await
 }
 
 /// Serves events of type `E` (WebSocket routes, the `$connect` authorizer)
-/// with `handler` over `state`.
+/// with `handler` over `state`, each under one deadline ([`crate::deadline`]).
 pub async fn serve_events<S, E, R, H>(state: S, handler: H) -> Result<(), Error>
 where
     S: Sync,
@@ -68,8 +70,9 @@ where
     H: for<'a> Handler<'a, S, E, R>,
 {
     crate::telemetry::init_json_logs();
+    let budgets = crate::deadline::Budgets::from_env()?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<E>| {
-        let answer = handler(&state, event.payload);
+        let answer = crate::deadline::scope(budgets, handler(&state, event.payload));
         async move { Ok::<_, Error>(answer.await) }
     }))
     .await

@@ -8,6 +8,7 @@
 
 pub mod adapters;
 pub mod auth;
+pub mod deadline;
 pub mod domain;
 pub mod envelope;
 pub mod handlers;

@@ -119,6 +119,7 @@ impl CredentialService {
                     retry_after_secs: None,
                     checked_at: Some(Utc::now()),
                 };
+                super::write_fits_before_deadline(provider)?;
                 match self
                     .store
                     .record_check(user, provider.id, revision, &check, ModelsUpdate::Keep)

@@ -12,6 +12,7 @@
 mod bounded;
 mod consistency;
 mod cors;
+mod deadline;
 mod e2e_local;
 mod e2e_websocket;
 mod keyring_kms;

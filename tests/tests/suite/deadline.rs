@@ -1,0 +1,82 @@
+//! One deadline per request (issue 11): however its dependencies stall, a
+//! validating request answers inside the function timeout, and never leaves
+//! a key stored behind a gateway error (whose retry would be a `409`).
+//! The real `credentials-create` binary under the Lambda Runtime API
+//! emulator (which, like Lambda, turns an answer after the function timeout
+//! into `Sandbox.Timedout`), DynamoDB and KMS on `moto_server` behind the
+//! fault proxy, and a fake provider.
+
+use std::time::Duration;
+
+use mailmind::deadline::DEADLINE_ENV;
+use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
+use mailmind_tests::fake_providers::FakeProvider;
+use mailmind_tests::lambda_emulator::LambdaProcess;
+use mailmind_tests::moto::moto;
+use mailmind_tests::{rest_event, with_body, workspace_binary};
+use serde_json::{Value, json};
+
+const KEY: &str = "gsk_deadline23456789abcdefghijklmnopqrstuvwxyzABCDEFdl9x";
+const USER: &str = "d0000000-1111-2222-3333-444444444444";
+
+/// Status and JSON body of an API Gateway v2 response.
+fn answer(response: &Value) -> (u16, Value) {
+    let status = response["statusCode"].as_u64().expect("statusCode") as u16;
+    let body = serde_json::from_str(response["body"].as_str().unwrap_or("null")).expect("JSON body");
+    (status, body)
+}
+
+fn create_event() -> Value {
+    with_body(
+        rest_event("credentials-create", USER),
+        json!({"provider": "groq", "api_key": KEY}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothing() {
+    let moto = moto();
+    let table = moto.create_table().await;
+    let kms_key = moto.create_kms_key().await;
+    let (proxy, proxy_url) = CountingProxy::start(&moto.endpoint).await;
+    let groq = FakeProvider::start("groq").await;
+    // The provider stalls past every budget of its own (10 s by default):
+    // only the request's deadline can end the check.
+    groq.answer(
+        KEY,
+        groq.slow_response(&["llama-3.1-8b-instant"], Duration::from_secs(60)),
+    )
+    .await;
+    let mut env = through_proxy(moto.env(), &proxy_url);
+    env.extend([
+        ("TABLE_NAME".to_owned(), table),
+        ("KMS_KEY_ID".to_owned(), kms_key),
+        groq.env(),
+        // A short request deadline keeps the test quick; the function
+        // timeout below is well past it, as 29 s is past the default 25 s.
+        (DEADLINE_ENV.to_owned(), "4000".to_owned()),
+    ]);
+    let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
+    create.api.set_function_timeout(Duration::from_secs(9));
+
+    // And then DynamoDB hangs on the write: it never reaches the table.
+    proxy.stall("TransactWriteItems");
+    let outcome = create.invoke(create_event()).await;
+    let (status, body) = answer(&outcome.response());
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "service_unavailable", "{body}");
+    assert!(
+        proxy.take().iter().any(|op| op == "TransactWriteItems"),
+        "the write was tried (and hung)"
+    );
+
+    // The client retries once things are well: the key was not stored, so
+    // this is a create, not a `409`.
+    proxy.unstall();
+    groq.server.reset().await;
+    groq.accept(KEY, &["llama-3.1-8b-instant"]).await;
+    let (status, body) = answer(&create.invoke(create_event()).await.response());
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "valid", "{body}");
+    assert_eq!(body["models_count"], 1, "{body}");
+}
