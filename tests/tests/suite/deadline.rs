@@ -6,15 +6,24 @@
 //! into `Sandbox.Timedout`), DynamoDB and KMS on `moto_server` behind the
 //! fault proxy, and a fake provider.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use mailmind::deadline::DEADLINE_ENV;
+use mailmind::adapters::local_keyring::LocalKeyring;
+use mailmind::adapters::notifier::ApiGatewayNotifier;
+use mailmind::adapters::providers::{HttpProviderClient, ProviderClientConfig};
+use mailmind::adapters::sqlite_store::SqliteStore;
+use mailmind::deadline::{self, Budgets, DEADLINE_ENV};
+use mailmind::domain::{ApiKey, CredentialStatus, UserId, provider};
+use mailmind::ports::{Connection, ConnectionStore, CredentialStore};
+use mailmind::service::{CredentialService, ServiceError};
 use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
 use mailmind_tests::{rest_event, with_body, workspace_binary};
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 const KEY: &str = "gsk_deadline23456789abcdefghijklmnopqrstuvwxyzABCDEFdl9x";
 const USER: &str = "d0000000-1111-2222-3333-444444444444";
@@ -79,4 +88,58 @@ async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothin
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "valid", "{body}");
     assert_eq!(body["models_count"], 1, "{body}");
+}
+
+/// The guard itself, over the service with real parts: a step with a bound
+/// of its own (the `checking` push to a hung socket endpoint: 1.5 s,
+/// `notifier.rs`) eats what a short request had reserved for the write, so
+/// the write is not started: `503`-class `Unavailable`, nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_write_starts_once_it_could_outlast_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("mailmind.db")).unwrap());
+    let user = UserId::parse("user-deadline").unwrap();
+    let groq = provider::find("groq").unwrap();
+
+    // The user's one socket lives behind an endpoint that takes the
+    // connection (the kernel's backlog) and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    let now = chrono::Utc::now();
+    store
+        .save_connection(&Connection {
+            user: user.clone(),
+            connection_id: "conn-hung".into(),
+            connected_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .unwrap();
+    let notifier = ApiGatewayNotifier::new(ApiGatewayNotifier::local_client(&endpoint), Arc::clone(&store) as _);
+
+    let fake = FakeProvider::start("groq").await;
+    fake.accept(KEY, &["llama-3.1-8b-instant"]).await;
+    let (var, url) = fake.env();
+    let config = ProviderClientConfig::from_lookup(|name| (name == var).then(|| url.clone())).unwrap();
+    let service = CredentialService::new(
+        Arc::clone(&store) as _,
+        Arc::new(LocalKeyring::from_master(Zeroizing::new([9u8; 32]))),
+        Arc::new(HttpProviderClient::new(config)),
+        Arc::new(notifier),
+    );
+
+    // 2 s in all: the write's reserve (750 ms) is gone once the push has
+    // taken its 1.5 s.
+    let short = Budgets::new(Duration::from_secs(2));
+    let refused = deadline::scope(short, service.create(&user, groq, ApiKey::parse(KEY).unwrap())).await;
+    assert!(matches!(refused, Err(ServiceError::Unavailable(_))), "{refused:?}");
+    assert!(store.get(&user, "groq").await.unwrap().is_none(), "nothing stored");
+
+    // The retry, with time to spare: a create, not a conflict.
+    let roomy = Budgets::new(Duration::from_secs(10));
+    let created = deadline::scope(roomy, service.create(&user, groq, ApiKey::parse(KEY).unwrap()))
+        .await
+        .expect("the retry creates the key");
+    assert_eq!(created.status, CredentialStatus::Valid);
+    drop(hung);
 }
