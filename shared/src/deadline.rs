@@ -19,7 +19,7 @@
 //! here (unit tests, tools).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -102,10 +102,26 @@ tokio::task_local! {
     static CURRENT: Current;
 }
 
+/// Kept between a request's deadline and the function's own (Lambda's
+/// deadline for the invocation): the last push and the runtime's answer.
+pub const FUNCTION_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+
 /// Runs `request` (one request's whole future) under a deadline `budgets.request` from now.
 pub async fn scope<F: Future>(budgets: Budgets, request: F) -> F::Output {
+    scope_within(budgets, None, request).await
+}
+
+/// [`scope`], but the deadline never falls later than `function_deadline`
+/// (Lambda's, for this invocation) less [`FUNCTION_TIMEOUT_MARGIN`]: a
+/// function whose `Timeout` is short gets a short request.
+pub async fn scope_within<F: Future>(budgets: Budgets, function_deadline: Option<SystemTime>, request: F) -> F::Output {
+    let mut budget = budgets.request;
+    if let Some(end) = function_deadline {
+        let left = end.duration_since(SystemTime::now()).unwrap_or_default();
+        budget = budget.min(left.saturating_sub(FUNCTION_TIMEOUT_MARGIN));
+    }
     let current = Current {
-        at: Instant::now() + budgets.request,
+        at: Instant::now() + budget,
         budgets,
     };
     CURRENT.scope(current, request).await
@@ -180,6 +196,25 @@ mod tests {
             assert_eq!(provider_budget(), Some(Duration::ZERO));
             assert!(write_fits(), "3 s left: just enough for the write");
             tokio::time::sleep(Duration::from_millis(1)).await;
+            assert!(!write_fits());
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_function_timeout_cuts_the_request_short() {
+        let b = Budgets::new(Duration::from_secs(8));
+        let roomy = SystemTime::now() + Duration::from_secs(60);
+        scope_within(b, Some(roomy), async {
+            assert_eq!(remaining(), Some(Duration::from_secs(8)));
+        })
+        .await;
+        // 5 s to the function's end, 2 s of margin: under 3 s, too little
+        // for the 3 s write reserve.
+        let tight = SystemTime::now() + Duration::from_secs(5);
+        scope_within(b, Some(tight), async {
+            assert!(remaining().unwrap() <= Duration::from_secs(3));
+            assert_eq!(provider_budget(), Some(Duration::ZERO));
             assert!(!write_fits());
         })
         .await;

@@ -42,15 +42,19 @@ fn create_event() -> Value {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothing() {
+/// `credentials-create` as a process with `request_deadline_ms` (if any),
+/// behind the fault proxy, with groq's fake provider stalling on [`KEY`]
+/// past every budget of its own (10 s by default), and a function timeout
+/// of `function_timeout`.
+async fn stalled_deployment(
+    request_deadline_ms: Option<&str>,
+    function_timeout: Duration,
+) -> (LambdaProcess, CountingProxy, FakeProvider) {
     let moto = moto();
     let table = moto.create_table().await;
     let kms_key = moto.create_kms_key().await;
     let (proxy, proxy_url) = CountingProxy::start(&moto.endpoint).await;
     let groq = FakeProvider::start("groq").await;
-    // The provider stalls past every budget of its own (10 s by default):
-    // only the request's deadline can end the check.
     groq.answer(
         KEY,
         groq.slow_response(&["llama-3.1-8b-instant"], Duration::from_secs(60)),
@@ -61,14 +65,23 @@ async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothin
         ("TABLE_NAME".to_owned(), table),
         ("KMS_KEY_ID".to_owned(), kms_key),
         groq.env(),
-        // A short request deadline keeps the test quick; the function
-        // timeout below is well past it, as 29 s is past the default 25 s.
-        (DEADLINE_ENV.to_owned(), "4000".to_owned()),
     ]);
+    if let Some(ms) = request_deadline_ms {
+        env.push((DEADLINE_ENV.to_owned(), ms.to_owned()));
+    }
     let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
-    create.api.set_function_timeout(Duration::from_secs(9));
+    create.api.set_function_timeout(function_timeout);
+    (create, proxy, groq)
+}
 
-    // And then DynamoDB hangs on the write: it never reaches the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothing() {
+    // A short request deadline keeps the test quick; the function timeout
+    // is well past it, as 29 s is past the default 25 s.
+    let (create, proxy, groq) = stalled_deployment(Some("4000"), Duration::from_secs(9)).await;
+
+    // Only the request's deadline can end the provider's check; and then
+    // DynamoDB hangs on the write: it never reaches the table.
     proxy.stall("TransactWriteItems");
     let outcome = create.invoke(create_event()).await;
     let (status, body) = answer(&outcome.response());
@@ -88,6 +101,21 @@ async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothin
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "valid", "{body}");
     assert_eq!(body["models_count"], 1, "{body}");
+}
+
+/// A function timeout shorter than the configured request: Lambda's own
+/// deadline for the invocation (less 2 s) cuts the request, so the answer
+/// still comes in time, and a write that could not finish is not started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_timeout_bounds_the_request_too() {
+    let (create, proxy, _groq) = stalled_deployment(Some("29000"), Duration::from_secs(12)).await;
+    let (status, body) = answer(&create.invoke(create_event()).await.response());
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "service_unavailable", "{body}");
+    assert!(
+        !proxy.take().iter().any(|op| op == "TransactWriteItems"),
+        "no write started"
+    );
 }
 
 /// The guard itself, over the service with real parts: a step with a bound
