@@ -62,7 +62,9 @@ pub async fn rest(
         peer,
     );
     let request: lambda_http::Request = LambdaRequest::ApiGatewayV2(event).into();
-    lambda_to_axum(route.handle(&gateway.app, request).await)
+    // The one deadline of the request, as in `lambda::serve_http`.
+    let answer = mailmind::deadline::scope(gateway.budgets, route.handle(&gateway.app, request)).await;
+    lambda_to_axum(answer)
 }
 
 /// The HTTP API payload v2.0 event for one request, as API Gateway builds it

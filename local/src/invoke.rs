@@ -89,12 +89,14 @@ pub async fn invoke(
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
         "Event" => {
             tokio::spawn(async move {
-                mailmind::handlers::keys::invoke(&gateway.app, event).await;
+                let budgets = gateway.budgets;
+                mailmind::deadline::scope(budgets, mailmind::handlers::keys::invoke(&gateway.app, event)).await;
             });
             StatusCode::ACCEPTED.into_response()
         }
         _ => {
-            let answer = mailmind::handlers::keys::invoke(&gateway.app, event).await;
+            let answer =
+                mailmind::deadline::scope(gateway.budgets, mailmind::handlers::keys::invoke(&gateway.app, event)).await;
             let mut response = (StatusCode::OK, axum::Json(answer)).into_response();
             response
                 .headers_mut()

@@ -72,6 +72,8 @@ pub struct LocalGateway {
     pub sockets: websocket::Sockets,
     /// `--cors-origin`: also allowed to open sockets.
     pub cors_origins: cors::AllowedOrigins,
+    /// Each request's deadline and budgets (`MAILMIND_REQUEST_DEADLINE_MS`).
+    pub budgets: mailmind::deadline::Budgets,
 }
 
 /// Tokens the demo token and `--token` are valid for.
@@ -210,6 +212,7 @@ async fn run(options: Options) -> Result<(), String> {
         verifier,
         sockets: websocket::Sockets::default(),
         cors_origins: options.cors_origins.clone(),
+        budgets: mailmind::deadline::Budgets::from_env().map_err(|e| e.to_string())?,
     });
     let settings_page = Arc::new(settings_page::SettingsPage {
         demo_token: demo_token.clone(),

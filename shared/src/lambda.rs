@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::future::Future;
 
 use lambda_http::lambda_runtime::{self, LambdaEvent};
-use lambda_http::{Body, Request, Response, service_fn};
+use lambda_http::{Body, Request, RequestExt, Response, service_fn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -44,22 +44,25 @@ where
     type Future = Fut;
 }
 
-/// Serves HTTP API (payload 2.0) events with `handler` over `state`.
+/// Serves HTTP API (payload 2.0) events with `handler` over `state`, each
+/// under one deadline ([`crate::deadline`]), never later than the function's.
 pub async fn serve_http<S, H>(state: S, handler: H) -> Result<(), Error>
 where
     S: Sync,
     H: for<'a> Handler<'a, S, Request, Response<Body>>,
 {
     crate::telemetry::init_json_logs();
+    let budgets = crate::deadline::Budgets::from_env()?;
     lambda_http::run(service_fn(|request: Request| {
-        let answer = handler(&state, request);
+        let function_deadline = request.lambda_context_ref().map(|c| c.deadline());
+        let answer = crate::deadline::scope_within(budgets, function_deadline, handler(&state, request));
         async move { Ok::<_, Infallible>(answer.await) }
     }))
     .await
 }
 
 /// Serves events of type `E` (WebSocket routes, the `$connect` authorizer)
-/// with `handler` over `state`.
+/// with `handler` over `state`, each under one deadline ([`crate::deadline`]).
 pub async fn serve_events<S, E, R, H>(state: S, handler: H) -> Result<(), Error>
 where
     S: Sync,
@@ -68,8 +71,10 @@ where
     H: for<'a> Handler<'a, S, E, R>,
 {
     crate::telemetry::init_json_logs();
+    let budgets = crate::deadline::Budgets::from_env()?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<E>| {
-        let answer = handler(&state, event.payload);
+        let function_deadline = Some(event.context.deadline());
+        let answer = crate::deadline::scope_within(budgets, function_deadline, handler(&state, event.payload));
         async move { Ok::<_, Error>(answer.await) }
     }))
     .await

@@ -214,6 +214,7 @@ impl CredentialService {
             last_recheck_at: None,
             last_attempt: None,
         };
+        write_fits_before_deadline(provider)?;
         match self.store.insert(&credential, &models).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => return Err(ServiceError::CredentialExists(provider)),
@@ -283,6 +284,7 @@ impl CredentialService {
             last_attempt: None,
             ..existing
         };
+        write_fits_before_deadline(provider)?;
         match self.store.replace(&credential, &models).await {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(ServiceError::CredentialNotFound(provider)),
@@ -372,6 +374,7 @@ impl CredentialService {
             // No verdict: what we knew still stands.
             CheckOutcome::Failed { .. } => (ModelsUpdate::Keep, existing.models_count),
         };
+        write_fits_before_deadline(provider)?;
         match self
             .store
             .record_check(user, provider.id, &existing.revision, &check, models_update)
@@ -485,7 +488,18 @@ impl CredentialService {
     /// goes through here: the one place it is counted.
     async fn ask_provider(&self, provider: &'static ProviderSpec, key: &ApiKey) -> (CheckOutcome, Option<Quota>) {
         let started = std::time::Instant::now();
-        let (outcome, quota) = self.providers.check_with_quota(provider, key).await;
+        let check = self.providers.check_with_quota(provider, key);
+        // The check gets what the request's deadline leaves it (`crate::deadline`).
+        let (outcome, quota) = match crate::deadline::provider_budget() {
+            Some(budget) => tokio::time::timeout(budget, check).await.unwrap_or((
+                CheckOutcome::Failed {
+                    reason: crate::domain::ErrorReason::Timeout,
+                    retry_after_secs: None,
+                },
+                None,
+            )),
+            None => check.await,
+        };
         crate::metrics::validation(provider, &outcome, started.elapsed());
         (outcome, quota)
     }
@@ -589,4 +603,21 @@ impl ConnectionService {
         tracing::info!(connection_id, "disconnected");
         Ok(())
     }
+}
+
+/// Refuses to start a store write that might still be running at the
+/// request's deadline (`crate::deadline`): past it the client sees a gateway
+/// error while the write may commit, and its retry a `409`. A `503` with
+/// nothing stored is honest and safe to retry.
+fn write_fits_before_deadline(provider: &'static ProviderSpec) -> Result<(), ServiceError> {
+    if crate::deadline::write_fits() {
+        return Ok(());
+    }
+    tracing::warn!(
+        provider = provider.id,
+        "too close to the deadline to start a store write"
+    );
+    Err(ServiceError::Unavailable(
+        "too close to the request's deadline to start a store write".into(),
+    ))
 }

@@ -282,7 +282,6 @@ pub mod aws {
     //! (region, credentials, `AWS_ENDPOINT_URL`), and is built once per process.
 
     use std::sync::Arc;
-    use std::time::Duration;
 
     use aws_config::environment::EnvironmentVariableCredentialsProvider;
     use aws_config::timeout::TimeoutConfig;
@@ -343,11 +342,13 @@ pub mod aws {
             let table = env("TABLE_NAME").ok_or_else(|| StartupError("TABLE_NAME must be set".into()))?;
             let limits = Limits::from_env()?;
             // A hung dependency must fail the request (503) well inside the
-            // function timeout, not eat it.
+            // function timeout, not eat it: every SDK call gets its share of
+            // the request's one deadline (`crate::deadline`).
+            let budgets = crate::deadline::Budgets::from_env().map_err(|e| StartupError(e.to_string()))?;
             let timeouts = TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(8))
+                .connect_timeout(budgets.sdk_connect)
+                .operation_attempt_timeout(budgets.sdk_attempt)
+                .operation_timeout(budgets.sdk_operation)
                 .build();
             let mut loader = aws_config::defaults(BehaviorVersion::latest())
                 .http_client(aws_https_client()?)

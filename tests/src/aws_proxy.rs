@@ -16,6 +16,8 @@ pub struct CountingProxy {
     upstream: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<String>>>,
+    /// Operations held without an answer and never forwarded (see [`CountingProxy::stall`]).
+    stalled: Arc<Mutex<Vec<String>>>,
 }
 
 async fn forward(
@@ -30,7 +32,12 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .map(|t| t.rsplit('.').next().unwrap_or(t).to_owned())
         .unwrap_or_else(|| format!("{method} {}", uri.path()));
-    proxy.calls.lock().unwrap().push(operation);
+    proxy.calls.lock().unwrap().push(operation.clone());
+    if proxy.stalled.lock().unwrap().contains(&operation) {
+        // A hung endpoint: no answer until the client gives up (which drops
+        // this future), and nothing reaches moto.
+        std::future::pending::<()>().await;
+    }
     let url = format!(
         "{}{}",
         proxy.upstream,
@@ -66,6 +73,7 @@ impl CountingProxy {
             upstream: upstream.to_owned(),
             http: reqwest::Client::new(),
             calls: Arc::new(Mutex::new(Vec::new())),
+            stalled: Arc::new(Mutex::new(Vec::new())),
         };
         let app = Router::new().fallback(forward).with_state(proxy.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -74,7 +82,18 @@ impl CountingProxy {
         (proxy, format!("http://{address}"))
     }
 
-    /// The operations forwarded since the last `take`, in order.
+    /// From now on, requests for `operation` (e.g. `TransactWriteItems`) hang
+    /// unanswered and are never forwarded: a stalled AWS endpoint.
+    pub fn stall(&self, operation: &str) {
+        self.stalled.lock().unwrap().push(operation.to_owned());
+    }
+
+    /// Ends every [`CountingProxy::stall`].
+    pub fn unstall(&self) {
+        self.stalled.lock().unwrap().clear();
+    }
+
+    /// The operations received since the last `take`, in order.
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.calls.lock().unwrap())
     }

@@ -51,6 +51,10 @@ struct Shared {
     first_poll_seen: tokio::sync::Notify,
     init_error: Mutex<Option<Value>>,
     function_name: String,
+    /// The function's `Timeout` (30 s unless a test sets it).
+    function_timeout: Mutex<Duration>,
+    /// When each delivered invocation's time is up.
+    deadlines: Mutex<HashMap<String, Instant>>,
 }
 
 /// One emulated Runtime API endpoint (one per function process, as in Lambda).
@@ -72,6 +76,8 @@ impl RuntimeApi {
             first_poll_seen: tokio::sync::Notify::new(),
             init_error: Mutex::new(None),
             function_name: function_name.to_owned(),
+            function_timeout: Mutex::new(Duration::from_secs(30)),
+            deadlines: Mutex::new(HashMap::new()),
         });
         let app = Router::new()
             .route(&format!("{BASE}/invocation/next"), get(next))
@@ -106,6 +112,13 @@ impl RuntimeApi {
             .expect("answer channel")
     }
 
+    /// Sets the function's `Timeout` for the invocations delivered from now
+    /// on: their deadline header says it, and an answer after it becomes the
+    /// `Sandbox.Timedout` error Lambda reports.
+    pub fn set_function_timeout(&self, timeout: Duration) {
+        *self.shared.function_timeout.lock().expect("lock") = timeout;
+    }
+
     /// When the runtime first asked for work: the end of its init phase.
     pub async fn first_poll(&self) -> Instant {
         loop {
@@ -134,7 +147,13 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let Some(Invocation { id, event }) = invocation else {
         return (StatusCode::GONE, HeaderMap::new(), String::new());
     };
-    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+    let timeout = *shared.function_timeout.lock().expect("lock");
+    shared
+        .deadlines
+        .lock()
+        .expect("lock")
+        .insert(id.clone(), Instant::now() + timeout);
+    let deadline = chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         headers.insert(name, HeaderValue::from_str(&value).expect("header value"));
@@ -157,6 +176,16 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 fn settle(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
+    // As Lambda does: an answer after the function's timeout never reaches
+    // the caller, who gets the timeout error instead.
+    let deadline = shared.deadlines.lock().expect("lock").remove(id);
+    let outcome = match deadline {
+        Some(at) if Instant::now() > at => Outcome::Error(serde_json::json!({
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": "Task timed out",
+        })),
+        _ => outcome,
+    };
     match shared.waiting.lock().expect("lock").remove(id) {
         Some(tx) => {
             let _ = tx.send(outcome);

@@ -124,6 +124,7 @@ impl CredentialService {
                     // The report tells nothing of how much credit is left.
                     quota: existing.check.quota.clone(),
                 };
+                super::write_fits_before_deadline(provider)?;
                 match self
                     .store
                     .record_check(user, provider.id, revision, &check, ModelsUpdate::Keep)

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use super::{CredentialService, ServiceError};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::{CheckOutcome, FailedAttempt, ProviderSpec, StoredCredential, UserId};
+use crate::deadline::{self, Budgets, DEFAULT_REQUEST_BUDGET};
 use crate::envelope;
 use crate::ports::{DueCredential, EncryptionContext, StoreError};
 
@@ -226,7 +227,12 @@ impl CredentialService {
                 break;
             };
             match self.store.claim_due(&due, policy.lease_until()).await {
-                Ok(Some(credential)) => run += self.revalidate_claimed(provider, credential, policy).await,
+                Ok(Some(credential)) => {
+                    // Each re-check is a request of its own with its own
+                    // deadline, not a share of the whole run's (`crate::deadline`).
+                    let request = Budgets::new(DEFAULT_REQUEST_BUDGET);
+                    run += deadline::scope(request, self.revalidate_claimed(provider, credential, policy)).await
+                }
                 Ok(None) => run.skipped += 1,
                 Err(e) => {
                     tracing::warn!(provider = provider.id, error = %e, "cannot claim a due credential");

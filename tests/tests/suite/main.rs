@@ -13,6 +13,7 @@ mod asyncapi;
 mod bounded;
 mod consistency;
 mod cors;
+mod deadline;
 mod e2e_local;
 mod e2e_revalidate;
 mod e2e_websocket;
