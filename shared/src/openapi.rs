@@ -189,6 +189,19 @@ pub fn document() -> utoipa::openapi::OpenApi {
             &[],
         )),
     );
+    components.responses.insert(
+        "TooManyConnections".into(),
+        RefOr::T(error_response(
+            "429 to a WebSocket connect (docs/asyncapi.yaml) when the user already has the most \
+             live sockets allowed (`--max-connections-per-user`, `MaxConnectionsPerUser`).",
+            &[ApiError::new(
+                429,
+                "too_many_connections",
+                "At most 10 live connections per user; close one to open another.",
+            )],
+            &[],
+        )),
+    );
 
     let mut paths = PathsBuilder::new();
     for route in Route::ALL {

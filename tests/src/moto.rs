@@ -3,7 +3,6 @@
 //! binary on a free port and stopped when the test binary exits.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -22,17 +21,20 @@ pub struct Moto {
     _watchdog: std::process::Child,
 }
 
-fn moto_server_binary() -> PathBuf {
+/// The command that starts the emulator: `MOTO_SERVER` if set, else the
+/// venv's moto behind `tests/moto/serial_moto_server.py`, which answers one
+/// request at a time so that conditional writes stay atomic as on DynamoDB.
+fn moto_server_command() -> String {
     if let Ok(path) = std::env::var("MOTO_SERVER") {
-        return PathBuf::from(path);
+        return format!("'{path}'");
     }
-    let path = crate::repo_root().join(".venv/bin/moto_server");
+    let python = crate::repo_root().join(".venv/bin/python");
     assert!(
-        path.is_file(),
-        "{} is missing: run ./scripts/venv.sh (the README's test command does)",
-        path.display()
+        crate::repo_root().join(".venv/bin/moto_server").is_file(),
+        "moto_server is missing from .venv: run ./scripts/venv.sh (the README's test command does)"
     );
-    path
+    let script = crate::repo_root().join("tests/moto/serial_moto_server.py");
+    format!("'{}' '{}'", python.display(), script.display())
 }
 
 /// The shared emulator of this test binary.
@@ -50,13 +52,12 @@ fn free_port() -> u16 {
 
 fn start() -> Moto {
     let port = free_port();
-    let binary = moto_server_binary();
+    let command = moto_server_command();
     // A watchdog shell owns moto_server and kills it once this test process is
     // gone, so no emulator outlives the tests (statics are never dropped).
     let script = format!(
-        "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null; wait $m' EXIT; \
+        "{command} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null; wait $m' EXIT; \
          while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
-        binary.display(),
         parent = std::process::id()
     );
     let watchdog = Command::new("sh")
