@@ -7,8 +7,8 @@ mod gateway;
 mod header_limit;
 mod invoke;
 mod loopback;
-mod settings_page;
 mod openapi;
+mod settings_page;
 mod websocket;
 
 use std::net::{Ipv4Addr, SocketAddr};

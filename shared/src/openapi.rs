@@ -111,9 +111,13 @@ fn api_key_schema() -> Schema {
         )))
         .description(Some(format!(
             "The provider API key. Surrounding whitespace is trimmed; the rest must be 1 to \
-             {MAX_KEY_BYTES} bytes (UTF-8) with no whitespace or control characters."
+             {MAX_KEY_BYTES} bytes (UTF-8) with no whitespace or control characters. A key \
+             carrying another provider's distinctive prefix (`sk-ant-`, `sk-or-`, `gsk_`, \
+             `AIza`, `xai-`, `tgp_v1_`) answers `400 key_provider_mismatch` (a rule across \
+             two fields, so not in this schema)."
         )))
-        .examples(["gsk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH9xQa"])
+        // Provider-neutral, so the example is valid under every provider.
+        .examples(["key-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH9xQa"])
         .build()
         .into()
 }
@@ -408,7 +412,11 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             vec![
                 (
                     "400",
-                    vec![invalid.clone(), ApiError::unknown_provider(400, "gpt"), mismatch.clone()],
+                    vec![
+                        invalid.clone(),
+                        ApiError::unknown_provider(400, "gpt"),
+                        mismatch.clone(),
+                    ],
                 ),
                 (
                     "409",
@@ -459,7 +467,10 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                 example_valid(),
             )],
             None,
-            vec![("404", vec![unknown_in_path.clone(), not_found]), ("429", vec![too_many])],
+            vec![
+                ("404", vec![unknown_in_path.clone(), not_found]),
+                ("429", vec![too_many]),
+            ],
         ),
         Route::ListModels => (
             vec![(

@@ -27,9 +27,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::{CredentialService, ServiceError};
+use crate::deadline::{self, Budgets, DEFAULT_REQUEST_BUDGET};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::{CheckOutcome, FailedAttempt, ProviderSpec, StoredCredential, UserId};
-use crate::deadline::{self, Budgets, DEFAULT_REQUEST_BUDGET};
 use crate::envelope;
 use crate::ports::{DueCredential, EncryptionContext, StoreError};
 
@@ -190,7 +190,9 @@ impl CredentialService {
                 Err(e) => tracing::warn!(error = %e, "cannot measure the re-validation backlog"),
             }
         }
-        let lag = oldest.map_or(Duration::ZERO, |fresh_at| (cutoff - fresh_at).to_std().unwrap_or_default());
+        let lag = oldest.map_or(Duration::ZERO, |fresh_at| {
+            (cutoff - fresh_at).to_std().unwrap_or_default()
+        });
         (remaining, lag)
     }
 

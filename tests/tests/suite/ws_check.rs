@@ -34,7 +34,11 @@ fn socket_error(message: &Value) -> (String, String) {
     assert_eq!(message["type"], "error", "{message}");
     let data = message["data"].as_object().expect("error data");
     let expected_fields = if data["code"] == "too_many_requests" { 3 } else { 2 };
-    assert_eq!(data.len(), expected_fields, "code and detail (and when to retry): {message}");
+    assert_eq!(
+        data.len(),
+        expected_fields,
+        "code and detail (and when to retry): {message}"
+    );
     let detail = data["detail"].as_str().unwrap();
     assert!(!detail.is_empty());
     (data["code"].as_str().unwrap().to_owned(), detail.to_owned())

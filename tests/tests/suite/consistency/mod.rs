@@ -20,9 +20,9 @@
 //! naming the places that disagree.
 
 mod cors;
-mod operations;
 mod edge_limits;
 mod key_policy;
+mod operations;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
