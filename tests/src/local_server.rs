@@ -172,6 +172,12 @@ impl LocalServer {
     pub async fn call_as(&self, user: &str, method: &str, path: &str, body: Option<&str>) -> Answer {
         self.call(method, path, Some(&self.token(user)), body).await
     }
+
+    /// `POST /api/v1/credentials/` of `api_key` for `provider`, as `user`.
+    pub async fn post_key(&self, user: &str, provider: &str, api_key: &str) -> Answer {
+        let body = serde_json::json!({"provider": provider, "api_key": api_key}).to_string();
+        self.call_as(user, "POST", "/api/v1/credentials/", Some(&body)).await
+    }
 }
 
 /// Copies a child's output into `sink`; reports the URL from the banner line.

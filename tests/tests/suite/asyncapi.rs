@@ -116,14 +116,7 @@ async fn messages_captured_from_the_local_server_match_the_document() {
     );
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("socket connects");
 
-    let created = server
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let created = server.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let checked = server
         .call_as("user-a", "POST", "/api/v1/credentials/groq/check/", None)

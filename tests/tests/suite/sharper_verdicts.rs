@@ -33,14 +33,7 @@ async fn a_key_with_another_providers_prefix_is_refused_before_any_network_call(
     groq.accept(GROQ_KEY, &["llama-3.1-8b-instant"]).await;
     let gemini = FakeProvider::start("google_gemini").await;
     let s = LocalServer::start(&dir.path().join("data"), &[groq.env(), gemini.env()]).await;
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let calls = groq.requests().await.len();
 
@@ -49,14 +42,7 @@ async fn a_key_with_another_providers_prefix_is_refused_before_any_network_call(
         // Under a provider that is not its owner: Groq, or Gemini for a Groq key.
         let target = if owner.id == "groq" { "google_gemini" } else { "groq" };
         let key = key_with(prefix);
-        let posted = s
-            .call_as(
-                "user-b",
-                "POST",
-                "/api/v1/credentials/",
-                Some(&json!({"provider": target, "api_key": key}).to_string()),
-            )
-            .await;
+        let posted = s.post_key("user-b", target, &key).await;
         assert_mismatch(&posted, owner.display_name);
         assert!(!posted.text.contains(&key[prefix.len()..]), "the key is never echoed");
         let stored = s
@@ -83,22 +69,10 @@ async fn a_key_with_another_providers_prefix_is_refused_before_any_network_call(
 
     // The provider's own key shape passes, and so does an ambiguous `sk-` key
     // under a provider that would reject it itself.
-    let own = s
-        .call_as(
-            "user-b",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let own = s.post_key("user-b", "groq", GROQ_KEY).await;
     assert_eq!(own.status, 201, "{}", own.text);
     let ambiguous = s
-        .call_as(
-            "user-b",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "google_gemini", "api_key": "sk-proj-0123456789abcdefghij"}).to_string()),
-        )
+        .post_key("user-b", "google_gemini", "sk-proj-0123456789abcdefghij")
         .await;
     assert_eq!(ambiguous.status, 422, "asked the provider: {}", ambiguous.text);
     assert_eq!(ambiguous.json["code"], "key_rejected");
@@ -116,14 +90,7 @@ async fn models_keep_their_first_sighting_and_the_push_counts_what_changed() {
     .await;
     let s = LocalServer::start(&dir.path().join("data"), &[groq.env()]).await;
     let mut socket = connect(&s, "user-a").await;
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let (_, first) = validation_messages(&mut socket).await;
     assert!(
@@ -226,14 +193,7 @@ async fn openrouter_credit_is_kept_in_the_status_and_spent_credit_is_quota_exhau
     let groq = FakeProvider::start("groq").await;
     groq.accept(GROQ_KEY, &["llama-3.1-8b-instant"]).await;
     let s = LocalServer::start(&dir.path().join("data"), &[openrouter.env(), groq.env()]).await;
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "openrouter", "api_key": OR_KEY}).to_string()),
-        )
-        .await;
+    let created = s.post_key("user-a", "openrouter", OR_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.json["status"], "valid");
     assert_eq!(
@@ -246,14 +206,7 @@ async fn openrouter_credit_is_kept_in_the_status_and_spent_credit_is_quota_exhau
         .await;
     assert_eq!(read.json["quota"], created.json["quota"]);
     // A provider that tells nothing: `null`, present.
-    let groq_created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let groq_created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(
         groq_created.json.get("quota"),
         Some(&serde_json::Value::Null),

@@ -58,14 +58,7 @@ async fn a_check_asked_over_the_socket_reaches_all_of_the_users_sockets_and_nobo
     let mut a1 = connect(&s, "user-a").await;
     let mut a2 = connect(&s, "user-a").await;
     let mut b1 = connect(&s, "user-b").await;
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     for socket in [&mut a1, &mut a2] {
         validation_messages(socket).await;
@@ -138,13 +131,7 @@ async fn a_socket_check_that_cannot_run_is_answered_on_that_socket_only() {
     // A storage fault: another process holds the write lock, so the check's
     // first write (spending the user's validation budget) fails, before
     // anything is announced or asked.
-    s.call_as(
-        "user-a",
-        "POST",
-        "/api/v1/credentials/",
-        Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-    )
-    .await;
+    s.post_key("user-a", "groq", GROQ_KEY).await;
     validation_messages(&mut asking).await;
     validation_messages(&mut other).await;
     let before = s.call_as("user-a", "GET", "/api/v1/credentials/groq/", None).await;
@@ -272,14 +259,7 @@ async fn a_socket_check_over_the_users_budget_is_too_many_requests_on_that_socke
     let s = LocalServer::start_with_args(&dir.path().join("data"), &[groq.env()], &["--validation-limit", "1"]).await;
     let mut asking = connect(&s, "user-a").await;
     let mut other = connect(&s, "user-a").await;
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     validation_messages(&mut asking).await;
     validation_messages(&mut other).await;
