@@ -367,6 +367,23 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
     })
 }
 
+/// Why a write guarded by the key's revision changed nothing: the
+/// credential is there with another revision (`Conflict`), or gone (`NotFound`).
+fn stale_or_gone(tx: &rusqlite::Transaction, user: &UserId, provider: &str) -> Result<StoreError, StoreError> {
+    let exists: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM credentials WHERE user_id = :user_id AND provider = :provider)",
+            named_params! {":user_id": user.as_str(), ":provider": provider},
+            |row| row.get(0),
+        )
+        .map_err(internal)?;
+    Ok(if exists {
+        StoreError::Conflict
+    } else {
+        StoreError::NotFound
+    })
+}
+
 fn write_models(
     tx: &rusqlite::Transaction<'_>,
     user: &UserId,
@@ -543,18 +560,7 @@ impl CredentialStore for SqliteStore {
                 )
                 .map_err(internal)?;
             if updated == 0 {
-                let exists: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM credentials WHERE user_id = :user_id AND provider = :provider)",
-                        named_params! {":user_id": user.as_str(), ":provider": provider},
-                        |row| row.get(0),
-                    )
-                    .map_err(internal)?;
-                return Err(if exists {
-                    StoreError::Conflict
-                } else {
-                    StoreError::NotFound
-                });
+                return Err(stale_or_gone(&tx, &user, &provider)?);
             }
             if let Some(models) = &models {
                 write_models(&tx, &user, &provider, &now, models)?;
@@ -779,18 +785,7 @@ impl CredentialStore for SqliteStore {
                 )
                 .map_err(internal)?;
             if updated == 0 {
-                let exists: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM credentials WHERE user_id = :user_id AND provider = :provider)",
-                        named_params! {":user_id": user.as_str(), ":provider": provider},
-                        |row| row.get(0),
-                    )
-                    .map_err(internal)?;
-                return Err(if exists {
-                    StoreError::Conflict
-                } else {
-                    StoreError::NotFound
-                });
+                return Err(stale_or_gone(&tx, &user, &provider)?);
             }
             tx.commit().map_err(internal)
         })
