@@ -21,7 +21,8 @@ use axum::Router;
 use axum::routing::{get, post};
 use mailmind::AppState;
 use mailmind::auth::{Hs256Verifier, TokenVerifier};
-use mailmind::service::{RevalidationPolicy, parse_duration};
+use mailmind::config::{Limits, parse_duration};
+use mailmind::service::RevalidationPolicy;
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
@@ -90,7 +91,7 @@ struct Options {
     /// `--cors-origin`, each time it is given.
     cors_origins: cors::AllowedOrigins,
     /// The abuse limits.
-    limits: mailmind::state::Limits,
+    limits: Limits,
     /// `--revalidate-after`: the age at which a verdict is checked again.
     revalidate_after: Duration,
     /// `--revalidate-every`: the period of background runs; zero: none.
@@ -105,7 +106,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         token_for: None,
         sandbox: false,
         cors_origins: cors::AllowedOrigins::default(),
-        limits: mailmind::state::Limits::default(),
+        limits: Limits::default(),
         revalidate_after: RevalidationPolicy::DEFAULT_AFTER,
         revalidate_every: DEFAULT_REVALIDATE_EVERY,
     };
@@ -141,7 +142,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--validation-limit" => validation_limit = Some(value()?),
             "--validation-window" => validation_window = Some(value()?),
             "--max-connections-per-user" => {
-                options.limits.max_connections_per_user = mailmind::state::Limits::parse_max_connections(&value()?)?
+                options.limits.max_connections_per_user = mailmind::config::max_connections(&value()?)?
             }
             "--revalidate-after" => {
                 options.revalidate_after = parse_duration(&value()?).map_err(|e| format!("--revalidate-after: {e}"))?;
@@ -157,7 +158,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         }
     }
     options.limits.validations =
-        mailmind::service::ValidationLimit::parse(validation_limit.as_deref(), validation_window.as_deref())?;
+        mailmind::config::validation_limit(validation_limit.as_deref(), validation_window.as_deref())?;
     Ok(Some(options))
 }
 
@@ -337,7 +338,7 @@ mod tests {
                 token_for: None,
                 sandbox: false,
                 cors_origins: cors::AllowedOrigins::default(),
-                limits: mailmind::state::Limits::default(),
+                limits: Limits::default(),
                 revalidate_after: Duration::from_secs(24 * 3600),
                 revalidate_every: Duration::from_secs(3600),
             }
@@ -350,7 +351,7 @@ mod tests {
                 token_for: None,
                 sandbox: false,
                 cors_origins: cors::AllowedOrigins::default(),
-                limits: mailmind::state::Limits::default(),
+                limits: Limits::default(),
                 revalidate_after: Duration::from_secs(24 * 3600),
                 revalidate_every: Duration::from_secs(3600),
             }

@@ -16,7 +16,6 @@
 
 use crate::domain::{CredentialView, UserId};
 use crate::ports::KeyringError;
-use crate::service::ServiceError;
 
 /// What was done to a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,31 +61,16 @@ pub fn record(user: &UserId, action: AuditAction, provider: &str, outcome: &str)
     );
 }
 
-/// The `outcome` of a service error: the API's error code, or
-/// [`TAMPER_REFUSED`] for a key that does not open.
-pub fn outcome_of_error(error: &ServiceError) -> &'static str {
-    match error {
-        ServiceError::CredentialExists(_) => "credential_exists",
-        ServiceError::CredentialNotFound(_) => "credential_not_found",
-        ServiceError::KeyRejected(_) => "key_rejected",
-        ServiceError::KeyProviderMismatch(_) => "key_provider_mismatch",
-        ServiceError::Unavailable(_) => "service_unavailable",
-        ServiceError::TooManyRequests { .. } => "too_many_requests",
-        ServiceError::TooManyConnections(_) => "too_many_connections",
-        ServiceError::Internal(_) => "internal",
-    }
-}
-
 /// Writes the audit line of a create, update or delete that ended in `result`.
-pub fn record_result<T: AuditedOutcome>(
+pub fn record_result<T: AuditedOutcome, E: AuditedOutcome>(
     user: &UserId,
     action: AuditAction,
     provider: &str,
-    result: &Result<T, ServiceError>,
+    result: &Result<T, E>,
 ) {
     let outcome = match result {
         Ok(done) => done.outcome(),
-        Err(e) => outcome_of_error(e),
+        Err(refusal) => refusal.outcome(),
     };
     record(user, action, provider, outcome);
 }
@@ -99,7 +83,8 @@ pub fn record_if_tampered(user: &UserId, action: AuditAction, provider: &str, er
     }
 }
 
-/// What a successful operation's audit line says.
+/// What an operation's audit line says: the stored status or `deleted` for
+/// a success, the API error code for a refusal (the service says which).
 pub trait AuditedOutcome {
     /// The `outcome` field.
     fn outcome(&self) -> &'static str;

@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod audit;
 pub mod auth;
+pub mod config;
 pub mod deadline;
 pub mod domain;
 pub mod envelope;

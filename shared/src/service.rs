@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::audit::{self, AuditAction};
+use crate::audit::{self, AuditAction, AuditedOutcome};
 use crate::domain::key_prefix;
 use crate::domain::model::{ListChange, carry_history};
 use crate::domain::provider::PROVIDERS;
@@ -32,7 +32,7 @@ use crate::ports::{
 };
 pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
-pub use revalidate::{RevalidationPolicy, RevalidationRun, parse_duration};
+pub use revalidate::{RevalidationPolicy, RevalidationRun};
 
 /// Failures, in the terms of the API's error codes.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,29 @@ pub enum ServiceError {
     /// Anything else; nothing was changed.
     #[error("{0}")]
     Internal(String),
+}
+
+impl ServiceError {
+    /// The API's error code for this failure (docs/API.md, "Errors"): what
+    /// the handlers answer with and what an audit line says of a refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::CredentialExists(_) => "credential_exists",
+            ServiceError::CredentialNotFound(_) => "credential_not_found",
+            ServiceError::KeyRejected(_) => "key_rejected",
+            ServiceError::KeyProviderMismatch(_) => "key_provider_mismatch",
+            ServiceError::Unavailable(_) => "service_unavailable",
+            ServiceError::TooManyRequests { .. } => "too_many_requests",
+            ServiceError::TooManyConnections(_) => "too_many_connections",
+            ServiceError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl AuditedOutcome for ServiceError {
+    fn outcome(&self) -> &'static str {
+        self.code()
+    }
 }
 
 /// "a" or "an" before a provider's name ("an Anthropic key", "an xAI key").

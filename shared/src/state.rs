@@ -5,53 +5,13 @@ use std::sync::Arc;
 
 use crate::adapters::notifier::NoNotifier;
 use crate::adapters::providers::{HttpProviderClient, ProviderClientConfig};
+use crate::config::{ConfigError, Limits};
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use crate::ports::{
     ConnectionStore, CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, LimitStore, Notifier,
     ProviderClient,
 };
-use crate::service::{ConnectionService, CredentialService, DEFAULT_MAX_CONNECTIONS_PER_USER, ValidationLimit};
-
-/// The abuse limits (docs/API.md, "Limits"): validations per user per
-/// window, and live sockets per user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// User-initiated validations (create, update, check) per user per window.
-    pub validations: ValidationLimit,
-    /// Live WebSocket connections per user; 0: no cap.
-    pub max_connections_per_user: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            validations: ValidationLimit::default(),
-            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
-        }
-    }
-}
-
-impl Limits {
-    /// From `VALIDATION_LIMIT`, `VALIDATION_LIMIT_WINDOW_SECONDS` and
-    /// `MAX_CONNECTIONS_PER_USER`; unset or empty means the default.
-    pub fn from_env() -> Result<Limits, StartupError> {
-        let validations = ValidationLimit::from_env().map_err(StartupError)?;
-        let max_connections_per_user = match std::env::var("MAX_CONNECTIONS_PER_USER") {
-            Ok(v) if !v.trim().is_empty() => Limits::parse_max_connections(v.trim()).map_err(StartupError)?,
-            _ => DEFAULT_MAX_CONNECTIONS_PER_USER,
-        };
-        Ok(Limits {
-            validations,
-            max_connections_per_user,
-        })
-    }
-
-    /// A connection cap as text: a whole number, 0 for none.
-    pub fn parse_max_connections(text: &str) -> Result<u32, String> {
-        text.parse()
-            .map_err(|_| format!("the connection cap must be a whole number of at least 0, not '{text}'"))
-    }
-}
+use crate::service::{ConnectionService, CredentialService, RevalidationPolicy};
 
 /// The services every handler reaches through.
 pub struct AppState {
@@ -76,6 +36,15 @@ impl AppState {
             notifier: Arc::new(NoNotifier),
         }
     }
+}
+
+/// What the scheduled `credentials-revalidate` function holds: the
+/// validating services and the policy of its runs.
+pub struct RevalidationState {
+    /// Store, key service, provider client and pushes.
+    pub app: AppState,
+    /// Age, time budget and per-provider concurrency of a run.
+    pub policy: RevalidationPolicy,
 }
 
 /// Assembles an [`AppState`] from the ports a function needs.
@@ -164,15 +133,10 @@ impl ProviderClient for Unconfigured {
 }
 
 /// The real provider client from the environment's `PROVIDER_BASE_URL_<ID>`.
-pub fn providers_from_env() -> Result<Arc<dyn ProviderClient>, StartupError> {
-    let config = ProviderClientConfig::from_env().map_err(|e| StartupError(e.to_string()))?;
+pub fn providers_from_env() -> Result<Arc<dyn ProviderClient>, ConfigError> {
+    let config = ProviderClientConfig::from_env().map_err(|e| ConfigError(e.to_string()))?;
     Ok(Arc::new(HttpProviderClient::new(config)))
 }
-
-/// Configuration that keeps the service from starting, said in one sentence.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartupError(pub String);
 
 #[cfg(feature = "local")]
 pub mod local {
@@ -183,7 +147,7 @@ pub mod local {
     use std::path::Path;
     use std::sync::Arc;
 
-    use super::{AppState, Limits, StartupError};
+    use super::{AppState, ConfigError, Limits};
     use crate::adapters::local_keyring::LocalKeyring;
     use crate::adapters::notifier::ApiGatewayNotifier;
     use crate::adapters::sqlite_store::SqliteStore;
@@ -199,15 +163,15 @@ pub mod local {
     /// user owns it or group or others have any access to it: whoever can
     /// read the master key and the database can decrypt every stored key.
     /// The message says how to fix it (`chmod <mode> <path>`).
-    fn refuse_if_shared(path: &Path, what: &str, fix_mode: u32) -> Result<(), StartupError> {
+    fn refuse_if_shared(path: &Path, what: &str, fix_mode: u32) -> Result<(), ConfigError> {
         use std::os::unix::fs::MetadataExt;
         let shown = path.display();
         let metadata =
-            fs::metadata(path).map_err(|e| StartupError(format!("cannot inspect the {what} {shown}: {e}")))?;
+            fs::metadata(path).map_err(|e| ConfigError(format!("cannot inspect the {what} {shown}: {e}")))?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
         if metadata.uid() != me {
-            return Err(StartupError(format!(
+            return Err(ConfigError(format!(
                 "the {what} {shown} belongs to user id {}, not to this user ({me}); \
                  run as its owner, or fix it with: chown $(id -u) {shown} && chmod {fix_mode:o} {shown}",
                 metadata.uid()
@@ -215,7 +179,7 @@ pub mod local {
         }
         let mode = metadata.mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(StartupError(format!(
+            return Err(ConfigError(format!(
                 "the {what} {shown} is accessible by group or others (mode {mode:o}); \
                  fix it with: chmod {fix_mode:o} {shown}"
             )));
@@ -230,7 +194,7 @@ pub mod local {
         data_dir: &Path,
         providers: Arc<dyn ProviderClient>,
         connections_endpoint: &str,
-    ) -> Result<AppState, StartupError> {
+    ) -> Result<AppState, ConfigError> {
         build_with_limits(data_dir, providers, connections_endpoint, Limits::default())
     }
 
@@ -240,15 +204,15 @@ pub mod local {
         providers: Arc<dyn ProviderClient>,
         connections_endpoint: &str,
         limits: Limits,
-    ) -> Result<AppState, StartupError> {
+    ) -> Result<AppState, ConfigError> {
         let shown = data_dir.display();
         if !data_dir.exists() {
             fs::create_dir_all(data_dir)
-                .map_err(|e| StartupError(format!("cannot create data directory {shown}: {e}")))?;
+                .map_err(|e| ConfigError(format!("cannot create data directory {shown}: {e}")))?;
             fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
-                .map_err(|e| StartupError(format!("cannot restrict data directory {shown}: {e}")))?;
+                .map_err(|e| ConfigError(format!("cannot restrict data directory {shown}: {e}")))?;
         } else if !data_dir.is_dir() {
-            return Err(StartupError(format!("data directory {shown} is not a directory")));
+            return Err(ConfigError(format!("data directory {shown} is not a directory")));
         } else {
             refuse_if_shared(data_dir, "data directory", 0o700)?;
         }
@@ -256,10 +220,10 @@ pub mod local {
         if master_key.exists() {
             refuse_if_shared(&master_key, "master key file", 0o600)?;
         }
-        let keyring = LocalKeyring::open_or_create(&master_key).map_err(|e| StartupError(e.to_string()))?;
+        let keyring = LocalKeyring::open_or_create(&master_key).map_err(|e| ConfigError(e.to_string()))?;
         let store = Arc::new(
             SqliteStore::open(&data_dir.join(DATABASE_FILE))
-                .map_err(|e| StartupError(format!("cannot open the database in {shown}: {e}")))?,
+                .map_err(|e| ConfigError(format!("cannot open the database in {shown}: {e}")))?,
         );
         let notifier = ApiGatewayNotifier::new(
             ApiGatewayNotifier::local_client(connections_endpoint),
@@ -289,19 +253,13 @@ pub mod aws {
     use aws_sdk_dynamodb::config::SharedHttpClient;
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
-    use super::{AppState, Limits, StartupError};
+    use super::{AppState, ConfigError, Limits, RevalidationState};
     use crate::adapters::dynamo_store::DynamoStore;
     use crate::adapters::kms_keyring::KmsKeyring;
     use crate::adapters::notifier::{ApiGatewayNotifier, LazyNotifier, NoNotifier};
+    use crate::config::env;
     use crate::key_cache::CachingKeyring;
     use crate::ports::{Keyring, Notifier};
-
-    fn env(name: &str) -> Option<String> {
-        std::env::var(name)
-            .ok()
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
 
     /// The roots of Amazon Trust Services, which sign every AWS endpoint.
     const AWS_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
@@ -310,19 +268,19 @@ pub mod aws {
     /// store: loading and parsing the system store is most of a function's
     /// init time (docs/PERFORMANCE.md), and AWS endpoints need none of it.
     /// `AWS_CA_BUNDLE` (the SDKs' standard variable) adds a bundle of one's own.
-    fn aws_https_client() -> Result<SharedHttpClient, StartupError> {
+    fn aws_https_client() -> Result<SharedHttpClient, ConfigError> {
         let mut trust = TrustStore::empty()
             .with_native_roots(false)
             .with_pem_certificate(AWS_ROOTS);
         if let Some(bundle) = env("AWS_CA_BUNDLE") {
             let pem =
-                std::fs::read(&bundle).map_err(|e| StartupError(format!("cannot read AWS_CA_BUNDLE {bundle}: {e}")))?;
+                std::fs::read(&bundle).map_err(|e| ConfigError(format!("cannot read AWS_CA_BUNDLE {bundle}: {e}")))?;
             trust = trust.with_pem_certificate(pem);
         }
         let tls = TlsContext::builder()
             .with_trust_store(trust)
             .build()
-            .map_err(|e| StartupError(format!("TLS set-up: {e}")))?;
+            .map_err(|e| ConfigError(format!("TLS set-up: {e}")))?;
         Ok(aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
             .tls_context(tls)
@@ -338,13 +296,13 @@ pub mod aws {
 
     impl Aws {
         /// Loads the SDK configuration and opens `TABLE_NAME`.
-        pub async fn from_env() -> Result<Aws, StartupError> {
-            let table = env("TABLE_NAME").ok_or_else(|| StartupError("TABLE_NAME must be set".into()))?;
+        pub async fn from_env() -> Result<Aws, ConfigError> {
+            let table = env("TABLE_NAME").ok_or_else(|| ConfigError("TABLE_NAME must be set".into()))?;
             let limits = Limits::from_env()?;
             // A hung dependency must fail the request (503) well inside the
             // function timeout, not eat it: every SDK call gets its share of
             // the request's one deadline (`crate::deadline`).
-            let budgets = crate::deadline::Budgets::from_env().map_err(|e| StartupError(e.to_string()))?;
+            let budgets = crate::deadline::Budgets::from_env().map_err(|e| ConfigError(e.to_string()))?;
             let timeouts = TimeoutConfig::builder()
                 .connect_timeout(budgets.sdk_connect)
                 .operation_attempt_timeout(budgets.sdk_attempt)
@@ -369,12 +327,12 @@ pub mod aws {
         }
 
         /// The KMS keyring over `KMS_KEY_ID`.
-        pub fn kms_keyring(&self) -> Result<Arc<dyn Keyring>, StartupError> {
+        pub fn kms_keyring(&self) -> Result<Arc<dyn Keyring>, ConfigError> {
             Ok(Arc::new(self.kms()?))
         }
 
-        fn kms(&self) -> Result<KmsKeyring, StartupError> {
-            let key_id = env("KMS_KEY_ID").ok_or_else(|| StartupError("KMS_KEY_ID must be set".into()))?;
+        fn kms(&self) -> Result<KmsKeyring, ConfigError> {
+            let key_id = env("KMS_KEY_ID").ok_or_else(|| ConfigError("KMS_KEY_ID must be set".into()))?;
             Ok(KmsKeyring::new(aws_sdk_kms::Client::new(&self.config), key_id))
         }
 
@@ -384,7 +342,7 @@ pub mod aws {
         }
 
         /// For routes that validate keys: table, KMS, provider client and pushes.
-        pub fn validating_state(&self) -> Result<AppState, StartupError> {
+        pub fn validating_state(&self) -> Result<AppState, ConfigError> {
             Ok(AppState::builder(Arc::clone(&self.store))
                 .keyring(self.kms_keyring()?)
                 .providers(super::providers_from_env()?)
@@ -396,10 +354,10 @@ pub mod aws {
         /// For `credentials-revalidate`: what validating routes use, and the
         /// run's policy from `REVALIDATE_AFTER`, `REVALIDATE_BUDGET` and
         /// `REVALIDATE_CONCURRENCY`.
-        pub fn revalidating_state(&self) -> Result<crate::handlers::revalidate::RevalidationState, StartupError> {
-            Ok(crate::handlers::revalidate::RevalidationState {
+        pub fn revalidating_state(&self) -> Result<RevalidationState, ConfigError> {
+            Ok(RevalidationState {
                 app: self.validating_state()?,
-                policy: crate::service::RevalidationPolicy::from_env().map_err(StartupError)?,
+                policy: crate::config::revalidation_policy_from_env()?,
             })
         }
 
@@ -407,7 +365,7 @@ pub mod aws {
         /// cache ([`crate::key_cache`]), provider client (report re-checks,
         /// base URLs) and pushes, whose client is built on the first report
         /// that pushes (a resolve never does).
-        pub fn resolving_state(&self) -> Result<AppState, StartupError> {
+        pub fn resolving_state(&self) -> Result<AppState, ConfigError> {
             let aws = Aws {
                 config: self.config.clone(),
                 store: Arc::clone(&self.store),

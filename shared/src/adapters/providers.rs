@@ -55,6 +55,12 @@ pub enum ProviderConfigError {
         /// The variable.
         var: &'static str,
     },
+    /// The provider sandbox asked for inside AWS Lambda, where it must never run.
+    #[error("the provider sandbox is for development only and refuses to run in AWS Lambda ({marker} is set)")]
+    SandboxInLambda {
+        /// The variable that says "this is Lambda".
+        marker: &'static str,
+    },
 }
 
 /// Operator configuration of the provider client.

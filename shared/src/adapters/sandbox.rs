@@ -12,10 +12,10 @@
 
 use async_trait::async_trait;
 
+use super::providers::ProviderConfigError;
 use crate::domain::model::canonical;
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ModelInfo, ProviderSpec};
 use crate::ports::ProviderClient;
-use crate::state::StartupError;
 
 /// What a `sandbox-rate-limited` key is told to wait, like a provider's `retry-after`.
 pub const SANDBOX_RETRY_AFTER_SECS: u64 = 30;
@@ -42,16 +42,14 @@ pub struct SandboxProviderClient {
 
 impl SandboxProviderClient {
     /// The simulator, unless this process runs inside AWS Lambda.
-    pub fn new() -> Result<SandboxProviderClient, StartupError> {
+    pub fn new() -> Result<SandboxProviderClient, ProviderConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// [`Self::new`] with the environment read through `lookup` (tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SandboxProviderClient, StartupError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SandboxProviderClient, ProviderConfigError> {
         if lookup(LAMBDA_MARKER).is_some() {
-            return Err(StartupError(format!(
-                "the provider sandbox is for development only and refuses to run in AWS Lambda ({LAMBDA_MARKER} is set)"
-            )));
+            return Err(ProviderConfigError::SandboxInLambda { marker: LAMBDA_MARKER });
         }
         Ok(SandboxProviderClient { _only_through_new: () })
     }

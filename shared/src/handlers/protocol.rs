@@ -154,31 +154,28 @@ pub struct ErrorBody<'a> {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
+        let code = e.code();
         match e {
-            ServiceError::CredentialExists(_) => ApiError::new(409, "credential_exists", e.to_string()),
-            ServiceError::CredentialNotFound(_) => ApiError::new(404, "credential_not_found", e.to_string()),
-            ServiceError::KeyRejected(_) => ApiError::new(422, "key_rejected", e.to_string()),
+            ServiceError::CredentialExists(_) => ApiError::new(409, code, e.to_string()),
+            ServiceError::CredentialNotFound(_) => ApiError::new(404, code, e.to_string()),
+            ServiceError::KeyRejected(_) => ApiError::new(422, code, e.to_string()),
             ServiceError::TooManyRequests { retry_after_secs, .. } => ApiError {
                 retry_after_secs: Some(retry_after_secs),
-                ..ApiError::new(429, "too_many_requests", e.to_string())
+                ..ApiError::new(429, code, e.to_string())
             },
-            ServiceError::TooManyConnections(_) => ApiError::new(429, "too_many_connections", e.to_string()),
-            ServiceError::KeyProviderMismatch(_) => ApiError::new(400, "key_provider_mismatch", e.to_string()),
+            ServiceError::TooManyConnections(_) => ApiError::new(429, code, e.to_string()),
+            ServiceError::KeyProviderMismatch(_) => ApiError::new(400, code, e.to_string()),
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 ApiError::new(
                     503,
-                    "service_unavailable",
+                    code,
                     "Storage or key service is temporarily unavailable. Nothing was changed; please retry.",
                 )
             }
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal failure");
-                ApiError::new(
-                    500,
-                    "internal",
-                    "Something went wrong on our side. Nothing was changed.",
-                )
+                ApiError::new(500, code, "Something went wrong on our side. Nothing was changed.")
             }
         }
     }

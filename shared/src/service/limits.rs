@@ -13,7 +13,8 @@ use crate::ports::{LimitStore, Spend};
 /// The budget bucket user-initiated validations (create, update, check) spend from.
 pub const VALIDATIONS_BUCKET: &str = "validations";
 
-/// How many validations a user may start per window.
+/// How many validations a user may start per window (`crate::config` reads
+/// it from the environment or the local server's flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValidationLimit {
     /// Validations per window; 0 turns the limit off.
@@ -29,43 +30,6 @@ impl Default for ValidationLimit {
             per_window: 10,
             window: chrono::Duration::seconds(60),
         }
-    }
-}
-
-impl ValidationLimit {
-    /// From `VALIDATION_LIMIT` (validations per window, 0 = off) and
-    /// `VALIDATION_LIMIT_WINDOW_SECONDS` (1 to 86400); unset or empty means the default.
-    pub fn from_env() -> Result<ValidationLimit, String> {
-        let read = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        ValidationLimit::parse(
-            read("VALIDATION_LIMIT").as_deref(),
-            read("VALIDATION_LIMIT_WINDOW_SECONDS").as_deref(),
-        )
-    }
-
-    /// From the two settings as text (`None`: the default), as the
-    /// environment and the local server's flags give them.
-    pub fn parse(per_window: Option<&str>, window_secs: Option<&str>) -> Result<ValidationLimit, String> {
-        let mut limit = ValidationLimit::default();
-        if let Some(text) = per_window {
-            limit.per_window = text
-                .parse()
-                .map_err(|_| format!("the validation limit must be a whole number of at least 0, not '{text}'"))?;
-        }
-        if let Some(text) = window_secs {
-            let secs: i64 = text
-                .parse()
-                .ok()
-                .filter(|s| (1..=86_400).contains(s))
-                .ok_or_else(|| format!("the validation window must be 1 to 86400 seconds, not '{text}'"))?;
-            limit.window = chrono::Duration::seconds(secs);
-        }
-        Ok(limit)
     }
 }
 
@@ -119,22 +83,3 @@ impl CredentialService {
 
 /// How many WebSocket connections a user may have open at once.
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: u32 = 10;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_parse_with_defaults_and_bounds() {
-        assert_eq!(ValidationLimit::parse(None, None).unwrap(), ValidationLimit::default());
-        assert_eq!(ValidationLimit::default().per_window, 10);
-        let custom = ValidationLimit::parse(Some("3"), Some("3600")).unwrap();
-        assert_eq!(custom.per_window, 3);
-        assert_eq!(custom.window, chrono::Duration::hours(1));
-        assert_eq!(ValidationLimit::parse(Some("0"), None).unwrap().per_window, 0);
-        assert!(ValidationLimit::parse(Some("-1"), None).is_err());
-        assert!(ValidationLimit::parse(Some("ten"), None).is_err());
-        assert!(ValidationLimit::parse(None, Some("0")).is_err());
-        assert!(ValidationLimit::parse(None, Some("86401")).is_err());
-    }
-}

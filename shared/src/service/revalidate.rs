@@ -33,7 +33,8 @@ use crate::domain::{CheckOutcome, FailedAttempt, ProviderSpec, StoredCredential,
 use crate::envelope;
 use crate::ports::{DueCredential, EncryptionContext, StoreError};
 
-/// How background re-validation runs.
+/// How background re-validation runs (`crate::config` reads it from the
+/// environment; the local server from its flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevalidationPolicy {
     /// A stored verdict older than this is checked again.
@@ -60,34 +61,6 @@ impl RevalidationPolicy {
     /// `REVALIDATE_CONCURRENCY` when unset.
     pub const DEFAULT_CONCURRENCY: usize = 8;
 
-    /// From `REVALIDATE_AFTER` and `REVALIDATE_BUDGET` (durations like
-    /// `24h`, `90s`) and `REVALIDATE_CONCURRENCY` (checks per provider).
-    pub fn from_env() -> Result<RevalidationPolicy, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let duration = |name: &str, default| match var(name) {
-            Some(text) => parse_duration(&text).map_err(|e| format!("{name}: {e}")),
-            None => Ok(default),
-        };
-        let concurrency = match var("REVALIDATE_CONCURRENCY") {
-            Some(text) => text
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=256).contains(n))
-                .ok_or("REVALIDATE_CONCURRENCY must be a number from 1 to 256")?,
-            None => Self::DEFAULT_CONCURRENCY,
-        };
-        let policy = RevalidationPolicy {
-            revalidate_after: duration("REVALIDATE_AFTER", Self::DEFAULT_AFTER)?,
-            budget: duration("REVALIDATE_BUDGET", Self::DEFAULT_BUDGET)?,
-            concurrency_per_provider: concurrency,
-        };
-        if policy.revalidate_after.is_zero() {
-            return Err("REVALIDATE_AFTER must be more than 0".into());
-        }
-        Ok(policy)
-    }
-
     fn after(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.revalidate_after).unwrap_or(chrono::Duration::MAX)
     }
@@ -106,11 +79,6 @@ impl RevalidationPolicy {
             .min(self.revalidate_after)
             .max(Duration::from_secs(retry_after_secs.unwrap_or(0)))
     }
-}
-
-/// A duration like `24h`, `90s`, `1h 30m` or `0` (humantime's syntax).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("{e} (a duration like 24h, 90s or 1h30m)"))
 }
 
 /// What one run did.
@@ -355,9 +323,9 @@ impl CredentialService {
 mod tests {
     use super::*;
 
-    fn policy(after: &str) -> RevalidationPolicy {
+    fn policy(after_secs: u64) -> RevalidationPolicy {
         RevalidationPolicy {
-            revalidate_after: parse_duration(after).unwrap(),
+            revalidate_after: Duration::from_secs(after_secs),
             budget: Duration::from_secs(60),
             concurrency_per_provider: 2,
         }
@@ -365,20 +333,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_revalidation_age_and_honours_retry_after() {
-        let p = policy("24h");
+        let p = policy(24 * 3600);
         assert_eq!(p.backoff(1, None), Duration::from_secs(300));
         assert_eq!(p.backoff(2, None), Duration::from_secs(600));
         assert_eq!(p.backoff(3, Some(3600)), Duration::from_secs(3600));
         assert_eq!(p.backoff(40, None), Duration::from_secs(24 * 3600));
-        assert_eq!(policy("2s").backoff(1, None), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn durations_parse_like_the_flags_say() {
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5_400)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(policy(2).backoff(1, None), Duration::from_secs(2));
     }
 }
