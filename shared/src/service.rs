@@ -34,23 +34,22 @@ pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey}
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
 pub use revalidate::{RevalidationPolicy, RevalidationRun};
 
-/// Failures, in the terms of the API's error codes.
+/// Failures, each saying what happened; `handlers::protocol` words them for
+/// people (the API's `detail`).
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// `POST` for a provider that already has a key.
-    #[error("A {} API key is already set. Use PUT to replace it.", .0.display_name)]
+    #[error("a {} key is stored already", .0.id)]
     CredentialExists(&'static ProviderSpec),
     /// No key is set for that provider.
-    #[error("No {} API key is set.", .0.display_name)]
+    #[error("no {} key is stored", .0.id)]
     CredentialNotFound(&'static ProviderSpec),
     /// The provider said the new key is not valid; nothing was stored.
-    #[error("{} rejected this API key: it is not valid. Nothing was stored.", .0.display_name)]
+    #[error("{} rejected the new key; nothing was stored", .0.id)]
     KeyRejected(&'static ProviderSpec),
     /// The user has started as many validations as the window allows;
     /// nothing was called or stored.
-    #[error(
-        "Too many key checks: at most {limit} every {window_secs} seconds. Nothing was changed; try again in {retry_after_secs} seconds."
-    )]
+    #[error("validation budget spent ({limit} per {window_secs} s); the window ends in {retry_after_secs} s")]
     TooManyRequests {
         /// Validations per window.
         limit: u32,
@@ -60,11 +59,11 @@ pub enum ServiceError {
         retry_after_secs: u64,
     },
     /// The user has as many sockets open as allowed; the new one is refused.
-    #[error("At most {0} live connections per user; close one to open another.")]
+    #[error("the user has the most live connections allowed ({0})")]
     TooManyConnections(u32),
     /// The key carries another provider's distinctive prefix: it was pasted
     /// under the wrong provider. Refused before any network call.
-    #[error("This looks like {} {} key.", article(.0.display_name), .0.display_name)]
+    #[error("the key carries a {} key prefix", .0.id)]
     KeyProviderMismatch(&'static ProviderSpec),
     /// Storage or key service failed in a way that is safe to retry.
     #[error("{0}")]
@@ -94,14 +93,6 @@ impl ServiceError {
 impl AuditedOutcome for ServiceError {
     fn outcome(&self) -> &'static str {
         self.code()
-    }
-}
-
-/// "a" or "an" before a provider's name ("an Anthropic key", "an xAI key").
-fn article(name: &str) -> &'static str {
-    match name.chars().next().map(|c| c.to_ascii_lowercase()) {
-        Some('a' | 'e' | 'i' | 'o' | 'u' | 'x') => "an",
-        _ => "a",
     }
 }
 

@@ -152,32 +152,75 @@ pub struct ErrorBody<'a> {
     pub code: &'a str,
 }
 
+/// The API's answer to a service failure: status, code and the sentence
+/// people read (docs/API.md fixes each `detail`).
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let code = e.code();
-        match e {
-            ServiceError::CredentialExists(_) => ApiError::new(409, code, e.to_string()),
-            ServiceError::CredentialNotFound(_) => ApiError::new(404, code, e.to_string()),
-            ServiceError::KeyRejected(_) => ApiError::new(422, code, e.to_string()),
-            ServiceError::TooManyRequests { retry_after_secs, .. } => ApiError {
-                retry_after_secs: Some(retry_after_secs),
-                ..ApiError::new(429, code, e.to_string())
-            },
-            ServiceError::TooManyConnections(_) => ApiError::new(429, code, e.to_string()),
-            ServiceError::KeyProviderMismatch(_) => ApiError::new(400, code, e.to_string()),
+        let (status, detail) = match &e {
+            ServiceError::CredentialExists(p) => (
+                409,
+                format!("A {} API key is already set. Use PUT to replace it.", p.display_name),
+            ),
+            ServiceError::CredentialNotFound(p) => (404, format!("No {} API key is set.", p.display_name)),
+            ServiceError::KeyRejected(p) => (
+                422,
+                format!(
+                    "{} rejected this API key: it is not valid. Nothing was stored.",
+                    p.display_name
+                ),
+            ),
+            ServiceError::TooManyRequests {
+                limit,
+                window_secs,
+                retry_after_secs,
+            } => (
+                429,
+                format!(
+                    "Too many key checks: at most {limit} every {window_secs} seconds. Nothing was changed; \
+                     try again in {retry_after_secs} seconds."
+                ),
+            ),
+            ServiceError::TooManyConnections(max) => (
+                429,
+                format!("At most {max} live connections per user; close one to open another."),
+            ),
+            ServiceError::KeyProviderMismatch(owner) => (
+                400,
+                format!(
+                    "This looks like {} {} key.",
+                    article(owner.display_name),
+                    owner.display_name
+                ),
+            ),
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
-                ApiError::new(
+                (
                     503,
-                    code,
-                    "Storage or key service is temporarily unavailable. Nothing was changed; please retry.",
+                    "Storage or key service is temporarily unavailable. Nothing was changed; please retry.".to_owned(),
                 )
             }
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal failure");
-                ApiError::new(500, code, "Something went wrong on our side. Nothing was changed.")
+                (500, "Something went wrong on our side. Nothing was changed.".to_owned())
             }
+        };
+        let retry_after_secs = match e {
+            ServiceError::TooManyRequests { retry_after_secs, .. } => Some(retry_after_secs),
+            _ => None,
+        };
+        ApiError {
+            retry_after_secs,
+            ..ApiError::new(status, code, detail)
         }
+    }
+}
+
+/// "a" or "an" before a provider's name ("an Anthropic key", "an xAI key").
+fn article(name: &str) -> &'static str {
+    match name.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u' | 'x') => "an",
+        _ => "a",
     }
 }
 
@@ -291,6 +334,74 @@ pub fn take_string(body: &mut Map<String, Value>, field: &str) -> Result<Zeroizi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_failures_answer_with_the_documented_details() {
+        let groq = provider::find("groq").unwrap();
+        let anthropic = provider::find("anthropic").unwrap();
+        let cases = [
+            (
+                ServiceError::CredentialExists(groq),
+                409,
+                "credential_exists",
+                "A Groq API key is already set. Use PUT to replace it.",
+            ),
+            (
+                ServiceError::CredentialNotFound(groq),
+                404,
+                "credential_not_found",
+                "No Groq API key is set.",
+            ),
+            (
+                ServiceError::KeyRejected(groq),
+                422,
+                "key_rejected",
+                "Groq rejected this API key: it is not valid. Nothing was stored.",
+            ),
+            (
+                ServiceError::TooManyRequests {
+                    limit: 10,
+                    window_secs: 60,
+                    retry_after_secs: 7,
+                },
+                429,
+                "too_many_requests",
+                "Too many key checks: at most 10 every 60 seconds. Nothing was changed; try again in 7 seconds.",
+            ),
+            (
+                ServiceError::TooManyConnections(10),
+                429,
+                "too_many_connections",
+                "At most 10 live connections per user; close one to open another.",
+            ),
+            (
+                ServiceError::KeyProviderMismatch(anthropic),
+                400,
+                "key_provider_mismatch",
+                "This looks like an Anthropic key.",
+            ),
+            (
+                ServiceError::Unavailable("ThrottlingException".into()),
+                503,
+                "service_unavailable",
+                "Storage or key service is temporarily unavailable. Nothing was changed; please retry.",
+            ),
+            (
+                ServiceError::Internal("corrupt item".into()),
+                500,
+                "internal",
+                "Something went wrong on our side. Nothing was changed.",
+            ),
+        ];
+        for (error, status, code, detail) in cases {
+            let answer = ApiError::from(error);
+            assert_eq!(
+                (answer.status, answer.code, answer.detail.as_str()),
+                (status, code, detail)
+            );
+            assert_eq!(answer.retry_after_secs, (code == "too_many_requests").then_some(7));
+        }
+    }
 
     #[test]
     fn unknown_provider_names_ids_but_never_echoes_a_key() {
