@@ -14,7 +14,7 @@
 //! `tamper_refused` when a stored key fails to open (its record was altered),
 //! else the API error code of the refusal (e.g. `credential_exists`).
 
-use crate::domain::{CredentialView, UserId};
+use crate::domain::{CredentialView, ProviderSpec, UserId};
 use crate::ports::KeyringError;
 
 /// What was done to a credential.
@@ -49,13 +49,13 @@ impl AuditAction {
 pub const TAMPER_REFUSED: &str = "tamper_refused";
 
 /// Writes one audit line.
-pub fn record(user: &UserId, action: AuditAction, provider: &str, outcome: &str) {
+pub fn record(user: &UserId, action: AuditAction, provider: &ProviderSpec, outcome: &str) {
     tracing::info!(
         target: "mailmind::audit",
         audit = true,
         user_id = user.as_str(),
         action = action.as_str(),
-        provider,
+        provider = provider.id,
         outcome,
         "audit"
     );
@@ -65,7 +65,7 @@ pub fn record(user: &UserId, action: AuditAction, provider: &str, outcome: &str)
 pub fn record_result<T: AuditedOutcome, E: AuditedOutcome>(
     user: &UserId,
     action: AuditAction,
-    provider: &str,
+    provider: &ProviderSpec,
     result: &Result<T, E>,
 ) {
     let outcome = match result {
@@ -77,7 +77,7 @@ pub fn record_result<T: AuditedOutcome, E: AuditedOutcome>(
 
 /// Writes the audit line of a stored key that did not open, if that is what
 /// `error` says.
-pub fn record_if_tampered(user: &UserId, action: AuditAction, provider: &str, error: &KeyringError) {
+pub fn record_if_tampered(user: &UserId, action: AuditAction, provider: &ProviderSpec, error: &KeyringError) {
     if matches!(error, KeyringError::Rejected) {
         record(user, action, provider, TAMPER_REFUSED);
     }

@@ -6,7 +6,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use zeroize::Zeroizing;
 
 use crate::domain::{ApiKey, SealedKey};
-use crate::ports::{EncryptionContext, Keyring, KeyringError};
+use crate::ports::{EncryptionContext, Keyring, KeyringError, WrappedKey};
 
 /// Canonical bytes of `context` for AES-GCM associated data:
 /// `{"app":..,"provider":..,"user":..}`. Written out by hand in a fixed order
@@ -17,7 +17,7 @@ pub fn aad(context: &EncryptionContext) -> Vec<u8> {
     format!(
         "{{\"app\":{},\"provider\":{},\"user\":{}}}",
         quoted(EncryptionContext::APP),
-        quoted(&context.provider),
+        quoted(context.provider.id),
         quoted(context.user.as_str())
     )
     .into_bytes()
@@ -89,9 +89,11 @@ pub async fn open(
             sealed.format_version
         )));
     }
-    let data_key = keyring
-        .decrypt_data_key(&sealed.key_id, &sealed.wrapped_data_key, context)
-        .await?;
+    let wrapped = WrappedKey {
+        key_id: &sealed.key_id,
+        bytes: &sealed.wrapped_data_key,
+    };
+    let data_key = keyring.decrypt_data_key(wrapped, context).await?;
     let plaintext = aes_gcm_open(&data_key, &aad(context), &sealed.nonce, &sealed.ciphertext)?;
     ApiKey::from_decrypted(plaintext).ok_or(KeyringError::Rejected)
 }
@@ -131,15 +133,22 @@ mod tests {
     #[test]
     fn aad_is_canonical_and_binds_every_field() {
         let user = |id: &str| crate::domain::UserId::parse(id).unwrap();
-        let a = EncryptionContext::new(&user("user-a"), "groq");
+        let provider = |id: &str| crate::domain::provider::find(id).unwrap();
+        let a = EncryptionContext::new(&user("user-a"), provider("groq"));
         assert_eq!(
             String::from_utf8(aad(&a)).unwrap(),
             r#"{"app":"mailmind","provider":"groq","user":"user-a"}"#
         );
-        // No ambiguity from separators: quoting keeps fields apart.
         assert_ne!(
-            aad(&EncryptionContext::new(&user("a\",\"x"), "groq")),
-            aad(&EncryptionContext::new(&user("a"), "x\",\"groq"))
+            aad(&a),
+            aad(&EncryptionContext::new(&user("user-a"), provider("openai")))
+        );
+        assert_ne!(aad(&a), aad(&EncryptionContext::new(&user("user-b"), provider("groq"))));
+        // No ambiguity from separators: quoting keeps a user id from posing as another field.
+        let posing = EncryptionContext::new(&user(r#"a","provider":"openai"#), provider("groq"));
+        assert_eq!(
+            String::from_utf8(aad(&posing)).unwrap(),
+            r#"{"app":"mailmind","provider":"groq","user":"a\",\"provider\":\"openai"}"#
         );
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError};
+use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError, WrappedKey};
 
 /// How long an unwrapped data key may be reused.
 pub const KEY_TTL: Duration = Duration::from_secs(5 * 60);
@@ -34,7 +34,7 @@ struct CacheKey {
     key_id: String,
     wrapped: Vec<u8>,
     user: String,
-    provider: String,
+    provider: &'static str,
 }
 
 struct Entry {
@@ -121,21 +121,20 @@ impl<K: Keyring> Keyring for CachingKeyring<K> {
 
     async fn decrypt_data_key(
         &self,
-        key_id: &str,
-        wrapped: &[u8],
+        wrapped: WrappedKey<'_>,
         context: &EncryptionContext,
     ) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
         let key = CacheKey {
-            key_id: key_id.to_owned(),
-            wrapped: wrapped.to_vec(),
+            key_id: wrapped.key_id.to_owned(),
+            wrapped: wrapped.bytes.to_vec(),
             user: context.user.as_str().to_owned(),
-            provider: context.provider.clone(),
+            provider: context.provider.id,
         };
         if let Some(data_key) = self.lookup(&key) {
             return Ok(data_key);
         }
         // Only successes are remembered: a refusal is asked again next time.
-        let data_key = self.inner.decrypt_data_key(key_id, wrapped, context).await?;
+        let data_key = self.inner.decrypt_data_key(wrapped, context).await?;
         self.remember(key, &data_key);
         Ok(data_key)
     }
@@ -160,38 +159,53 @@ mod tests {
 
         async fn decrypt_data_key(
             &self,
-            _: &str,
-            wrapped: &[u8],
+            wrapped: WrappedKey<'_>,
             context: &EncryptionContext,
         ) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             if context.user.as_str() == "mallory" {
                 return Err(KeyringError::Rejected);
             }
-            Ok(Zeroizing::new([wrapped[0]; 32]))
+            Ok(Zeroizing::new([wrapped.bytes[0]; 32]))
         }
     }
 
+    fn wrapped(bytes: &[u8]) -> WrappedKey<'_> {
+        WrappedKey { key_id: "k", bytes }
+    }
+
     fn context(user: &str) -> EncryptionContext {
-        EncryptionContext::new(&UserId::parse(user).unwrap(), "groq")
+        EncryptionContext::new(
+            &UserId::parse(user).unwrap(),
+            crate::domain::provider::find("groq").unwrap(),
+        )
     }
 
     #[tokio::test]
     async fn a_second_unwrap_is_served_from_memory_per_context_and_bytes() {
         let cache = CachingKeyring::new(Counting::default());
-        let a = cache.decrypt_data_key("k", &[1, 2], &context("alice")).await.unwrap();
-        let b = cache.decrypt_data_key("k", &[1, 2], &context("alice")).await.unwrap();
+        let a = cache
+            .decrypt_data_key(wrapped(&[1, 2]), &context("alice"))
+            .await
+            .unwrap();
+        let b = cache
+            .decrypt_data_key(wrapped(&[1, 2]), &context("alice"))
+            .await
+            .unwrap();
         assert_eq!(*a, *b);
         assert_eq!(cache.inner.0.load(Ordering::SeqCst), 1);
         // Other bytes (a replaced key) or another owner: asked again.
-        cache.decrypt_data_key("k", &[3, 2], &context("alice")).await.unwrap();
+        cache
+            .decrypt_data_key(wrapped(&[3, 2]), &context("alice"))
+            .await
+            .unwrap();
         assert_eq!(cache.inner.0.load(Ordering::SeqCst), 2);
         assert!(matches!(
-            cache.decrypt_data_key("k", &[1, 2], &context("mallory")).await,
+            cache.decrypt_data_key(wrapped(&[1, 2]), &context("mallory")).await,
             Err(KeyringError::Rejected)
         ));
         assert!(matches!(
-            cache.decrypt_data_key("k", &[1, 2], &context("mallory")).await,
+            cache.decrypt_data_key(wrapped(&[1, 2]), &context("mallory")).await,
             Err(KeyringError::Rejected)
         ));
         assert_eq!(cache.inner.0.load(Ordering::SeqCst), 4, "refusals are never cached");
@@ -201,14 +215,17 @@ mod tests {
     async fn entries_expire_and_the_cache_stays_bounded() {
         let cache = CachingKeyring::with_limits(Counting::default(), Duration::from_millis(50), 3);
         for byte in 0..10u8 {
-            cache.decrypt_data_key("k", &[byte], &context("alice")).await.unwrap();
+            cache
+                .decrypt_data_key(wrapped(&[byte]), &context("alice"))
+                .await
+                .unwrap();
         }
         assert_eq!(cache.len(), 3);
         // The newest are kept.
-        cache.decrypt_data_key("k", &[9], &context("alice")).await.unwrap();
+        cache.decrypt_data_key(wrapped(&[9]), &context("alice")).await.unwrap();
         assert_eq!(cache.inner.0.load(Ordering::SeqCst), 10);
         tokio::time::sleep(Duration::from_millis(80)).await;
-        cache.decrypt_data_key("k", &[9], &context("alice")).await.unwrap();
+        cache.decrypt_data_key(wrapped(&[9]), &context("alice")).await.unwrap();
         assert_eq!(
             cache.inner.0.load(Ordering::SeqCst),
             11,

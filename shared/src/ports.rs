@@ -1,6 +1,15 @@
 //! Ports: what the services need from the outside world. Adapters implement
 //! them for AWS (DynamoDB, KMS, API Gateway) and for one machine (SQLite, a
 //! local master key, the local server's `@connections` endpoint).
+//!
+//! Providers cross the ports as entries of the registry: `&ProviderSpec`
+//! where a call borrows one, `&'static ProviderSpec` where a value keeps one.
+//! `domain::provider::PROVIDERS` is the only place a `ProviderSpec` is made,
+//! so no port can be handed an unknown provider id, and no newtype is needed
+//! to say so: the entry is already the typed id, and it carries what adapters
+//! need beside it (the name, the base URL). Stores and keyrings still write
+//! `ProviderSpec::id`, so stored keys, rows and encryption contexts are the
+//! same strings as ever.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,12 +37,60 @@ pub enum StoreError {
 }
 
 /// How a write treats the stored model list.
-#[derive(Debug, Clone, Copy)]
-pub enum ModelsUpdate<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelsUpdate {
     /// Leave the stored list (and `models_count`) as they are.
     Keep,
     /// Replace the whole list in the same atomic step as the credential.
-    Replace(&'a [ModelInfo]),
+    Replace(Vec<ModelInfo>),
+}
+
+/// Which key a write is about: `user`'s credential for `provider` while it
+/// holds the key with `revision`. Writes that name one change nothing once
+/// that key is gone: `NotFound` when the credential was deleted, `Conflict`
+/// when its key was replaced (unless the method says otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRevision {
+    /// The owner.
+    pub user: UserId,
+    /// The provider.
+    pub provider: &'static ProviderSpec,
+    /// The key's revision as it was read.
+    pub revision: String,
+}
+
+impl KeyRevision {
+    /// The key `credential` holds.
+    pub fn of(credential: &StoredCredential) -> KeyRevision {
+        KeyRevision {
+            user: credential.user_id.clone(),
+            provider: credential.provider,
+            revision: credential.revision.clone(),
+        }
+    }
+}
+
+/// A time a store writes at most once per window, in one conditional write
+/// so that concurrent writers agree: `at`, unless a time at or after
+/// `unless_since` is stored already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OncePerWindow {
+    /// The time to write.
+    pub at: DateTime<Utc>,
+    /// The start of the window.
+    pub unless_since: DateTime<Utc>,
+}
+
+/// Which due credentials to list: up to `limit` of `provider`'s with
+/// `fresh_at` at or before `before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueQuery {
+    /// The provider whose queue to read.
+    pub provider: &'static ProviderSpec,
+    /// The freshness cut-off.
+    pub before: DateTime<Utc>,
+    /// The most to return.
+    pub limit: usize,
 }
 
 /// A credential the due index lists for a background re-check.
@@ -41,19 +98,30 @@ pub enum ModelsUpdate<'a> {
 pub struct DueCredential {
     /// The owner.
     pub user: UserId,
-    /// The provider id.
-    pub provider: String,
+    /// The provider.
+    pub provider: &'static ProviderSpec,
     /// Its freshness time as the index showed it; a claim holds only if it is unchanged.
     pub fresh_at: DateTime<Utc>,
+}
+
+/// A background check that reached no verdict, as it is recorded: the
+/// attempt, and `fresh_until`, which puts the credential back in the due
+/// queue once its back-off has passed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deferral {
+    /// The attempt (when, why, how many in a row).
+    pub attempt: FailedAttempt,
+    /// The freshness time to store.
+    pub fresh_until: DateTime<Utc>,
 }
 
 /// Credentials and their model lists, always scoped to one user.
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
     /// The user's credential for a provider (strongly consistent).
-    async fn get(&self, user: &UserId, provider: &str) -> Result<Option<StoredCredential>, StoreError>;
+    async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError>;
 
-    /// All of the user's credentials, in any order.
+    /// All of the user's credentials of supported providers, in any order.
     async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError>;
 
     /// Stores a new credential with its model list in one atomic step.
@@ -64,58 +132,34 @@ pub trait CredentialStore: Send + Sync {
     /// one atomic step, keeping `created_at`. `NotFound` when there is none.
     async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError>;
 
-    /// Records the result of checking the key with `revision`. `NotFound` when
-    /// the credential is gone, `Conflict` when its key was replaced meanwhile.
-    async fn record_check(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        check: &CheckState,
-        models: ModelsUpdate<'_>,
-    ) -> Result<(), StoreError>;
+    /// Records the result of checking `key`: the check, and the models as
+    /// `models` says, in one atomic step.
+    async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError>;
 
-    /// Records that the key with `revision` was used `at`, in one conditional
-    /// write, unless a use at or after `unless_since` is recorded already.
+    /// Records that `key` was used at `when.at` ([`OncePerWindow`]).
     /// `Ok(false)` when nothing was written: used recently, or the key was
-    /// replaced or deleted meanwhile (nothing to record then).
-    async fn record_use(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        at: DateTime<Utc>,
-        unless_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    /// replaced or deleted meanwhile (nothing to record then, and no error).
+    async fn record_use(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError>;
 
-    /// Claims the one re-check of the key with `revision` a window allows, in
-    /// one conditional write, so concurrent callers agree: `Ok(true)` records
-    /// `at` as the re-check time, `Ok(false)` means a re-check at or after
-    /// `unless_since` was claimed already. `NotFound` when the credential is
-    /// gone, `Conflict` when its key was replaced.
-    async fn claim_recheck(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        at: DateTime<Utc>,
-        unless_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    /// Claims the one re-check of `key` a window allows ([`OncePerWindow`]):
+    /// `Ok(true)` records `when.at` as the re-check time, `Ok(false)` means a
+    /// re-check in the window was claimed already.
+    async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError>;
 
     /// Deletes the credential and its models together. `NotFound` when there is none.
-    async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError>;
+    async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError>;
 
     /// The stored model list, if any.
-    async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError>;
+    async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError>;
 
     // Background re-validation. Every credential carries a freshness time
     // `fresh_at`: the check time of its stored verdict (insert, replace and
     // record_check set it), moved on by claims and failed attempts. An index
     // on (provider, fresh_at) finds what is due without reading the rest.
 
-    /// Up to `limit` of `provider`'s credentials with `fresh_at` at or before
-    /// `before`, oldest first, through the due index (never a scan).
-    async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError>;
+    /// The credentials `query` asks for, oldest first, through the due index
+    /// (never a scan).
+    async fn due(&self, query: DueQuery) -> Result<Vec<DueCredential>, StoreError>;
 
     /// Claims `due` for one background check in one conditional write: moves
     /// its `fresh_at` to `fresh_until` if it is still `due.fresh_at`, and
@@ -127,18 +171,10 @@ pub trait CredentialStore: Send + Sync {
         fresh_until: DateTime<Utc>,
     ) -> Result<Option<StoredCredential>, StoreError>;
 
-    /// Records a background check of the key with `revision` that reached no
-    /// verdict: status, reason and models stay; the attempt is recorded and
-    /// `fresh_at` set to `fresh_until` (the back-off). `NotFound` when the
-    /// credential is gone, `Conflict` when its key was replaced meanwhile.
-    async fn record_attempt(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        attempt: &FailedAttempt,
-        fresh_until: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    /// Records a background check of `key` that reached no verdict: status,
+    /// reason and models stay; the attempt is recorded and `fresh_at` set to
+    /// the deferral's `fresh_until` (the back-off).
+    async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError>;
 }
 
 /// What spending one unit of a budget came to.
@@ -153,22 +189,26 @@ pub enum Spend {
     },
 }
 
+/// A per-user budget: `limit` units of `bucket` in each fixed window of
+/// length `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// What the units are spent on, e.g. `validations`.
+    pub bucket: &'static str,
+    /// Units per window, at least 1.
+    pub limit: u32,
+    /// The window's length.
+    pub window: chrono::Duration,
+}
+
 /// Per-user budgets of costly work (provider-calling validations), kept in
 /// the store so every process and Lambda instance spends from the same one.
 #[async_trait]
 pub trait LimitStore: Send + Sync {
-    /// Spends one of the `limit` (at least 1) units `user` has for `bucket`
-    /// in a fixed window of length `window`, in one atomic step, so parallel
-    /// spenders never exceed `limit`. A window opens at the first spend after
-    /// the previous one ended (`now` is the clock, passed in).
-    async fn spend(
-        &self,
-        user: &UserId,
-        bucket: &str,
-        limit: u32,
-        window: chrono::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Spend, StoreError>;
+    /// Spends one unit of `user`'s `budget`, in one atomic step, so parallel
+    /// spenders never exceed its limit. A window opens at the first spend
+    /// after the previous one ended (`now` is the clock, passed in).
+    async fn spend(&self, user: &UserId, budget: &Budget, now: DateTime<Utc>) -> Result<Spend, StoreError>;
 }
 
 /// A live WebSocket connection of a user.
@@ -203,8 +243,8 @@ pub trait ConnectionStore: Send + Sync {
 pub struct EncryptionContext {
     /// The owner.
     pub user: UserId,
-    /// The provider id.
-    pub provider: String,
+    /// The provider (its id is what the context says).
+    pub provider: &'static ProviderSpec,
 }
 
 impl EncryptionContext {
@@ -212,10 +252,10 @@ impl EncryptionContext {
     pub const APP: &'static str = "mailmind";
 
     /// The context of `user`'s key for `provider`.
-    pub fn new(user: &UserId, provider: &str) -> EncryptionContext {
+    pub fn new(user: &UserId, provider: &'static ProviderSpec) -> EncryptionContext {
         EncryptionContext {
             user: user.clone(),
-            provider: provider.to_owned(),
+            provider,
         }
     }
 
@@ -223,7 +263,7 @@ impl EncryptionContext {
     pub fn pairs(&self) -> [(&'static str, &str); 3] {
         [
             ("app", Self::APP),
-            ("provider", &self.provider),
+            ("provider", self.provider.id),
             ("user", self.user.as_str()),
         ]
     }
@@ -237,6 +277,26 @@ pub struct DataKey {
     pub wrapped: Vec<u8>,
     /// Which master key wrapped it.
     pub key_id: String,
+}
+
+impl DataKey {
+    /// Its wrapped form, as [`Keyring::decrypt_data_key`] takes it.
+    pub fn wrapped_key(&self) -> WrappedKey<'_> {
+        WrappedKey {
+            key_id: &self.key_id,
+            bytes: &self.wrapped,
+        }
+    }
+}
+
+/// A data key as it is stored: wrapped under a master key, with the id of
+/// that master key (neither means anything without the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrappedKey<'a> {
+    /// Which master key wrapped it.
+    pub key_id: &'a str,
+    /// The wrapped bytes.
+    pub bytes: &'a [u8],
 }
 
 /// Key service failures.
@@ -263,8 +323,7 @@ pub trait Keyring: Send + Sync {
     /// Unwraps a data key; fails with `Rejected` unless `context` is the one it was wrapped under.
     async fn decrypt_data_key(
         &self,
-        key_id: &str,
-        wrapped: &[u8],
+        wrapped: WrappedKey<'_>,
         context: &EncryptionContext,
     ) -> Result<Zeroizing<[u8; 32]>, KeyringError>;
 }

@@ -27,8 +27,8 @@ mod limits;
 mod revalidate;
 
 use crate::ports::{
-    Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, Keyring, KeyringError, ModelsUpdate,
-    Notifier, ProviderClient, StoreError,
+    Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyRevision, Keyring, KeyringError,
+    ModelsUpdate, Notifier, ProviderClient, StoreError,
 };
 pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
@@ -163,7 +163,7 @@ impl CredentialService {
         let stored = self.store.list(user).await?;
         Ok(PROVIDERS
             .iter()
-            .map(|p| match stored.iter().find(|c| c.provider == p.id) {
+            .map(|p| match stored.iter().find(|c| c.provider.id == p.id) {
                 Some(c) => CredentialView::of(p, c),
                 None => CredentialView::not_set(p),
             })
@@ -172,7 +172,7 @@ impl CredentialService {
 
     /// One credential's status.
     pub async fn get(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
-        match self.store.get(user, provider.id).await? {
+        match self.store.get(user, provider).await? {
             Some(c) => Ok(CredentialView::of(provider, &c)),
             None => Err(ServiceError::CredentialNotFound(provider)),
         }
@@ -187,7 +187,7 @@ impl CredentialService {
         key: ApiKey,
     ) -> Result<CredentialView, ServiceError> {
         let result = self.create_unaudited(user, provider, key).await;
-        audit::record_result(user, AuditAction::Create, provider.id, &result);
+        audit::record_result(user, AuditAction::Create, provider, &result);
         result
     }
 
@@ -200,7 +200,7 @@ impl CredentialService {
         refuse_foreign_key(provider, &key)?;
         // Not a guard (the insert's condition is): it answers a duplicate at
         // once, without a provider call or a stray `checking` message.
-        let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
+        let (existing, audience) = tokio::join!(self.store.get(user, provider), self.notifier.audience(user));
         if existing?.is_some() {
             return Err(ServiceError::CredentialExists(provider));
         }
@@ -216,7 +216,7 @@ impl CredentialService {
         let (models, _) = carry_history(None, models, &now);
         let credential = StoredCredential {
             user_id: user.clone(),
-            provider: provider.id.to_owned(),
+            provider,
             sealed,
             key_hint,
             check,
@@ -254,7 +254,7 @@ impl CredentialService {
         key: ApiKey,
     ) -> Result<CredentialView, ServiceError> {
         let result = self.update_unaudited(user, provider, key).await;
-        audit::record_result(user, AuditAction::Update, provider.id, &result);
+        audit::record_result(user, AuditAction::Update, provider, &result);
         result
     }
 
@@ -266,7 +266,7 @@ impl CredentialService {
     ) -> Result<CredentialView, ServiceError> {
         refuse_foreign_key(provider, &key)?;
         // PUT never creates: say so before calling the provider.
-        let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
+        let (existing, audience) = tokio::join!(self.store.get(user, provider), self.notifier.audience(user));
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
@@ -282,7 +282,7 @@ impl CredentialService {
         // Only a discovery reads the old list (for the models' history); no
         // verdict just leaves the list empty.
         let previous = match check.status {
-            CredentialStatus::Valid => self.store.models(user, provider.id).await?,
+            CredentialStatus::Valid => self.store.models(user, provider).await?,
             _ => None,
         };
         let (models, change) = carry_history(previous.as_ref(), models, &check.checked_at.unwrap_or_else(Utc::now));
@@ -323,7 +323,7 @@ impl CredentialService {
 
     /// Checks the stored key again, now.
     pub async fn check(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
-        let (existing, audience) = tokio::join!(self.store.get(user, provider.id), self.notifier.audience(user));
+        let (existing, audience) = tokio::join!(self.store.get(user, provider), self.notifier.audience(user));
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
@@ -341,12 +341,12 @@ impl CredentialService {
         existing: StoredCredential,
         audience: Audience,
     ) -> Result<CredentialView, ServiceError> {
-        let context = EncryptionContext::new(user, provider.id);
+        let context = EncryptionContext::new(user, provider);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
             .inspect_err(|e| {
                 tracing::error!(provider = provider.id, error = %e, "stored key does not open");
-                audit::record_if_tampered(user, AuditAction::Check, provider.id, e);
+                audit::record_if_tampered(user, AuditAction::Check, provider, e);
             })?;
         let (outcome, quota, audience) = self.validate(provider, &key, audience).await;
         drop(key);
@@ -371,7 +371,7 @@ impl CredentialService {
             // Only a fresh list needs the stored one (for the models'
             // history): one read, and only then.
             CheckOutcome::Valid { models } => {
-                let previous = self.store.models(user, provider.id).await?;
+                let previous = self.store.models(user, provider).await?;
                 let (models, change) = carry_history(previous.as_ref(), models, &now);
                 (CheckOutcome::Valid { models }, change)
             }
@@ -381,17 +381,20 @@ impl CredentialService {
             quota,
             ..CheckState::from_outcome(&outcome, now)
         };
-        let (models_update, models_count) = match &outcome {
-            CheckOutcome::Valid { models } => (ModelsUpdate::Replace(models), models.len() as u32),
+        let (models_update, models_count) = match outcome {
+            CheckOutcome::Valid { models } => {
+                let count = models.len() as u32;
+                (ModelsUpdate::Replace(models), count)
+            }
             // A rejected key unlocks nothing.
-            CheckOutcome::Invalid => (ModelsUpdate::Replace(&[]), 0),
+            CheckOutcome::Invalid => (ModelsUpdate::Replace(Vec::new()), 0),
             // No verdict: what we knew still stands.
             CheckOutcome::Failed { .. } => (ModelsUpdate::Keep, existing.models_count),
         };
         write_fits_before_deadline(provider)?;
         match self
             .store
-            .record_check(user, provider.id, &existing.revision, &check, models_update)
+            .record_check(KeyRevision::of(&existing), &check, models_update)
             .await
         {
             Ok(()) => {}
@@ -414,7 +417,7 @@ impl CredentialService {
             models = models_count,
             "credential checked"
         );
-        audit::record(user, AuditAction::Check, provider.id, credential.check.status.as_str());
+        audit::record(user, AuditAction::Check, provider, credential.check.status.as_str());
         self.announce_change(&mut audience, provider, &credential.check, models_count, change)
             .await;
         Ok(CredentialView::of(provider, &credential))
@@ -423,12 +426,12 @@ impl CredentialService {
     /// Deletes the key and its models. Writes an audit line ([`crate::audit`]).
     pub async fn delete(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
         let result = self.delete_unaudited(user, provider).await;
-        audit::record_result(user, AuditAction::Delete, provider.id, &result);
+        audit::record_result(user, AuditAction::Delete, provider, &result);
         result
     }
 
     async fn delete_unaudited(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
-        match self.store.delete(user, provider.id).await {
+        match self.store.delete(user, provider).await {
             Ok(()) => {
                 tracing::info!(provider = provider.id, "credential deleted");
                 Ok(())
@@ -440,7 +443,7 @@ impl CredentialService {
 
     /// The stored model list, sorted by id; empty when nothing was discovered.
     pub async fn models(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<ModelView>, ServiceError> {
-        Ok(match self.store.models(user, provider.id).await? {
+        Ok(match self.store.models(user, provider).await? {
             Some(list) => ModelView::list(provider.id, list),
             None => Vec::new(),
         })
@@ -458,7 +461,7 @@ impl CredentialService {
         key: &ApiKey,
         audience: Audience,
     ) -> Result<NewKey, ServiceError> {
-        let context = EncryptionContext::new(user, provider.id);
+        let context = EncryptionContext::new(user, provider);
         let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
         let (outcome, quota, mut audience) = self.validate(provider, key, audience).await;
         let check = CheckState {

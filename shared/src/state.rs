@@ -9,7 +9,7 @@ use crate::config::{ConfigError, Limits};
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use crate::ports::{
     ConnectionStore, CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, LimitStore, Notifier,
-    ProviderClient,
+    ProviderClient, WrappedKey,
 };
 use crate::service::{ConnectionService, CredentialService, RevalidationPolicy};
 
@@ -108,8 +108,7 @@ impl Keyring for Unconfigured {
 
     async fn decrypt_data_key(
         &self,
-        _: &str,
-        _: &[u8],
+        _: WrappedKey<'_>,
         _: &EncryptionContext,
     ) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyringError> {
         Err(KeyringError::Internal(

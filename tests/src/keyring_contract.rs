@@ -7,6 +7,8 @@ use mailmind::domain::ApiKey;
 use mailmind::envelope;
 use mailmind::ports::{EncryptionContext, Keyring, KeyringError};
 
+use crate::store_contract::{provider, user};
+
 const KEY: &str = "gsk_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL9xQa";
 
 fn key() -> ApiKey {
@@ -14,7 +16,7 @@ fn key() -> ApiKey {
 }
 
 pub async fn sealed_key_opens_under_its_own_context(keyring: Arc<dyn Keyring>) {
-    let ctx = EncryptionContext::new(&crate::store_contract::user("user-a"), "groq");
+    let ctx = EncryptionContext::new(&user("user-a"), provider("groq"));
     let sealed = envelope::seal(keyring.as_ref(), &ctx, &key()).await.unwrap();
     assert!(!sealed.ciphertext.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
     let opened = envelope::open(keyring.as_ref(), &ctx, &sealed).await.unwrap();
@@ -22,7 +24,7 @@ pub async fn sealed_key_opens_under_its_own_context(keyring: Arc<dyn Keyring>) {
 }
 
 pub async fn every_write_gets_a_fresh_data_key(keyring: Arc<dyn Keyring>) {
-    let ctx = EncryptionContext::new(&crate::store_contract::user("user-a"), "groq");
+    let ctx = EncryptionContext::new(&user("user-a"), provider("groq"));
     let one = envelope::seal(keyring.as_ref(), &ctx, &key()).await.unwrap();
     let two = envelope::seal(keyring.as_ref(), &ctx, &key()).await.unwrap();
     assert_ne!(one.wrapped_data_key, two.wrapped_data_key);
@@ -30,7 +32,7 @@ pub async fn every_write_gets_a_fresh_data_key(keyring: Arc<dyn Keyring>) {
 }
 
 pub async fn flipped_bits_fail_closed(keyring: Arc<dyn Keyring>) {
-    let ctx = EncryptionContext::new(&crate::store_contract::user("user-a"), "groq");
+    let ctx = EncryptionContext::new(&user("user-a"), provider("groq"));
     let sealed = envelope::seal(keyring.as_ref(), &ctx, &key()).await.unwrap();
     let mut cases = Vec::new();
     for i in [0, sealed.ciphertext.len() / 2, sealed.ciphertext.len() - 1] {
@@ -62,7 +64,7 @@ pub async fn flipped_bits_fail_closed(keyring: Arc<dyn Keyring>) {
 pub async fn another_users_or_providers_context_fails_closed(keyring: Arc<dyn Keyring>) {
     let sealed = envelope::seal(
         keyring.as_ref(),
-        &EncryptionContext::new(&crate::store_contract::user("user-a"), "groq"),
+        &EncryptionContext::new(&user("user-a"), provider("groq")),
         &key(),
     )
     .await
@@ -72,10 +74,11 @@ pub async fn another_users_or_providers_context_fails_closed(keyring: Arc<dyn Ke
         ("user-a", "google_gemini"),
         ("user-a ", "groq"),
         ("user-", "groq"),
-        ("user-a", ""),
+        ("user-a", "openai"),
     ] {
-        // (An empty user cannot be asked for: UserId refuses it.)
-        let ctx = EncryptionContext::new(&crate::store_contract::user(user), provider);
+        // (An empty user or provider cannot be asked for: UserId refuses
+        // the one, and a context names only providers of the registry.)
+        let ctx = EncryptionContext::new(&self::user(user), self::provider(provider));
         assert!(
             matches!(
                 envelope::open(keyring.as_ref(), &ctx, &sealed).await,

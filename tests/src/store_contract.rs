@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use mailmind::domain::{
-    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, SealedKey, StoredCredential, UserId,
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ProviderSpec, SealedKey, StoredCredential,
+    UserId,
 };
 use mailmind::ports::{
-    Connection, ConnectionStore, CredentialStore, DueCredential, LimitStore, ModelsUpdate, Spend, StoreError,
+    Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
+    ModelsUpdate, OncePerWindow, Spend, StoreError,
 };
 
 /// What the contract runs over: an adapter that keeps credentials,
@@ -21,6 +23,49 @@ pub fn user(id: &str) -> UserId {
     UserId::parse(id).expect("a valid user id")
 }
 
+/// A provider of the registry by its id.
+pub fn provider(id: &str) -> &'static ProviderSpec {
+    mailmind::domain::provider::find(id).expect("a known provider")
+}
+
+/// Groq, the provider most rules store under.
+pub fn groq() -> &'static ProviderSpec {
+    provider("groq")
+}
+
+/// Google Gemini, the other provider.
+pub fn gemini() -> &'static ProviderSpec {
+    provider("google_gemini")
+}
+
+/// The key with `revision` of `user`'s credential for `provider`.
+pub fn key(user: &UserId, provider: &str, revision: &str) -> KeyRevision {
+    KeyRevision {
+        user: user.clone(),
+        provider: self::provider(provider),
+        revision: revision.to_owned(),
+    }
+}
+
+/// `at`, unless a time at or after `unless_since` is stored.
+pub fn once(at: DateTime<Utc>, unless_since: DateTime<Utc>) -> OncePerWindow {
+    OncePerWindow { at, unless_since }
+}
+
+/// Up to `limit` of `provider`'s credentials fresh at or before `before`.
+pub fn due_query(provider: &str, before: DateTime<Utc>, limit: usize) -> DueQuery {
+    DueQuery {
+        provider: self::provider(provider),
+        before,
+        limit,
+    }
+}
+
+/// `limit` units of `bucket` per `window`.
+pub fn budget(bucket: &'static str, limit: u32, window: Duration) -> Budget {
+    Budget { bucket, limit, window }
+}
+
 /// A fixed instant with whole milliseconds, so values survive any store's rounding.
 pub fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_795_000_000 + secs, 0).single().expect("valid time")
@@ -29,7 +74,7 @@ pub fn at(secs: i64) -> DateTime<Utc> {
 pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredential {
     StoredCredential {
         user_id: self::user(user),
-        provider: provider.to_owned(),
+        provider: self::provider(provider),
         sealed: SealedKey {
             format_version: 1,
             key_id: "local:0011223344556677".to_owned(),
@@ -71,16 +116,16 @@ pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
 pub async fn insert_then_get_round_trips(store: Arc<impl Store>) {
     let c = credential("user-a", "groq", "r1");
     store.insert(&c, &models(&["a", "b"])).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(c));
     let list = store
-        .models(&user("user-a"), "groq")
+        .models(&user("user-a"), groq())
         .await
         .unwrap()
         .expect("models stored");
     assert_eq!(list.models, models(&["a", "b"]));
     assert_eq!(list.discovered_at, at(1));
-    assert_eq!(store.get(&user("user-a"), "google_gemini").await.unwrap(), None);
-    assert_eq!(store.models(&user("user-a"), "google_gemini").await.unwrap(), None);
+    assert_eq!(store.get(&user("user-a"), gemini()).await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), gemini()).await.unwrap(), None);
 }
 
 pub async fn error_state_round_trips(store: Arc<impl Store>) {
@@ -94,9 +139,9 @@ pub async fn error_state_round_trips(store: Arc<impl Store>) {
     };
     c.models_count = 0;
     store.insert(&c, &[]).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(c));
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().map(|l| l.models),
+        store.models(&user("user-a"), groq()).await.unwrap().map(|l| l.models),
         Some(vec![])
     );
 }
@@ -109,9 +154,9 @@ pub async fn second_insert_conflicts_and_changes_nothing(store: Arc<impl Store>)
         store.insert(&second, &models(&["z"])).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(first));
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(first));
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         models(&["a"])
     );
 }
@@ -132,10 +177,10 @@ pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<impl Store>) 
         .count();
     assert_eq!((wins, conflicts), (1, 7), "{results:?}");
     // The winner's models are the ones stored.
-    let stored = store.get(&user("user-a"), "groq").await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), groq()).await.unwrap().unwrap();
     let winner = stored.revision.trim_start_matches('r').to_owned();
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         models(&[&format!("m{winner}")])
     );
 }
@@ -146,8 +191,8 @@ pub async fn replace_needs_an_existing_credential(store: Arc<impl Store>) {
         store.replace(&c, &models(&["a"])).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), None);
-    assert_eq!(store.models(&user("user-a"), "groq").await.unwrap(), None);
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), groq()).await.unwrap(), None);
 }
 
 pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc<impl Store>) {
@@ -160,14 +205,14 @@ pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc
     newer.check.checked_at = Some(at(200));
     newer.models_count = 1;
     store.replace(&newer, &models(&["c"])).await.unwrap();
-    let stored = store.get(&user("user-a"), "groq").await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), groq()).await.unwrap().unwrap();
     assert_eq!(stored.created_at, original.created_at);
     assert_eq!(stored.revision, "r2");
     assert_eq!(stored.sealed, newer.sealed);
     assert_eq!(stored.key_hint, "gsk_…NEW1");
     assert_eq!(stored.updated_at, at(200));
     assert_eq!(stored.models_count, 1);
-    let list = store.models(&user("user-a"), "groq").await.unwrap().unwrap();
+    let list = store.models(&user("user-a"), groq()).await.unwrap().unwrap();
     assert_eq!(list.models, models(&["c"]));
     assert_eq!(list.discovered_at, at(200));
 }
@@ -185,15 +230,15 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         quota: None,
     };
     store
-        .record_check(&user("user-a"), "groq", "r1", &rate_limited, ModelsUpdate::Keep)
+        .record_check(key(&user("user-a"), "groq", "r1"), &rate_limited, ModelsUpdate::Keep)
         .await
         .unwrap();
-    let stored = store.get(&user("user-a"), "groq").await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), groq()).await.unwrap().unwrap();
     assert_eq!(stored.check, rate_limited);
     assert_eq!(stored.models_count, 2, "Keep leaves the count");
     assert_eq!(stored.updated_at, at(50));
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         models(&["a", "b"])
     );
 
@@ -206,13 +251,17 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
     };
     let three = models(&["x", "y", "z"]);
     store
-        .record_check(&user("user-a"), "groq", "r1", &valid, ModelsUpdate::Replace(&three))
+        .record_check(
+            key(&user("user-a"), "groq", "r1"),
+            &valid,
+            ModelsUpdate::Replace(three.clone()),
+        )
         .await
         .unwrap();
-    let stored = store.get(&user("user-a"), "groq").await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), groq()).await.unwrap().unwrap();
     assert_eq!(stored.check, valid);
     assert_eq!(stored.models_count, 3);
-    let list = store.models(&user("user-a"), "groq").await.unwrap().unwrap();
+    let list = store.models(&user("user-a"), groq()).await.unwrap().unwrap();
     assert_eq!(list.models, three);
     assert_eq!(list.discovered_at, at(60));
 }
@@ -227,7 +276,11 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<impl S
     };
     assert!(matches!(
         store
-            .record_check(&user("user-a"), "groq", "r1", &check, ModelsUpdate::Replace(&[]))
+            .record_check(
+                key(&user("user-a"), "groq", "r1"),
+                &check,
+                ModelsUpdate::Replace(vec![])
+            )
             .await,
         Err(StoreError::NotFound)
     ));
@@ -235,20 +288,24 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<impl S
     store.insert(&original, &models(&["a"])).await.unwrap();
     assert!(matches!(
         store
-            .record_check(&user("user-a"), "groq", "r1", &check, ModelsUpdate::Replace(&[]))
+            .record_check(
+                key(&user("user-a"), "groq", "r1"),
+                &check,
+                ModelsUpdate::Replace(vec![])
+            )
             .await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(original));
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(original));
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         models(&["a"])
     );
 }
 
 pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
     assert!(matches!(
-        store.delete(&user("user-a"), "groq").await,
+        store.delete(&user("user-a"), groq()).await,
         Err(StoreError::NotFound)
     ));
     store
@@ -259,16 +316,16 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
         .insert(&credential("user-a", "google_gemini", "r1"), &models(&["g"]))
         .await
         .unwrap();
-    store.delete(&user("user-a"), "groq").await.unwrap();
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), None);
-    assert_eq!(store.models(&user("user-a"), "groq").await.unwrap(), None);
+    store.delete(&user("user-a"), groq()).await.unwrap();
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), groq()).await.unwrap(), None);
     assert!(matches!(
-        store.delete(&user("user-a"), "groq").await,
+        store.delete(&user("user-a"), groq()).await,
         Err(StoreError::NotFound)
     ));
     // The other provider is untouched.
-    assert!(store.get(&user("user-a"), "google_gemini").await.unwrap().is_some());
-    assert!(store.models(&user("user-a"), "google_gemini").await.unwrap().is_some());
+    assert!(store.get(&user("user-a"), gemini()).await.unwrap().is_some());
+    assert!(store.models(&user("user-a"), gemini()).await.unwrap().is_some());
     // A deleted credential can be created again.
     store.insert(&credential("user-a", "groq", "r9"), &[]).await.unwrap();
 }
@@ -276,11 +333,11 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
 pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     let a = credential("user-a", "groq", "r1");
     store.insert(&a, &models(&["a"])).await.unwrap();
-    assert_eq!(store.get(&user("user-b"), "groq").await.unwrap(), None);
+    assert_eq!(store.get(&user("user-b"), groq()).await.unwrap(), None);
     assert!(store.list(&user("user-b")).await.unwrap().is_empty());
-    assert_eq!(store.models(&user("user-b"), "groq").await.unwrap(), None);
+    assert_eq!(store.models(&user("user-b"), groq()).await.unwrap(), None);
     assert!(matches!(
-        store.delete(&user("user-b"), "groq").await,
+        store.delete(&user("user-b"), groq()).await,
         Err(StoreError::NotFound)
     ));
     let b_version = credential("user-b", "groq", "r1");
@@ -290,15 +347,19 @@ pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     ));
     assert!(matches!(
         store
-            .record_check(&user("user-b"), "groq", "r1", &a.check, ModelsUpdate::Replace(&[]))
+            .record_check(
+                key(&user("user-b"), "groq", "r1"),
+                &a.check,
+                ModelsUpdate::Replace(vec![])
+            )
             .await,
         Err(StoreError::NotFound)
     ));
     // B may have its own credential for the same provider.
     store.insert(&b_version, &models(&["b"])).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(a));
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(a));
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         models(&["a"])
     );
     assert_eq!(store.list(&user("user-a")).await.unwrap().len(), 1);
@@ -315,12 +376,12 @@ pub async fn list_returns_all_of_a_users_credentials(store: Arc<impl Store>) {
             .await
             .unwrap();
     }
-    let mut providers: Vec<String> = store
+    let mut providers: Vec<&str> = store
         .list(&user("user-a"))
         .await
         .unwrap()
         .into_iter()
-        .map(|c| c.provider)
+        .map(|c| c.provider.id)
         .collect();
     providers.sort();
     assert_eq!(providers, ["google_gemini", "groq"]);
@@ -344,7 +405,11 @@ pub async fn readers_never_see_a_half_written_model_list(store: Arc<impl Store>)
                     quota: None,
                 };
                 store
-                    .record_check(&user("user-a"), "groq", "r1", &check, ModelsUpdate::Replace(list))
+                    .record_check(
+                        key(&user("user-a"), "groq", "r1"),
+                        &check,
+                        ModelsUpdate::Replace(list.clone()),
+                    )
                     .await
                     .unwrap();
             }
@@ -353,7 +418,7 @@ pub async fn readers_never_see_a_half_written_model_list(store: Arc<impl Store>)
     let mut reads = 0;
     let reader = user("user-a");
     while !writer.is_finished() {
-        let (credential, list) = tokio::join!(store.get(&reader, "groq"), store.models(&reader, "groq"));
+        let (credential, list) = tokio::join!(store.get(&reader, groq()), store.models(&reader, groq()));
         let list = list.unwrap().unwrap().models;
         assert!(list == small || list == large, "a mixed list of {} models", list.len());
         assert!(credential.unwrap().is_some());
@@ -404,29 +469,52 @@ pub async fn connections_are_per_user_and_expire(store: Arc<impl Store>) {
 pub async fn record_use_writes_at_most_once_per_window_and_only_for_the_current_key(store: Arc<impl Store>) {
     let u = user("user-a");
     assert!(
-        !store.record_use(&u, "groq", "r1", at(10), at(0)).await.unwrap(),
+        !store
+            .record_use(key(&u, "groq", "r1"), once(at(10), at(0)))
+            .await
+            .unwrap(),
         "nothing to record on"
     );
     store
         .insert(&credential("user-a", "groq", "r1"), &models(&["a"]))
         .await
         .unwrap();
-    assert!(store.record_use(&u, "groq", "r1", at(100), at(40)).await.unwrap());
+    assert!(
+        store
+            .record_use(key(&u, "groq", "r1"), once(at(100), at(40)))
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        store.get(&u, "groq").await.unwrap().unwrap().last_used_at,
+        store.get(&u, groq()).await.unwrap().unwrap().last_used_at,
         Some(at(100))
     );
     // Inside the window: no write.
-    assert!(!store.record_use(&u, "groq", "r1", at(120), at(60)).await.unwrap());
+    assert!(
+        !store
+            .record_use(key(&u, "groq", "r1"), once(at(120), at(60)))
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        store.get(&u, "groq").await.unwrap().unwrap().last_used_at,
+        store.get(&u, groq()).await.unwrap().unwrap().last_used_at,
         Some(at(100))
     );
     // A replaced key: no write.
-    assert!(!store.record_use(&u, "groq", "r0", at(500), at(440)).await.unwrap());
+    assert!(
+        !store
+            .record_use(key(&u, "groq", "r0"), once(at(500), at(440)))
+            .await
+            .unwrap()
+    );
     // After the window: written again.
-    assert!(store.record_use(&u, "groq", "r1", at(500), at(440)).await.unwrap());
-    let stored = store.get(&u, "groq").await.unwrap().unwrap();
+    assert!(
+        store
+            .record_use(key(&u, "groq", "r1"), once(at(500), at(440)))
+            .await
+            .unwrap()
+    );
+    let stored = store.get(&u, groq()).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(500)));
     // Nothing else changed, and a key replacement keeps the last use.
     assert_eq!(stored.check, credential("user-a", "groq", "r1").check);
@@ -434,17 +522,17 @@ pub async fn record_use_writes_at_most_once_per_window_and_only_for_the_current_
     replaced.created_at = at(600);
     store.replace(&replaced, &models(&["b"])).await.unwrap();
     assert_eq!(
-        store.get(&u, "groq").await.unwrap().unwrap().last_used_at,
+        store.get(&u, groq()).await.unwrap().unwrap().last_used_at,
         Some(at(500))
     );
     // Nobody else's credential is touched.
-    assert_eq!(store.get(&user("user-b"), "groq").await.unwrap(), None);
+    assert_eq!(store.get(&user("user-b"), groq()).await.unwrap(), None);
 }
 
 pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(store: Arc<impl Store>) {
     let u = user("user-a");
     assert!(matches!(
-        store.claim_recheck(&u, "groq", "r1", at(10), at(0)).await,
+        store.claim_recheck(key(&u, "groq", "r1"), once(at(10), at(0))).await,
         Err(StoreError::NotFound)
     ));
     store
@@ -455,18 +543,33 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
     let claims = futures_util::future::join_all((0..4).map(|_| {
         let store = Arc::clone(&store);
         let u = u.clone();
-        async move { store.claim_recheck(&u, "groq", "r1", at(100), at(-200)).await.unwrap() }
+        async move {
+            store
+                .claim_recheck(key(&u, "groq", "r1"), once(at(100), at(-200)))
+                .await
+                .unwrap()
+        }
     }))
     .await;
     assert_eq!(claims.iter().filter(|won| **won).count(), 1, "{claims:?}");
     assert_eq!(
-        store.get(&u, "groq").await.unwrap().unwrap().last_recheck_at,
+        store.get(&u, groq()).await.unwrap().unwrap().last_recheck_at,
         Some(at(100))
     );
-    assert!(!store.claim_recheck(&u, "groq", "r1", at(399), at(99)).await.unwrap());
-    assert!(store.claim_recheck(&u, "groq", "r1", at(401), at(101)).await.unwrap());
+    assert!(
+        !store
+            .claim_recheck(key(&u, "groq", "r1"), once(at(399), at(99)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_recheck(key(&u, "groq", "r1"), once(at(401), at(101)))
+            .await
+            .unwrap()
+    );
     assert!(matches!(
-        store.claim_recheck(&u, "groq", "r0", at(900), at(600)).await,
+        store.claim_recheck(key(&u, "groq", "r0"), once(at(900), at(600))).await,
         Err(StoreError::Conflict)
     ));
     // A new key starts with a window of its own.
@@ -474,8 +577,13 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
         .replace(&credential("user-a", "groq", "r2"), &models(&["b"]))
         .await
         .unwrap();
-    assert_eq!(store.get(&u, "groq").await.unwrap().unwrap().last_recheck_at, None);
-    assert!(store.claim_recheck(&u, "groq", "r2", at(402), at(102)).await.unwrap());
+    assert_eq!(store.get(&u, groq()).await.unwrap().unwrap().last_recheck_at, None);
+    assert!(
+        store
+            .claim_recheck(key(&u, "groq", "r2"), once(at(402), at(102)))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn spend_grants_the_limit_per_window_then_refuses_until_it_ends(store: Arc<impl Store>) {
@@ -483,41 +591,53 @@ pub async fn spend_grants_the_limit_per_window_then_refuses_until_it_ends(store:
     let minute = Duration::seconds(60);
     for t in 0..3 {
         assert_eq!(
-            store.spend(&u, "validations", 3, minute, at(t)).await.unwrap(),
+            store.spend(&u, &budget("validations", 3, minute), at(t)).await.unwrap(),
             Spend::Granted
         );
     }
     // The window opened at the first spend (at 0) and ends at 60.
     assert_eq!(
-        store.spend(&u, "validations", 3, minute, at(10)).await.unwrap(),
+        store
+            .spend(&u, &budget("validations", 3, minute), at(10))
+            .await
+            .unwrap(),
         Spend::Refused {
             retry_after: Duration::seconds(50)
         }
     );
     assert_eq!(
-        store.spend(&u, "validations", 3, minute, at(59)).await.unwrap(),
+        store
+            .spend(&u, &budget("validations", 3, minute), at(59))
+            .await
+            .unwrap(),
         Spend::Refused {
             retry_after: Duration::seconds(1)
         }
     );
     // Other users and other buckets have budgets of their own.
     assert_eq!(
-        store.spend(&other, "validations", 3, minute, at(10)).await.unwrap(),
+        store
+            .spend(&other, &budget("validations", 3, minute), at(10))
+            .await
+            .unwrap(),
         Spend::Granted
     );
     assert_eq!(
-        store.spend(&u, "other", 3, minute, at(10)).await.unwrap(),
+        store.spend(&u, &budget("other", 3, minute), at(10)).await.unwrap(),
         Spend::Granted
     );
     // A new window opens at the first spend after the old one ended.
     for t in [75, 80, 90] {
         assert_eq!(
-            store.spend(&u, "validations", 3, minute, at(t)).await.unwrap(),
+            store.spend(&u, &budget("validations", 3, minute), at(t)).await.unwrap(),
             Spend::Granted
         );
     }
     assert_eq!(
-        store.spend(&u, "validations", 3, minute, at(100)).await.unwrap(),
+        store
+            .spend(&u, &budget("validations", 3, minute), at(100))
+            .await
+            .unwrap(),
         Spend::Refused {
             retry_after: Duration::seconds(35)
         }
@@ -532,7 +652,7 @@ pub async fn parallel_spenders_never_exceed_the_limit(store: Arc<impl Store>) {
         let spenders: Vec<_> = (0..24)
             .map(|_| {
                 let (store, u) = (Arc::clone(&store), u.clone());
-                tokio::spawn(async move { store.spend(&u, "validations", 10, minute, now).await })
+                tokio::spawn(async move { store.spend(&u, &budget("validations", 10, minute), now).await })
             })
             .collect();
         let mut granted = 0;
@@ -572,35 +692,47 @@ pub async fn due_lists_a_providers_stale_credentials_oldest_first_and_nothing_el
     ] {
         store.insert(&c, &models(&["m"])).await.unwrap();
     }
-    let due = store.due("groq", at(50), 10).await.unwrap();
+    let due = store.due(due_query("groq", at(50), 10)).await.unwrap();
     assert_eq!(due_users(&due), ["user-2", "user-1", "user-5"]);
-    assert!(due.iter().all(|d| d.provider == "groq"));
+    assert!(due.iter().all(|d| d.provider.id == "groq"));
     assert_eq!(due[0].fresh_at, at(5));
     assert_eq!(
-        due_users(&store.due("groq", at(50), 2).await.unwrap()),
+        due_users(&store.due(due_query("groq", at(50), 2)).await.unwrap()),
         ["user-2", "user-1"]
     );
-    assert_eq!(due_users(&store.due("openai", at(50), 10).await.unwrap()), ["user-4"]);
-    assert!(store.due("gemini", at(50), 10).await.unwrap().is_empty());
+    assert_eq!(
+        due_users(&store.due(due_query("openai", at(50), 10)).await.unwrap()),
+        ["user-4"]
+    );
+    assert!(
+        store
+            .due(due_query("google_gemini", at(50), 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A new verdict makes it fresh; a deleted credential is gone from the queue.
     let fresh = CheckState {
         checked_at: Some(at(200)),
         ..credential("user-2", "groq", "c702").check
     };
     store
-        .record_check(&user("user-2"), "groq", "c702", &fresh, ModelsUpdate::Keep)
+        .record_check(key(&user("user-2"), "groq", "c702"), &fresh, ModelsUpdate::Keep)
         .await
         .unwrap();
-    store.delete(&user("user-1"), "groq").await.unwrap();
-    assert_eq!(due_users(&store.due("groq", at(50), 10).await.unwrap()), ["user-5"]);
+    store.delete(&user("user-1"), groq()).await.unwrap();
+    assert_eq!(
+        due_users(&store.due(due_query("groq", at(50), 10)).await.unwrap()),
+        ["user-5"]
+    );
     // A replaced key is fresh from its own check.
     store
         .replace(&checked_at("user-5", "groq", "1b06", 300), &models(&["n"]))
         .await
         .unwrap();
-    assert!(store.due("groq", at(50), 10).await.unwrap().is_empty());
+    assert!(store.due(due_query("groq", at(50), 10)).await.unwrap().is_empty());
     assert_eq!(
-        due_users(&store.due("groq", at(300), 10).await.unwrap()),
+        due_users(&store.due(due_query("groq", at(300), 10)).await.unwrap()),
         ["user-3", "user-2", "user-5"]
     );
 }
@@ -608,7 +740,7 @@ pub async fn due_lists_a_providers_stale_credentials_oldest_first_and_nothing_el
 pub async fn claim_due_has_one_winner_and_moves_the_credential_out_of_the_queue(store: Arc<impl Store>) {
     let stored = checked_at("user-a", "groq", "5d01", 10);
     store.insert(&stored, &models(&["m"])).await.unwrap();
-    let [due] = <[DueCredential; 1]>::try_from(store.due("groq", at(50), 10).await.unwrap()).unwrap();
+    let [due] = <[DueCredential; 1]>::try_from(store.due(due_query("groq", at(50), 10)).await.unwrap()).unwrap();
     // Claims in turn: the first wins. (Not concurrently: moto_server does
     // not serialise conditional writes to one item, DynamoDB does.)
     let won = store
@@ -620,13 +752,13 @@ pub async fn claim_due_has_one_winner_and_moves_the_credential_out_of_the_queue(
     // The claim returns the whole credential, sealed key included.
     assert_eq!(won.sealed, stored.sealed);
     assert_eq!(won.revision, "5d01");
-    assert!(store.due("groq", at(999), 10).await.unwrap().is_empty());
-    let requeued = store.due("groq", at(1000), 10).await.unwrap();
+    assert!(store.due(due_query("groq", at(999), 10)).await.unwrap().is_empty());
+    let requeued = store.due(due_query("groq", at(1000), 10)).await.unwrap();
     assert_eq!(requeued[0].fresh_at, at(1000));
     // What the queue showed before the claim claims nothing any more.
     assert_eq!(store.claim_due(&due, at(2000)).await.unwrap(), None);
     // Nor does a deleted credential.
-    store.delete(&user("user-a"), "groq").await.unwrap();
+    store.delete(&user("user-a"), groq()).await.unwrap();
     assert_eq!(store.claim_due(&requeued[0], at(2000)).await.unwrap(), None);
 }
 
@@ -638,7 +770,15 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         failures: 2,
     };
     assert!(matches!(
-        store.record_attempt(&u, "groq", "9a01", &attempt, at(400)).await,
+        store
+            .record_attempt(
+                key(&u, "groq", "9a01"),
+                Deferral {
+                    attempt,
+                    fresh_until: at(400)
+                }
+            )
+            .await,
         Err(StoreError::NotFound)
     ));
     store
@@ -646,21 +786,38 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         .await
         .unwrap();
     store
-        .record_attempt(&u, "groq", "9a01", &attempt, at(400))
+        .record_attempt(
+            key(&u, "groq", "9a01"),
+            Deferral {
+                attempt,
+                fresh_until: at(400),
+            },
+        )
         .await
         .unwrap();
-    let after = store.get(&u, "groq").await.unwrap().unwrap();
+    let after = store.get(&u, groq()).await.unwrap().unwrap();
     assert_eq!(after.check.status, CredentialStatus::Valid);
     assert_eq!(after.check.reason, None);
     assert_eq!(after.check.checked_at, Some(at(10)));
     assert_eq!(after.models_count, 2);
     assert_eq!(after.last_attempt, Some(attempt));
-    assert_eq!(store.models(&u, "groq").await.unwrap().unwrap().models.len(), 2);
+    assert_eq!(store.models(&u, groq()).await.unwrap().unwrap().models.len(), 2);
     // Due again only after the back-off.
-    assert!(store.due("groq", at(399), 10).await.unwrap().is_empty());
-    assert_eq!(due_users(&store.due("groq", at(400), 10).await.unwrap()), ["user-a"]);
+    assert!(store.due(due_query("groq", at(399), 10)).await.unwrap().is_empty());
+    assert_eq!(
+        due_users(&store.due(due_query("groq", at(400), 10)).await.unwrap()),
+        ["user-a"]
+    );
     assert!(matches!(
-        store.record_attempt(&u, "groq", "0000", &attempt, at(400)).await,
+        store
+            .record_attempt(
+                key(&u, "groq", "0000"),
+                Deferral {
+                    attempt,
+                    fresh_until: at(400)
+                }
+            )
+            .await,
         Err(StoreError::Conflict)
     ));
     // A verdict clears the attempt.
@@ -669,20 +826,26 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         ..after.check.clone()
     };
     store
-        .record_check(&u, "groq", "9a01", &verdict, ModelsUpdate::Keep)
+        .record_check(key(&u, "groq", "9a01"), &verdict, ModelsUpdate::Keep)
         .await
         .unwrap();
-    assert_eq!(store.get(&u, "groq").await.unwrap().unwrap().last_attempt, None);
+    assert_eq!(store.get(&u, groq()).await.unwrap().unwrap().last_attempt, None);
     // So does a new key.
     store
-        .record_attempt(&u, "groq", "9a01", &attempt, at(600))
+        .record_attempt(
+            key(&u, "groq", "9a01"),
+            Deferral {
+                attempt,
+                fresh_until: at(600),
+            },
+        )
         .await
         .unwrap();
     store
         .replace(&checked_at("user-a", "groq", "ab02", 700), &models(&["m3"]))
         .await
         .unwrap();
-    assert_eq!(store.get(&u, "groq").await.unwrap().unwrap().last_attempt, None);
+    assert_eq!(store.get(&u, groq()).await.unwrap().unwrap().last_attempt, None);
 }
 
 /// Expands to one `#[tokio::test]` per contract rule, each on a fresh store from `$make`
@@ -778,7 +941,7 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
     let mut c = credential("user-a", "groq", "r1");
     c.models_count = 1800;
     store.insert(&c, &large).await.unwrap();
-    let list = store.models(&user("user-a"), "groq").await.unwrap().unwrap();
+    let list = store.models(&user("user-a"), groq()).await.unwrap().unwrap();
     assert_eq!(list.models, large);
     assert_eq!(list.discovered_at, c.updated_at);
     // And through the other two writes that store a list.
@@ -793,11 +956,15 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
         checked_at: Some(at(50)),
     };
     store
-        .record_check(&user("user-a"), "groq", "r2", &check, ModelsUpdate::Replace(&large))
+        .record_check(
+            key(&user("user-a"), "groq", "r2"),
+            &check,
+            ModelsUpdate::Replace(large.clone()),
+        )
         .await
         .unwrap();
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         large
     );
 }
@@ -807,7 +974,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
     assert!(huge.len() > 3000, "{}", huge.len());
     store.insert(&credential("user-a", "groq", "r1"), &huge).await.unwrap();
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         huge
     );
     // Shrink it, then grow it to a mid size, then shrink again: each read
@@ -821,27 +988,25 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
     };
     store
         .record_check(
-            &user("user-a"),
-            "groq",
-            "r1",
+            key(&user("user-a"), "groq", "r1"),
             &check(10),
-            ModelsUpdate::Replace(&models(&["short"])),
+            ModelsUpdate::Replace(models(&["short"])),
         )
         .await
         .unwrap();
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         models(&["short"])
     );
     let half = &huge[..huge.len() / 2];
     store.replace(&credential("user-a", "groq", "r2"), half).await.unwrap();
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         half
     );
     store.replace(&credential("user-a", "groq", "r3"), &[]).await.unwrap();
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         vec![]
     );
 }
@@ -851,15 +1016,15 @@ pub async fn delete_removes_every_part_of_a_large_list(store: Arc<impl Store>) {
         .insert(&credential("user-a", "groq", "r1"), &incompressible_models_at_the_cap())
         .await
         .unwrap();
-    store.delete(&user("user-a"), "groq").await.unwrap();
-    assert_eq!(store.models(&user("user-a"), "groq").await.unwrap(), None);
+    store.delete(&user("user-a"), groq()).await.unwrap();
+    assert_eq!(store.models(&user("user-a"), groq()).await.unwrap(), None);
     // Created again with a short list, only that list is there.
     store
         .insert(&credential("user-a", "groq", "r2"), &models(&["a"]))
         .await
         .unwrap();
     assert_eq!(
-        store.models(&user("user-a"), "groq").await.unwrap().unwrap().models,
+        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
         models(&["a"])
     );
 }

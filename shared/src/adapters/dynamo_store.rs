@@ -37,10 +37,12 @@ use chrono::{DateTime, Utc};
 use super::aws_errors::AwsFailure;
 use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::{
-    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, ProviderSpec, SealedKey,
+    StoredCredential, UserId, provider,
 };
 use crate::ports::{
-    Connection, ConnectionStore, CredentialStore, DueCredential, LimitStore, ModelsUpdate, Spend, StoreError,
+    Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
+    ModelsUpdate, OncePerWindow, Spend, StoreError,
 };
 use crate::time;
 
@@ -233,8 +235,8 @@ impl DynamoStore {
     }
 
     /// After a failed `revision` condition: was the credential gone, or replaced?
-    async fn gone_or_changed(&self, user: &UserId, provider: &str) -> StoreError {
-        match self.get(user, provider).await {
+    async fn gone_or_changed(&self, key: &KeyRevision) -> StoreError {
+        match self.get(&key.user, key.provider).await {
             Ok(Some(_)) => StoreError::Conflict,
             Ok(None) => StoreError::NotFound,
             Err(e) => e,
@@ -353,7 +355,7 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
             c.last_recheck_at.as_ref().map(|t| s(time::to_stored(t))),
         ),
         // The due index keys: a stored verdict is fresh from its check.
-        ("due_shard", Some(s(due_shard(&c.provider, &c.revision)))),
+        ("due_shard", Some(s(due_shard(c.provider.id, &c.revision)))),
         (
             "fresh_at",
             Some(s(time::to_stored(&c.check.checked_at.unwrap_or(c.updated_at)))),
@@ -418,8 +420,8 @@ fn update_expression(
 }
 
 fn credential_item(c: &StoredCredential) -> Item {
-    let mut item = DynamoStore::credential_key(&c.user_id, &c.provider);
-    item.insert("provider".into(), s(&c.provider));
+    let mut item = DynamoStore::credential_key(&c.user_id, c.provider.id);
+    item.insert("provider".into(), s(c.provider.id));
     item.insert("created_at".into(), s(time::to_stored(&c.created_at)));
     if let Some(t) = &c.last_used_at {
         item.insert("last_used_at".into(), s(time::to_stored(t)));
@@ -437,7 +439,7 @@ fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, 
     let status = r.string("status")?;
     Ok(StoredCredential {
         user_id: user.clone(),
-        provider: r.string("provider")?,
+        provider: provider::find(&r.string("provider")?).ok_or_else(|| corrupt("provider"))?,
         sealed: SealedKey {
             format_version: r.number("format_version")?,
             key_id: r.string("key_id")?,
@@ -481,12 +483,12 @@ fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, 
 
 #[async_trait]
 impl CredentialStore for DynamoStore {
-    async fn get(&self, user: &UserId, provider: &str) -> Result<Option<StoredCredential>, StoreError> {
+    async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(user, provider)))
+            .set_key(Some(Self::credential_key(user, provider.id)))
             .consistent_read(true)
             .send()
             .await
@@ -496,7 +498,21 @@ impl CredentialStore for DynamoStore {
 
     async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError> {
         let items = self.query_prefix(user, "CRED#").await?;
-        items.iter().map(|item| credential_from_item(user, item)).collect()
+        // A provider this build does not know (a newer build's, after a
+        // rollback) is left out, not an error.
+        let known = |item: &&Item| {
+            let r = Reader(item);
+            r.opt_string("provider")
+                .ok()
+                .flatten()
+                .and_then(|id| provider::find(&id))
+                .is_some()
+        };
+        items
+            .iter()
+            .filter(known)
+            .map(|item| credential_from_item(user, item))
+            .collect()
     }
 
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
@@ -509,7 +525,7 @@ impl CredentialStore for DynamoStore {
         let mut items = vec![TransactWriteItem::builder().put(put).build()];
         items.extend(self.put_models(
             &credential.user_id,
-            &credential.provider,
+            credential.provider.id,
             &credential.updated_at,
             models,
         )?);
@@ -520,7 +536,7 @@ impl CredentialStore for DynamoStore {
         let (expression, names, values) = update_expression(key_and_status_attributes(credential));
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&credential.user_id, &credential.provider)))
+            .set_key(Some(Self::credential_key(&credential.user_id, credential.provider.id)))
             .update_expression(expression)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -530,43 +546,36 @@ impl CredentialStore for DynamoStore {
         let mut items = vec![TransactWriteItem::builder().update(update).build()];
         items.extend(self.put_models(
             &credential.user_id,
-            &credential.provider,
+            credential.provider.id,
             &credential.updated_at,
             models,
         )?);
         self.transact(items, StoreError::NotFound).await
     }
 
-    async fn record_check(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        check: &CheckState,
-        models: ModelsUpdate<'_>,
-    ) -> Result<(), StoreError> {
+    async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
         let now = check.checked_at.unwrap_or_else(Utc::now);
         let mut attributes = status_attributes(check);
         attributes.push(("updated_at", Some(s(time::to_stored(&now)))));
         // A verdict is fresh from now; it also (re)joins the due index.
         attributes.push(("fresh_at", Some(s(time::to_stored(&now)))));
-        attributes.push(("due_shard", Some(s(due_shard(provider, revision)))));
+        attributes.push(("due_shard", Some(s(due_shard(key.provider.id, &key.revision)))));
         attributes.extend(attempt_attributes(None));
-        if let ModelsUpdate::Replace(list) = models {
+        if let ModelsUpdate::Replace(list) = &models {
             attributes.push(("models_count", Some(n(list.len()))));
         }
         let (expression, mut names, mut values) = update_expression(attributes);
         names.insert("#revision".into(), "revision".into());
-        values.insert(":revision".into(), s(revision));
+        values.insert(":revision".into(), s(&key.revision));
         let condition = "attribute_exists(pk) AND #revision = :revision";
-        let key = Self::credential_key(user, provider);
+        let item_key = Self::credential_key(&key.user, key.provider.id);
         match models {
             ModelsUpdate::Keep => {
                 let result = self
                     .client
                     .update_item()
                     .table_name(&self.table)
-                    .set_key(Some(key))
+                    .set_key(Some(item_key))
                     .update_expression(expression)
                     .set_expression_attribute_names(Some(names))
                     .set_expression_attribute_values(Some(values))
@@ -576,7 +585,7 @@ impl CredentialStore for DynamoStore {
                 match result {
                     Ok(_) => Ok(()),
                     Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                        Err(self.gone_or_changed(user, provider).await)
+                        Err(self.gone_or_changed(&key).await)
                     }
                     Err(e) => Err(sdk_error(e)),
                 }
@@ -584,7 +593,7 @@ impl CredentialStore for DynamoStore {
             ModelsUpdate::Replace(list) => {
                 let update = Update::builder()
                     .table_name(&self.table)
-                    .set_key(Some(key))
+                    .set_key(Some(item_key))
                     .update_expression(expression)
                     .set_expression_attribute_names(Some(names))
                     .set_expression_attribute_values(Some(values))
@@ -592,53 +601,34 @@ impl CredentialStore for DynamoStore {
                     .build()
                     .map_err(build_err)?;
                 let mut items = vec![TransactWriteItem::builder().update(update).build()];
-                items.extend(self.put_models(user, provider, &now, list)?);
+                items.extend(self.put_models(&key.user, key.provider.id, &now, &list)?);
                 match self.transact(items, StoreError::Conflict).await {
-                    Err(StoreError::Conflict) => Err(self.gone_or_changed(user, provider).await),
+                    Err(StoreError::Conflict) => Err(self.gone_or_changed(&key).await),
                     other => other,
                 }
             }
         }
     }
 
-    async fn record_use(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        at: DateTime<Utc>,
-        unless_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        Ok(self
-            .set_time_unless_since(user, provider, revision, "last_used_at", at, unless_since)
-            .await?
-            .is_none())
+    async fn record_use(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
+        Ok(self.set_time_unless_since(&key, "last_used_at", when).await?.is_none())
     }
 
-    async fn claim_recheck(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        at: DateTime<Utc>,
-        unless_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
         // A refusal brings the item back (ALL_OLD): which condition failed
         // is known without another read.
-        match self
-            .set_time_unless_since(user, provider, revision, "last_recheck_at", at, unless_since)
-            .await?
-        {
+        match self.set_time_unless_since(&key, "last_recheck_at", when).await? {
             None => Ok(true),
             Some(None) => Err(StoreError::NotFound),
-            Some(Some(item)) if Reader(&item).opt_string("revision")?.as_deref() != Some(revision) => {
+            Some(Some(item)) if Reader(&item).opt_string("revision")?.as_deref() != Some(key.revision.as_str()) => {
                 Err(StoreError::Conflict)
             }
             Some(Some(_)) => Ok(false),
         }
     }
 
-    async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError> {
+    async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError> {
+        let provider = provider.id;
         let credential = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(Self::credential_key(user, provider)))
@@ -658,12 +648,12 @@ impl CredentialStore for DynamoStore {
         self.transact(items, StoreError::NotFound).await
     }
 
-    async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError> {
+    async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(Self::models_key(user, provider)))
+            .set_key(Some(Self::models_key(user, provider.id)))
             .consistent_read(true)
             .send()
             .await
@@ -695,14 +685,14 @@ impl CredentialStore for DynamoStore {
         // A large list: read all its chunks at once; if it was replaced by a
         // list of another size meanwhile, read again with the new count.
         for _ in 0..TRANSACTION_ATTEMPTS {
-            match self.read_model_chunks(user, provider, count).await? {
+            match self.read_model_chunks(user, provider.id, count).await? {
                 Some((head, models)) => {
                     return Ok(Some(ModelList {
                         discovered_at: Reader(&head).time("discovered_at")?,
                         models,
                     }));
                 }
-                None => match self.models_head_chunks(user, provider).await? {
+                None => match self.models_head_chunks(user, provider.id).await? {
                     None => return Ok(None),
                     Some(now) if now <= 1 => return Box::pin(self.models(user, provider)).await,
                     Some(now) => count = now,
@@ -712,9 +702,9 @@ impl CredentialStore for DynamoStore {
         Err(StoreError::Unavailable("model list kept changing while read".into()))
     }
 
-    async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError> {
-        let limit_i32 = i32::try_from(limit).unwrap_or(i32::MAX);
-        let before = s(time::to_stored(&before));
+    async fn due(&self, query: DueQuery) -> Result<Vec<DueCredential>, StoreError> {
+        let limit_i32 = i32::try_from(query.limit).unwrap_or(i32::MAX);
+        let before = s(time::to_stored(&query.before));
         // Each shard's oldest `limit`, together: their oldest `limit` overall.
         let queries = (0..DUE_SHARDS).map(|shard| {
             self.client
@@ -722,7 +712,7 @@ impl CredentialStore for DynamoStore {
                 .table_name(&self.table)
                 .index_name(DUE_INDEX)
                 .key_condition_expression("due_shard = :shard AND fresh_at <= :before")
-                .expression_attribute_values(":shard", s(format!("{provider}#{shard}")))
+                .expression_attribute_values(":shard", s(format!("{}#{shard}", query.provider.id)))
                 .expression_attribute_values(":before", before.clone())
                 .limit(limit_i32)
                 .send()
@@ -732,18 +722,18 @@ impl CredentialStore for DynamoStore {
         for item in pages.iter().flat_map(|page| page.items()) {
             let r = Reader(item);
             let user = r.string("pk")?;
-            let sk = r.string("sk")?;
             due.push(DueCredential {
                 user: user
                     .strip_prefix("USER#")
                     .and_then(UserId::parse)
                     .ok_or_else(|| corrupt("pk"))?,
-                provider: sk.strip_prefix("CRED#").ok_or_else(|| corrupt("sk"))?.to_owned(),
+                // The shard key names the provider: every item here is its.
+                provider: query.provider,
                 fresh_at: r.time("fresh_at")?,
             });
         }
         due.sort_by_key(|d| d.fresh_at);
-        due.truncate(limit);
+        due.truncate(query.limit);
         Ok(due)
     }
 
@@ -758,7 +748,7 @@ impl CredentialStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&due.user, &due.provider)))
+            .set_key(Some(Self::credential_key(&due.user, due.provider.id)))
             .update_expression("SET fresh_at = :until")
             .condition_expression("fresh_at = :seen")
             .expression_attribute_values(":until", s(time::to_stored(&fresh_until)))
@@ -776,24 +766,17 @@ impl CredentialStore for DynamoStore {
         }
     }
 
-    async fn record_attempt(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        attempt: &FailedAttempt,
-        fresh_until: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut attributes = attempt_attributes(Some(attempt));
-        attributes.push(("fresh_at", Some(s(time::to_stored(&fresh_until)))));
+    async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
+        let mut attributes = attempt_attributes(Some(&deferral.attempt));
+        attributes.push(("fresh_at", Some(s(time::to_stored(&deferral.fresh_until)))));
         let (expression, mut names, mut values) = update_expression(attributes);
         names.insert("#revision".into(), "revision".into());
-        values.insert(":revision".into(), s(revision));
+        values.insert(":revision".into(), s(&key.revision));
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(user, provider)))
+            .set_key(Some(Self::credential_key(&key.user, key.provider.id)))
             .update_expression(expression)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -890,26 +873,23 @@ impl DynamoStore {
     /// it is (`Some(None)`: there is none).
     async fn set_time_unless_since(
         &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
+        key: &KeyRevision,
         attribute: &str,
-        at: DateTime<Utc>,
-        unless_since: DateTime<Utc>,
+        when: OncePerWindow,
     ) -> Result<Option<Option<Item>>, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(user, provider)))
+            .set_key(Some(Self::credential_key(&key.user, key.provider.id)))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .update_expression("SET #t = :at")
             .condition_expression("#revision = :revision AND (attribute_not_exists(#t) OR #t < :since)")
             .expression_attribute_names("#t", attribute)
             .expression_attribute_names("#revision", "revision")
-            .expression_attribute_values(":at", s(time::to_stored(&at)))
-            .expression_attribute_values(":since", s(time::to_stored(&unless_since)))
-            .expression_attribute_values(":revision", s(revision))
+            .expression_attribute_values(":at", s(time::to_stored(&when.at)))
+            .expression_attribute_values(":since", s(time::to_stored(&when.unless_since)))
+            .expression_attribute_values(":revision", s(&key.revision))
             .send()
             .await;
         match result {
@@ -957,17 +937,10 @@ const SPEND_ATTEMPTS: u32 = 4;
 /// limit: a spend in an open window is one request; opening a window, two.
 #[async_trait]
 impl LimitStore for DynamoStore {
-    async fn spend(
-        &self,
-        user: &UserId,
-        bucket: &str,
-        limit: u32,
-        window: chrono::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Spend, StoreError> {
-        let key = Self::key(user, format!("LIMIT#{bucket}"));
+    async fn spend(&self, user: &UserId, budget: &Budget, now: DateTime<Utc>) -> Result<Spend, StoreError> {
+        let key = Self::key(user, format!("LIMIT#{}", budget.bucket));
         let now_ms = now.timestamp_millis();
-        let ends_ms = (now + window).timestamp_millis();
+        let ends_ms = (now + budget.window).timestamp_millis();
         for _ in 0..SPEND_ATTEMPTS {
             // Spend from the open window, if there is one with budget left.
             let result = self
@@ -981,7 +954,7 @@ impl LimitStore for DynamoStore {
                 .expression_attribute_names("#ends", "window_ends_ms")
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":now", n(now_ms))
-                .expression_attribute_values(":limit", n(limit))
+                .expression_attribute_values(":limit", n(budget.limit))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;

@@ -10,7 +10,7 @@ use aws_sdk_kms::types::DataKeySpec;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::aws_errors::AwsFailure;
-use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError};
+use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError, WrappedKey};
 
 /// Data keys from KMS, wrapped under one KMS key.
 pub struct KmsKeyring {
@@ -108,16 +108,15 @@ impl Keyring for KmsKeyring {
 
     async fn decrypt_data_key(
         &self,
-        key_id: &str,
-        wrapped: &[u8],
+        wrapped: WrappedKey<'_>,
         context: &EncryptionContext,
     ) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
         let output = self
             .client
             .decrypt()
             // Naming the key makes KMS refuse a ciphertext of any other key.
-            .key_id(key_id)
-            .ciphertext_blob(Blob::new(wrapped))
+            .key_id(wrapped.key_id)
+            .ciphertext_blob(Blob::new(wrapped.bytes))
             .set_encryption_context(Some(context_map(context)))
             .send()
             .await

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 use crate::envelope::{self, aes_gcm_open, aes_gcm_seal};
-use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError};
+use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError, WrappedKey};
 
 /// Raw 32 bytes; anything else in the file is refused.
 const MASTER_KEY_LEN: usize = 32;
@@ -140,17 +140,16 @@ impl Keyring for LocalKeyring {
 
     async fn decrypt_data_key(
         &self,
-        key_id: &str,
-        wrapped: &[u8],
+        wrapped: WrappedKey<'_>,
         context: &EncryptionContext,
     ) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
-        if key_id != self.key_id {
+        if wrapped.key_id != self.key_id {
             return Err(KeyringError::Rejected);
         }
-        if wrapped.len() < aws_lc_rs::aead::NONCE_LEN {
+        if wrapped.bytes.len() < aws_lc_rs::aead::NONCE_LEN {
             return Err(KeyringError::Rejected);
         }
-        let (nonce, sealed) = wrapped.split_at(aws_lc_rs::aead::NONCE_LEN);
+        let (nonce, sealed) = wrapped.bytes.split_at(aws_lc_rs::aead::NONCE_LEN);
         let opened = aes_gcm_open(&self.master, &envelope::aad(context), nonce, sealed)?;
         if opened.len() != 32 {
             return Err(KeyringError::Rejected);

@@ -11,10 +11,12 @@ use rusqlite::types::Value;
 use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, named_params};
 
 use crate::domain::{
-    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, SealedKey, StoredCredential, UserId,
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, ProviderSpec, SealedKey,
+    StoredCredential, UserId, provider,
 };
 use crate::ports::{
-    Connection, ConnectionStore, CredentialStore, DueCredential, LimitStore, ModelsUpdate, Spend, StoreError,
+    Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
+    ModelsUpdate, OncePerWindow, Spend, StoreError,
 };
 use crate::time;
 
@@ -237,7 +239,7 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
     let optional = |v: Option<Value>| v.unwrap_or(Value::Null);
     vec![
         ("user_id", text(c.user_id.as_str())),
-        ("provider", text(&c.provider)),
+        ("provider", text(c.provider.id)),
         ("format_version", Value::Integer(c.sealed.format_version.into())),
         ("key_id", text(&c.sealed.key_id)),
         ("wrapped_data_key", Value::Blob(c.sealed.wrapped_data_key.clone())),
@@ -318,7 +320,7 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
     let user_id: String = row.get("user_id")?;
     Ok(StoredCredential {
         user_id: UserId::parse(&user_id).ok_or_else(|| corrupt("user id"))?,
-        provider: row.get("provider")?,
+        provider: provider::find(&row.get::<_, String>("provider")?).ok_or_else(|| corrupt("provider"))?,
         sealed: SealedKey {
             format_version: row.get("format_version")?,
             key_id: row.get("key_id")?,
@@ -369,11 +371,11 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
 
 /// Why a write guarded by the key's revision changed nothing: the
 /// credential is there with another revision (`Conflict`), or gone (`NotFound`).
-fn stale_or_gone(tx: &rusqlite::Transaction, user: &UserId, provider: &str) -> Result<StoreError, StoreError> {
+fn stale_or_gone(tx: &rusqlite::Transaction, key: &KeyRevision) -> Result<StoreError, StoreError> {
     let exists: bool = tx
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM credentials WHERE user_id = :user_id AND provider = :provider)",
-            named_params! {":user_id": user.as_str(), ":provider": provider},
+            named_params! {":user_id": key.user.as_str(), ":provider": key.provider.id},
             |row| row.get(0),
         )
         .map_err(internal)?;
@@ -420,12 +422,9 @@ enum Column {
 /// UTC, so they compare as text). Whether it wrote.
 fn set_time_unless_since(
     tx: &rusqlite::Transaction<'_>,
-    user: &UserId,
-    provider: &str,
-    revision: &str,
+    key: &KeyRevision,
     column: Column,
-    at: DateTime<Utc>,
-    unless_since: DateTime<Utc>,
+    when: OncePerWindow,
 ) -> Result<bool, StoreError> {
     let sql = match column {
         Column::LastUsedAt => {
@@ -443,11 +442,11 @@ fn set_time_unless_since(
         .execute(
             sql,
             named_params! {
-                ":user_id": user.as_str(),
-                ":provider": provider,
-                ":revision": revision,
-                ":at": ts(&at),
-                ":since": ts(&unless_since),
+                ":user_id": key.user.as_str(),
+                ":provider": key.provider.id,
+                ":revision": key.revision,
+                ":at": ts(&when.at),
+                ":since": ts(&when.unless_since),
             },
         )
         .map_err(internal)?;
@@ -456,8 +455,8 @@ fn set_time_unless_since(
 
 #[async_trait]
 impl CredentialStore for SqliteStore {
-    async fn get(&self, user: &UserId, provider: &str) -> Result<Option<StoredCredential>, StoreError> {
-        let (user, provider) = (user.clone(), provider.to_owned());
+    async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError> {
+        let (user, provider) = (user.clone(), provider.id);
         self.with_db(move |db| {
             db.prepare_cached(&format!(
                 "{} WHERE user_id = :user_id AND provider = :provider",
@@ -482,9 +481,16 @@ impl CredentialStore for SqliteStore {
                 .prepare_cached(&format!("{} WHERE user_id = :user_id", *SELECT_CREDENTIAL))
                 .map_err(internal)?;
             let rows = stmt
-                .query_map(named_params! {":user_id": user.as_str()}, credential_from_row)
+                .query_map(named_params! {":user_id": user.as_str()}, |row| {
+                    // A provider this build does not know (a newer build's,
+                    // after a rollback) is left out, not an error.
+                    let known = provider::find(&row.get::<_, String>("provider")?).is_some();
+                    known.then(|| credential_from_row(row)).transpose()
+                })
                 .map_err(internal)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+            rows.filter_map(Result::transpose)
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(internal)
         })
         .await
     }
@@ -498,7 +504,7 @@ impl CredentialStore for SqliteStore {
             if execute_named(&tx, &INSERT_CREDENTIAL, &credential_values(&c))? == 0 {
                 return Err(StoreError::Conflict);
             }
-            write_models(&tx, &c.user_id, &c.provider, &c.updated_at, &models)?;
+            write_models(&tx, &c.user_id, c.provider.id, &c.updated_at, &models)?;
             tx.commit().map_err(internal)
         })
         .await
@@ -513,24 +519,17 @@ impl CredentialStore for SqliteStore {
             if execute_named(&tx, &REPLACE_CREDENTIAL, &credential_values(&c))? == 0 {
                 return Err(StoreError::NotFound);
             }
-            write_models(&tx, &c.user_id, &c.provider, &c.updated_at, &models)?;
+            write_models(&tx, &c.user_id, c.provider.id, &c.updated_at, &models)?;
             tx.commit().map_err(internal)
         })
         .await
     }
 
-    async fn record_check(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        check: &CheckState,
-        models: ModelsUpdate<'_>,
-    ) -> Result<(), StoreError> {
-        let (user, provider, revision, check) = (user.clone(), provider.to_owned(), revision.to_owned(), check.clone());
+    async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
+        let check = check.clone();
         let models = match models {
             ModelsUpdate::Keep => None,
-            ModelsUpdate::Replace(list) => Some(list.to_vec()),
+            ModelsUpdate::Replace(list) => Some(list),
         };
         self.with_db(move |db| {
             let tx = db
@@ -546,9 +545,9 @@ impl CredentialStore for SqliteStore {
                             attempt_failures = 0, quota_json = :quota_json
                      WHERE user_id = :user_id AND provider = :provider AND revision = :revision",
                     named_params! {
-                        ":user_id": user.as_str(),
-                        ":provider": provider,
-                        ":revision": revision,
+                        ":user_id": key.user.as_str(),
+                        ":provider": key.provider.id,
+                        ":revision": key.revision,
                         ":status": check.status.as_str(),
                         ":status_reason": check.reason.map(ErrorReason::as_str),
                         ":retry_after_secs": check.retry_after_secs.map(|s| s.min(i64::MAX as u64) as i64),
@@ -560,81 +559,56 @@ impl CredentialStore for SqliteStore {
                 )
                 .map_err(internal)?;
             if updated == 0 {
-                return Err(stale_or_gone(&tx, &user, &provider)?);
+                return Err(stale_or_gone(&tx, &key)?);
             }
             if let Some(models) = &models {
-                write_models(&tx, &user, &provider, &now, models)?;
+                write_models(&tx, &key.user, key.provider.id, &now, models)?;
             }
             tx.commit().map_err(internal)
         })
         .await
     }
 
-    async fn record_use(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        at: DateTime<Utc>,
-        unless_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let (user, provider, revision) = (user.clone(), provider.to_owned(), revision.to_owned());
+    async fn record_use(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
         self.with_db(move |db| {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let written =
-                set_time_unless_since(&tx, &user, &provider, &revision, Column::LastUsedAt, at, unless_since)?;
+            let written = set_time_unless_since(&tx, &key, Column::LastUsedAt, when)?;
             tx.commit().map_err(internal)?;
             Ok(written)
         })
         .await
     }
 
-    async fn claim_recheck(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        at: DateTime<Utc>,
-        unless_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let (user, provider, revision) = (user.clone(), provider.to_owned(), revision.to_owned());
+    async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
         self.with_db(move |db| {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            if set_time_unless_since(
-                &tx,
-                &user,
-                &provider,
-                &revision,
-                Column::LastRecheckAt,
-                at,
-                unless_since,
-            )? {
+            if set_time_unless_since(&tx, &key, Column::LastRecheckAt, when)? {
                 tx.commit().map_err(internal)?;
                 return Ok(true);
             }
             let stored: Option<String> = tx
                 .query_row(
                     "SELECT revision FROM credentials WHERE user_id = :user_id AND provider = :provider",
-                    named_params! {":user_id": user.as_str(), ":provider": provider},
+                    named_params! {":user_id": key.user.as_str(), ":provider": key.provider.id},
                     |row| row.get(0),
                 )
                 .optional()
                 .map_err(internal)?;
             match stored {
                 None => Err(StoreError::NotFound),
-                Some(stored) if stored != revision => Err(StoreError::Conflict),
+                Some(stored) if stored != key.revision => Err(StoreError::Conflict),
                 Some(_) => Ok(false),
             }
         })
         .await
     }
 
-    async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError> {
-        let (user, provider) = (user.clone(), provider.to_owned());
+    async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError> {
+        let (user, provider) = (user.clone(), provider.id);
         self.with_db(move |db| {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -659,8 +633,8 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError> {
-        let (user, provider) = (user.clone(), provider.to_owned());
+    async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
+        let (user, provider) = (user.clone(), provider.id);
         self.with_db(move |db| {
             let row: Option<(String, String)> = db
                 .query_row(
@@ -682,28 +656,27 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError> {
-        let provider = provider.to_owned();
+    async fn due(&self, query: DueQuery) -> Result<Vec<DueCredential>, StoreError> {
         self.with_db(move |db| {
             let mut stmt = db
                 .prepare_cached(
-                    "SELECT user_id, provider, fresh_at FROM credentials
+                    "SELECT user_id, fresh_at FROM credentials
                      WHERE provider = :provider AND fresh_at <= :before ORDER BY fresh_at LIMIT :limit",
                 )
                 .map_err(internal)?;
             let rows = stmt
                 .query_map(
                     named_params! {
-                        ":provider": provider,
-                        ":before": ts(&before),
-                        ":limit": i64::try_from(limit).unwrap_or(i64::MAX),
+                        ":provider": query.provider.id,
+                        ":before": ts(&query.before),
+                        ":limit": i64::try_from(query.limit).unwrap_or(i64::MAX),
                     },
                     |row| {
                         let user: String = row.get(0)?;
                         Ok(DueCredential {
                             user: UserId::parse(&user).ok_or_else(|| corrupt("user id"))?,
-                            provider: row.get(1)?,
-                            fresh_at: parse_ts(&row.get::<_, String>(2)?)?,
+                            provider: query.provider,
+                            fresh_at: parse_ts(&row.get::<_, String>(1)?)?,
                         })
                     },
                 )
@@ -723,14 +696,14 @@ impl CredentialStore for SqliteStore {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let params = named_params! {":user_id": due.user.as_str(), ":provider": due.provider};
+            let params = named_params! {":user_id": due.user.as_str(), ":provider": due.provider.id};
             let claimed = tx
                 .execute(
                     "UPDATE credentials SET fresh_at = :until
                      WHERE user_id = :user_id AND provider = :provider AND fresh_at = :seen",
                     named_params! {
                         ":user_id": due.user.as_str(),
-                        ":provider": due.provider,
+                        ":provider": due.provider.id,
                         ":until": ts(&fresh_until),
                         ":seen": ts(&due.fresh_at),
                     },
@@ -755,15 +728,8 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn record_attempt(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        attempt: &FailedAttempt,
-        fresh_until: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let (user, provider, revision, attempt) = (user.clone(), provider.to_owned(), revision.to_owned(), *attempt);
+    async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
+        let Deferral { attempt, fresh_until } = deferral;
         self.with_db(move |db| {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -774,9 +740,9 @@ impl CredentialStore for SqliteStore {
                             attempt_failures = :failures, fresh_at = :fresh_until
                      WHERE user_id = :user_id AND provider = :provider AND revision = :revision",
                     named_params! {
-                        ":user_id": user.as_str(),
-                        ":provider": provider,
-                        ":revision": revision,
+                        ":user_id": key.user.as_str(),
+                        ":provider": key.provider.id,
+                        ":revision": key.revision,
                         ":at": ts(&attempt.at),
                         ":reason": attempt.reason.as_str(),
                         ":failures": attempt.failures,
@@ -785,7 +751,7 @@ impl CredentialStore for SqliteStore {
                 )
                 .map_err(internal)?;
             if updated == 0 {
-                return Err(stale_or_gone(&tx, &user, &provider)?);
+                return Err(stale_or_gone(&tx, &key)?);
             }
             tx.commit().map_err(internal)
         })
@@ -863,17 +829,10 @@ impl ConnectionStore for SqliteStore {
 /// transaction, so parallel spenders never exceed the limit.
 #[async_trait]
 impl LimitStore for SqliteStore {
-    async fn spend(
-        &self,
-        user: &UserId,
-        bucket: &str,
-        limit: u32,
-        window: chrono::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Spend, StoreError> {
-        let (user, bucket) = (user.clone(), bucket.to_owned());
+    async fn spend(&self, user: &UserId, budget: &Budget, now: DateTime<Utc>) -> Result<Spend, StoreError> {
+        let (user, bucket, limit) = (user.clone(), budget.bucket, budget.limit);
         let now_ms = now.timestamp_millis();
-        let ends_ms = (now + window).timestamp_millis();
+        let ends_ms = (now + budget.window).timestamp_millis();
         self.with_db(move |db| {
             let tx = db
                 .transaction_with_behavior(TransactionBehavior::Immediate)

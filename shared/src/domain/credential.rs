@@ -178,8 +178,8 @@ impl std::fmt::Debug for SealedKey {
 pub struct StoredCredential {
     /// The owner.
     pub user_id: UserId,
-    /// The provider id.
-    pub provider: String,
+    /// The provider (stored as its id).
+    pub provider: &'static ProviderSpec,
     /// The key, envelope-encrypted.
     pub sealed: SealedKey,
     /// What may be shown of the key, e.g. `gsk_…9xQa`.

@@ -9,7 +9,7 @@ use crate::domain::{
     ApiKey, CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, UsageOutcome, UserId,
 };
 use crate::envelope;
-use crate::ports::{EncryptionContext, ModelsUpdate, StoreError};
+use crate::ports::{EncryptionContext, KeyRevision, ModelsUpdate, OncePerWindow, StoreError};
 
 /// At most one report-triggered re-check per credential and key in this window.
 pub const RECHECK_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
@@ -47,24 +47,24 @@ impl CredentialService {
     /// at most once per [`LAST_USE_RESOLUTION`]; that write failing never
     /// fails the resolve. A record that does not open fails closed.
     pub async fn resolve(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<ResolvedKey, ServiceError> {
-        let Some(existing) = self.store.get(user, provider.id).await? else {
+        let Some(existing) = self.store.get(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
-        let context = EncryptionContext::new(user, provider.id);
+        let context = EncryptionContext::new(user, provider);
         let api_key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
             .inspect_err(|e| {
                 tracing::error!(provider = provider.id, error = %e, "stored key does not open");
-                crate::audit::record_if_tampered(user, crate::audit::AuditAction::Resolve, provider.id, e);
+                crate::audit::record_if_tampered(user, crate::audit::AuditAction::Resolve, provider, e);
             })?;
         let now = Utc::now();
         let since = now - LAST_USE_RESOLUTION;
         if existing.last_used_at.is_none_or(|t| t < since) {
-            match self
-                .store
-                .record_use(user, provider.id, &existing.revision, now, since)
-                .await
-            {
+            let when = OncePerWindow {
+                at: now,
+                unless_since: since,
+            };
+            match self.store.record_use(KeyRevision::of(&existing), when).await {
                 Ok(written) => tracing::debug!(provider = provider.id, written, "last use recorded"),
                 Err(e) => tracing::warn!(provider = provider.id, error = %e, "cannot record the last use"),
             }
@@ -97,7 +97,7 @@ impl CredentialService {
         revision: &str,
         outcome: UsageOutcome,
     ) -> Result<ReportAnswer, ServiceError> {
-        let Some(existing) = self.store.get(user, provider.id).await? else {
+        let Some(existing) = self.store.get(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         let answer = |result, status| {
@@ -127,7 +127,7 @@ impl CredentialService {
                 super::write_fits_before_deadline(provider)?;
                 match self
                     .store
-                    .record_check(user, provider.id, revision, &check, ModelsUpdate::Keep)
+                    .record_check(KeyRevision::of(&existing), &check, ModelsUpdate::Keep)
                     .await
                 {
                     Ok(()) => {}
@@ -144,11 +144,11 @@ impl CredentialService {
             }
             UsageOutcome::Rejected => {
                 let now = Utc::now();
-                match self
-                    .store
-                    .claim_recheck(user, provider.id, revision, now, now - RECHECK_INTERVAL)
-                    .await
-                {
+                let when = OncePerWindow {
+                    at: now,
+                    unless_since: now - RECHECK_INTERVAL,
+                };
+                match self.store.claim_recheck(KeyRevision::of(&existing), when).await {
                     Ok(true) => {}
                     Ok(false) => return answer(ReportResult::Debounced, existing.check.status),
                     Err(StoreError::Conflict) => {

@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use super::{CredentialService, ServiceError};
 use crate::domain::UserId;
-use crate::ports::{LimitStore, Spend};
+use crate::ports::{Budget, LimitStore, Spend};
 
 /// The budget bucket user-initiated validations (create, update, check) spend from.
 pub const VALIDATIONS_BUCKET: &str = "validations";
@@ -60,11 +60,12 @@ impl CredentialService {
         if limit.per_window == 0 {
             return Ok(());
         }
-        match limiter
-            .store
-            .spend(user, VALIDATIONS_BUCKET, limit.per_window, limit.window, Utc::now())
-            .await?
-        {
+        let budget = Budget {
+            bucket: VALIDATIONS_BUCKET,
+            limit: limit.per_window,
+            window: limit.window,
+        };
+        match limiter.store.spend(user, &budget, Utc::now()).await? {
             Spend::Granted => Ok(()),
             Spend::Refused { retry_after } => {
                 // Whole seconds, rounded up: retrying at once never lands early.

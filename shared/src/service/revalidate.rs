@@ -31,7 +31,7 @@ use crate::deadline::{self, Budgets, DEFAULT_REQUEST_BUDGET};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::{CheckOutcome, FailedAttempt, ProviderSpec, StoredCredential, UserId};
 use crate::envelope;
-use crate::ports::{DueCredential, EncryptionContext, StoreError};
+use crate::ports::{Deferral, DueCredential, DueQuery, EncryptionContext, KeyRevision, StoreError};
 
 /// How background re-validation runs (`crate::config` reads it from the
 /// environment; the local server from its flags).
@@ -144,9 +144,13 @@ impl CredentialService {
     /// long the oldest of it has been due (zero when nothing is).
     async fn backlog(&self, policy: &RevalidationPolicy) -> (u64, Duration) {
         let cutoff = Utc::now() - policy.after();
-        let pages = PROVIDERS
-            .iter()
-            .map(|provider| self.store.due(provider.id, cutoff, BACKLOG_SAMPLE));
+        let pages = PROVIDERS.iter().map(|provider| {
+            self.store.due(DueQuery {
+                provider,
+                before: cutoff,
+                limit: BACKLOG_SAMPLE,
+            })
+        });
         let mut remaining = 0;
         let mut oldest = None;
         for page in join_all(pages).await {
@@ -224,7 +228,12 @@ impl CredentialService {
         if queue.waiting.is_empty() && !queue.exhausted {
             let page_size = policy.concurrency_per_provider.max(1) * 4;
             let before = Utc::now() - policy.after();
-            match self.store.due(provider.id, before, page_size).await {
+            let query = DueQuery {
+                provider,
+                before,
+                limit: page_size,
+            };
+            match self.store.due(query).await {
                 Ok(page) => {
                     let queue = &mut *queue;
                     let fresh: Vec<DueCredential> =
@@ -254,7 +263,7 @@ impl CredentialService {
             run
         };
         let user = credential.user_id.clone();
-        let context = EncryptionContext::new(&user, provider.id);
+        let context = EncryptionContext::new(&user, provider);
         let key = match envelope::open(self.keyring.as_ref(), &context, &credential.sealed).await {
             Ok(key) => key,
             Err(e) => {
@@ -277,13 +286,12 @@ impl CredentialService {
                     reason,
                     failures,
                 };
-                let retry_from =
-                    now - policy.after() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-                match self
-                    .store
-                    .record_attempt(&user, provider.id, &credential.revision, &attempt, retry_from)
-                    .await
-                {
+                let deferral = Deferral {
+                    attempt,
+                    fresh_until: now - policy.after()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                };
+                match self.store.record_attempt(KeyRevision::of(&credential), deferral).await {
                     Ok(()) => {
                         tracing::info!(
                             provider = provider.id,

@@ -8,7 +8,7 @@ use mailmind::domain::ApiKey;
 use mailmind::envelope;
 use mailmind::ports::{EncryptionContext, Keyring};
 use mailmind_tests::keyring_contract_tests;
-use mailmind_tests::store_contract::user;
+use mailmind_tests::store_contract::{provider, user};
 
 async fn local_keyring() -> (Arc<dyn Keyring>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -27,7 +27,7 @@ async fn master_key_is_created_owner_only_and_reused() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert_eq!(meta.len(), 32);
 
-    let ctx = EncryptionContext::new(&user("user-a"), "groq");
+    let ctx = EncryptionContext::new(&user("user-a"), provider("groq"));
     let key = ApiKey::parse("gsk_restart_survivor_0123456789").unwrap();
     let sealed = envelope::seal(&first, &ctx, &key).await.unwrap();
     drop(first);

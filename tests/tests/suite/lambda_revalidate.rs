@@ -39,13 +39,13 @@ async fn seed(store: &DynamoStore, keyring: &KmsKeyring, user: &str, key: &str, 
     let spec = provider::find("groq").unwrap();
     let user = UserId::parse(user).unwrap();
     let api_key = ApiKey::parse(key).unwrap();
-    let sealed = mailmind::envelope::seal(keyring, &EncryptionContext::new(&user, "groq"), &api_key)
+    let sealed = mailmind::envelope::seal(keyring, &EncryptionContext::new(&user, spec), &api_key)
         .await
         .unwrap();
     let checked = Utc::now() - age;
     let credential = StoredCredential {
         user_id: user,
-        provider: "groq".into(),
+        provider: spec,
         sealed,
         key_hint: api_key.hint(spec),
         check: CheckState {
@@ -118,14 +118,14 @@ async fn two_overlapping_runs_check_each_due_credential_once_and_nothing_else_wi
 
     // The verdicts are stored as a user's check stores them.
     let revoked = store
-        .get(&UserId::parse("user-0").unwrap(), "groq")
+        .get(&UserId::parse("user-0").unwrap(), provider::find("groq").unwrap())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(revoked.check.status, CredentialStatus::Invalid);
     assert_eq!(revoked.models_count, 0);
     let renewed = store
-        .get(&UserId::parse("user-1").unwrap(), "groq")
+        .get(&UserId::parse("user-1").unwrap(), provider::find("groq").unwrap())
         .await
         .unwrap()
         .unwrap();

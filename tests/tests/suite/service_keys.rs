@@ -11,10 +11,13 @@ use mailmind::adapters::local_keyring::LocalKeyring;
 use mailmind::adapters::notifier::NoNotifier;
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::domain::{
-    ApiKey, CheckOutcome, CheckState, CredentialStatus, FailedAttempt, ModelInfo, ModelList, ProviderSpec,
-    StoredCredential, UserId, provider,
+    ApiKey, CheckOutcome, CheckState, CredentialStatus, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
+    provider,
 };
-use mailmind::ports::{CredentialStore, DueCredential, ModelsUpdate, ProviderClient, StoreError};
+use mailmind::ports::{
+    CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, ModelsUpdate, OncePerWindow, ProviderClient,
+    StoreError,
+};
 use mailmind::service::CredentialService;
 use zeroize::Zeroizing;
 
@@ -28,7 +31,7 @@ struct ThrottledUse {
 
 #[async_trait]
 impl CredentialStore for ThrottledUse {
-    async fn get(&self, user: &UserId, provider: &str) -> Result<Option<StoredCredential>, StoreError> {
+    async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError> {
         self.inner.get(user, provider).await
     }
     async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError> {
@@ -40,47 +43,24 @@ impl CredentialStore for ThrottledUse {
     async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
         self.inner.replace(credential, models).await
     }
-    async fn record_check(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        check: &CheckState,
-        models: ModelsUpdate<'_>,
-    ) -> Result<(), StoreError> {
-        self.inner.record_check(user, provider, revision, check, models).await
+    async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
+        self.inner.record_check(key, check, models).await
     }
-    async fn record_use(
-        &self,
-        _: &UserId,
-        _: &str,
-        _: &str,
-        _: DateTime<Utc>,
-        _: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    async fn record_use(&self, _: KeyRevision, _: OncePerWindow) -> Result<bool, StoreError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         Err(StoreError::Unavailable("ThrottlingException".into()))
     }
-    async fn claim_recheck(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        at: DateTime<Utc>,
-        unless_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .claim_recheck(user, provider, revision, at, unless_since)
-            .await
+    async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
+        self.inner.claim_recheck(key, when).await
     }
-    async fn delete(&self, user: &UserId, provider: &str) -> Result<(), StoreError> {
+    async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError> {
         self.inner.delete(user, provider).await
     }
-    async fn models(&self, user: &UserId, provider: &str) -> Result<Option<ModelList>, StoreError> {
+    async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
         self.inner.models(user, provider).await
     }
-    async fn due(&self, provider: &str, before: DateTime<Utc>, limit: usize) -> Result<Vec<DueCredential>, StoreError> {
-        self.inner.due(provider, before, limit).await
+    async fn due(&self, query: DueQuery) -> Result<Vec<DueCredential>, StoreError> {
+        self.inner.due(query).await
     }
     async fn claim_due(
         &self,
@@ -89,17 +69,8 @@ impl CredentialStore for ThrottledUse {
     ) -> Result<Option<StoredCredential>, StoreError> {
         self.inner.claim_due(due, fresh_until).await
     }
-    async fn record_attempt(
-        &self,
-        user: &UserId,
-        provider: &str,
-        revision: &str,
-        attempt: &FailedAttempt,
-        fresh_until: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .record_attempt(user, provider, revision, attempt, fresh_until)
-            .await
+    async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
+        self.inner.record_attempt(key, deferral).await
     }
 }
 

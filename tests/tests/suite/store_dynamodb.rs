@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use mailmind::adapters::dynamo_store::DynamoStore;
 use mailmind::ports::{CredentialStore, StoreError};
 use mailmind_tests::aws_proxy::CountingProxy;
 use mailmind_tests::moto::moto;
-use mailmind_tests::store_contract::{credential, incompressible_models_at_the_cap, long_id_models, models, user};
+use mailmind_tests::store_contract::{
+    credential, groq, incompressible_models_at_the_cap, long_id_models, models, user,
+};
 use mailmind_tests::store_contract_tests;
 
 async fn dynamo_store() -> (Arc<DynamoStore>, ()) {
@@ -54,13 +57,45 @@ async fn items_follow_the_single_table_layout() {
     assert_eq!(credential["key_hint"].as_s().unwrap(), "gsk_…9xQa");
 }
 
+/// An item of a provider this build does not know (written by a newer
+/// build, before a rollback) is left out of the list instead of failing it.
+#[tokio::test]
+async fn a_credential_of_an_unknown_provider_is_left_out_of_the_list() {
+    let moto = moto();
+    let table = moto.create_table().await;
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    let store = DynamoStore::new(client.clone(), table.clone());
+    let c = credential("user-a", "groq", "r1");
+    store.insert(&c, &models(&["a"])).await.unwrap();
+    let mut retired = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("USER#user-a".into()))
+        .key("sk", AttributeValue::S("CRED#groq".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    retired.insert("sk".into(), AttributeValue::S("CRED#retired".into()));
+    retired.insert("provider".into(), AttributeValue::S("retired".into()));
+    client
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(retired))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(store.list(&user("user-a")).await.unwrap(), [c]);
+}
+
 #[tokio::test]
 async fn a_missing_table_is_an_internal_error() {
     let moto = moto();
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
     let store = DynamoStore::new(client, "no-such-table");
     assert!(matches!(
-        store.get(&user("user-a"), "groq").await,
+        store.get(&user("user-a"), groq()).await,
         Err(StoreError::Internal(_))
     ));
 }
@@ -70,7 +105,7 @@ async fn an_unreachable_dynamodb_is_unavailable() {
     let config = mailmind_tests::moto::unreachable_sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "t");
     assert!(matches!(
-        store.get(&user("user-a"), "groq").await,
+        store.get(&user("user-a"), groq()).await,
         Err(StoreError::Unavailable(_))
     ));
     assert!(matches!(
@@ -104,7 +139,7 @@ async fn a_large_list_is_chunked_and_a_shorter_one_leaves_no_chunk_behind() {
         .unwrap();
     assert_eq!(sort_keys(&client, &table).await, ["CRED#groq", "MODELS#groq"]);
     store.replace(&credential("user-a", "groq", "r3"), &huge).await.unwrap();
-    store.delete(&user("user-a"), "groq").await.unwrap();
+    store.delete(&user("user-a"), groq()).await.unwrap();
     assert_eq!(sort_keys(&client, &table).await, Vec::<String>::new());
 }
 
@@ -120,7 +155,7 @@ async fn an_ordinary_large_catalogue_is_one_item_read_with_one_request() {
     store.insert(&credential("user-a", "groq", "r1"), &large).await.unwrap();
     assert_eq!(sort_keys(&client, &table).await, ["CRED#groq", "MODELS#groq"]);
     proxy.take();
-    let list = store.models(&user("user-a"), "groq").await.unwrap().unwrap();
+    let list = store.models(&user("user-a"), groq()).await.unwrap().unwrap();
     assert_eq!(list.models, large);
     assert_eq!(proxy.take(), ["GetItem"]);
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::ports::CredentialStore;
-use mailmind_tests::store_contract::{credential, models, user};
+use mailmind_tests::store_contract::{credential, due_query, groq, models, user};
 use mailmind_tests::store_contract_tests;
 
 async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
@@ -25,7 +25,7 @@ async fn reopening_keeps_data_and_uses_wal() {
         store.insert(&c, &models(&["a"])).await.unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c));
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(c));
     let db = rusqlite::Connection::open(&path).unwrap();
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
@@ -64,13 +64,39 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
         .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.get(&user("user-a"), "groq").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(c.clone()));
     // Fresh from its last check: in the due queue from then on.
-    let due = store.due("groq", c.check.checked_at.unwrap(), 10).await.unwrap();
+    let due = store
+        .due(due_query("groq", c.check.checked_at.unwrap(), 10))
+        .await
+        .unwrap();
     assert_eq!(due.len(), 1, "{due:?}");
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, 5);
+}
+
+/// A row of a provider this build does not know (written by a newer build,
+/// before a rollback) is left out of the list instead of failing it.
+#[tokio::test]
+async fn a_credential_of_an_unknown_provider_is_left_out_of_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailmind.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let c = credential("user-a", "groq", "r1");
+    store.insert(&c, &models(&["a"])).await.unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "CREATE TEMP TABLE copy AS SELECT * FROM credentials WHERE provider = 'groq';
+         UPDATE copy SET provider = 'retired';
+         INSERT INTO credentials SELECT * FROM copy;",
+    )
+    .unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM credentials", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2);
+    assert_eq!(store.list(&user("user-a")).await.unwrap(), [c]);
 }
 
 #[test]
