@@ -34,6 +34,9 @@ pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey}
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
 pub use revalidate::{RevalidationPolicy, RevalidationRun};
 
+/// What the service's operations answer: their value, or why not.
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
 /// Failures, each saying what happened; `handlers::protocol` words them for
 /// people (the API's `detail`).
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +101,7 @@ impl AuditedOutcome for ServiceError {
 
 /// Refuses a key that evidently belongs to another provider (see
 /// [`crate::domain::key_prefix`]).
-fn refuse_foreign_key(provider: &'static ProviderSpec, key: &ApiKey) -> Result<(), ServiceError> {
+fn refuse_foreign_key(provider: &'static ProviderSpec, key: &ApiKey) -> Result<()> {
     match key_prefix::belongs_elsewhere(provider, key) {
         Some(owner) => Err(ServiceError::KeyProviderMismatch(owner)),
         None => Ok(()),
@@ -119,6 +122,25 @@ impl From<KeyringError> for ServiceError {
         match e {
             KeyringError::Unavailable(detail) => ServiceError::Unavailable(detail),
             other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Which write stores a new key.
+#[derive(Debug, Clone, Copy)]
+enum KeyWrite {
+    /// `POST`: there must be none yet.
+    Create,
+    /// `PUT`: there must be one, which the new key replaces.
+    Update,
+}
+
+impl KeyWrite {
+    /// What the log line says was done.
+    fn done(self) -> &'static str {
+        match self {
+            KeyWrite::Create => "created",
+            KeyWrite::Update => "replaced",
         }
     }
 }
@@ -159,7 +181,7 @@ impl CredentialService {
     }
 
     /// One entry per supported provider, sorted by id.
-    pub async fn list(&self, user: &UserId) -> Result<Vec<CredentialView>, ServiceError> {
+    pub async fn list(&self, user: &UserId) -> Result<Vec<CredentialView>> {
         let stored = self.store.list(user).await?;
         Ok(PROVIDERS
             .iter()
@@ -171,7 +193,7 @@ impl CredentialService {
     }
 
     /// One credential's status.
-    pub async fn get(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
+    pub async fn get(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView> {
         match self.store.get(user, provider).await? {
             Some(c) => Ok(CredentialView::of(provider, &c)),
             None => Err(ServiceError::CredentialNotFound(provider)),
@@ -180,31 +202,41 @@ impl CredentialService {
 
     /// Stores a new key once the provider has had its say (see the module
     /// comment). Writes an audit line ([`crate::audit`]) whatever the outcome.
-    pub async fn create(
-        &self,
-        user: &UserId,
-        provider: &'static ProviderSpec,
-        key: ApiKey,
-    ) -> Result<CredentialView, ServiceError> {
-        let result = self.create_unaudited(user, provider, key).await;
+    pub async fn create(&self, user: &UserId, provider: &'static ProviderSpec, key: ApiKey) -> Result<CredentialView> {
+        let result = self.put_key(user, provider, key, KeyWrite::Create).await;
         audit::record_result(user, AuditAction::Create, provider, &result);
         result
     }
 
-    async fn create_unaudited(
+    /// Replaces a stored key; a rejected new key leaves the old one untouched.
+    /// Writes an audit line ([`crate::audit`]) whatever the outcome.
+    pub async fn update(&self, user: &UserId, provider: &'static ProviderSpec, key: ApiKey) -> Result<CredentialView> {
+        let result = self.put_key(user, provider, key, KeyWrite::Update).await;
+        audit::record_result(user, AuditAction::Update, provider, &result);
+        result
+    }
+
+    /// Create and update, one path: they differ only in whether a key must
+    /// be stored already and which write stores the new one.
+    async fn put_key(
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
         key: ApiKey,
-    ) -> Result<CredentialView, ServiceError> {
+        write: KeyWrite,
+    ) -> Result<CredentialView> {
         refuse_foreign_key(provider, &key)?;
-        // Not a guard (the insert's condition is): it answers a duplicate at
-        // once, without a provider call or a stray `checking` message.
+        // Not a guard (the write's condition is): a duplicate, or a PUT that
+        // would create, is answered at once, without a provider call or a
+        // stray `checking` message.
         let (existing, audience) = tokio::join!(self.store.get(user, provider), self.notifier.audience(user));
-        if existing?.is_some() {
-            return Err(ServiceError::CredentialExists(provider));
-        }
+        let existing = match (write, existing?) {
+            (KeyWrite::Create, Some(_)) => return Err(ServiceError::CredentialExists(provider)),
+            (KeyWrite::Update, None) => return Err(ServiceError::CredentialNotFound(provider)),
+            (_, existing) => existing,
+        };
         self.admit_validation(user).await?;
+        // A rejected key ends here: an old key stays exactly as it was.
         let NewKey {
             sealed,
             key_hint,
@@ -213,8 +245,14 @@ impl CredentialService {
             mut audience,
         } = self.seal_and_check(user, provider, &key, audience).await?;
         let now = check.checked_at.unwrap_or_else(Utc::now);
-        let (models, _) = carry_history(None, models, &now);
-        let credential = StoredCredential {
+        // Only a discovery reads the old list (for the models' history); no
+        // verdict just leaves the list empty.
+        let previous = match (&existing, check.status) {
+            (Some(_), CredentialStatus::Valid) => self.store.models(user, provider).await?,
+            _ => None,
+        };
+        let (models, change) = carry_history(previous.as_ref(), models, &now);
+        let mut credential = StoredCredential {
             user_id: user.clone(),
             provider,
             sealed,
@@ -225,90 +263,32 @@ impl CredentialService {
             created_at: now,
             updated_at: now,
             last_used_at: None,
+            // A new key has a re-check window of its own.
             last_recheck_at: None,
             last_attempt: None,
         };
+        if let Some(old) = existing {
+            // The credential keeps its birth and last use.
+            credential.created_at = old.created_at;
+            credential.last_used_at = old.last_used_at;
+        }
         write_fits_before_deadline(provider)?;
-        match self.store.insert(&credential, &models).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => return Err(ServiceError::CredentialExists(provider)),
-            Err(e) => return Err(e.into()),
+        let written = match write {
+            KeyWrite::Create => self.store.insert(&credential, &models).await,
+            KeyWrite::Update => self.store.replace(&credential, &models).await,
+        };
+        match (write, written) {
+            (_, Ok(())) => {}
+            (KeyWrite::Create, Err(StoreError::Conflict)) => return Err(ServiceError::CredentialExists(provider)),
+            (KeyWrite::Update, Err(StoreError::NotFound)) => return Err(ServiceError::CredentialNotFound(provider)),
+            (_, Err(e)) => return Err(e.into()),
         }
         tracing::info!(
             provider = provider.id,
             status = credential.check.status.as_str(),
             models = credential.models_count,
-            "credential created"
-        );
-        self.announce(&mut audience, provider, &credential.check, credential.models_count)
-            .await;
-        Ok(CredentialView::of(provider, &credential))
-    }
-
-    /// Replaces a stored key; a rejected new key leaves the old one untouched.
-    /// Writes an audit line ([`crate::audit`]) whatever the outcome.
-    pub async fn update(
-        &self,
-        user: &UserId,
-        provider: &'static ProviderSpec,
-        key: ApiKey,
-    ) -> Result<CredentialView, ServiceError> {
-        let result = self.update_unaudited(user, provider, key).await;
-        audit::record_result(user, AuditAction::Update, provider, &result);
-        result
-    }
-
-    async fn update_unaudited(
-        &self,
-        user: &UserId,
-        provider: &'static ProviderSpec,
-        key: ApiKey,
-    ) -> Result<CredentialView, ServiceError> {
-        refuse_foreign_key(provider, &key)?;
-        // PUT never creates: say so before calling the provider.
-        let (existing, audience) = tokio::join!(self.store.get(user, provider), self.notifier.audience(user));
-        let Some(existing) = existing? else {
-            return Err(ServiceError::CredentialNotFound(provider));
-        };
-        self.admit_validation(user).await?;
-        // A rejected key ends here: the old key stays exactly as it was.
-        let NewKey {
-            sealed,
-            key_hint,
-            check,
-            models,
-            mut audience,
-        } = self.seal_and_check(user, provider, &key, audience).await?;
-        // Only a discovery reads the old list (for the models' history); no
-        // verdict just leaves the list empty.
-        let previous = match check.status {
-            CredentialStatus::Valid => self.store.models(user, provider).await?,
-            _ => None,
-        };
-        let (models, change) = carry_history(previous.as_ref(), models, &check.checked_at.unwrap_or_else(Utc::now));
-        let credential = StoredCredential {
-            sealed,
-            key_hint,
-            updated_at: check.checked_at.unwrap_or_else(Utc::now),
-            check,
-            models_count: models.len() as u32,
-            revision: crate::ids::random_hex(16),
-            // The new key has a re-check window of its own.
-            last_recheck_at: None,
-            last_attempt: None,
-            ..existing
-        };
-        write_fits_before_deadline(provider)?;
-        match self.store.replace(&credential, &models).await {
-            Ok(()) => {}
-            Err(StoreError::NotFound) => return Err(ServiceError::CredentialNotFound(provider)),
-            Err(e) => return Err(e.into()),
-        }
-        tracing::info!(
-            provider = provider.id,
-            status = credential.check.status.as_str(),
-            models = credential.models_count,
-            "credential replaced"
+            "credential {}",
+            write.done()
         );
         self.announce_change(
             &mut audience,
@@ -322,7 +302,7 @@ impl CredentialService {
     }
 
     /// Checks the stored key again, now.
-    pub async fn check(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView, ServiceError> {
+    pub async fn check(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView> {
         let (existing, audience) = tokio::join!(self.store.get(user, provider), self.notifier.audience(user));
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
@@ -340,7 +320,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         existing: StoredCredential,
         audience: Audience,
-    ) -> Result<CredentialView, ServiceError> {
+    ) -> Result<CredentialView> {
         let context = EncryptionContext::new(user, provider);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
@@ -365,7 +345,7 @@ impl CredentialService {
         outcome: CheckOutcome,
         quota: Option<Quota>,
         mut audience: Audience,
-    ) -> Result<CredentialView, ServiceError> {
+    ) -> Result<CredentialView> {
         let now = Utc::now();
         let (outcome, change) = match outcome {
             // Only a fresh list needs the stored one (for the models'
@@ -424,13 +404,13 @@ impl CredentialService {
     }
 
     /// Deletes the key and its models. Writes an audit line ([`crate::audit`]).
-    pub async fn delete(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
+    pub async fn delete(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<()> {
         let result = self.delete_unaudited(user, provider).await;
         audit::record_result(user, AuditAction::Delete, provider, &result);
         result
     }
 
-    async fn delete_unaudited(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<(), ServiceError> {
+    async fn delete_unaudited(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<()> {
         match self.store.delete(user, provider).await {
             Ok(()) => {
                 tracing::info!(provider = provider.id, "credential deleted");
@@ -442,7 +422,7 @@ impl CredentialService {
     }
 
     /// The stored model list, sorted by id; empty when nothing was discovered.
-    pub async fn models(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<ModelView>, ServiceError> {
+    pub async fn models(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<ModelView>> {
         Ok(match self.store.models(user, provider).await? {
             Some(list) => ModelView::list(provider.id, list),
             None => Vec::new(),
@@ -460,7 +440,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: &ApiKey,
         audience: Audience,
-    ) -> Result<NewKey, ServiceError> {
+    ) -> Result<NewKey> {
         let context = EncryptionContext::new(user, provider);
         let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
         let (outcome, quota, mut audience) = self.validate(provider, key, audience).await;
@@ -584,7 +564,7 @@ impl ConnectionService {
         user: UserId,
         connection_id: String,
         connected_at: chrono::DateTime<Utc>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<()> {
         let connection = Connection {
             user,
             connection_id,
@@ -615,7 +595,7 @@ impl ConnectionService {
     }
 
     /// Forgets the connection (its TTL cleans up should this fail).
-    pub async fn disconnect(&self, user: &UserId, connection_id: &str) -> Result<(), ServiceError> {
+    pub async fn disconnect(&self, user: &UserId, connection_id: &str) -> Result<()> {
         self.connections.remove_connection(user, connection_id).await?;
         tracing::info!(connection_id, "disconnected");
         Ok(())
@@ -626,7 +606,7 @@ impl ConnectionService {
 /// request's deadline (`crate::deadline`): past it the client sees a gateway
 /// error while the write may commit, and its retry a `409`. A `503` with
 /// nothing stored is honest and safe to retry.
-fn write_fits_before_deadline(provider: &'static ProviderSpec) -> Result<(), ServiceError> {
+fn write_fits_before_deadline(provider: &'static ProviderSpec) -> Result<()> {
     if crate::deadline::write_fits() {
         return Ok(());
     }

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 
-use super::{CredentialService, ServiceError};
+use super::{CredentialService, Result, ServiceError};
 use crate::domain::{
     ApiKey, CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, UsageOutcome, UserId,
 };
@@ -46,7 +46,7 @@ impl CredentialService {
     /// ([`crate::key_cache`]). A successful resolve records `last_used_at`,
     /// at most once per [`LAST_USE_RESOLUTION`]; that write failing never
     /// fails the resolve. A record that does not open fails closed.
-    pub async fn resolve(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<ResolvedKey, ServiceError> {
+    pub async fn resolve(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<ResolvedKey> {
         let Some(existing) = self.store.get(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
@@ -96,7 +96,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         revision: &str,
         outcome: UsageOutcome,
-    ) -> Result<ReportAnswer, ServiceError> {
+    ) -> Result<ReportAnswer> {
         let Some(existing) = self.store.get(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };

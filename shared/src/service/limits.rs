@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{CredentialService, ServiceError};
+use super::{CredentialService, Result, ServiceError};
 use crate::domain::UserId;
 use crate::ports::{Budget, LimitStore, Spend};
 
@@ -52,7 +52,7 @@ impl CredentialService {
     /// before any key service or provider call, or refuses with
     /// [`ServiceError::TooManyRequests`]. Report re-checks and background
     /// re-validation do not pass here, so they never spend it.
-    pub(super) async fn admit_validation(&self, user: &UserId) -> Result<(), ServiceError> {
+    pub(super) async fn admit_validation(&self, user: &UserId) -> Result<()> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
