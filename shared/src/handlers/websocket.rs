@@ -128,19 +128,24 @@ pub async fn disconnect(state: &AppState, event: ApiGatewayWebsocketProxyRequest
     reply(200, None)
 }
 
-/// `$default`: `{"action":"ping"}` → `{"type":"pong"}`; anything else a short
-/// JSON error. The body goes back to the client as the route response.
+/// `$default`: `{"action":"ping"}` → `{"type":"pong"}`; anything else a
+/// [`socket_error`]. The body goes back to the client as the route response.
 /// Needs no state (`&()`), like every route handler takes one.
 pub async fn default(_: &(), event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let message = event.body.as_deref().unwrap_or_default();
     let answer = match serde_json::from_str::<Value>(message) {
         Ok(value) => match value.get("action").and_then(Value::as_str) {
             Some("ping") => json!({"type": "pong"}),
-            _ => json!({"type": "error", "code": "unknown_action", "detail": "Supported actions: ping, check."}),
+            _ => socket_error(&ApiError::unknown_action()),
         },
-        Err(_) => json!({"type": "error", "code": "invalid_request", "detail": "Messages must be JSON objects."}),
+        Err(_) => socket_error(&not_an_object()),
     };
     reply(200, Some(answer))
+}
+
+/// A socket message that is not a JSON object.
+fn not_an_object() -> ApiError {
+    ApiError::invalid_request("Messages must be JSON objects.")
 }
 
 /// `check` route: `{"action":"check","provider":"groq"}` runs the same
@@ -172,7 +177,7 @@ async fn run_check(state: &AppState, event: &ApiGatewayWebsocketProxyRequest) ->
     let user = principal(event).ok_or_else(ApiError::unauthenticated)?;
     let message = event.body.as_deref().unwrap_or_default();
     let Ok(Value::Object(body)) = serde_json::from_str::<Value>(message) else {
-        return Err(ApiError::invalid_request("Messages must be JSON objects."));
+        return Err(not_an_object());
     };
     let given = match body.get("provider") {
         Some(Value::String(s)) => s.as_str(),
@@ -184,7 +189,9 @@ async fn run_check(state: &AppState, event: &ApiGatewayWebsocketProxyRequest) ->
     Ok(())
 }
 
-/// The socket form of an error answer: `{"type":"error","data":{"code","detail"}}`.
+/// The one shape of every error a socket is answered with, `$default`'s and
+/// `check`'s alike: `{"type":"error","data":{"code","detail"}}`, made from
+/// the [`ApiError`] a REST route would answer.
 pub fn socket_error(error: &ApiError) -> Value {
     let mut data = json!({"code": error.code, "detail": error.detail});
     // A socket has no headers: `too_many_requests` says when to retry here.
@@ -208,8 +215,14 @@ mod tests {
         event.body = Some(r#"{"action":"ping"}"#.into());
         assert_eq!(body(default(&(), event.clone()).await), json!({"type": "pong"}));
         event.body = Some(r#"{"action":"shout"}"#.into());
-        assert_eq!(body(default(&(), event.clone()).await)["code"], "unknown_action");
+        assert_eq!(
+            body(default(&(), event.clone()).await),
+            json!({"type": "error", "data": {"code": "unknown_action", "detail": "Supported actions: ping, check."}})
+        );
         event.body = Some("ping".into());
-        assert_eq!(body(default(&(), event).await)["code"], "invalid_request");
+        assert_eq!(
+            body(default(&(), event).await),
+            json!({"type": "error", "data": {"code": "invalid_request", "detail": "Messages must be JSON objects."}})
+        );
     }
 }

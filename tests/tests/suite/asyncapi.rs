@@ -97,7 +97,10 @@ fn document_agrees_with_the_rust_types() {
     ] {
         assert!(!validator.is_valid(&bad), "accepted {bad}");
     }
-    assert!(!self::validator(&doc, "ErrorMessage").is_valid(&json!({"type": "error", "code": "nope", "detail": "x"})));
+    let errors = self::validator(&doc, "ErrorMessage");
+    assert!(!errors.is_valid(&json!({"type": "error", "data": {"code": "nope", "detail": "x"}})));
+    // One shape for every socket error: the flat form is gone.
+    assert!(!errors.is_valid(&json!({"type": "error", "code": "unknown_action", "detail": "x"})));
 }
 
 #[tokio::test]

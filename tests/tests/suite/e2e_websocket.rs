@@ -212,12 +212,12 @@ async fn ping_is_answered_with_pong() {
     socket.send(Message::text(r#"{"action":"dance"}"#)).await.unwrap();
     let answer = next_message(&mut socket, Duration::from_secs(5)).await.unwrap();
     assert_eq!(
-        (answer["type"].as_str(), answer["code"].as_str()),
+        (answer["type"].as_str(), answer["data"]["code"].as_str()),
         (Some("error"), Some("unknown_action"))
     );
     socket.send(Message::text("not json")).await.unwrap();
     let answer = next_message(&mut socket, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(answer["code"], "invalid_request");
+    assert_eq!(answer["data"]["code"], "invalid_request");
     // Still connected and answering afterwards.
     socket.send(Message::text(r#"{"action":"ping"}"#)).await.unwrap();
     assert_eq!(

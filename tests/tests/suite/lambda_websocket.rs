@@ -87,7 +87,7 @@ async fn connect_default_and_disconnect_functions_keep_the_table_right() {
     unknown["body"] = json!(r#"{"action":"subscribe"}"#);
     let answer = default.invoke(unknown).await.response();
     assert_eq!(
-        serde_json::from_str::<Value>(answer["body"].as_str().unwrap()).unwrap()["code"],
+        serde_json::from_str::<Value>(answer["body"].as_str().unwrap()).unwrap()["data"]["code"],
         "unknown_action"
     );
 
