@@ -35,11 +35,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use super::aws_errors::AwsFailure;
+use super::credential_record::{self, Fields, Read, Unreadable};
 use super::model_chunks::{self, MAX_CHUNKS};
-use crate::domain::{
-    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, ProviderSpec, SealedKey,
-    StoredCredential, UserId, provider,
-};
+use crate::domain::{CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 use crate::ports::{
     Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
     ModelsUpdate, OncePerWindow, Spend, StoreError,
@@ -181,7 +179,7 @@ impl DynamoStore {
         let Some(Some(head)) = items.first() else {
             return Ok(None);
         };
-        if Reader(head).opt_number::<usize>("chunks")? != Some(count) || items.len() != count {
+        if Read(*head).opt_number::<usize>("chunks")? != Some(count) || items.len() != count {
             return Ok(None);
         }
         let mut parts = Vec::with_capacity(count);
@@ -286,54 +284,40 @@ where
     }
 }
 
-/// Reads typed attributes; a missing or mistyped one means a corrupt item.
-struct Reader<'a>(&'a Item);
+/// An item's attributes, as a credential record reads them.
+impl Fields for Item {
+    const QUOTA: &'static str = "quota";
 
-impl Reader<'_> {
-    fn get(&self, name: &str) -> Option<&AttributeValue> {
-        self.0.get(name).filter(|v| !v.is_null())
-    }
-
-    fn string(&self, name: &str) -> Result<String, StoreError> {
-        self.opt_string(name)?.ok_or_else(|| corrupt(name))
-    }
-
-    fn opt_string(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.get(name)
-            .map(|v| v.as_s().cloned().map_err(|_| corrupt(name)))
+    fn text(&self, name: &'static str) -> Result<Option<String>, Unreadable> {
+        present(self, name)
+            .map(|v| v.as_s().cloned().map_err(|_| Unreadable(name)))
             .transpose()
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, StoreError> {
-        self.opt_number(name)?.ok_or_else(|| corrupt(name))
-    }
-
-    fn opt_number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StoreError> {
-        self.get(name)
-            .map(|v| v.as_n().ok().and_then(|n| n.parse().ok()).ok_or_else(|| corrupt(name)))
+    fn integer(&self, name: &'static str) -> Result<Option<i64>, Unreadable> {
+        present(self, name)
+            .map(|v| v.as_n().ok().and_then(|n| n.parse().ok()).ok_or(Unreadable(name)))
             .transpose()
     }
 
-    fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        self.get(name)
-            .and_then(|v| v.as_b().ok())
-            .map(|blob| blob.as_ref().to_vec())
-            .ok_or_else(|| corrupt(name))
-    }
-
-    fn time(&self, name: &str) -> Result<DateTime<Utc>, StoreError> {
-        time::parse(&self.string(name)?).ok_or_else(|| corrupt(name))
-    }
-
-    fn opt_time(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.opt_string(name)?
-            .map(|t| time::parse(&t).ok_or_else(|| corrupt(name)))
+    fn bytes(&self, name: &'static str) -> Result<Option<Vec<u8>>, Unreadable> {
+        present(self, name)
+            .map(|v| {
+                v.as_b()
+                    .map(|blob| blob.as_ref().to_vec())
+                    .map_err(|_| Unreadable(name))
+            })
             .transpose()
     }
 }
 
-fn corrupt(field: &str) -> StoreError {
-    StoreError::Internal(format!("stored item has no readable {field}"))
+/// The attribute `name`, unless it is absent or null.
+fn present<'a>(item: &'a Item, name: &str) -> Option<&'a AttributeValue> {
+    item.get(name).filter(|v| !v.is_null())
+}
+
+fn corrupt(field: &'static str) -> StoreError {
+    Unreadable(field).into()
 }
 
 /// The attributes of a credential that a key replacement rewrites.
@@ -435,50 +419,7 @@ fn credential_item(c: &StoredCredential) -> Item {
 }
 
 fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, StoreError> {
-    let r = Reader(item);
-    let status = r.string("status")?;
-    Ok(StoredCredential {
-        user_id: user.clone(),
-        provider: provider::find(&r.string("provider")?).ok_or_else(|| corrupt("provider"))?,
-        sealed: SealedKey {
-            format_version: r.number("format_version")?,
-            key_id: r.string("key_id")?,
-            wrapped_data_key: r.bytes("wrapped_data_key")?,
-            nonce: r.bytes("nonce")?,
-            ciphertext: r.bytes("ciphertext")?,
-        },
-        key_hint: r.string("key_hint")?,
-        check: CheckState {
-            status: CredentialStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-            reason: r
-                .opt_string("status_reason")?
-                .map(|reason| ErrorReason::parse(&reason).ok_or_else(|| corrupt("status_reason")))
-                .transpose()?,
-            retry_after_secs: r.opt_number("retry_after_secs")?,
-            checked_at: r.opt_time("last_checked_at")?,
-            quota: r
-                .opt_string("quota")?
-                .map(|json| serde_json::from_str(&json).map_err(|_| corrupt("quota")))
-                .transpose()?,
-        },
-        models_count: r.number("models_count")?,
-        revision: r.string("revision")?,
-        created_at: r.time("created_at")?,
-        updated_at: r.time("updated_at")?,
-        last_used_at: r.opt_time("last_used_at")?,
-        last_recheck_at: r.opt_time("last_recheck_at")?,
-        last_attempt: match r.opt_time("last_attempt_at")? {
-            None => None,
-            Some(at) => Some(FailedAttempt {
-                at,
-                reason: r
-                    .opt_string("last_attempt_reason")?
-                    .and_then(|reason| ErrorReason::parse(&reason))
-                    .ok_or_else(|| corrupt("last_attempt_reason"))?,
-                failures: r.number("attempt_failures")?,
-            }),
-        },
-    })
+    Ok(credential_record::credential(user.clone(), item)?)
 }
 
 #[async_trait]
@@ -500,17 +441,9 @@ impl CredentialStore for DynamoStore {
         let items = self.query_prefix(user, "CRED#").await?;
         // A provider this build does not know (a newer build's, after a
         // rollback) is left out, not an error.
-        let known = |item: &&Item| {
-            let r = Reader(item);
-            r.opt_string("provider")
-                .ok()
-                .flatten()
-                .and_then(|id| provider::find(&id))
-                .is_some()
-        };
         items
             .iter()
-            .filter(known)
+            .filter(|item| credential_record::of_known_provider(*item))
             .map(|item| credential_from_item(user, item))
             .collect()
     }
@@ -620,7 +553,7 @@ impl CredentialStore for DynamoStore {
         match self.set_time_unless_since(&key, "last_recheck_at", when).await? {
             None => Ok(true),
             Some(None) => Err(StoreError::NotFound),
-            Some(Some(item)) if Reader(&item).opt_string("revision")?.as_deref() != Some(key.revision.as_str()) => {
+            Some(Some(item)) if Read(&item).opt_text("revision")?.as_deref() != Some(key.revision.as_str()) => {
                 Err(StoreError::Conflict)
             }
             Some(Some(_)) => Ok(false),
@@ -661,9 +594,9 @@ impl CredentialStore for DynamoStore {
         let Some(item) = output.item() else {
             return Ok(None);
         };
-        let r = Reader(item);
+        let r = Read(item);
         // Lists written before compression are plain JSON in `models`.
-        if let Some(json) = r.opt_string("models")? {
+        if let Some(json) = r.opt_text("models")? {
             let models =
                 serde_json::from_str(&json).map_err(|e| StoreError::Internal(format!("unreadable model list: {e}")))?;
             return Ok(Some(ModelList {
@@ -673,13 +606,9 @@ impl CredentialStore for DynamoStore {
         }
         let mut count: usize = r.number("chunks")?;
         if count <= 1 {
-            let chunk = r
-                .get("models_z")
-                .and_then(|v| v.as_b().ok())
-                .ok_or_else(|| corrupt("models_z"))?;
             return Ok(Some(ModelList {
                 discovered_at: r.time("discovered_at")?,
-                models: model_chunks::decode(&[chunk.as_ref()])?,
+                models: model_chunks::decode(&[&r.bytes("models_z")?])?,
             }));
         }
         // A large list: read all its chunks at once; if it was replaced by a
@@ -688,7 +617,7 @@ impl CredentialStore for DynamoStore {
             match self.read_model_chunks(user, provider.id, count).await? {
                 Some((head, models)) => {
                     return Ok(Some(ModelList {
-                        discovered_at: Reader(&head).time("discovered_at")?,
+                        discovered_at: Read(&head).time("discovered_at")?,
                         models,
                     }));
                 }
@@ -720,8 +649,8 @@ impl CredentialStore for DynamoStore {
         let pages = futures_util::future::try_join_all(queries).await.map_err(sdk_error)?;
         let mut due = Vec::new();
         for item in pages.iter().flat_map(|page| page.items()) {
-            let r = Reader(item);
-            let user = r.string("pk")?;
+            let r = Read(item);
+            let user = r.text("pk")?;
             due.push(DueCredential {
                 user: user
                     .strip_prefix("USER#")
@@ -813,7 +742,7 @@ impl DynamoStore {
             .map_err(sdk_error)?;
         output
             .item()
-            .map(|item| Ok(Reader(item).opt_number("chunks")?.unwrap_or(1)))
+            .map(|item| Ok(Read(item).opt_number("chunks")?.unwrap_or(1)))
             .transpose()
     }
 }
@@ -854,13 +783,13 @@ impl ConnectionStore for DynamoStore {
         items
             .iter()
             .filter(|item| {
-                Reader(item)
+                Read(*item)
                     .opt_number::<i64>("expires_at")
                     .ok()
                     .flatten()
                     .is_some_and(|t| t > now)
             })
-            .map(|item| Reader(item).string("connection_id"))
+            .map(|item| Ok(Read(item).text("connection_id")?))
             .collect()
     }
 }
@@ -964,7 +893,7 @@ impl LimitStore for DynamoStore {
                     UpdateItemError::ConditionalCheckFailedException(failed) => {
                         let open_until = failed
                             .item()
-                            .and_then(|item| Reader(item).opt_number::<i64>("window_ends_ms").ok().flatten())
+                            .and_then(|item| Read(item).opt_number::<i64>("window_ends_ms").ok().flatten())
                             .filter(|&ends| ends > now_ms);
                         if let Some(ends) = open_until {
                             return Ok(Spend::Refused {

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws_errors;
+#[cfg(any(feature = "aws", feature = "local"))]
+pub mod credential_record;
 #[cfg(feature = "aws")]
 pub mod dynamo_store;
 #[cfg(feature = "aws")]

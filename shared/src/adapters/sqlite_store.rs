@@ -10,10 +10,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, named_params};
 
-use crate::domain::{
-    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, ProviderSpec, SealedKey,
-    StoredCredential, UserId, provider,
-};
+use super::credential_record::{self, Fields, Read, Unreadable};
+use crate::domain::{CheckState, ErrorReason, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 use crate::ports::{
     Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
     ModelsUpdate, OncePerWindow, Spend, StoreError,
@@ -131,6 +129,43 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    }
+
+    /// Runs `work` in one `IMMEDIATE` transaction, committed when `work`
+    /// succeeds (and rolled back when it fails).
+    async fn in_transaction<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with_db(move |db| {
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let done = work(&tx)?;
+            tx.commit().map_err(internal)?;
+            Ok(done)
+        })
+        .await
+    }
+
+    /// Stores a new key (`sql`: the insert or the replacement) with its
+    /// model list in one transaction; `on_miss` when `sql` wrote no row.
+    async fn write_key(
+        &self,
+        sql: &'static str,
+        credential: &StoredCredential,
+        models: &[ModelInfo],
+        on_miss: StoreError,
+    ) -> Result<(), StoreError> {
+        let (c, models) = (credential.clone(), models.to_vec());
+        self.in_transaction(move |tx| {
+            if execute_named(tx, sql, &credential_values(&c))? == 0 {
+                return Err(on_miss);
+            }
+            write_models(tx, &c.user_id, c.provider.id, &c.updated_at, &models)
+        })
+        .await
     }
 }
 
@@ -313,60 +348,34 @@ fn execute_named(
     stmt.raw_execute().map_err(internal)
 }
 
+/// A row's columns, as a credential record reads them.
+impl Fields for Row<'_> {
+    const QUOTA: &'static str = "quota_json";
+
+    fn text(&self, name: &'static str) -> Result<Option<String>, Unreadable> {
+        column(self, name)
+    }
+
+    fn integer(&self, name: &'static str) -> Result<Option<i64>, Unreadable> {
+        column(self, name)
+    }
+
+    fn bytes(&self, name: &'static str) -> Result<Option<Vec<u8>>, Unreadable> {
+        column(self, name)
+    }
+}
+
+/// The column `name` of `row`; `None` for NULL.
+fn column<T: rusqlite::types::FromSql>(row: &Row<'_>, name: &'static str) -> Result<Option<T>, Unreadable> {
+    row.get(name).map_err(|_| Unreadable(name))
+}
+
 fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
-    let status: String = row.get("status")?;
-    let reason: Option<String> = row.get("status_reason")?;
-    let last_checked: Option<String> = row.get("last_checked_at")?;
-    let user_id: String = row.get("user_id")?;
-    Ok(StoredCredential {
-        user_id: UserId::parse(&user_id).ok_or_else(|| corrupt("user id"))?,
-        provider: provider::find(&row.get::<_, String>("provider")?).ok_or_else(|| corrupt("provider"))?,
-        sealed: SealedKey {
-            format_version: row.get("format_version")?,
-            key_id: row.get("key_id")?,
-            wrapped_data_key: row.get("wrapped_data_key")?,
-            nonce: row.get("nonce")?,
-            ciphertext: row.get("ciphertext")?,
-        },
-        key_hint: row.get("key_hint")?,
-        check: CheckState {
-            status: CredentialStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-            reason: reason
-                .map(|r| ErrorReason::parse(&r).ok_or_else(|| corrupt("status reason")))
-                .transpose()?,
-            retry_after_secs: row.get::<_, Option<i64>>("retry_after_secs")?.map(|s| s.max(0) as u64),
-            checked_at: last_checked.as_deref().map(parse_ts).transpose()?,
-            quota: row
-                .get::<_, Option<String>>("quota_json")?
-                .map(|json| serde_json::from_str(&json).map_err(|_| corrupt("quota")))
-                .transpose()?,
-        },
-        models_count: row.get("models_count")?,
-        revision: row.get("revision")?,
-        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
-        updated_at: parse_ts(&row.get::<_, String>("updated_at")?)?,
-        last_used_at: row
-            .get::<_, Option<String>>("last_used_at")?
-            .as_deref()
-            .map(parse_ts)
-            .transpose()?,
-        last_recheck_at: row
-            .get::<_, Option<String>>("last_recheck_at")?
-            .as_deref()
-            .map(parse_ts)
-            .transpose()?,
-        last_attempt: match row.get::<_, Option<String>>("last_attempt_at")? {
-            None => None,
-            Some(at) => Some(FailedAttempt {
-                at: parse_ts(&at)?,
-                reason: row
-                    .get::<_, Option<String>>("last_attempt_reason")?
-                    .and_then(|r| ErrorReason::parse(&r))
-                    .ok_or_else(|| corrupt("last attempt reason"))?,
-                failures: row.get("attempt_failures")?,
-            }),
-        },
-    })
+    let read = || {
+        let user = Read(row).parsed("user_id", UserId::parse)?;
+        credential_record::credential(user, row)
+    };
+    read().map_err(|Unreadable(field)| corrupt(field))
 }
 
 /// Why a write guarded by the key's revision changed nothing: the
@@ -484,8 +493,9 @@ impl CredentialStore for SqliteStore {
                 .query_map(named_params! {":user_id": user.as_str()}, |row| {
                     // A provider this build does not know (a newer build's,
                     // after a rollback) is left out, not an error.
-                    let known = provider::find(&row.get::<_, String>("provider")?).is_some();
-                    known.then(|| credential_from_row(row)).transpose()
+                    credential_record::of_known_provider(row)
+                        .then(|| credential_from_row(row))
+                        .transpose()
                 })
                 .map_err(internal)?;
             rows.filter_map(Result::transpose)
@@ -496,33 +506,13 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
-        let (c, models) = (credential.clone(), models.to_vec());
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            if execute_named(&tx, &INSERT_CREDENTIAL, &credential_values(&c))? == 0 {
-                return Err(StoreError::Conflict);
-            }
-            write_models(&tx, &c.user_id, c.provider.id, &c.updated_at, &models)?;
-            tx.commit().map_err(internal)
-        })
-        .await
+        self.write_key(&INSERT_CREDENTIAL, credential, models, StoreError::Conflict)
+            .await
     }
 
     async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
-        let (c, models) = (credential.clone(), models.to_vec());
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            if execute_named(&tx, &REPLACE_CREDENTIAL, &credential_values(&c))? == 0 {
-                return Err(StoreError::NotFound);
-            }
-            write_models(&tx, &c.user_id, c.provider.id, &c.updated_at, &models)?;
-            tx.commit().map_err(internal)
-        })
-        .await
+        self.write_key(&REPLACE_CREDENTIAL, credential, models, StoreError::NotFound)
+            .await
     }
 
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
@@ -531,10 +521,7 @@ impl CredentialStore for SqliteStore {
             ModelsUpdate::Keep => None,
             ModelsUpdate::Replace(list) => Some(list),
         };
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
+        self.in_transaction(move |tx| {
             let now = check.checked_at.unwrap_or_else(Utc::now);
             let updated = tx
                 .execute(
@@ -559,35 +546,27 @@ impl CredentialStore for SqliteStore {
                 )
                 .map_err(internal)?;
             if updated == 0 {
-                return Err(stale_or_gone(&tx, &key)?);
+                return Err(stale_or_gone(tx, &key)?);
             }
             if let Some(models) = &models {
-                write_models(&tx, &key.user, key.provider.id, &now, models)?;
+                write_models(tx, &key.user, key.provider.id, &now, models)?;
             }
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await
     }
 
     async fn record_use(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            let written = set_time_unless_since(&tx, &key, Column::LastUsedAt, when)?;
-            tx.commit().map_err(internal)?;
+        self.in_transaction(move |tx| {
+            let written = set_time_unless_since(tx, &key, Column::LastUsedAt, when)?;
             Ok(written)
         })
         .await
     }
 
     async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            if set_time_unless_since(&tx, &key, Column::LastRecheckAt, when)? {
-                tx.commit().map_err(internal)?;
+        self.in_transaction(move |tx| {
+            if set_time_unless_since(tx, &key, Column::LastRecheckAt, when)? {
                 return Ok(true);
             }
             let stored: Option<String> = tx
@@ -609,10 +588,7 @@ impl CredentialStore for SqliteStore {
 
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError> {
         let (user, provider) = (user.clone(), provider.id);
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
+        self.in_transaction(move |tx| {
             let params = named_params! {":user_id": user.as_str(), ":provider": provider};
             let deleted = tx
                 .execute(
@@ -628,7 +604,7 @@ impl CredentialStore for SqliteStore {
                 params,
             )
             .map_err(internal)?;
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await
     }
@@ -636,11 +612,16 @@ impl CredentialStore for SqliteStore {
     async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
         let (user, provider) = (user.clone(), provider.id);
         self.with_db(move |db| {
-            let row: Option<(String, String)> = db
+            let row = db
                 .query_row(
                     "SELECT discovered_at, models_json FROM models WHERE user_id = :user_id AND provider = :provider",
                     named_params! {":user_id": user.as_str(), ":provider": provider},
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| {
+                        Ok((
+                            row.get::<_, String>("discovered_at")?,
+                            row.get::<_, String>("models_json")?,
+                        ))
+                    },
                 )
                 .optional()
                 .map_err(internal)?;
@@ -692,10 +673,7 @@ impl CredentialStore for SqliteStore {
         fresh_until: DateTime<Utc>,
     ) -> Result<Option<StoredCredential>, StoreError> {
         let due = due.clone();
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
+        self.in_transaction(move |tx| {
             let params = named_params! {":user_id": due.user.as_str(), ":provider": due.provider.id};
             let claimed = tx
                 .execute(
@@ -722,7 +700,6 @@ impl CredentialStore for SqliteStore {
                     credential_from_row,
                 )
                 .map_err(internal)?;
-            tx.commit().map_err(internal)?;
             Ok(Some(credential))
         })
         .await
@@ -730,10 +707,7 @@ impl CredentialStore for SqliteStore {
 
     async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
         let Deferral { attempt, fresh_until } = deferral;
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
+        self.in_transaction(move |tx| {
             let updated = tx
                 .execute(
                     "UPDATE credentials SET last_attempt_at = :at, last_attempt_reason = :reason,
@@ -751,9 +725,9 @@ impl CredentialStore for SqliteStore {
                 )
                 .map_err(internal)?;
             if updated == 0 {
-                return Err(stale_or_gone(&tx, &key)?);
+                return Err(stale_or_gone(tx, &key)?);
             }
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await
     }
@@ -763,10 +737,7 @@ impl CredentialStore for SqliteStore {
 impl ConnectionStore for SqliteStore {
     async fn save_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         let c = connection.clone();
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
+        self.in_transaction(move |tx| {
             // Expired rows are swept here, the way DynamoDB's TTL does it there.
             tx.execute(
                 "DELETE FROM connections WHERE expires_at <= :now",
@@ -786,7 +757,7 @@ impl ConnectionStore for SqliteStore {
                 },
             )
             .map_err(internal)?;
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await
     }
@@ -833,10 +804,7 @@ impl LimitStore for SqliteStore {
         let (user, bucket, limit) = (user.clone(), budget.bucket, budget.limit);
         let now_ms = now.timestamp_millis();
         let ends_ms = (now + budget.window).timestamp_millis();
-        self.with_db(move |db| {
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
+        self.in_transaction(move |tx| {
             let open: Option<(i64, i64)> = tx
                 .query_row(
                     "SELECT spent, window_ends_ms FROM limits WHERE user_id = :user_id AND bucket = :bucket",
@@ -864,7 +832,6 @@ impl LimitStore for SqliteStore {
                 ),
             };
             spend.map_err(internal)?;
-            tx.commit().map_err(internal)?;
             Ok(Spend::Granted)
         })
         .await
