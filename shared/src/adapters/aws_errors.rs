@@ -5,6 +5,20 @@
 // Every AWS SDK crate re-exports these same smithy types; DynamoDB's names them.
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+use crate::metrics::AwsService;
+
+/// What a failed AWS call comes to for the adapter that made it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sorted {
+    /// Throttled, timed out, unreachable, or a code worth a retry: the whole error.
+    Retry(String),
+    /// A code saying the request itself is refused (KMS: a ciphertext that
+    /// does not open): the whole error.
+    Refused(String),
+    /// Anything else: the whole error.
+    Failed(String),
+}
+
 /// What went wrong with one AWS call.
 pub enum AwsFailure {
     /// Timed out, could not connect, or the answer could not be read: retryable.
@@ -19,6 +33,27 @@ pub enum AwsFailure {
 }
 
 impl AwsFailure {
+    /// Sorts a failed call to `service` by the codes its adapter weighs:
+    /// `retryable` ones, and `refused` ones. Throttling is counted
+    /// ([`crate::metrics::aws_throttled`]).
+    pub fn sort<E, R>(error: &SdkError<E, R>, service: AwsService, retryable: &[&str], refused: &[&str]) -> Sorted
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let failure = AwsFailure::of(error);
+        if failure.is_throttling() {
+            crate::metrics::aws_throttled(service);
+        }
+        if failure.is_retryable(retryable) {
+            Sorted::Retry(failure.into_detail())
+        } else if failure.code().is_some_and(|code| refused.contains(&code)) {
+            Sorted::Refused(failure.into_detail())
+        } else {
+            Sorted::Failed(failure.into_detail())
+        }
+    }
+
     /// Sorts `error`.
     pub fn of<E, R>(error: &SdkError<E, R>) -> AwsFailure
     where

@@ -34,10 +34,11 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::aws_errors::AwsFailure;
+use super::aws_errors::{AwsFailure, Sorted};
 use super::credential_record::{self, Fields, Read, Unreadable};
 use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::{CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
+use crate::metrics::AwsService;
 use crate::ports::{
     Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
     ModelsUpdate, OncePerWindow, Spend, StoreError,
@@ -118,12 +119,7 @@ impl DynamoStore {
                 Self::models_chunk_key(user, provider, index)
             };
             item.insert("models_z".into(), b(chunk));
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .build()
-                .map_err(build_err)?;
-            writes.push(TransactWriteItem::builder().put(put).build());
+            writes.push(self.transact_item(Write::Put(item), None)?);
         }
         writes.extend(self.delete_model_chunks(user, provider, chunks.len())?);
         Ok(writes)
@@ -137,14 +133,7 @@ impl DynamoStore {
         from: usize,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         (from.max(1)..MAX_CHUNKS)
-            .map(|index| {
-                let delete = Delete::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::models_chunk_key(user, provider, index)))
-                    .build()
-                    .map_err(build_err)?;
-                Ok(TransactWriteItem::builder().delete(delete).build())
-            })
+            .map(|index| self.transact_item(Write::Delete(Self::models_chunk_key(user, provider, index)), None))
             .collect()
     }
 
@@ -224,7 +213,7 @@ impl DynamoStore {
                 }
                 // Throttled or conflicting to the end: safe to retry later.
                 if codes.contains(&"ThrottlingError") {
-                    crate::metrics::aws_throttled(crate::metrics::AwsService::DynamoDb);
+                    crate::metrics::aws_throttled(AwsService::DynamoDb);
                 }
                 return Err(StoreError::Unavailable(format!("transaction cancelled: {codes:?}")));
             }
@@ -240,6 +229,128 @@ impl DynamoStore {
             Err(e) => e,
         }
     }
+
+    /// One item, read strongly consistent; `projection`: only those attributes.
+    async fn get_item(&self, key: Item, projection: Option<&str>) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .set_projection_expression(projection.map(str::to_owned))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(output.item)
+    }
+
+    /// One write of a transaction on this table, on `condition` if any.
+    fn transact_item(&self, write: Write, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+        let (table, condition) = (Some(self.table.clone()), condition.map(str::to_owned));
+        let write = match write {
+            Write::Put(item) => TransactWriteItem::builder().put(
+                Put::builder()
+                    .set_table_name(table)
+                    .set_item(Some(item))
+                    .set_condition_expression(condition)
+                    .build()
+                    .map_err(build_err)?,
+            ),
+            Write::Delete(key) => TransactWriteItem::builder().delete(
+                Delete::builder()
+                    .set_key(Some(key))
+                    .set_table_name(table)
+                    .set_condition_expression(condition)
+                    .build()
+                    .map_err(build_err)?,
+            ),
+        };
+        Ok(write.build())
+    }
+
+    /// An update of the credential at `key` that sets (or, for `None`,
+    /// removes) `attributes`, only while the credential is there and, given
+    /// a `revision`, holds that key still.
+    fn credential_update(
+        &self,
+        key: Item,
+        attributes: Vec<(&'static str, Option<AttributeValue>)>,
+        revision: Option<&str>,
+    ) -> Result<Update, StoreError> {
+        let (expression, mut names, mut values) = update_expression(attributes);
+        let mut condition = "attribute_exists(pk)".to_owned();
+        if let Some(revision) = revision {
+            names.insert("#revision".into(), "revision".into());
+            values.insert(":revision".into(), s(revision));
+            condition.push_str(" AND #revision = :revision");
+        }
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)
+    }
+
+    /// Sends `update` on its own, as one conditional `UpdateItem` (half of
+    /// what a one-item transaction costs). A key it no longer finds is
+    /// `NotFound`, one replaced meanwhile `Conflict`: the failed condition
+    /// returns the item as it was.
+    async fn send_update(&self, update: Update) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .set_return_values_on_condition_check_failure(update.return_values_on_condition_check_failure)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => Err(match failed.item() {
+                    Some(_) => StoreError::Conflict,
+                    None => StoreError::NotFound,
+                }),
+                _ => Err(sdk_error(SdkError::ServiceError(e))),
+            },
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Stores `write` (of `credential`) and its model list in one
+    /// transaction; a failed condition is `on_condition`.
+    async fn write_key(
+        &self,
+        write: TransactWriteItem,
+        credential: &StoredCredential,
+        models: &[ModelInfo],
+        on_condition: StoreError,
+    ) -> Result<(), StoreError> {
+        let mut items = vec![write];
+        items.extend(self.put_models(
+            &credential.user_id,
+            credential.provider.id,
+            &credential.updated_at,
+            models,
+        )?);
+        self.transact(items, on_condition).await
+    }
+}
+
+/// A write of a transaction: an item to put, or the key of one to delete.
+enum Write {
+    Put(Item),
+    Delete(Item),
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -258,29 +369,24 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
     StoreError::Internal(format!("request build: {e}"))
 }
 
+/// DynamoDB's error codes worth a retry.
+const RETRYABLE: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+];
+
 /// Sorts SDK failures: throttling, timeouts and outages are retryable (`Unavailable`).
-fn sdk_error<E, R>(error: SdkError<E, R>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    const RETRYABLE: &[&str] = &[
-        "ThrottlingException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "TransactionConflictException",
-        "TransactionInProgressException",
-    ];
-    let failure = AwsFailure::of(&error);
-    if failure.is_throttling() {
-        crate::metrics::aws_throttled(crate::metrics::AwsService::DynamoDb);
-    }
-    if failure.is_retryable(RETRYABLE) {
-        StoreError::Unavailable(failure.into_detail())
-    } else {
-        StoreError::Internal(failure.into_detail())
+fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    error: SdkError<E, R>,
+) -> StoreError {
+    match AwsFailure::sort(&error, AwsService::DynamoDb, RETRYABLE, &[]) {
+        Sorted::Retry(detail) => StoreError::Unavailable(detail),
+        Sorted::Refused(detail) | Sorted::Failed(detail) => StoreError::Internal(detail),
     }
 }
 
@@ -425,16 +531,8 @@ fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, 
 #[async_trait]
 impl CredentialStore for DynamoStore {
     async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::credential_key(user, provider.id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        output.item().map(|item| credential_from_item(user, item)).transpose()
+        let item = self.get_item(Self::credential_key(user, provider.id), None).await?;
+        item.map(|item| credential_from_item(user, &item)).transpose()
     }
 
     async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError> {
@@ -449,41 +547,16 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(credential_item(credential)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_err)?;
-        let mut items = vec![TransactWriteItem::builder().put(put).build()];
-        items.extend(self.put_models(
-            &credential.user_id,
-            credential.provider.id,
-            &credential.updated_at,
-            models,
-        )?);
-        self.transact(items, StoreError::Conflict).await
+        let put = Write::Put(credential_item(credential));
+        let write = self.transact_item(put, Some("attribute_not_exists(pk)"))?;
+        self.write_key(write, credential, models, StoreError::Conflict).await
     }
 
     async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
-        let (expression, names, values) = update_expression(key_and_status_attributes(credential));
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&credential.user_id, credential.provider.id)))
-            .update_expression(expression)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(build_err)?;
-        let mut items = vec![TransactWriteItem::builder().update(update).build()];
-        items.extend(self.put_models(
-            &credential.user_id,
-            credential.provider.id,
-            &credential.updated_at,
-            models,
-        )?);
-        self.transact(items, StoreError::NotFound).await
+        let key = Self::credential_key(&credential.user_id, credential.provider.id);
+        let update = self.credential_update(key, key_and_status_attributes(credential), None)?;
+        let write = TransactWriteItem::builder().update(update).build();
+        self.write_key(write, credential, models, StoreError::NotFound).await
     }
 
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
@@ -497,42 +570,11 @@ impl CredentialStore for DynamoStore {
         if let ModelsUpdate::Replace(list) = &models {
             attributes.push(("models_count", Some(n(list.len()))));
         }
-        let (expression, mut names, mut values) = update_expression(attributes);
-        names.insert("#revision".into(), "revision".into());
-        values.insert(":revision".into(), s(&key.revision));
-        let condition = "attribute_exists(pk) AND #revision = :revision";
         let item_key = Self::credential_key(&key.user, key.provider.id);
+        let update = self.credential_update(item_key, attributes, Some(&key.revision))?;
         match models {
-            ModelsUpdate::Keep => {
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(item_key))
-                    .update_expression(expression)
-                    .set_expression_attribute_names(Some(names))
-                    .set_expression_attribute_values(Some(values))
-                    .condition_expression(condition)
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                        Err(self.gone_or_changed(&key).await)
-                    }
-                    Err(e) => Err(sdk_error(e)),
-                }
-            }
+            ModelsUpdate::Keep => self.send_update(update).await,
             ModelsUpdate::Replace(list) => {
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(item_key))
-                    .update_expression(expression)
-                    .set_expression_attribute_names(Some(names))
-                    .set_expression_attribute_values(Some(values))
-                    .condition_expression(condition)
-                    .build()
-                    .map_err(build_err)?;
                 let mut items = vec![TransactWriteItem::builder().update(update).build()];
                 items.extend(self.put_models(&key.user, key.provider.id, &now, &list)?);
                 match self.transact(items, StoreError::Conflict).await {
@@ -562,39 +604,20 @@ impl CredentialStore for DynamoStore {
 
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError> {
         let provider = provider.id;
-        let credential = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::credential_key(user, provider)))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(build_err)?;
-        let models = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::models_key(user, provider)))
-            .build()
-            .map_err(build_err)?;
+        let credential = Write::Delete(Self::credential_key(user, provider));
         let mut items = vec![
-            TransactWriteItem::builder().delete(credential).build(),
-            TransactWriteItem::builder().delete(models).build(),
+            self.transact_item(credential, Some("attribute_exists(pk)"))?,
+            self.transact_item(Write::Delete(Self::models_key(user, provider)), None)?,
         ];
         items.extend(self.delete_model_chunks(user, provider, 1)?);
         self.transact(items, StoreError::NotFound).await
     }
 
     async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::models_key(user, provider.id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let Some(item) = output.item() else {
+        let Some(item) = self.get_item(Self::models_key(user, provider.id), None).await? else {
             return Ok(None);
         };
-        let r = Read(item);
+        let r = Read(&item);
         // Lists written before compression are plain JSON in `models`.
         if let Some(json) = r.opt_text("models")? {
             let models =
@@ -698,51 +721,17 @@ impl CredentialStore for DynamoStore {
     async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
         let mut attributes = attempt_attributes(Some(&deferral.attempt));
         attributes.push(("fresh_at", Some(s(time::to_stored(&deferral.fresh_until)))));
-        let (expression, mut names, mut values) = update_expression(attributes);
-        names.insert("#revision".into(), "revision".into());
-        values.insert(":revision".into(), s(&key.revision));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&key.user, key.provider.id)))
-            .update_expression(expression)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .condition_expression("attribute_exists(pk) AND #revision = :revision")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) => match e.err() {
-                UpdateItemError::ConditionalCheckFailedException(failed) => Err(match failed.item() {
-                    Some(_) => StoreError::Conflict,
-                    None => StoreError::NotFound,
-                }),
-                _ => Err(sdk_error(SdkError::ServiceError(e))),
-            },
-            Err(e) => Err(sdk_error(e)),
-        }
+        let item_key = Self::credential_key(&key.user, key.provider.id);
+        self.send_update(self.credential_update(item_key, attributes, Some(&key.revision))?)
+            .await
     }
 }
 
 impl DynamoStore {
     /// The chunk count the head item states now (`None`: no list).
     async fn models_head_chunks(&self, user: &UserId, provider: &str) -> Result<Option<usize>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::models_key(user, provider)))
-            .projection_expression("chunks")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        output
-            .item()
-            .map(|item| Ok(Read(item).opt_number("chunks")?.unwrap_or(1)))
+        let head = self.get_item(Self::models_key(user, provider), Some("chunks")).await?;
+        head.map(|item| Ok(Read(&item).opt_number("chunks")?.unwrap_or(1)))
             .transpose()
     }
 }
@@ -870,19 +859,22 @@ impl LimitStore for DynamoStore {
         let key = Self::key(user, format!("LIMIT#{}", budget.bucket));
         let now_ms = now.timestamp_millis();
         let ends_ms = (now + budget.window).timestamp_millis();
-        for _ in 0..SPEND_ATTEMPTS {
-            // Spend from the open window, if there is one with budget left.
-            let result = self
-                .client
+        // Both steps use the spent units, the window's end, one, and now.
+        let update = || {
+            self.client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(key.clone()))
-                .update_expression("SET #spent = #spent + :one")
-                .condition_expression("#ends > :now AND #spent < :limit")
                 .expression_attribute_names("#spent", "spent")
                 .expression_attribute_names("#ends", "window_ends_ms")
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":now", n(now_ms))
+        };
+        for _ in 0..SPEND_ATTEMPTS {
+            // Spend from the open window, if there is one with budget left.
+            let result = update()
+                .update_expression("SET #spent = #spent + :one")
+                .condition_expression("#ends > :now AND #spent < :limit")
                 .expression_attribute_values(":limit", n(budget.limit))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
@@ -907,18 +899,10 @@ impl LimitStore for DynamoStore {
             }
             // No open window: open one with this spend in it, unless another
             // spender just did (then spend from theirs).
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key.clone()))
+            let result = update()
                 .update_expression("SET #spent = :one, #ends = :ends, #ttl = :ttl")
                 .condition_expression("attribute_not_exists(#ends) OR #ends <= :now")
-                .expression_attribute_names("#spent", "spent")
-                .expression_attribute_names("#ends", "window_ends_ms")
                 .expression_attribute_names("#ttl", "expires_at")
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":now", n(now_ms))
                 .expression_attribute_values(":ends", n(ends_ms))
                 // DynamoDB's TTL (epoch seconds) removes the item some time after.
                 .expression_attribute_values(":ttl", n(ends_ms.div_euclid(1000) + 1))

@@ -9,7 +9,8 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::aws_errors::AwsFailure;
+use super::aws_errors::{AwsFailure, Sorted};
+use crate::metrics::AwsService;
 use crate::ports::{DataKey, EncryptionContext, Keyring, KeyringError, WrappedKey};
 
 /// Data keys from KMS, wrapped under one KMS key.
@@ -53,31 +54,27 @@ fn take_plaintext(blob: Option<Blob>) -> Result<Zeroizing<[u8; 32]>, KeyringErro
     result
 }
 
+/// KMS's error codes worth a retry.
+const RETRYABLE: &[&str] = &[
+    "ThrottlingException",
+    "LimitExceededException",
+    "KMSInternalException",
+    "KeyUnavailableException",
+    "DependencyTimeoutException",
+];
+
+/// KMS's error codes for a ciphertext that does not open under this context.
+const REJECTED: &[&str] = &["InvalidCiphertextException", "IncorrectKeyException"];
+
 /// Sorts KMS failures: throttling, outages and timeouts are retryable; a
 /// ciphertext that does not open under this context fails closed.
-fn kms_error<E, R>(error: SdkError<E, R>) -> KeyringError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    const RETRYABLE: &[&str] = &[
-        "ThrottlingException",
-        "LimitExceededException",
-        "KMSInternalException",
-        "KeyUnavailableException",
-        "DependencyTimeoutException",
-    ];
-    const REJECTED: &[&str] = &["InvalidCiphertextException", "IncorrectKeyException"];
-    let failure = AwsFailure::of(&error);
-    if failure.is_throttling() {
-        crate::metrics::aws_throttled(crate::metrics::AwsService::Kms);
-    }
-    if failure.is_retryable(RETRYABLE) {
-        KeyringError::Unavailable(failure.into_detail())
-    } else if failure.code().is_some_and(|code| REJECTED.contains(&code)) {
-        KeyringError::Rejected
-    } else {
-        KeyringError::Internal(failure.into_detail())
+fn kms_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    error: SdkError<E, R>,
+) -> KeyringError {
+    match AwsFailure::sort(&error, AwsService::Kms, RETRYABLE, REJECTED) {
+        Sorted::Retry(detail) => KeyringError::Unavailable(detail),
+        Sorted::Refused(_) => KeyringError::Rejected,
+        Sorted::Failed(detail) => KeyringError::Internal(detail),
     }
 }
 
