@@ -272,18 +272,14 @@ pub fn aws_throttled(service: AwsService) {
 }
 
 fn validation_line(provider: &'static ProviderSpec, outcome: &CheckOutcome, latency: Duration) -> Line {
-    let (verdict, reason) = match outcome {
-        CheckOutcome::Valid { .. } => ("valid", None),
-        CheckOutcome::Invalid => ("invalid", None),
-        CheckOutcome::Failed { reason, .. } => ("error", Some(*reason)),
-    };
+    let (verdict, reason) = outcome.verdict();
     let unavailable = matches!(reason, Some(ErrorReason::ProviderUnavailable | ErrorReason::Timeout));
     Line::new()
         .count(&VALIDATIONS)
         .value(&PROVIDER_LATENCY, latency.as_secs_f64() * 1000.0)
         .value(&PROVIDER_UNAVAILABLE, if unavailable { 1.0 } else { 0.0 })
         .dimension("Provider", provider.id)
-        .dimension("Outcome", verdict)
+        .dimension("Outcome", verdict.as_str())
         .dimension("Reason", reason.map_or("none", ErrorReason::as_str))
 }
 

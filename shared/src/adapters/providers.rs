@@ -294,15 +294,11 @@ impl ProviderClient for HttpProviderClient {
             Ok(Err(outcome)) => outcome,
             Err(_elapsed) => failed(ErrorReason::Timeout),
         };
-        let (verdict, reason) = match &outcome {
-            CheckOutcome::Valid { .. } => ("valid", None),
-            CheckOutcome::Invalid => ("invalid", None),
-            CheckOutcome::Failed { reason, .. } => ("error", Some(reason.as_str())),
-        };
+        let (verdict, reason) = outcome.verdict();
         tracing::info!(
             provider = provider.id,
-            verdict,
-            reason,
+            verdict = verdict.as_str(),
+            reason = reason.map(ErrorReason::as_str),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "provider check finished"
         );

@@ -93,15 +93,11 @@ pub fn simulate(provider: &ProviderSpec, key: &str) -> CheckOutcome {
 impl ProviderClient for SandboxProviderClient {
     async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome {
         let outcome = simulate(provider, key.expose());
-        let (verdict, reason) = match &outcome {
-            CheckOutcome::Valid { .. } => ("valid", None),
-            CheckOutcome::Invalid => ("invalid", None),
-            CheckOutcome::Failed { reason, .. } => ("error", Some(reason.as_str())),
-        };
+        let (verdict, reason) = outcome.verdict();
         tracing::info!(
             provider = provider.id,
-            verdict,
-            reason,
+            verdict = verdict.as_str(),
+            reason = reason.map(ErrorReason::as_str),
             sandbox = true,
             "provider check simulated"
         );

@@ -81,6 +81,18 @@ pub enum CheckOutcome {
     },
 }
 
+impl CheckOutcome {
+    /// The status the outcome comes to, and why there is no verdict when it
+    /// is `error`: what the stored state, the logs and the metrics say.
+    pub fn verdict(&self) -> (CredentialStatus, Option<ErrorReason>) {
+        match self {
+            CheckOutcome::Valid { .. } => (CredentialStatus::Valid, None),
+            CheckOutcome::Invalid => (CredentialStatus::Invalid, None),
+            CheckOutcome::Failed { reason, .. } => (CredentialStatus::Error, Some(*reason)),
+        }
+    }
+}
+
 /// The result of the last check, as stored with the credential.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckState {
@@ -99,13 +111,10 @@ pub struct CheckState {
 impl CheckState {
     /// The state a check's outcome leaves, as of `checked_at`.
     pub fn from_outcome(outcome: &CheckOutcome, checked_at: DateTime<Utc>) -> CheckState {
-        let (status, reason, retry_after_secs) = match outcome {
-            CheckOutcome::Valid { .. } => (CredentialStatus::Valid, None, None),
-            CheckOutcome::Invalid => (CredentialStatus::Invalid, None, None),
-            CheckOutcome::Failed {
-                reason,
-                retry_after_secs,
-            } => (CredentialStatus::Error, Some(*reason), *retry_after_secs),
+        let (status, reason) = outcome.verdict();
+        let retry_after_secs = match outcome {
+            CheckOutcome::Failed { retry_after_secs, .. } => *retry_after_secs,
+            _ => None,
         };
         CheckState {
             status,
