@@ -105,79 +105,71 @@ impl ProviderClient for SandboxProviderClient {
     }
 }
 
-/// (id, name, context window) of a few current models per provider.
-type SandboxModel = (&'static str, &'static str, u64);
+/// A small, plausible catalogue, shaped like each provider's own ids:
+/// (provider, model id, model name, context window).
+const CATALOGUE: &[(&str, &str, &str, u64)] = &[
+    ("anthropic", "claude-3-5-haiku-20241022", "Claude Haiku 3.5", 200_000),
+    ("anthropic", "claude-opus-4-1-20250805", "Claude Opus 4.1", 200_000),
+    ("anthropic", "claude-sonnet-4-20250514", "Claude Sonnet 4", 200_000),
+    ("cohere", "command-a-03-2025", "command-a-03-2025", 256_000),
+    ("cohere", "command-r-08-2024", "command-r-08-2024", 128_000),
+    ("cohere", "command-r-plus-08-2024", "command-r-plus-08-2024", 128_000),
+    ("deepseek", "deepseek-chat", "deepseek-chat", 64_000),
+    ("deepseek", "deepseek-reasoner", "deepseek-reasoner", 64_000),
+    ("google_gemini", "gemini-2.0-flash", "Gemini 2.0 Flash", 1_048_576),
+    ("google_gemini", "gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576),
+    ("google_gemini", "gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576),
+    ("groq", "gemma2-9b-it", "gemma2-9b-it", 8_192),
+    ("groq", "llama-3.1-8b-instant", "llama-3.1-8b-instant", 131_072),
+    ("groq", "llama-3.3-70b-versatile", "llama-3.3-70b-versatile", 131_072),
+    ("mistral", "codestral-latest", "codestral-latest", 256_000),
+    ("mistral", "mistral-large-latest", "mistral-large-latest", 131_072),
+    ("mistral", "mistral-small-latest", "mistral-small-latest", 131_072),
+    ("openai", "gpt-4.1", "gpt-4.1", 1_047_576),
+    ("openai", "gpt-4o", "gpt-4o", 128_000),
+    ("openai", "gpt-4o-mini", "gpt-4o-mini", 128_000),
+    (
+        "openrouter",
+        "anthropic/claude-sonnet-4",
+        "Anthropic: Claude Sonnet 4",
+        200_000,
+    ),
+    (
+        "openrouter",
+        "meta-llama/llama-3.3-70b-instruct",
+        "Meta: Llama 3.3 70B Instruct",
+        131_072,
+    ),
+    ("openrouter", "openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", 128_000),
+    (
+        "together",
+        "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+        "Meta Llama 3.3 70B Instruct Turbo",
+        131_072,
+    ),
+    (
+        "together",
+        "mistralai/Mixtral-8x7B-Instruct-v0.1",
+        "Mixtral-8x7B Instruct v0.1",
+        32_768,
+    ),
+    ("xai", "grok-3", "grok-3", 131_072),
+    ("xai", "grok-3-mini", "grok-3-mini", 131_072),
+];
 
-/// A small, plausible catalogue per provider, shaped like each one's own ids.
-fn catalogue(provider_id: &str) -> &'static [SandboxModel] {
-    match provider_id {
-        "anthropic" => &[
-            ("claude-3-5-haiku-20241022", "Claude Haiku 3.5", 200_000),
-            ("claude-opus-4-1-20250805", "Claude Opus 4.1", 200_000),
-            ("claude-sonnet-4-20250514", "Claude Sonnet 4", 200_000),
-        ],
-        "cohere" => &[
-            ("command-a-03-2025", "command-a-03-2025", 256_000),
-            ("command-r-08-2024", "command-r-08-2024", 128_000),
-            ("command-r-plus-08-2024", "command-r-plus-08-2024", 128_000),
-        ],
-        "deepseek" => &[
-            ("deepseek-chat", "deepseek-chat", 64_000),
-            ("deepseek-reasoner", "deepseek-reasoner", 64_000),
-        ],
-        "google_gemini" => &[
-            ("gemini-2.0-flash", "Gemini 2.0 Flash", 1_048_576),
-            ("gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576),
-            ("gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576),
-        ],
-        "groq" => &[
-            ("gemma2-9b-it", "gemma2-9b-it", 8_192),
-            ("llama-3.1-8b-instant", "llama-3.1-8b-instant", 131_072),
-            ("llama-3.3-70b-versatile", "llama-3.3-70b-versatile", 131_072),
-        ],
-        "mistral" => &[
-            ("codestral-latest", "codestral-latest", 256_000),
-            ("mistral-large-latest", "mistral-large-latest", 131_072),
-            ("mistral-small-latest", "mistral-small-latest", 131_072),
-        ],
-        "openai" => &[
-            ("gpt-4.1", "gpt-4.1", 1_047_576),
-            ("gpt-4o", "gpt-4o", 128_000),
-            ("gpt-4o-mini", "gpt-4o-mini", 128_000),
-        ],
-        "openrouter" => &[
-            ("anthropic/claude-sonnet-4", "Anthropic: Claude Sonnet 4", 200_000),
-            (
-                "meta-llama/llama-3.3-70b-instruct",
-                "Meta: Llama 3.3 70B Instruct",
-                131_072,
-            ),
-            ("openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", 128_000),
-        ],
-        "together" => &[
-            (
-                "meta-llama/Llama-3.3-70B-Instruct-Turbo",
-                "Meta Llama 3.3 70B Instruct Turbo",
-                131_072,
-            ),
-            (
-                "mistralai/Mixtral-8x7B-Instruct-v0.1",
-                "Mixtral-8x7B Instruct v0.1",
-                32_768,
-            ),
-        ],
-        "xai" => &[("grok-3", "grok-3", 131_072), ("grok-3-mini", "grok-3-mini", 131_072)],
-        // A provider added later without an entry here still gets a list.
-        _ => &[("sandbox-model", "Sandbox model", 8_192)],
-    }
-}
+/// What a provider without an entry in [`CATALOGUE`] (one added later) lists.
+const FALLBACK_MODEL: (&str, &str, &str, u64) = ("", "sandbox-model", "Sandbox model", 8_192);
 
 /// The models a valid sandbox key unlocks at `provider`, canonical like a real list.
 pub fn models_of(provider: &ProviderSpec) -> Vec<ModelInfo> {
+    let mut listed: Vec<_> = CATALOGUE.iter().filter(|(of, ..)| *of == provider.id).collect();
+    if listed.is_empty() {
+        listed.push(&FALLBACK_MODEL);
+    }
     canonical(
-        catalogue(provider.id)
-            .iter()
-            .map(|(id, name, context_window)| ModelInfo {
+        listed
+            .into_iter()
+            .map(|(_, id, name, context_window)| ModelInfo {
                 model_id: (*id).to_owned(),
                 model_name: (*name).to_owned(),
                 context_window: Some(*context_window),
