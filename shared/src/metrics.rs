@@ -65,103 +65,62 @@ pub struct Metric {
     pub dimensions: &'static [&'static [&'static str]],
 }
 
+impl Metric {
+    /// A metric declaration.
+    pub const fn new(name: &'static str, unit: Unit, dimensions: &'static [&'static [&'static str]]) -> Metric {
+        Metric { name, unit, dimensions }
+    }
+}
+
 /// One per provider check (create, update, check, a report's re-check,
 /// background re-validation): `Outcome` is `valid`, `invalid` or `error`,
 /// `Reason` the error reason or `none`. Also published per `Provider` alone.
-pub const VALIDATIONS: Metric = Metric {
-    name: "Validations",
-    unit: Unit::Count,
-    dimensions: &[&["Provider", "Outcome", "Reason"], &["Provider"]],
-};
+pub const VALIDATIONS: Metric = Metric::new(
+    "Validations",
+    Unit::Count,
+    &[&["Provider", "Outcome", "Reason"], &["Provider"]],
+);
 
 /// How long the provider took to answer a check.
-pub const PROVIDER_LATENCY: Metric = Metric {
-    name: "ProviderLatency",
-    unit: Unit::Milliseconds,
-    dimensions: &[&["Provider"]],
-};
+pub const PROVIDER_LATENCY: Metric = Metric::new("ProviderLatency", Unit::Milliseconds, &[&["Provider"]]);
 
 /// 1 when a check found the provider unreachable or out of time
 /// (`provider_unavailable`, `timeout`), else 0: its average is the
 /// provider's unavailability rate, its sample count the number of checks.
-pub const PROVIDER_UNAVAILABLE: Metric = Metric {
-    name: "ProviderUnavailable",
-    unit: Unit::Count,
-    dimensions: &[&["Provider"]],
-};
+pub const PROVIDER_UNAVAILABLE: Metric = Metric::new("ProviderUnavailable", Unit::Count, &[&["Provider"]]);
 
 /// Status messages delivered to sockets.
-pub const PUSHES_SENT: Metric = Metric {
-    name: "PushesSent",
-    unit: Unit::Count,
-    dimensions: &[&[]],
-};
+pub const PUSHES_SENT: Metric = Metric::new("PushesSent", Unit::Count, &[&[]]);
 
 /// Pushes that failed or timed out (the socket may still be open).
-pub const PUSHES_FAILED: Metric = Metric {
-    name: "PushesFailed",
-    unit: Unit::Count,
-    dimensions: &[&[]],
-};
+pub const PUSHES_FAILED: Metric = Metric::new("PushesFailed", Unit::Count, &[&[]]);
 
 /// Connections found gone (410) while pushing, and forgotten.
-pub const CONNECTIONS_GONE: Metric = Metric {
-    name: "ConnectionsGone",
-    unit: Unit::Count,
-    dimensions: &[&[]],
-};
+pub const CONNECTIONS_GONE: Metric = Metric::new("ConnectionsGone", Unit::Count, &[&[]]);
 
 /// One per `credentials-resolve` resolve: `Result` is `ok` or the error code.
-pub const RESOLVES: Metric = Metric {
-    name: "Resolves",
-    unit: Unit::Count,
-    dimensions: &[&["Provider", "Result"]],
-};
+pub const RESOLVES: Metric = Metric::new("Resolves", Unit::Count, &[&["Provider", "Result"]]);
 
 /// One per usage report: `Outcome` is what the caller reported, `Result`
 /// what the service did (`rechecked`, `recorded`, `debounced`, `stale`) or
 /// the error code.
-pub const REPORTS: Metric = Metric {
-    name: "Reports",
-    unit: Unit::Count,
-    dimensions: &[&["Provider", "Outcome", "Result"]],
-};
+pub const REPORTS: Metric = Metric::new("Reports", Unit::Count, &[&["Provider", "Outcome", "Result"]]);
 
 /// Requests refused by a limit of the service (see [`RateLimit`]).
-pub const RATE_LIMITED: Metric = Metric {
-    name: "RateLimited",
-    unit: Unit::Count,
-    dimensions: &[&["Limit"]],
-};
+pub const RATE_LIMITED: Metric = Metric::new("RateLimited", Unit::Count, &[&["Limit"]]);
 
 /// Credentials a background re-validation run checked.
-pub const REVALIDATION_CHECKED: Metric = Metric {
-    name: "RevalidationChecked",
-    unit: Unit::Count,
-    dimensions: &[&[]],
-};
+pub const REVALIDATION_CHECKED: Metric = Metric::new("RevalidationChecked", Unit::Count, &[&[]]);
 
 /// Credentials still due for re-validation when a run ended.
-pub const REVALIDATION_DUE: Metric = Metric {
-    name: "RevalidationDue",
-    unit: Unit::Count,
-    dimensions: &[&[]],
-};
+pub const REVALIDATION_DUE: Metric = Metric::new("RevalidationDue", Unit::Count, &[&[]]);
 
 /// How overdue the oldest credential still due was when a run ended (0: none).
-pub const REVALIDATION_LAG: Metric = Metric {
-    name: "RevalidationLag",
-    unit: Unit::Seconds,
-    dimensions: &[&[]],
-};
+pub const REVALIDATION_LAG: Metric = Metric::new("RevalidationLag", Unit::Seconds, &[&[]]);
 
 /// An AWS call throttled to the end of the SDK's retries; `Service` is
 /// `kms` or `dynamodb`.
-pub const AWS_THROTTLED: Metric = Metric {
-    name: "AwsThrottled",
-    unit: Unit::Count,
-    dimensions: &[&["Service"]],
-};
+pub const AWS_THROTTLED: Metric = Metric::new("AwsThrottled", Unit::Count, &[&["Service"]]);
 
 /// Every metric the service emits.
 pub const ALL: &[&Metric] = &[
