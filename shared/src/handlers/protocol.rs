@@ -51,11 +51,6 @@ impl ApiError {
         ApiError::new(400, "invalid_request", detail)
     }
 
-    /// `400 unknown_action`: a socket message whose `action` no route takes.
-    pub fn unknown_action() -> ApiError {
-        ApiError::new(400, "unknown_action", "Supported actions: ping, check.")
-    }
-
     /// `413 payload_too_large`.
     pub fn payload_too_large() -> ApiError {
         ApiError::new(413, "payload_too_large", "Request body is larger than 64 KiB.")

@@ -12,6 +12,7 @@ use lambda_http::aws_lambda_events::apigw::{
 };
 use lambda_http::aws_lambda_events::encodings::Body;
 use lambda_http::aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::protocol::ApiError;
@@ -129,19 +130,27 @@ pub async fn disconnect(state: &AppState, event: ApiGatewayWebsocketProxyRequest
 }
 
 /// `$default`: `{"action":"ping"}` → `{"type":"pong"}`; anything else a
-/// [`socket_error`]. The body goes back to the client as the route response.
+/// [`SocketError`]. The body goes back to the client as the route response.
 /// Needs no state (`&()`), like every route handler takes one.
 pub async fn default(_: &(), event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let message = event.body.as_deref().unwrap_or_default();
     let answer = match serde_json::from_str::<Value>(message) {
         Ok(value) => match value.get("action").and_then(Value::as_str) {
             Some("ping") => json!({"type": "pong"}),
-            _ => socket_error(&ApiError::unknown_action()),
+            _ => UNKNOWN_ACTION.message(),
         },
-        Err(_) => socket_error(&not_an_object()),
+        Err(_) => SocketError::from(&not_an_object()).message(),
     };
     reply(200, Some(answer))
 }
+
+/// A message whose `action` no route takes (a socket's own refusal: no REST
+/// route answers it).
+const UNKNOWN_ACTION: SocketError<'static> = SocketError {
+    code: "unknown_action",
+    detail: "Supported actions: ping, check.",
+    retry_after_seconds: None,
+};
 
 /// A socket message that is not a JSON object.
 fn not_an_object() -> ApiError {
@@ -169,7 +178,7 @@ pub async fn check(state: &AppState, event: ApiGatewayWebsocketProxyRequest) -> 
     match result {
         // The verdict went to every socket already; nothing more to say here.
         Ok(()) => reply(200, None),
-        Err(e) => reply(200, Some(socket_error(&e))),
+        Err(e) => reply(200, Some(SocketError::from(&e).message())),
     }
 }
 
@@ -190,15 +199,34 @@ async fn run_check(state: &AppState, event: &ApiGatewayWebsocketProxyRequest) ->
 }
 
 /// The one shape of every error a socket is answered with, `$default`'s and
-/// `check`'s alike: `{"type":"error","data":{"code","detail"}}`, made from
-/// the [`ApiError`] a REST route would answer.
-pub fn socket_error(error: &ApiError) -> Value {
-    let mut data = json!({"code": error.code, "detail": error.detail});
-    // A socket has no headers: `too_many_requests` says when to retry here.
-    if let Some(seconds) = error.retry_after_secs {
-        data["retry_after_seconds"] = json!(seconds);
+/// `check`'s alike: `{"type":"error","data":{"code","detail"}}`, the `code`
+/// and `detail` of the [`ApiError`] a REST route would answer.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SocketError<'a> {
+    /// For programs, e.g. `credential_not_found`.
+    pub code: &'a str,
+    /// A sentence for people.
+    pub detail: &'a str,
+    /// A socket has no headers: `too_many_requests` says here when to retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl SocketError<'_> {
+    /// The message.
+    pub fn message(&self) -> Value {
+        json!({"type": "error", "data": self})
     }
-    json!({"type": "error", "data": data})
+}
+
+impl<'a> From<&'a ApiError> for SocketError<'a> {
+    fn from(error: &'a ApiError) -> Self {
+        SocketError {
+            code: error.code,
+            detail: &error.detail,
+            retry_after_seconds: error.retry_after_secs,
+        }
+    }
 }
 
 #[cfg(test)]
