@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use mailmind::handlers::Route;
+use mailmind::handlers::protocol::ApiError;
+use mailmind::service::ServiceError;
 use mailmind_tests::local_server::LocalServer;
 use mailmind_tests::repo_root;
 use serde_json::Value;
@@ -91,6 +93,44 @@ fn error_codes_in(dir: &Path, found: &mut Vec<(String, String)>) {
     }
 }
 
+/// `(status, code)` of every failure of the service, as the handlers answer
+/// it (the service names the code, `protocol` the status). The match has no
+/// catch-all: a new `ServiceError` does not compile until it is listed here.
+fn service_error_codes() -> Vec<(String, String)> {
+    let groq = mailmind::domain::provider::find("groq").unwrap();
+    let failures = [
+        ServiceError::CredentialExists(groq),
+        ServiceError::CredentialNotFound(groq),
+        ServiceError::KeyRejected(groq),
+        ServiceError::TooManyRequests {
+            limit: 1,
+            window_secs: 1,
+            retry_after_secs: 1,
+        },
+        ServiceError::TooManyConnections(1),
+        ServiceError::KeyProviderMismatch(groq),
+        ServiceError::Unavailable(String::new()),
+        ServiceError::Internal(String::new()),
+    ];
+    for failure in &failures {
+        match failure {
+            ServiceError::CredentialExists(_)
+            | ServiceError::CredentialNotFound(_)
+            | ServiceError::KeyRejected(_)
+            | ServiceError::TooManyRequests { .. }
+            | ServiceError::TooManyConnections(_)
+            | ServiceError::KeyProviderMismatch(_)
+            | ServiceError::Unavailable(_)
+            | ServiceError::Internal(_) => {}
+        }
+    }
+    failures
+        .into_iter()
+        .map(ApiError::from)
+        .map(|answer| (answer.status.to_string(), answer.code.to_owned()))
+        .collect()
+}
+
 /// Whether some answer of the document with `status` allows `code`.
 fn documents(doc: &Value, status: &str, code: &str) -> bool {
     let text = |v: &Value| v.to_string();
@@ -117,9 +157,11 @@ fn every_error_code_of_the_code_is_documented_with_its_status() {
     error_codes_in(&repo_root().join("shared/src/handlers"), &mut found);
     error_codes_in(&repo_root().join("local/src"), &mut found);
     assert!(
-        found.iter().any(|(s, c)| s == "404" && c == "credential_not_found"),
+        found.iter().any(|(s, c)| s == "401" && c == "unauthenticated"),
         "the scan finds the codes: {found:?}"
     );
+    found.extend(service_error_codes());
+    assert!(found.iter().any(|(s, c)| s == "404" && c == "credential_not_found"));
     for (status, code) in found {
         assert!(
             documents(&doc, &status, &code),
