@@ -554,17 +554,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
     by_status.sort_by_key(|(status, _)| *status);
     for (status, errors) in by_status {
         let headers = if status == "401" {
-            vec![(
-                "WWW-Authenticate",
-                HeaderBuilder::new()
-                    .schema(
-                        ObjectBuilder::new()
-                            .schema_type(Type::String)
-                            .enum_values(Some(["Bearer"])),
-                    )
-                    .description(Some("Always `Bearer`."))
-                    .build(),
-            )]
+            vec![("WWW-Authenticate", always("Bearer"))]
         } else if status == "429" {
             vec![(
                 "Retry-After",
@@ -624,13 +614,18 @@ fn error_summary(status: &str) -> &'static str {
 
 /// `Cache-Control: no-store`, on every answer of the service.
 fn cache_control_header() -> utoipa::openapi::header::Header {
+    always("no-store")
+}
+
+/// A header whose value is always `value`.
+fn always(value: &'static str) -> utoipa::openapi::header::Header {
     HeaderBuilder::new()
         .schema(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .enum_values(Some(["no-store"])),
+                .enum_values(Some([value])),
         )
-        .description(Some("Always `no-store`."))
+        .description(Some(format!("Always `{value}`.")))
         .build()
 }
 
