@@ -68,12 +68,9 @@ mod tests {
     fn models(n: usize, mut id: impl FnMut(usize) -> String) -> Vec<ModelInfo> {
         (0..n)
             .map(|i| ModelInfo {
-                model_id: id(i),
-                model_name: format!("Model {i}"),
                 context_window: Some(131_072),
-                max_output_tokens: None,
                 owned_by: Some("someone".into()),
-                first_seen_at: None,
+                ..ModelInfo::named(id(i), format!("Model {i}"))
             })
             .collect()
     }

@@ -489,16 +489,15 @@ pub fn extract_models(shape: &ListShape, body: &WireBody) -> Option<Vec<ModelInf
                 Some(prefix) => raw_id.strip_prefix(prefix).unwrap_or(&raw_id).to_owned(),
                 None => raw_id,
             };
+            let name = shape
+                .name_field
+                .and_then(|f| text(item, f))
+                .unwrap_or_else(|| id.clone());
             Some(ModelInfo {
-                model_name: shape
-                    .name_field
-                    .and_then(|f| text(item, f))
-                    .unwrap_or_else(|| id.clone()),
                 context_window: number(item, shape.context_window_fields),
                 max_output_tokens: number(item, shape.max_output_fields),
                 owned_by: shape.owner_field.and_then(|f| text(item, f)),
-                model_id: id,
-                first_seen_at: None,
+                ..ModelInfo::named(id, name)
             })
         })
         .collect();
@@ -558,12 +557,9 @@ mod tests {
         assert_eq!(
             models,
             vec![ModelInfo {
-                model_id: "gemini-1.5-flash".into(),
-                model_name: "Gemini 1.5 Flash".into(),
                 context_window: Some(1048576),
                 max_output_tokens: Some(8192),
-                owned_by: None,
-                first_seen_at: None,
+                ..ModelInfo::named("gemini-1.5-flash", "Gemini 1.5 Flash")
             }]
         );
         assert_eq!(

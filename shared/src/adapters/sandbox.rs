@@ -170,12 +170,8 @@ pub fn models_of(provider: &ProviderSpec) -> Vec<ModelInfo> {
         listed
             .into_iter()
             .map(|(_, id, name, context_window)| ModelInfo {
-                model_id: (*id).to_owned(),
-                model_name: (*name).to_owned(),
                 context_window: Some(*context_window),
-                max_output_tokens: None,
-                owned_by: None,
-                first_seen_at: None,
+                ..ModelInfo::named(*id, *name)
             })
             .collect(),
     )

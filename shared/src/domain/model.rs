@@ -34,6 +34,20 @@ pub struct ModelInfo {
     pub first_seen_at: Option<String>,
 }
 
+impl ModelInfo {
+    /// A model known by its id and name; the facts a provider may add are unset.
+    pub fn named(model_id: impl Into<String>, model_name: impl Into<String>) -> ModelInfo {
+        ModelInfo {
+            model_id: model_id.into(),
+            model_name: model_name.into(),
+            context_window: None,
+            max_output_tokens: None,
+            owned_by: None,
+            first_seen_at: None,
+        }
+    }
+}
+
 /// The whole model list of one credential, replaced in one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelList {
@@ -164,14 +178,7 @@ mod tests {
     use super::*;
 
     fn model(id: String) -> ModelInfo {
-        ModelInfo {
-            model_name: id.clone(),
-            model_id: id,
-            context_window: None,
-            max_output_tokens: None,
-            owned_by: None,
-            first_seen_at: None,
-        }
+        ModelInfo::named(id.clone(), id)
     }
 
     #[test]
@@ -198,12 +205,8 @@ mod tests {
         canonical(
             ids.iter()
                 .map(|id| ModelInfo {
-                    model_id: (*id).to_owned(),
-                    model_name: (*id).to_owned(),
-                    context_window: None,
-                    max_output_tokens: None,
-                    owned_by: None,
                     first_seen_at: seen.map(str::to_owned),
+                    ..ModelInfo::named(*id, *id)
                 })
                 .collect(),
         )
