@@ -29,6 +29,11 @@ fn is_resolve_function(name: &str) -> bool {
     name == RESOLVE_FUNCTION || name.ends_with(&format!("-{RESOLVE_FUNCTION}"))
 }
 
+/// The header `name`, if it is there and is text.
+fn text_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 /// An error the way Lambda's API sends it: the type in `x-amzn-ErrorType`
 /// (what the SDKs read) and a JSON body with a `message`.
 fn lambda_error(status: StatusCode, kind: &'static str, message: String) -> Response {
@@ -46,10 +51,7 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let signed = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
+    let signed = text_header(&headers, "authorization").is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
     if !signed {
         return lambda_error(
             StatusCode::FORBIDDEN,
@@ -81,10 +83,7 @@ pub async fn invoke(
             }
         }
     };
-    let invocation_type = headers
-        .get("x-amz-invocation-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("RequestResponse");
+    let invocation_type = text_header(&headers, "x-amz-invocation-type").unwrap_or("RequestResponse");
     match invocation_type {
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
         "Event" => {

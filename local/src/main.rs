@@ -330,30 +330,23 @@ mod tests {
 
     #[test]
     fn flags_parse_with_defaults() {
-        assert_eq!(
-            args(&[]).unwrap().unwrap(),
-            Options {
-                port: 3000,
-                data_dir: ".mailmind".into(),
-                token_for: None,
-                sandbox: false,
-                cors_origins: cors::AllowedOrigins::default(),
-                limits: Limits::default(),
-                revalidate_after: Duration::from_secs(24 * 3600),
-                revalidate_every: Duration::from_secs(3600),
-            }
-        );
+        let defaults = Options {
+            port: 3000,
+            data_dir: ".mailmind".into(),
+            token_for: None,
+            sandbox: false,
+            cors_origins: cors::AllowedOrigins::default(),
+            limits: Limits::default(),
+            revalidate_after: Duration::from_secs(24 * 3600),
+            revalidate_every: Duration::from_secs(3600),
+        };
+        assert_eq!(args(&[]).unwrap().unwrap(), defaults);
         assert_eq!(
             args(&["--port", "0", "--data-dir=/tmp/x"]).unwrap().unwrap(),
             Options {
                 port: 0,
                 data_dir: "/tmp/x".into(),
-                token_for: None,
-                sandbox: false,
-                cors_origins: cors::AllowedOrigins::default(),
-                limits: Limits::default(),
-                revalidate_after: Duration::from_secs(24 * 3600),
-                revalidate_every: Duration::from_secs(3600),
+                ..defaults
             }
         );
         assert_eq!(args(&["--help"]).unwrap(), None);
