@@ -18,7 +18,7 @@ use crate::domain::{ApiKey, ProviderSpec, UserId};
 
 /// `GET /api/v1/credentials/`
 pub async fn list_credentials(state: &AppState, req: Request) -> Response<Body> {
-    respond("credentials-list", req, |user, _req| async move {
+    respond(Route::ListCredentials, req, |user, _req| async move {
         let views = state.credentials.list(&user).await?;
         Ok(json_response(200, &views))
     })
@@ -27,7 +27,7 @@ pub async fn list_credentials(state: &AppState, req: Request) -> Response<Body> 
 
 /// `POST /api/v1/credentials/` with `{"provider": .., "api_key": ..}`
 pub async fn create_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond("credentials-create", req, |user, req| async move {
+    respond(Route::CreateCredential, req, |user, req| async move {
         let bytes = body_bytes(req);
         let mut body = json_object(&bytes)?;
         let provider_id = take_string(&mut body, "provider")?;
@@ -41,7 +41,7 @@ pub async fn create_credential(state: &AppState, req: Request) -> Response<Body>
 
 /// `GET /api/v1/credentials/{provider}/`
 pub async fn get_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond("credentials-get", req, |user, req| async move {
+    respond(Route::GetCredential, req, |user, req| async move {
         let provider = path_provider(&req)?;
         let view = state.credentials.get(&user, provider).await?;
         Ok(json_response(200, &view))
@@ -51,7 +51,7 @@ pub async fn get_credential(state: &AppState, req: Request) -> Response<Body> {
 
 /// `PUT /api/v1/credentials/{provider}/` with `{"api_key": ..}`
 pub async fn update_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond("credentials-update", req, |user, req| async move {
+    respond(Route::UpdateCredential, req, |user, req| async move {
         let provider = path_provider(&req)?;
         let bytes = body_bytes(req);
         let mut body = json_object(&bytes)?;
@@ -65,7 +65,7 @@ pub async fn update_credential(state: &AppState, req: Request) -> Response<Body>
 
 /// `DELETE /api/v1/credentials/{provider}/`
 pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond("credentials-delete", req, |user, req| async move {
+    respond(Route::DeleteCredential, req, |user, req| async move {
         let provider = path_provider(&req)?;
         state.credentials.delete(&user, provider).await?;
         Ok(no_content())
@@ -75,7 +75,7 @@ pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body>
 
 /// `POST /api/v1/credentials/{provider}/check/` (no body)
 pub async fn check_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond("credentials-check", req, |user, req| async move {
+    respond(Route::CheckCredential, req, |user, req| async move {
         let provider = path_provider(&req)?;
         let view = state.credentials.check(&user, provider).await?;
         Ok(json_response(200, &view))
@@ -85,7 +85,7 @@ pub async fn check_credential(state: &AppState, req: Request) -> Response<Body> 
 
 /// `GET /api/v1/credentials/{provider}/models/`
 pub async fn list_models(state: &AppState, req: Request) -> Response<Body> {
-    respond("models-list", req, |user, req| async move {
+    respond(Route::ListModels, req, |user, req| async move {
         let provider = path_provider(&req)?;
         let models = state.credentials.models(&user, provider).await?;
         Ok(json_response(200, &models))
@@ -113,8 +113,9 @@ fn refuse_other_provider(
 }
 
 /// Authenticates, bounds the body, runs `work`, turns errors into their JSON
-/// answer and logs one line per request (never a body, key or token).
-async fn respond<F, Fut>(route: &'static str, req: Request, work: F) -> Response<Body>
+/// answer and logs one line per request, named by the route's function
+/// (never a body, key or token).
+async fn respond<F, Fut>(route: Route, req: Request, work: F) -> Response<Body>
 where
     F: FnOnce(UserId, Request) -> Fut,
     Fut: Future<Output = Result<Response<Body>, ApiError>>,
@@ -136,7 +137,7 @@ where
         }
     };
     tracing::info!(
-        route,
+        route = route.function_name(),
         request_id,
         status = response.status().as_u16(),
         code,
