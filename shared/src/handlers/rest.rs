@@ -41,18 +41,15 @@ pub async fn create_credential(state: &AppState, req: Request) -> Response<Body>
 
 /// `GET /api/v1/credentials/{provider}/`
 pub async fn get_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond(Route::GetCredential, req, |user, req| async move {
-        let provider = path_provider(&req)?;
-        let view = state.credentials.get(&user, provider).await?;
-        Ok(json_response(200, &view))
+    respond_at_provider(Route::GetCredential, req, |user, provider, _| async move {
+        Ok(json_response(200, &state.credentials.get(&user, provider).await?))
     })
     .await
 }
 
 /// `PUT /api/v1/credentials/{provider}/` with `{"api_key": ..}`
 pub async fn update_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond(Route::UpdateCredential, req, |user, req| async move {
-        let provider = path_provider(&req)?;
+    respond_at_provider(Route::UpdateCredential, req, |user, provider, req| async move {
         let bytes = body_bytes(req);
         let mut body = json_object(&bytes)?;
         refuse_other_provider(&mut body, provider)?;
@@ -65,8 +62,7 @@ pub async fn update_credential(state: &AppState, req: Request) -> Response<Body>
 
 /// `DELETE /api/v1/credentials/{provider}/`
 pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond(Route::DeleteCredential, req, |user, req| async move {
-        let provider = path_provider(&req)?;
+    respond_at_provider(Route::DeleteCredential, req, |user, provider, _| async move {
         state.credentials.delete(&user, provider).await?;
         Ok(no_content())
     })
@@ -75,20 +71,16 @@ pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body>
 
 /// `POST /api/v1/credentials/{provider}/check/` (no body)
 pub async fn check_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond(Route::CheckCredential, req, |user, req| async move {
-        let provider = path_provider(&req)?;
-        let view = state.credentials.check(&user, provider).await?;
-        Ok(json_response(200, &view))
+    respond_at_provider(Route::CheckCredential, req, |user, provider, _| async move {
+        Ok(json_response(200, &state.credentials.check(&user, provider).await?))
     })
     .await
 }
 
 /// `GET /api/v1/credentials/{provider}/models/`
 pub async fn list_models(state: &AppState, req: Request) -> Response<Body> {
-    respond(Route::ListModels, req, |user, req| async move {
-        let provider = path_provider(&req)?;
-        let models = state.credentials.models(&user, provider).await?;
-        Ok(json_response(200, &models))
+    respond_at_provider(Route::ListModels, req, |user, provider, _| async move {
+        Ok(json_response(200, &state.credentials.models(&user, provider).await?))
     })
     .await
 }
@@ -110,6 +102,20 @@ fn refuse_other_provider(
             "Field 'provider' must match the provider in the path, or be left out.",
         )),
     }
+}
+
+/// [`respond`] for the routes under `/credentials/{provider}`: `work` gets
+/// the provider the path names (an unknown one is answered `404`).
+async fn respond_at_provider<F, Fut>(route: Route, req: Request, work: F) -> Response<Body>
+where
+    F: FnOnce(UserId, &'static ProviderSpec, Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    respond(route, req, |user, req| async move {
+        let provider = path_provider(&req)?;
+        work(user, provider, req).await
+    })
+    .await
 }
 
 /// Authenticates, bounds the body, runs `work`, turns errors into their JSON
@@ -353,21 +359,13 @@ mod tests {
             Route::resolve(&Method::GET, "/api/v1/credentials/groq/check/"),
             RouteMatch::MethodNotAllowed { allow: "POST".into() }
         );
-        assert_eq!(
-            Route::resolve(&Method::GET, "/api/v1/credentialsX"),
-            RouteMatch::NotFound
-        );
-        assert_eq!(
-            Route::resolve(&Method::GET, "/api/v1/credentials//models"),
-            RouteMatch::NotFound
-        );
-        assert_eq!(
-            Route::resolve(&Method::GET, "/api/v1/credentials/groq/other"),
-            RouteMatch::NotFound
-        );
-        assert_eq!(
-            Route::resolve(&Method::GET, "/api/v2/credentials"),
-            RouteMatch::NotFound
-        );
+        for path in [
+            "/api/v1/credentialsX",
+            "/api/v1/credentials//models",
+            "/api/v1/credentials/groq/other",
+            "/api/v2/credentials",
+        ] {
+            assert_eq!(Route::resolve(&Method::GET, path), RouteMatch::NotFound, "{path}");
+        }
     }
 }
