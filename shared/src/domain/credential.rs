@@ -325,36 +325,30 @@ impl CredentialView {
 }
 
 /// A live `api_key_status` message for the user's WebSocket connections.
+/// docs/asyncapi.yaml describes it, examples included; the schema derived
+/// here only lets a test hold that document's fields to these.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusEvent {
     /// Provider id.
-    #[cfg_attr(feature = "openapi", schema(example = "groq"))]
     pub provider: &'static str,
     /// Provider name for people.
-    #[cfg_attr(feature = "openapi", schema(example = "Groq"))]
     pub provider_name: &'static str,
     /// `checking`, then `valid`, `invalid` or `error`.
-    #[cfg_attr(feature = "openapi", schema(example = "valid"))]
     pub status: &'static str,
     /// The sentence to show.
-    #[cfg_attr(feature = "openapi", schema(example = "Groq API key is valid."))]
     pub message: String,
     /// Why there is no verdict (final `error` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "rate_limited"))]
     pub reason: Option<ErrorReason>,
     /// When the provider said to try again.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 58))]
     pub retry_after_seconds: Option<u64>,
     /// Models the key unlocks (final messages).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 21))]
     pub models_count: Option<u32>,
     /// RFC 3339 time of the check (final messages).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub checked_at: Option<String>,
     /// Models a re-discovery added to the stored list (final messages,
     /// only when the list changed).
