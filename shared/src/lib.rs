@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod audit;
 pub mod auth;
 pub mod deadline;
+pub mod deploy;
 pub mod domain;
 pub mod envelope;
 pub mod handlers;

@@ -90,7 +90,7 @@ struct Options {
 
 fn parse_options() -> Options {
     let mut options = Options {
-        bin_dir: repo_root().join("target/release"),
+        bin_dir: repo_root().join("target/lambda"),
         out: repo_root().join("docs/PERFORMANCE.md"),
         cold_starts: 100,
         warm: 40,
@@ -308,17 +308,17 @@ async fn main() {
         groq.env(),
     ]);
 
-    let creator = LambdaProcess::start(&options.bin_dir.join("credentials-create"), &env).await;
-    // Every crate under functions/, after the baseline.
+    let creator = LambdaProcess::start(&options.bin_dir.join("credentials-create/bootstrap"), &env).await;
+    // Every declared function, after the baseline.
     let mut binaries: Vec<(String, PathBuf, Env)> = vec![(
         "hello-world".to_owned(),
-        options.bin_dir.join("hello-world"),
+        options.bin_dir.join("hello-world/bootstrap"),
         Vec::new(),
     )];
     binaries.extend(
         function_names()
             .into_iter()
-            .map(|name| (name.clone(), options.bin_dir.join(&name), env.clone())),
+            .map(|name| (name.clone(), options.bin_dir.join(&name).join("bootstrap"), env.clone())),
     );
 
     // Cold starts in rounds over all binaries, so machine noise hits them alike.

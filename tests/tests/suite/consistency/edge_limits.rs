@@ -6,7 +6,7 @@
 use mailmind::handlers::Route;
 use serde_yaml_ng::Value;
 
-use super::template::references;
+use super::cfn::references;
 
 fn root() -> Value {
     let path = mailmind_tests::repo_root().join("template.yaml");
