@@ -71,6 +71,10 @@ pub struct FunctionSpec {
     /// It validates keys on a user's behalf: it spends the per-user validation
     /// budget, gets the validation throttling and reserved concurrency.
     pub spends_validation_budget: bool,
+    /// The template parameter that reserves (and caps) its concurrency,
+    /// `<Stem>ReservedConcurrency`, 0 meaning none; the template's condition
+    /// `Reserve<Stem>Concurrency` says whether it is set.
+    pub reserved_concurrency: Option<&'static str>,
     /// Environment variables besides those the grants imply, as
     /// (name, template value) pairs; values are YAML, e.g. `!Ref Parameter`.
     pub environment: &'static [(&'static str, &'static str)],
@@ -99,6 +103,7 @@ const BASE: FunctionSpec = FunctionSpec {
     trigger: Trigger::Invoke,
     grants: &[],
     spends_validation_budget: false,
+    reserved_concurrency: None,
     environment: &[],
     timeout_secs: DEFAULT_TIMEOUT_SECS,
     memory_mb: DEFAULT_MEMORY_MB,
@@ -109,6 +114,7 @@ const BASE: FunctionSpec = FunctionSpec {
 /// and push `checking` and the verdict.
 const VALIDATING: FunctionSpec = FunctionSpec {
     spends_validation_budget: true,
+    reserved_concurrency: Some("ValidationReservedConcurrency"),
     timeout_secs: PROVIDER_TIMEOUT_SECS,
     ..BASE
 };
@@ -173,6 +179,7 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
                 Consumers' roles attach KeyConsumerPolicy.",
         trigger: Trigger::Invoke,
         grants: &[Grant::ReadWriteTable, Grant::OpenKeys, Grant::PushToConnections],
+        reserved_concurrency: Some("ResolveReservedConcurrency"),
         timeout_secs: PROVIDER_TIMEOUT_SECS,
         ..BASE
     },
@@ -303,6 +310,13 @@ impl FunctionSpec {
     /// Whether it opens or seals keys (and so needs the KMS key's id).
     pub fn uses_key(&self) -> bool {
         self.holds(Grant::SealKeys) || self.holds(Grant::OpenKeys)
+    }
+
+    /// The template condition under which its concurrency is reserved.
+    pub fn reserved_concurrency_condition(&self) -> Option<String> {
+        let parameter = self.reserved_concurrency?;
+        let stem = parameter.strip_suffix("ReservedConcurrency").unwrap_or(parameter);
+        Some(format!("Reserve{stem}Concurrency"))
     }
 
     /// The REST route it serves, if any.

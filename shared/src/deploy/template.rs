@@ -300,9 +300,10 @@ fn function_resources(f: &FunctionSpec) -> String {
     if f.memory_mb != super::DEFAULT_MEMORY_MB {
         let _ = writeln!(out, "    MemorySize: {}", f.memory_mb);
     }
-    if f.spends_validation_budget {
-        out.push_str(
-            "    ReservedConcurrentExecutions: !If [ReserveValidationConcurrency, !Ref ValidationReservedConcurrency, !Ref AWS::NoValue]\n",
+    if let (Some(parameter), Some(condition)) = (f.reserved_concurrency, f.reserved_concurrency_condition()) {
+        let _ = writeln!(
+            out,
+            "    ReservedConcurrentExecutions: !If [{condition}, !Ref {parameter}, !Ref AWS::NoValue]"
         );
     }
     let environment = environment(f);
