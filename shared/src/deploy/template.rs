@@ -265,12 +265,9 @@ fn function_resources(f: &FunctionSpec) -> String {
     let id = f.logical_id();
     let name = f.name;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n# --- {name}: {} {}",
-        f.summary,
-        "-".repeat(60usize.saturating_sub(name.len() + f.summary.len()))
-    );
+    let title = format!("# --- {name}: {} ", f.summary);
+    let rule = "-".repeat(78usize.saturating_sub(title.len() + 2));
+    let _ = writeln!(out, "\n{}", format!("{title}{rule}").trim_end());
     let _ = write!(
         out,
         "{stem}LogGroup:
