@@ -8,23 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/venv.sh >/dev/null
-# Every function: one crate per functions/<name>/, building the binary <name>.
-shopt -s nullglob
-functions=()
-for manifest in functions/*/Cargo.toml; do
-    functions+=("$(basename "$(dirname "$manifest")")")
-done
-if ((${#functions[@]} == 0)); then
-    echo "bench.sh: no function crate under functions/" >&2
-    exit 1
-fi
-packages=()
-for f in "${functions[@]}" hello-world; do packages+=(-p "$f"); done
-
-# The functions exactly as they ship: release profile (fat LTO, stripped),
-# each with only the features it needs.
-cargo build --release "${packages[@]}"
+# The functions exactly as they ship (release profile: fat LTO, stripped),
+# with the hello world, from the one release build sam build uses too; for
+# this machine's architecture, as they run here.
+case "$(uname -m)" in
+    aarch64 | arm64) arch=arm64 ;;
+    *) arch=x86_64 ;;
+esac
+MAILMIND_ARCH=$arch CARGO_LAMBDA_COMPILER=${CARGO_LAMBDA_COMPILER:-cargo} ./scripts/build-functions.sh
 # The harness itself (emulator, moto, fake provider) needs no optimising.
 cargo build -p mailmind-tests --bin lambda-bench
 
-./target/debug/lambda-bench --bin-dir target/release --out docs/PERFORMANCE.md "$@"
+./target/debug/lambda-bench --bin-dir target/lambda --out docs/PERFORMANCE.md "$@"

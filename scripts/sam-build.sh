@@ -10,25 +10,18 @@
 #
 # Architecture: the template deploys arm64 by default. Here only the x86_64
 # Rust target is installed, so the build overrides the template parameter
-# (`--parameter-overrides Architecture=x86_64`); sam resolves
-# `Architectures: [!Ref Architecture]` from the override at build time and
-# runs `cargo lambda build --release` without --arm64. Deploy what this built
-# with the same override (sam deploy --parameter-overrides Architecture=x86_64
-# ...), or build arm64 where the aarch64 target and zig are available.
+# (`--parameter-overrides Architecture=x86_64`) and builds the binaries for
+# it (MAILMIND_ARCH, read by the Makefile's build script). Deploy what this
+# built with the same override.
 #
 # Compiler: CARGO_LAMBDA_COMPILER=cargo, the host's cargo and linker (no zig).
 # The binaries then need the host's glibc symbol versions; the check below
 # fails if one needs more than Amazon Linux 2023's glibc 2.34.
 #
-# Speed: the rust-cargolambda workflow builds in source (no copy of the tree
-# to a scratch dir) into the workspace's target/ (cargo-lambda's target
-# directory is target/<triple>/release, separate from `cargo build
-# --release`'s target/release). The first function's build compiles every
-# dependency once; the other functions reuse them, and a re-run with nothing
-# changed only re-checks fingerprints. sam's own --cached is off: it hashes
-# only each function's CodeUri (functions/<name>/) and would miss changes in
-# shared/. Builds run one at a time: parallel cargo runs would just queue on
-# target/'s lock.
+# Speed: every function is BuildMethod makefile; the Makefile's
+# build-<LogicalId> runs scripts/build-functions.sh, one release build of
+# all functions (the first call compiles, the others find it up to date),
+# and copies the function's bootstrap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,56 +49,19 @@ if ! sed -n '/^\[profile\.release\]/,/^\[/p' Cargo.toml | grep -Eq '^[[:space:]]
     echo "sam-build.sh: warning: [profile.release] in Cargo.toml does not set panic; cargo-lambda builds with panic = \"abort\"" >&2
 fi
 
-# The functions are the crates under functions/ (one per functions/<name>/,
-# building the binary <name>); the template must declare exactly these, each
-# as one AWS::Serverless::Function with CodeUri functions/<name> and the same
-# Binary in its BuildProperties. Its logical id names the build's output
-# folder.
-shopt -s nullglob
-crates=()
-for manifest in functions/*/Cargo.toml; do
-    crates+=("$(basename "$(dirname "$manifest")")")
-done
-if ((${#crates[@]} == 0)); then
-    echo "sam-build.sh: no function crate under functions/" >&2
-    exit 1
-fi
-
-# Every function of the template, as <name>=<LogicalId> (name from CodeUri).
-# Top-level Fn::ForEach entries (language extensions) are not functions here:
-# every function resource is written out.
-declared_lines=$("$venv/bin/python" - <<'EOF'
-import sys
+# The template's functions (logical ids), whose artefacts are checked below.
+# That they are exactly the declared ones is the consistency tests' job.
+mapfile -t functions < <("$venv/bin/python" - <<'EOF'
 from samtranslator.yaml_helper import yaml_parse
 
 with open("template.yaml") as f:
     template = yaml_parse(f.read())
-problems = []
 for logical_id, resource in template["Resources"].items():
-    if logical_id.startswith("Fn::ForEach") or not isinstance(resource, dict):
-        continue
-    if resource.get("Type") != "AWS::Serverless::Function":
-        continue
-    code_uri = str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/")
-    binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
-    prefix, _, name = code_uri.partition("functions/")
-    if prefix or not name or "/" in name:
-        problems.append(f"{logical_id}: CodeUri {code_uri!r} is not functions/<name>")
-    elif binary != name:
-        problems.append(f"{logical_id}: BuildProperties Binary {binary!r} differs from its CodeUri {code_uri}")
-    else:
-        print(f"{name}={logical_id}")
-for problem in problems:
-    print(f"sam-build.sh: template.yaml: {problem}", file=sys.stderr)
-sys.exit(1 if problems else 0)
+    if resource.get("Type") == "AWS::Serverless::Function":
+        print(logical_id)
 EOF
 )
-mapfile -t declared <<<"$declared_lines"
-if ! diff <(printf '%s\n' "${crates[@]}" | sort) <(printf '%s\n' "${declared[@]%%=*}" | sort) >&2; then
-    echo "sam-build.sh: template.yaml's functions (>) differ from the crates under functions/ (<)" >&2
-    exit 1
-fi
-functions=("${declared[@]#*=}")
+export MAILMIND_ARCH=$arch
 
 started=$(date +%s.%N)
 sam build \

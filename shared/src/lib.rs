@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod deadline;
+pub mod deploy;
 pub mod domain;
 pub mod envelope;
 pub mod handlers;

@@ -10,6 +10,7 @@ pub mod local_server;
 pub mod moto;
 pub mod store_contract;
 
+use mailmind::deploy::{FUNCTIONS, Trigger};
 use std::path::PathBuf;
 
 /// A binary of this workspace, built by `cargo build --workspace --bins`
@@ -39,79 +40,34 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// The Lambda functions, sorted: one crate per folder `functions/<name>/`
-/// (the folder holds a Cargo.toml), each building the binary `<name>`. The
-/// one list every test, benchmark and script derives the functions from.
+/// The Lambda functions, sorted, as `mailmind::deploy::FUNCTIONS` declares
+/// them: each builds from `functions/<name>/` (the consistency tests hold the
+/// folders, the events and the template to this list).
 pub fn function_names() -> Vec<String> {
-    let dir = repo_root().join("functions");
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut names: Vec<String> = entries
-        .map(|entry| entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path())
-        .filter(|path| path.join("Cargo.toml").is_file())
-        .map(|path| path.file_name().expect("a folder name").to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no function crate under {}", dir.display());
-    names
+    names_where(|_| true)
 }
 
-/// Whether `function` serves an HTTP API route: its event payload
-/// (`events/<function>.json`) is an HTTP API v2 event, with
-/// `requestContext.http`. The other functions serve the WebSocket API.
-pub fn is_rest_function(function: &str) -> bool {
-    event(function).pointer("/requestContext/http").is_some()
+fn names_where(keep: impl Fn(&Trigger) -> bool) -> Vec<String> {
+    FUNCTIONS
+        .iter()
+        .filter(|f| keep(&f.trigger))
+        .map(|f| f.name.to_owned())
+        .collect()
 }
 
-/// The functions behind the HTTP API (see [`is_rest_function`]), sorted.
+/// The functions behind the HTTP API, sorted.
 pub fn rest_function_names() -> Vec<String> {
-    function_names().into_iter().filter(|f| is_rest_function(f)).collect()
+    names_where(|t| matches!(t, Trigger::Rest(_)))
 }
 
-/// Whether `function` is invoked directly by other MailMind functions
-/// (`lambda:InvokeFunction`, no API in front): its payload is the request
-/// itself, an object with an `action` and no `requestContext`.
-pub fn is_invoked_function(function: &str) -> bool {
-    let payload = event(function);
-    payload.get("action").is_some_and(serde_json::Value::is_string) && payload.get("requestContext").is_none()
-}
-
-/// The functions other MailMind functions invoke (see [`is_invoked_function`]), sorted.
+/// The functions other MailMind functions invoke directly, sorted.
 pub fn invoked_function_names() -> Vec<String> {
-    function_names()
-        .into_iter()
-        .filter(|f| is_invoked_function(f))
-        .collect()
-}
-
-/// Whether `function` runs on a schedule (EventBridge), with no API in
-/// front: its payload is a scheduled event (`source` `aws.events`,
-/// `detail-type` `Scheduled Event`).
-pub fn is_scheduled_function(function: &str) -> bool {
-    let payload = event(function);
-    payload.get("source").and_then(serde_json::Value::as_str) == Some("aws.events")
-        && payload.get("detail-type").and_then(serde_json::Value::as_str) == Some("Scheduled Event")
-}
-
-/// The functions EventBridge runs on a schedule (see [`is_scheduled_function`]), sorted.
-pub fn scheduled_function_names() -> Vec<String> {
-    function_names()
-        .into_iter()
-        .filter(|f| is_scheduled_function(f))
-        .collect()
-}
-
-/// Whether `function` serves the WebSocket API (its authorizer included):
-/// none of the other three kinds.
-pub fn is_websocket_function(function: &str) -> bool {
-    !is_rest_function(function) && !is_invoked_function(function) && !is_scheduled_function(function)
+    names_where(|t| matches!(t, Trigger::Invoke))
 }
 
 /// The functions behind the WebSocket API, its authorizer included, sorted.
 pub fn websocket_function_names() -> Vec<String> {
-    function_names()
-        .into_iter()
-        .filter(|f| is_websocket_function(f))
-        .collect()
+    names_where(|t| matches!(t, Trigger::WebSocket { .. } | Trigger::WebSocketAuthorizer))
 }
 
 /// An API Gateway event payload from `events/`, as the functions receive it.

@@ -221,17 +221,10 @@ impl Route {
         }
     }
 
-    /// The Lambda function that serves the route on AWS (`functions/<name>`).
+    /// The Lambda function that serves the route on AWS (`functions/<name>`),
+    /// as [`crate::deploy::FUNCTIONS`] declares it.
     pub fn function_name(self) -> &'static str {
-        match self {
-            Route::ListCredentials => "credentials-list",
-            Route::CreateCredential => "credentials-create",
-            Route::GetCredential => "credentials-get",
-            Route::UpdateCredential => "credentials-update",
-            Route::DeleteCredential => "credentials-delete",
-            Route::CheckCredential => "credentials-check",
-            Route::ListModels => "models-list",
-        }
+        crate::deploy::function_of(self).name
     }
 
     /// The method of the route key.

@@ -56,19 +56,11 @@ async fn large_catalogue_rss(
                 Some(json!({"provider": "groq", "api_key": GROQ_KEY_LARGE})),
             ),
             "credentials-update" => {
-                prepare(name, &user, creator).await;
+                create_credential(creator, &user, GROQ_KEY).await;
                 event(name, &user, Some(json!({"api_key": GROQ_KEY_LARGE})))
             }
             _ => {
-                let created = creator
-                    .invoke(event(
-                        "credentials-create",
-                        &user,
-                        Some(json!({"provider": "groq", "api_key": GROQ_KEY_LARGE})),
-                    ))
-                    .await
-                    .response();
-                assert_eq!(status_of(&created), 201, "{created}");
+                create_credential(creator, &user, GROQ_KEY_LARGE).await;
                 event(name, &user, None)
             }
         };
@@ -90,7 +82,7 @@ struct Options {
 
 fn parse_options() -> Options {
     let mut options = Options {
-        bin_dir: repo_root().join("target/release"),
+        bin_dir: repo_root().join("target/lambda"),
         out: repo_root().join("docs/PERFORMANCE.md"),
         cold_starts: 100,
         warm: 40,
@@ -173,15 +165,20 @@ async fn prepare(function: &str, user: &str, creator: &LambdaProcess) {
     if matches!(function, "credentials-create" | "credentials-list") || function.starts_with("ws-") {
         return;
     }
+    create_credential(creator, user, GROQ_KEY).await;
+}
+
+/// Stores `key` as `user`'s Groq key through the create function.
+async fn create_credential(creator: &LambdaProcess, user: &str, key: &str) {
     let created = creator
         .invoke(event(
             "credentials-create",
             user,
-            Some(json!({"provider": "groq", "api_key": GROQ_KEY})),
+            Some(json!({"provider": "groq", "api_key": key})),
         ))
         .await
         .response();
-    assert_eq!(status_of(&created), 201, "{created}");
+    assert_eq!(status_of(&created), 201, "creating {user}'s key: {created}");
 }
 
 /// The function other MailMind functions invoke for a user's key.
@@ -308,17 +305,33 @@ async fn main() {
         groq.env(),
     ]);
 
-    let creator = LambdaProcess::start(&options.bin_dir.join("credentials-create"), &env).await;
-    // Every crate under functions/, after the baseline.
+    let creator_binary = options.bin_dir.join("credentials-create/bootstrap");
+    // Each function is measured over a table of its own, with a create
+    // function to prepare it: moto copies the whole table for every
+    // transaction, so a table holding every earlier function's users would
+    // slow the later ones' writes past the SDK's attempt timeout.
+    let deployment = |env: &Env| {
+        let (moto, env, creator_binary) = (&moto, env.clone(), &creator_binary);
+        async move {
+            let table = moto.create_table().await;
+            let env: Env = env
+                .into_iter()
+                .map(|(k, v)| if k == "TABLE_NAME" { (k, table.clone()) } else { (k, v) })
+                .collect();
+            let creator = LambdaProcess::start(creator_binary, &env).await;
+            (env, creator)
+        }
+    };
+    // Every declared function, after the baseline.
     let mut binaries: Vec<(String, PathBuf, Env)> = vec![(
         "hello-world".to_owned(),
-        options.bin_dir.join("hello-world"),
+        options.bin_dir.join("hello-world/bootstrap"),
         Vec::new(),
     )];
     binaries.extend(
         function_names()
             .into_iter()
-            .map(|name| (name.clone(), options.bin_dir.join(&name), env.clone())),
+            .map(|name| (name.clone(), options.bin_dir.join(&name).join("bootstrap"), env.clone())),
     );
 
     // Cold starts in rounds over all binaries, so machine noise hits them alike.
@@ -331,7 +344,13 @@ async fn main() {
     eprintln!("cold starts measured");
     let mut rows = Vec::new();
     for ((name, binary, env), inits) in binaries.iter().zip(inits) {
-        let creator = (*name != "hello-world").then_some(&creator);
+        let (env, creator) = if name == "hello-world" {
+            (env.clone(), None)
+        } else {
+            let (env, creator) = deployment(env).await;
+            (env, Some(creator))
+        };
+        let creator = creator.as_ref();
         // Resolve twice: a credential resolved for the first time (fresh
         // user each time: GetItem, Decrypt, the hourly last-use write), then
         // the same credential again and again (the warm key cache).
@@ -344,7 +363,7 @@ async fn main() {
             &[(false, "")]
         };
         for (same_user, label) in variants {
-            let (times, calls, peak_rss_kib) = warm(name, binary, env, &options, creator, &proxy, *same_user).await;
+            let (times, calls, peak_rss_kib) = warm(name, binary, &env, &options, creator, &proxy, *same_user).await;
             eprintln!("{name}{label} measured");
             rows.push((
                 format!("{name}{label}"),
@@ -411,7 +430,8 @@ async fn main() {
         ) {
             continue;
         }
-        let rss = large_catalogue_rss(name, binary, env, &creator, 5).await;
+        let (env, creator) = deployment(env).await;
+        let rss = large_catalogue_rss(name, binary, &env, &creator, 5).await;
         eprintln!("{name} with a large catalogue measured");
         table.push_str(&format!(
             "| `{name}` | {} |\n",

@@ -287,18 +287,19 @@ async fn every_function_answers_its_own_event() {
         ("AWS_SAM_LOCAL".to_owned(), "true".to_owned()),
         groq.env(),
     ]);
-    for name in mailmind_tests::function_names() {
-        let process = LambdaProcess::start(&workspace_binary(&name), &env).await;
-        let outcome = process.invoke(mailmind_tests::event(&name)).await;
+    for function in mailmind::deploy::FUNCTIONS {
+        let name = function.name;
+        let process = LambdaProcess::start(&workspace_binary(name), &env).await;
+        let outcome = process.invoke(mailmind_tests::event(name)).await;
         let response = match outcome {
             mailmind_tests::lambda_emulator::Outcome::Response(response) => response,
             other => panic!("{name}: {other:?}\n{}", process.logs()),
         };
-        if mailmind_tests::is_scheduled_function(&name) {
+        if function.trigger == mailmind::deploy::Trigger::Schedule {
             // A run over an empty table: nothing due, nothing failed.
             assert_eq!(response["checked"], 0, "{name}: {response}");
             assert_eq!(response["failed"], 0, "{name}: {response}");
-        } else if mailmind_tests::is_invoked_function(&name) {
+        } else if function.trigger == mailmind::deploy::Trigger::Invoke {
             // Invoked functions answer {"ok": ...}; this user has no key.
             assert_eq!(response["ok"], false, "{name}: {response}");
             assert_eq!(response["error"]["code"], "credential_not_found", "{name}: {response}");

@@ -36,6 +36,7 @@ mod settings_page;
 mod sharper_verdicts;
 mod store_dynamodb;
 mod store_sqlite;
+mod template;
 mod ws_authorizer;
 mod ws_authorizer_hardening;
 mod ws_check;

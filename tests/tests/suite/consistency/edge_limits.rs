@@ -6,7 +6,7 @@
 use mailmind::handlers::Route;
 use serde_yaml_ng::Value;
 
-use super::template::references;
+use super::cfn::references;
 
 fn root() -> Value {
     let path = mailmind_tests::repo_root().join("template.yaml");
@@ -82,26 +82,56 @@ fn both_apis_throttle_per_route_with_validating_routes_apart() {
 }
 
 #[test]
-fn validating_functions_reserve_concurrency_only_when_asked() {
+fn functions_reserve_concurrency_only_when_asked() {
     let root = root();
-    let condition = format!("{:?}", root["Conditions"]["ReserveValidationConcurrency"]);
-    assert!(
-        condition.contains("Not")
-            && condition.contains("Equals")
-            && condition.contains("ValidationReservedConcurrency"),
-        "ReserveValidationConcurrency is ValidationReservedConcurrency != 0: {condition}"
-    );
-    assert_eq!(default_of(&root, "ValidationReservedConcurrency"), 0);
-    for name in ["credentials-create", "credentials-update", "credentials-check"] {
+    for (condition_name, parameter) in [
+        ("ReserveValidationConcurrency", "ValidationReservedConcurrency"),
+        ("ReserveResolveConcurrency", "ResolveReservedConcurrency"),
+    ] {
+        let condition = format!("{:?}", root["Conditions"][condition_name]);
+        assert!(
+            condition.contains("Not") && condition.contains("Equals") && condition.contains(parameter),
+            "{condition_name} is {parameter} != 0: {condition}"
+        );
+        assert_eq!(
+            default_of(&root, parameter),
+            0,
+            "{parameter} reserves nothing by default"
+        );
+    }
+    for (name, condition_name, parameter) in [
+        (
+            "credentials-create",
+            "ReserveValidationConcurrency",
+            "ValidationReservedConcurrency",
+        ),
+        (
+            "credentials-update",
+            "ReserveValidationConcurrency",
+            "ValidationReservedConcurrency",
+        ),
+        (
+            "credentials-check",
+            "ReserveValidationConcurrency",
+            "ValidationReservedConcurrency",
+        ),
+        (
+            "ws-check",
+            "ReserveValidationConcurrency",
+            "ValidationReservedConcurrency",
+        ),
+        (
+            "credentials-resolve",
+            "ReserveResolveConcurrency",
+            "ResolveReservedConcurrency",
+        ),
+    ] {
         let reserved = &function_by_code(&root, name)["Properties"]["ReservedConcurrentExecutions"];
         let text = format!("{reserved:?}");
-        assert!(
-            text.contains("If") && text.contains("ReserveValidationConcurrency"),
-            "{name}: {text}"
-        );
+        assert!(text.contains("If") && text.contains(condition_name), "{name}: {text}");
         let refs = references(reserved);
         assert!(
-            refs.contains("ValidationReservedConcurrency") && refs.contains("AWS::NoValue"),
+            refs.contains(parameter) && refs.contains("AWS::NoValue"),
             "{name}: {refs:?}"
         );
     }

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 
 use serde_yaml_ng::Value;
 
+use super::cfn::{self as template, Template};
 use super::fail_on;
-use super::template::{self, Template};
 
 /// What lets a principal use the key (or hand its use on).
 const USE_ACTIONS: &[&str] = &[

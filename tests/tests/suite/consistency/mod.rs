@@ -1,44 +1,41 @@
-//! The four places that say which functions and routes exist agree:
+//! Every place that names a function or a provider agrees with its one
+//! declaration: `mailmind::deploy::FUNCTIONS` (shared/src/deploy/mod.rs) and
+//! `mailmind::domain::provider::PROVIDERS`. What is rendered from them
+//! (`template.yaml`, `docs/openapi.json`) has drift tests of its own; these
+//! tests cover what is written by hand:
 //!
-//! - `functions/<name>/`: one crate per function (package and binary `<name>`);
-//! - `template.yaml`: one `AWS::Serverless::Function` per function, with
-//!   `CodeUri: functions/<name>`, its REST route as a `Type: HttpApi` event,
-//!   or its WebSocket route as a route → integration (or authorizer) → function;
-//! - `events/`: the payload each function receives, as API Gateway sends it;
-//! - `mailmind::handlers::Route::resolve`: the REST routes the local server
-//!   (and every REST function) resolves.
-//!
-//! Rule for `events/`: each function `<name>` has its payload `<name>.json`;
-//! every other file is a variant of one function's payload, named
-//! `<name>-<variant>.json` (e.g. `credentials-list-no-claims.json`), for the
-//! same route. A payload with `requestContext.http` (an HTTP API v2 event)
-//! makes its function a REST function; a payload that is a request object
-//! with an `action` (no `requestContext`) makes it a function other MailMind
-//! functions invoke directly; the others serve the WebSocket API.
+//! - `functions/<name>/`: one crate per function, package and binary `<name>`,
+//!   whose `main` builds the state its grants allow;
+//! - `events/`: the payload each function receives, `<name>.json`, plus
+//!   variants `<name>-<variant>.json`, of the kind its trigger sends;
+//! - `docs/PROVIDERS.md` and the fake providers of the tests: a row per provider.
 //!
 //! Each test collects every disagreement and fails with all of them, each
-//! naming the places that disagree.
+//! naming the place that lacks something.
+//!
+//! The modules below pin what the template must say whatever renders it: who
+//! may use the KMS key, the edge limits, CORS, alarms and dashboard.
 
+mod cfn;
 mod cors;
 mod edge_limits;
 mod key_policy;
 mod operations;
-mod template;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use http::Method;
+use mailmind::deploy::{FUNCTIONS, FunctionSpec, Grant, Trigger};
+use mailmind::domain::provider::PROVIDERS;
 use mailmind::handlers::{Route, RouteMatch};
-use mailmind_tests::{
-    event, function_names, invoked_function_names, is_rest_function, is_websocket_function, repo_root,
-};
+use mailmind_tests::{event, invoked_function_names, repo_root};
 use serde_json::Value;
 
-use template::Template;
+use cfn as template;
+use cfn::Template;
 
-/// The value put in for `{provider}` when a template path is resolved.
-const PROVIDER: &str = "groq";
+const DECLARATIONS: &str = "mailmind::deploy::FUNCTIONS (shared/src/deploy/mod.rs)";
 
 fn template() -> Template {
     let path = repo_root().join("template.yaml");
@@ -46,24 +43,15 @@ fn template() -> Template {
     Template::parse(&text).unwrap_or_else(|e| panic!("template.yaml: {e}"))
 }
 
-/// The base names of `events/*.json`.
-fn event_files() -> BTreeSet<String> {
-    let dir = repo_root().join("events");
+/// The base names of the entries of `dir` that satisfy `keep`.
+fn names_in(dir: &str, keep: impl Fn(&Path) -> bool) -> BTreeSet<String> {
+    let dir = repo_root().join(dir);
     std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("an events/ entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "json"))
-        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| keep(path))
+        .map(|path| path.file_stem().expect("a name").to_string_lossy().into_owned())
         .collect()
-}
-
-/// The function a payload file belongs to: `<name>` or `<name>-<variant>`,
-/// the longest function name that fits.
-fn owner_of<'a>(file: &str, functions: &'a [String]) -> Option<&'a String> {
-    functions
-        .iter()
-        .filter(|f| file == f.as_str() || file.strip_prefix(f.as_str()).is_some_and(|rest| rest.starts_with('-')))
-        .max_by_key(|f| f.len())
 }
 
 /// The `name` of `[package]` in a Cargo.toml.
@@ -81,336 +69,190 @@ fn package_name(manifest: &Path) -> Option<String> {
     None
 }
 
-/// A route key as the HTTP API and `Route::resolve` spell it.
-fn route_key(method: &str, path: &str) -> String {
-    format!("{method} {path}")
-}
-
-/// What the REST resolver answers for a route key's method and path (with
-/// `{provider}` filled in), as a route key or the reason there is none.
-fn resolve(method: &str, path: &str) -> Result<&'static str, String> {
-    let concrete = path.replace("{provider}", PROVIDER);
-    let method = Method::from_bytes(method.as_bytes()).map_err(|e| format!("method {method}: {e}"))?;
-    match Route::resolve(&method, &concrete) {
-        RouteMatch::Found { route_key, .. } => Ok(route_key),
-        other => Err(format!("{other:?} for {method} {concrete}")),
-    }
-}
-
 fn fail_on(problems: Vec<String>, what: &str) {
     assert!(problems.is_empty(), "{what} disagree:\n  - {}", problems.join("\n  - "));
 }
 
 #[test]
-fn function_folders_template_functions_and_event_payloads_are_the_same_set() {
-    let functions = function_names();
-    let folders: BTreeSet<String> = functions.iter().cloned().collect();
+fn every_declared_function_has_its_crate_and_every_crate_its_declaration() {
+    let declared: BTreeSet<String> = FUNCTIONS.iter().map(|f| f.name.to_owned()).collect();
+    let crates = names_in("functions", |path| path.join("Cargo.toml").is_file());
     let mut problems = Vec::new();
-
-    for name in &functions {
-        let manifest = repo_root().join("functions").join(name).join("Cargo.toml");
-        match package_name(&manifest) {
-            Some(package) if &package == name => {}
-            other => problems.push(format!(
-                "functions/{name}/Cargo.toml names its package {other:?}; the folder, the package and \
-                 the binary are all `{name}`"
-            )),
+    for name in declared.difference(&crates) {
+        problems.push(format!(
+            "{DECLARATIONS} declares {name}, but functions/{name}/Cargo.toml is missing"
+        ));
+    }
+    for name in crates.difference(&declared) {
+        problems.push(format!(
+            "functions/{name}/ is a crate, but {DECLARATIONS} does not declare it"
+        ));
+    }
+    for name in declared.intersection(&crates) {
+        let package = package_name(&repo_root().join("functions").join(name).join("Cargo.toml"));
+        if package.as_deref() != Some(name.as_str()) {
+            problems.push(format!(
+                "functions/{name}/Cargo.toml names its package {package:?}; folder, package and binary are all `{name}`"
+            ));
         }
     }
+    fail_on(problems, "the declared functions and functions/");
+}
 
-    let mut in_template = BTreeSet::new();
-    for f in template().functions() {
-        let id = &f.logical_id;
-        let Some(name) = f
-            .code_uri
-            .as_deref()
-            .and_then(|uri| uri.trim_end_matches('/').strip_prefix("functions/"))
-            .filter(|name| !name.is_empty() && !name.contains('/'))
-        else {
-            problems.push(format!(
-                "template.yaml: {id} has CodeUri {:?}, not functions/<name>",
-                f.code_uri
-            ));
-            continue;
+/// The state constructor a function's `main` calls, e.g. `validating_state`.
+fn state_of(name: &str) -> Option<String> {
+    let path = repo_root().join("functions").join(name).join("src/main.rs");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let end = text.find("_state(")?;
+    let start = text[..end].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))? + 1;
+    Some(text[start..end + "_state".len()].to_owned())
+}
+
+#[test]
+fn every_function_main_builds_the_state_its_grants_allow() {
+    let mut problems = Vec::new();
+    for f in FUNCTIONS {
+        let state = state_of(f.name);
+        let reads_table = f
+            .grants
+            .iter()
+            .any(|g| matches!(g, Grant::Table { .. } | Grant::ReadWriteTable));
+        let allowed = match state.as_deref() {
+            // KMS, the table and pushes: a key is sealed or opened and the verdict pushed.
+            Some("validating_state" | "resolving_state" | "revalidating_state") => {
+                f.uses_key() && f.holds(Grant::PushToConnections) && f.holds(Grant::ReadWriteTable)
+            }
+            Some("table_state") => reads_table && !f.uses_key(),
+            None => f.grants.is_empty(),
+            Some(_) => false,
         };
-        if !in_template.insert(name.to_owned()) {
+        if !allowed {
             problems.push(format!(
-                "template.yaml: two function resources have CodeUri functions/{name} ({id} is one)"
-            ));
-        }
-        if f.binary.as_deref() != Some(name) {
-            problems.push(format!(
-                "template.yaml: {id} (CodeUri functions/{name}) builds Binary {:?}",
-                f.binary
-            ));
-        }
-        if !f
-            .function_name
-            .as_deref()
-            .is_some_and(|n| n.ends_with(&format!("-{name}")))
-        {
-            problems.push(format!(
-                "template.yaml: {id} (CodeUri functions/{name}) has FunctionName {:?}, not ...-{name}",
-                f.function_name
+                "functions/{}/src/main.rs builds {} but {DECLARATIONS} grants it {:?}",
+                f.name,
+                state.as_deref().unwrap_or("no AWS state"),
+                f.grants
             ));
         }
     }
-    for name in folders.difference(&in_template) {
-        problems.push(format!(
-            "functions/{name}/ has no AWS::Serverless::Function with CodeUri functions/{name} in template.yaml"
-        ));
-    }
-    for name in in_template.difference(&folders) {
-        problems.push(format!(
-            "template.yaml has a function with CodeUri functions/{name}, but functions/{name}/Cargo.toml does not exist"
-        ));
-    }
+    fail_on(problems, "the functions' mains and their grants");
+}
 
-    let files = event_files();
-    for name in &functions {
-        if !files.contains(name) {
-            problems.push(format!("functions/{name}/ has no payload events/{name}.json"));
+/// Whether `payload` is what `function`'s trigger delivers.
+fn payload_fits(function: &FunctionSpec, payload: &Value) -> Result<(), String> {
+    let text = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+    match function.trigger {
+        Trigger::Rest(route) => {
+            if text("/routeKey") != route.route_key() {
+                return Err(format!("routeKey {:?}, not {:?}", text("/routeKey"), route.route_key()));
+            }
+            let method =
+                Method::from_bytes(text("/requestContext/http/method").as_bytes()).map_err(|e| e.to_string())?;
+            match Route::resolve(&method, text("/rawPath")) {
+                RouteMatch::Found { route: found, .. } if found == route => Ok(()),
+                other => Err(format!("{method} {} resolves to {other:?}", text("/rawPath"))),
+            }
+        }
+        Trigger::WebSocket { route_key, .. } if text("/requestContext/routeKey") == route_key => Ok(()),
+        Trigger::WebSocket { route_key, .. } => Err(format!("requestContext.routeKey is not {route_key:?}")),
+        Trigger::WebSocketAuthorizer if text("/type") == "REQUEST" && payload.get("methodArn").is_some() => Ok(()),
+        Trigger::WebSocketAuthorizer => Err("not a REQUEST authorizer event with a methodArn".into()),
+        Trigger::Schedule if text("/source") == "aws.events" && text("/detail-type") == "Scheduled Event" => Ok(()),
+        Trigger::Schedule => Err("not an EventBridge scheduled event".into()),
+        Trigger::Invoke if payload.get("action").is_some_and(Value::is_string) => Ok(()),
+        Trigger::Invoke => Err("not a request with an `action`".into()),
+    }
+}
+
+#[test]
+fn every_function_has_the_payloads_of_its_trigger_and_every_payload_its_function() {
+    let files = names_in("events", |path| path.extension().is_some_and(|e| e == "json"));
+    let mut problems = Vec::new();
+    for f in FUNCTIONS {
+        if !files.contains(f.name) {
+            problems.push(format!(
+                "{DECLARATIONS} declares {}, but events/{}.json is missing",
+                f.name, f.name
+            ));
         }
     }
     for file in &files {
-        if owner_of(file, &functions).is_none() {
-            problems.push(format!(
-                "events/{file}.json is named after no function of functions/ (a payload is <function>.json \
-                 or <function>-<variant>.json)"
-            ));
-        }
-    }
-    fail_on(problems, "functions/, template.yaml's functions and events/");
-}
-
-#[test]
-fn every_http_route_agrees_across_template_event_and_resolver() {
-    let functions = function_names();
-    let template_functions = template().functions();
-    let by_name: BTreeMap<&str, &template::Function> = template_functions
-        .iter()
-        .filter_map(|f| {
-            Some((
-                f.code_uri
-                    .as_deref()?
-                    .trim_end_matches('/')
-                    .strip_prefix("functions/")?,
-                f,
-            ))
-        })
-        .collect();
-    let mut problems = Vec::new();
-
-    for name in &functions {
-        let Some(f) = by_name.get(name.as_str()) else {
-            continue; // Reported by the test of the sets.
-        };
-        if !repo_root().join("events").join(format!("{name}.json")).is_file() {
-            continue; // Likewise.
-        }
-        let id = &f.logical_id;
-        let payload = event(name);
-        if !is_rest_function(name) {
-            for (event_name, method, path) in &f.http_routes {
-                problems.push(format!(
-                    "template.yaml: {id} (functions/{name}) has the HttpApi event {event_name} ({method} {path}), \
-                     but events/{name}.json is not an HTTP API event (no requestContext.http)"
-                ));
-            }
-            continue;
-        }
-        let [(_, method, path)] = f.http_routes.as_slice() else {
-            problems.push(format!(
-                "template.yaml: {id} (functions/{name}) has {} HttpApi events; a REST function (events/{name}.json \
-                 is an HTTP API event) has exactly one",
-                f.http_routes.len()
-            ));
-            continue;
-        };
-        let in_template = route_key(method, path);
-        let in_event = payload["routeKey"].as_str().unwrap_or("<none>");
-        if in_event != in_template {
-            problems.push(format!(
-                "{name}: template.yaml's {id} routes {in_template}, events/{name}.json has routeKey {in_event}"
-            ));
-        }
-        let context_key = payload.pointer("/requestContext/routeKey").and_then(Value::as_str);
-        if context_key != Some(in_event) {
-            problems.push(format!(
-                "events/{name}.json: routeKey {in_event} but requestContext.routeKey {context_key:?}"
-            ));
-        }
-        match resolve(method, path) {
-            Ok(resolved) if resolved == in_template => {}
-            Ok(resolved) => problems.push(format!(
-                "{name}: template.yaml's {id} routes {in_template}, Route::resolve calls it {resolved}"
-            )),
-            Err(e) => problems.push(format!(
-                "{name}: template.yaml's {id} routes {in_template}, Route::resolve finds no route: {e}"
-            )),
-        }
-        // The payload itself is a request for that route.
-        let sent_method = payload.pointer("/requestContext/http/method").and_then(Value::as_str);
-        let sent_path = payload["rawPath"].as_str();
-        if let (Some(m), Some(p)) = (sent_method, sent_path) {
-            match resolve(m, p) {
-                Ok(resolved) if resolved == in_event => {}
-                other => problems.push(format!(
-                    "events/{name}.json: routeKey {in_event}, but its request ({m} {p}) resolves to {other:?}"
-                )),
-            }
-        } else {
-            problems.push(format!("events/{name}.json: no requestContext.http.method or rawPath"));
-        }
-    }
-
-    // Variants are payloads for their function's route.
-    for file in event_files() {
-        let Some(owner) = owner_of(&file, &functions) else {
-            continue;
-        };
-        if &file == owner || !repo_root().join("events").join(format!("{owner}.json")).is_file() {
-            continue;
-        }
-        let (variant, main) = (event(&file), event(owner));
-        let kind = |e: &Value| e.pointer("/requestContext/http").is_some();
-        let key = |e: &Value| {
-            e.pointer("/requestContext/routeKey")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        if kind(&variant) != kind(&main) || key(&variant) != key(&main) {
-            problems.push(format!(
-                "events/{file}.json is a variant of events/{owner}.json but is for route {:?}, not {:?}",
-                key(&variant),
-                key(&main)
-            ));
-        }
-    }
-    fail_on(problems, "template.yaml's HTTP routes, events/ and Route::resolve");
-}
-
-/// Every route of `Route::ALL` is served by the function it names, with the
-/// same route key in template.yaml, and resolves to itself.
-#[test]
-fn every_route_the_resolver_knows_has_its_function() {
-    let template_functions = template().functions();
-    let mut problems = Vec::new();
-    for route in Route::ALL {
-        let name = route.function_name();
-        let key = route.route_key();
-        match template_functions.iter().find(|f| f.name() == Some(name)) {
+        // `<name>` or `<name>-<variant>`: the longest function name that fits.
+        let owner = FUNCTIONS
+            .iter()
+            .filter(|f| file == f.name || file.strip_prefix(f.name).is_some_and(|rest| rest.starts_with('-')))
+            .max_by_key(|f| f.name.len());
+        match owner {
             None => problems.push(format!(
-                "Route::{route:?} names the function {name}, which template.yaml does not have"
+                "events/{file}.json is named after no function of {DECLARATIONS} (<function>[-<variant>].json)"
             )),
             Some(f) => {
-                let keys: Vec<String> = f.http_routes.iter().map(|(_, m, p)| route_key(m, p)).collect();
-                if keys != [key] {
+                if let Err(why) = payload_fits(f, &event(file)) {
                     problems.push(format!(
-                        "Route::{route:?} has the route key {key}, but template.yaml's {name} routes {keys:?}"
+                        "events/{file}.json does not fit {} ({:?}): {why}",
+                        f.name, f.trigger
                     ));
                 }
             }
         }
-        let (method, path) = key.split_once(' ').expect("route keys are '<METHOD> <path>'");
-        match resolve(method, path) {
-            Ok(resolved) if resolved == key => {}
-            other => problems.push(format!("Route::{route:?} ({key}) resolves to {other:?}")),
-        }
     }
-    for f in &template_functions {
-        if !f.http_routes.is_empty() && !Route::ALL.iter().any(|r| Some(r.function_name()) == f.name()) {
-            problems.push(format!(
-                "template.yaml's {} serves HTTP routes, but no Route names it",
-                f.logical_id
-            ));
-        }
-    }
-    fail_on(problems, "Route::ALL and template.yaml's functions");
+    fail_on(problems, "the declared functions and events/");
 }
 
 #[test]
-fn every_websocket_function_is_wired_to_its_route() {
-    let functions = function_names();
-    let template = template();
-    let template_functions = template.functions();
-    let name_of: BTreeMap<&str, &str> = template_functions
-        .iter()
-        .filter_map(|f| {
-            let uri = f.code_uri.as_deref()?.trim_end_matches('/');
-            Some((f.logical_id.as_str(), uri.strip_prefix("functions/")?))
-        })
-        .collect();
-    let routes = template.websocket_routes();
+fn every_route_resolves_with_and_without_its_trailing_slash() {
     let mut problems = Vec::new();
-
-    // What the template wires: function name -> route keys, as integration or as authorizer.
-    let mut integrated: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut authorizes: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for route in &routes {
-        let wired = std::iter::once((&route.function, &mut integrated))
-            .chain(route.authorizer_function.as_ref().map(|a| (a, &mut authorizes)));
-        for (target, into) in wired {
-            match target {
-                Ok(logical_id) => match name_of.get(logical_id.as_str()) {
-                    Some(name) => into.entry(name).or_default().push(&route.route_key),
-                    None => problems.push(format!(
-                        "template.yaml: WebSocket route {} ({}) invokes {logical_id}, which has no CodeUri functions/<name>",
-                        route.logical_id, route.route_key
-                    )),
-                },
-                Err(e) => problems.push(format!("template.yaml: WebSocket {e}")),
+    for route in Route::ALL {
+        let path = route.path_template().replace("{provider}", "groq");
+        for path in [path.clone(), format!("{path}/")] {
+            match Route::resolve(&route.method(), &path) {
+                RouteMatch::Found {
+                    route: found, provider, ..
+                } if found == route => {
+                    let wants_provider = route.path_template().contains("{provider}");
+                    if provider.is_some() != wants_provider {
+                        problems.push(format!("{path}: provider {provider:?}"));
+                    }
+                }
+                other => problems.push(format!("{} {path} resolves to {other:?}", route.method())),
             }
         }
     }
-
-    let websocket_functions: Vec<&String> = functions
-        .iter()
-        .filter(|f| repo_root().join("events").join(format!("{f}.json")).is_file() && is_websocket_function(f))
-        .collect();
-    for name in &websocket_functions {
-        let payload = event(name);
-        let route_key = payload
-            .pointer("/requestContext/routeKey")
-            .and_then(Value::as_str)
-            .unwrap_or("<none>");
-        // A REQUEST authorizer's payload carries the methodArn it decides on.
-        let is_authorizer =
-            payload.get("type").and_then(Value::as_str) == Some("REQUEST") && payload.get("methodArn").is_some();
-        let (wired, role) = if is_authorizer {
-            (authorizes.get(name.as_str()), "the authorizer of")
-        } else {
-            (integrated.get(name.as_str()), "the integration of")
-        };
-        let wired = wired.cloned().unwrap_or_default();
-        if wired != [route_key] {
-            problems.push(format!(
-                "{name}: events/{name}.json is for WebSocket route {route_key}, but template.yaml makes it {role} \
-                 {wired:?}"
-            ));
-        }
-    }
-    for (name, keys) in integrated.iter().chain(authorizes.iter()) {
-        if !websocket_functions.iter().any(|f| f.as_str() == *name) {
-            problems.push(format!(
-                "template.yaml wires {name} to WebSocket routes {keys:?}, but events/{name}.json is not a \
-                 WebSocket payload of a function in functions/"
-            ));
-        }
-    }
-    if !problems.is_empty() && !template.unexpanded_loops.is_empty() {
-        problems.push(format!(
-            "(this test expands Fn::ForEach over literal lists only; not expanded: {:?})",
-            template.unexpanded_loops
-        ));
-    }
-    fail_on(problems, "template.yaml's WebSocket routes, functions/ and events/");
+    fail_on(problems, "Route::resolve and the routes");
 }
 
-/// A function other MailMind functions invoke has no API event, its ARN is an
-/// output, and `KeyConsumerPolicy` (the one policy a consumer attaches) lets
-/// a role invoke exactly those functions: no other action, no other resource,
-/// no wildcard.
+#[test]
+fn every_provider_has_its_docs_row_and_its_fake() {
+    let docs = std::fs::read_to_string(repo_root().join("docs/PROVIDERS.md")).expect("docs/PROVIDERS.md");
+    let fakes: BTreeSet<&str> = mailmind_tests::fake_providers::BEHAVIOURS
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    let mut problems = Vec::new();
+    for p in PROVIDERS {
+        if !docs.lines().any(|l| l.starts_with(&format!("| `{}` |", p.id))) {
+            problems.push(format!(
+                "PROVIDERS declares {}, but docs/PROVIDERS.md has no row `| `{}` |`",
+                p.id, p.id
+            ));
+        }
+        if !fakes.contains(p.id) {
+            problems.push(format!(
+                "PROVIDERS declares {}, but tests/src/fake_providers.rs BEHAVIOURS has no row for it",
+                p.id
+            ));
+        }
+    }
+    for fake in fakes {
+        if mailmind::domain::provider::find(fake).is_none() {
+            problems.push(format!(
+                "tests/src/fake_providers.rs has a row for {fake}, which PROVIDERS does not declare"
+            ));
+        }
+    }
+    fail_on(problems, "PROVIDERS, docs/PROVIDERS.md and the fake providers");
+}
+
 #[test]
 fn invoked_functions_are_reachable_only_through_the_consumer_policy() {
     let template = template();
@@ -532,4 +374,54 @@ fn only_the_functions_that_must_hold_kms_permissions() {
     .into();
     assert_eq!(holders, expected);
     assert!(!kms_policies.contains("KeyConsumerPolicy"));
+}
+
+#[test]
+fn every_websocket_route_invokes_its_declared_function_and_only_connect_is_authorized() {
+    let routes = template().websocket_routes();
+    let function_id = |trigger: Trigger| {
+        FUNCTIONS
+            .iter()
+            .find(|f| f.trigger == trigger)
+            .map(FunctionSpec::logical_id)
+    };
+    let authorizer = function_id(Trigger::WebSocketAuthorizer).expect("a $connect authorizer is declared");
+    let mut problems = Vec::new();
+    let mut declared_keys = BTreeSet::new();
+    for f in FUNCTIONS {
+        let Trigger::WebSocket { route_key, .. } = f.trigger else {
+            continue;
+        };
+        declared_keys.insert(route_key.to_owned());
+        let Some(route) = routes.iter().find(|r| r.route_key == route_key) else {
+            problems.push(format!(
+                "template.yaml has no WebSocket route {route_key} for {}",
+                f.name
+            ));
+            continue;
+        };
+        if route.function.as_deref() != Ok(f.logical_id().as_str()) {
+            problems.push(format!(
+                "route {route_key} invokes {:?}, not {}",
+                route.function,
+                f.logical_id()
+            ));
+        }
+        let wanted = (route_key == "$connect").then(|| Ok(authorizer.clone()));
+        if route.authorizer_function != wanted {
+            problems.push(format!(
+                "route {route_key} has authorizer {:?}, not {wanted:?}",
+                route.authorizer_function
+            ));
+        }
+    }
+    for route in &routes {
+        if !declared_keys.contains(&route.route_key) {
+            problems.push(format!(
+                "template.yaml routes {} to no declared function",
+                route.route_key
+            ));
+        }
+    }
+    fail_on(problems, "template.yaml's WebSocket routes and the declared functions");
 }

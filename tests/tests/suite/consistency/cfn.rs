@@ -3,21 +3,15 @@
 //! route → authorizer → function).
 //!
 //! CloudFormation's short forms (`!Ref`, `!Sub`, `!GetAtt`, ...) stay tagged
-//! values, read alongside their long forms (`Ref`, `Fn::Sub`, ...). Top-level
-//! `Fn::ForEach` loops of `Resources` are expanded when their collection is a
-//! literal list (`${Id}` and `&{Id}` in keys and strings, `!Ref Id`), so the
-//! wiring is found whether it is written out or generated; a loop over
-//! anything else (a parameter, say) is listed in `unexpanded_loops`.
+//! values, read alongside their long forms (`Ref`, `Fn::Sub`, ...).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml_ng::Value;
 
 pub struct Template {
-    /// Every resource by logical id, loops expanded.
+    /// Every resource by logical id.
     pub resources: BTreeMap<String, Value>,
-    /// `Fn::ForEach::<name>` keys whose collection is not a literal list.
-    pub unexpanded_loops: Vec<String>,
 }
 
 /// An `AWS::Serverless::Function` resource.
@@ -25,10 +19,6 @@ pub struct Template {
 pub struct Function {
     pub logical_id: String,
     pub code_uri: Option<String>,
-    /// The `FunctionName` text (the string of its `!Sub`).
-    pub function_name: Option<String>,
-    /// `Metadata.BuildProperties.Binary`.
-    pub binary: Option<String>,
     /// Its events of `Type: HttpApi`, as (event name, method, path).
     pub http_routes: Vec<(String, String, String)>,
 }
@@ -45,7 +35,6 @@ impl Function {
 /// An `AWS::ApiGatewayV2::Route` of a WebSocket API.
 #[derive(Debug)]
 pub struct WebSocketRoute {
-    pub logical_id: String,
     pub route_key: String,
     /// The function its integration invokes, or why none was found.
     pub function: Result<String, String>,
@@ -62,33 +51,16 @@ impl Template {
             .ok_or("no Resources mapping")?;
         let mut template = Template {
             resources: BTreeMap::new(),
-            unexpanded_loops: Vec::new(),
         };
-        template.add(resources)?;
-        Ok(template)
-    }
-
-    /// Adds the entries of a `Resources` mapping (or a loop's output), expanding loops.
-    fn add(&mut self, entries: &serde_yaml_ng::Mapping) -> Result<(), String> {
-        for (key, value) in entries {
+        for (key, value) in resources {
             let key = key
                 .as_str()
                 .ok_or_else(|| format!("a resource key is not a string: {key:?}"))?;
-            if key.starts_with("Fn::ForEach::") {
-                match for_each(value) {
-                    Some((identifier, items, output)) => {
-                        for item in items {
-                            let expanded = substitute(output, &identifier, &item);
-                            self.add(expanded.as_mapping().expect("a loop's output is a mapping"))?;
-                        }
-                    }
-                    None => self.unexpanded_loops.push(key.to_owned()),
-                }
-            } else if self.resources.insert(key.to_owned(), value.clone()).is_some() {
+            if template.resources.insert(key.to_owned(), value.clone()).is_some() {
                 return Err(format!("resource {key} is declared twice"));
             }
         }
-        Ok(())
+        Ok(template)
     }
 
     fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
@@ -123,13 +95,6 @@ impl Template {
                 Function {
                     logical_id: logical_id.clone(),
                     code_uri: properties.get("CodeUri").and_then(Value::as_str).map(str::to_owned),
-                    function_name: properties.get("FunctionName").and_then(sub_text),
-                    binary: resource
-                        .get("Metadata")
-                        .and_then(|m| m.get("BuildProperties"))
-                        .and_then(|b| b.get("Binary"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
                     http_routes,
                 }
             })
@@ -169,7 +134,6 @@ impl Template {
                         .map_err(|e| format!("route {logical_id} (AuthorizerId): {e}"))
                 });
                 WebSocketRoute {
-                    logical_id: logical_id.clone(),
                     route_key,
                     function,
                     authorizer_function,
@@ -189,53 +153,6 @@ impl Template {
             [] => Err(format!("refers to no {kind} ({})", one_line(value))),
             many => Err(format!("refers to several {kind}: {many:?}")),
         }
-    }
-}
-
-/// `[Identifier, [items...], {output}]` of a loop whose items are literal strings.
-fn for_each(value: &Value) -> Option<(String, Vec<String>, &Value)> {
-    let [identifier, collection, output] = value.as_sequence()?.as_slice() else {
-        return None;
-    };
-    let items = collection
-        .as_sequence()?
-        .iter()
-        .map(|item| item.as_str().map(str::to_owned))
-        .collect::<Option<Vec<String>>>()?;
-    output.as_mapping()?;
-    Some((identifier.as_str()?.to_owned(), items, output))
-}
-
-/// `value` with the loop identifier replaced by `item`.
-fn substitute(value: &Value, identifier: &str, item: &str) -> Value {
-    let in_text = |text: &str| {
-        let alphanumeric: String = item.chars().filter(char::is_ascii_alphanumeric).collect();
-        text.replace(&format!("${{{identifier}}}"), item)
-            .replace(&format!("&{{{identifier}}}"), &alphanumeric)
-    };
-    match value {
-        Value::String(text) => Value::String(in_text(text)),
-        Value::Sequence(items) => Value::Sequence(items.iter().map(|v| substitute(v, identifier, item)).collect()),
-        Value::Mapping(entries) => {
-            if entries.len() == 1 && entries.get("Ref").and_then(Value::as_str) == Some(identifier) {
-                return Value::String(item.to_owned());
-            }
-            Value::Mapping(
-                entries
-                    .iter()
-                    .map(|(k, v)| (substitute(k, identifier, item), substitute(v, identifier, item)))
-                    .collect(),
-            )
-        }
-        Value::Tagged(tagged) => {
-            if tagged.tag == "Ref" && tagged.value.as_str() == Some(identifier) {
-                return Value::String(item.to_owned());
-            }
-            let mut tagged = tagged.clone();
-            tagged.value = substitute(&tagged.value, identifier, item);
-            Value::Tagged(tagged)
-        }
-        other => other.clone(),
     }
 }
 
@@ -333,95 +250,4 @@ fn one_line(value: &Value) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The WebSocket wiring written as one loop, the way a shortened template
-    /// may write it: found the same as written out.
-    #[test]
-    fn websocket_wiring_generated_by_fn_foreach_is_found() {
-        let template = Template::parse(
-            r#"
-Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]
-Resources:
-  Api:
-    Type: AWS::ApiGatewayV2::Api
-    Properties: {ProtocolType: WEBSOCKET}
-  WsConnectFunction:
-    Type: AWS::Serverless::Function
-    Properties: {CodeUri: functions/ws-connect}
-  WsDefaultFunction:
-    Type: AWS::Serverless::Function
-    Properties: {CodeUri: functions/ws-default}
-  WsAuthorizerFunction:
-    Type: AWS::Serverless::Function
-    Properties: {CodeUri: functions/ws-authorizer}
-  Authorizer:
-    Type: AWS::ApiGatewayV2::Authorizer
-    Properties:
-      AuthorizerUri: !Sub "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${WsAuthorizerFunction.Arn}/invocations"
-  Fn::ForEach::Integrations:
-    - Name
-    - [Connect, Default]
-    - Ws${Name}Permission:
-        Type: AWS::Lambda::Permission
-        Properties:
-          FunctionName: !GetAtt [!Sub "Ws${Name}Function", Arn]
-      Ws${Name}Integration:
-        Type: AWS::ApiGatewayV2::Integration
-        Properties:
-          ApiId: !Ref Api
-          Description: {"Fn::Sub": "ws-${Name}"}
-          IntegrationUri: !Sub "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Ws${Name}Function.Arn}/invocations"
-  WsConnectRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: {Ref: Api}
-      RouteKey: $connect
-      AuthorizerId: !Ref Authorizer
-      Target: !Sub "integrations/${WsConnectIntegration}"
-  WsDefaultRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref Api
-      RouteKey: !Sub "$default"
-      Target: !Join ["/", [integrations, !Ref WsDefaultIntegration]]
-  Fn::ForEach::Elsewhere:
-    - Name
-    - !Ref SomeListParameter
-    - ${Name}Thing: {Type: AWS::SNS::Topic}
-"#,
-        )
-        .unwrap();
-        assert_eq!(template.unexpanded_loops, ["Fn::ForEach::Elsewhere"]);
-        assert!(template.resources.contains_key("WsDefaultPermission"));
-        let routes: Vec<_> = template
-            .websocket_routes()
-            .into_iter()
-            .map(|r| (r.route_key, r.function, r.authorizer_function))
-            .collect();
-        assert_eq!(
-            routes,
-            [
-                (
-                    "$connect".to_owned(),
-                    Ok("WsConnectFunction".to_owned()),
-                    Some(Ok("WsAuthorizerFunction".to_owned()))
-                ),
-                ("$default".to_owned(), Ok("WsDefaultFunction".to_owned()), None),
-            ]
-        );
-        assert_eq!(template.functions().len(), 3);
-    }
-
-    #[test]
-    fn sub_placeholders_name_resources_not_pseudo_parameters_or_literals() {
-        assert_eq!(
-            sub_references("arn:${AWS::Partition}:x:${Fn.Arn}/${!Literal}/${Stage}"),
-            ["Fn", "Stage"]
-        );
-    }
 }

@@ -1,0 +1,392 @@
+//! The Lambda functions, each declared once: its crate, what invokes it, what
+//! it may touch, its limits. `template.yaml` is rendered from these
+//! declarations, the providers of [`crate::domain::provider::PROVIDERS`] and
+//! the hand-edited `template.base.yaml` (the renderer is [`template`], behind
+//! the `deploy` feature); the tests, the benchmark and `scripts/` read the
+//! same list. A function is its crate `functions/<name>/` plus one entry of
+//! [`FUNCTIONS`].
+//!
+//! Data only, no I/O: the Lambda binaries link none of it.
+
+#[cfg(feature = "deploy")]
+pub mod template;
+
+use crate::handlers::Route;
+
+/// What invokes a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A REST route of the HTTP API (JWT authorizer in front).
+    Rest(Route),
+    /// The WebSocket API's `$connect` authorizer.
+    WebSocketAuthorizer,
+    /// A WebSocket route (`$connect`, `$disconnect`, `$default` or an action).
+    WebSocket {
+        /// The route key.
+        route_key: &'static str,
+        /// The function's answer goes back to the client (a route response).
+        two_way: bool,
+    },
+    /// An EventBridge schedule (the `RevalidateSchedule` parameter).
+    Schedule,
+    /// Other MailMind functions invoke it directly (`lambda:InvokeFunction`).
+    Invoke,
+}
+
+/// A permission of a function's role. Logs come with every role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// DynamoDB actions on the table's items, as one inline statement.
+    Table {
+        /// The statement's `Sid`.
+        sid: &'static str,
+        /// `dynamodb:<Action>` names.
+        actions: &'static [&'static str],
+    },
+    /// Read, write and delete the table's items (`ReadWriteOwnItemsPolicy`).
+    ReadWriteTable,
+    /// `Query` on the due index only (background re-validation; never a Scan).
+    QueryDueIndex,
+    /// New data keys: KMS `GenerateDataKey` (`SealKeysPolicy` and the key policy).
+    SealKeys,
+    /// Unwrap stored data keys: KMS `Decrypt` (`OpenKeysPolicy` and the key policy).
+    OpenKeys,
+    /// Push to the users' WebSocket connections (`PushToConnectionsPolicy`).
+    PushToConnections,
+}
+
+/// One Lambda function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionSpec {
+    /// Crate and binary under `functions/<name>/`; deployed as `<stack>-<name>`.
+    pub name: &'static str,
+    /// One line: what it serves and does (the function's description).
+    pub summary: &'static str,
+    /// Why it is configured as it is, for the reader of the template.
+    pub notes: &'static str,
+    /// What invokes it.
+    pub trigger: Trigger,
+    /// What its role may do besides logging.
+    pub grants: &'static [Grant],
+    /// It validates keys on a user's behalf: it spends the per-user validation
+    /// budget, gets the validation throttling and reserved concurrency.
+    pub spends_validation_budget: bool,
+    /// The template parameter that reserves (and caps) its concurrency,
+    /// `<Stem>ReservedConcurrency`, 0 meaning none; the template's condition
+    /// `Reserve<Stem>Concurrency` says whether it is set.
+    pub reserved_concurrency: Option<&'static str>,
+    /// Environment variables besides those the grants imply, as
+    /// (name, template value) pairs; values are YAML, e.g. `!Ref Parameter`.
+    pub environment: &'static [(&'static str, &'static str)],
+    /// Seconds; [`DEFAULT_TIMEOUT_SECS`] unless it calls providers.
+    pub timeout_secs: u32,
+    /// Megabytes.
+    pub memory_mb: u32,
+}
+
+/// The timeout of a function that only reads or writes the table (every SDK
+/// call gives up well within it, `shared/src/deadline.rs`).
+pub const DEFAULT_TIMEOUT_SECS: u32 = 10;
+
+/// The timeout of a function that asks a provider: the request's 25 s
+/// deadline plus the final push, inside the HTTP API's 30 s.
+pub const PROVIDER_TIMEOUT_SECS: u32 = 29;
+
+/// Lambda's smallest size, which every function fits: the largest peak, a
+/// validation with an 1800-model catalogue, is 12.5 MB (docs/PERFORMANCE.md).
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+
+const BASE: FunctionSpec = FunctionSpec {
+    name: "",
+    summary: "",
+    notes: "",
+    trigger: Trigger::Invoke,
+    grants: &[],
+    spends_validation_budget: false,
+    reserved_concurrency: None,
+    environment: &[],
+    timeout_secs: DEFAULT_TIMEOUT_SECS,
+    memory_mb: DEFAULT_MEMORY_MB,
+};
+
+/// What the functions that validate a key on a user's behalf hold: they read
+/// and record the credential, spend the validation budget (an `UpdateItem`),
+/// and push `checking` and the verdict.
+const VALIDATING: FunctionSpec = FunctionSpec {
+    spends_validation_budget: true,
+    reserved_concurrency: Some("ValidationReservedConcurrency"),
+    timeout_secs: PROVIDER_TIMEOUT_SECS,
+    ..BASE
+};
+
+/// Every function, sorted by name.
+pub static FUNCTIONS: &[FunctionSpec] = &[
+    FunctionSpec {
+        name: "credentials-check",
+        summary: "POST /api/v1/credentials/{provider}/check - revalidate a stored key",
+        trigger: Trigger::Rest(Route::CheckCredential),
+        grants: &[Grant::ReadWriteTable, Grant::OpenKeys, Grant::PushToConnections],
+        ..VALIDATING
+    },
+    FunctionSpec {
+        name: "credentials-create",
+        summary: "POST /api/v1/credentials - store, validate and discover models of a new key",
+        notes: "A validation holds one provider page (at most 4 MiB, read incrementally) and a \
+                model list of at most 10 000 models / 2 MiB of JSON plus its deflated copy: \
+                measured peak 12.5 MB with an 1800-model catalogue, so 128 MB holds the worst \
+                case several times over. Same for update, check and ws-check.",
+        trigger: Trigger::Rest(Route::CreateCredential),
+        grants: &[Grant::ReadWriteTable, Grant::SealKeys, Grant::PushToConnections],
+        ..VALIDATING
+    },
+    FunctionSpec {
+        name: "credentials-delete",
+        summary: "DELETE /api/v1/credentials/{provider} - remove a key and its models",
+        notes: "The credential and its model list go in one TransactWriteItems of deletes.",
+        trigger: Trigger::Rest(Route::DeleteCredential),
+        grants: &[Grant::Table {
+            sid: "DeleteOwnItems",
+            actions: &["DeleteItem"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "credentials-get",
+        summary: "GET /api/v1/credentials/{provider} - status of one key",
+        trigger: Trigger::Rest(Route::GetCredential),
+        grants: &[Grant::Table {
+            sid: "ReadOwnItems",
+            actions: &["GetItem"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "credentials-list",
+        summary: "GET /api/v1/credentials - status of every provider's key",
+        trigger: Trigger::Rest(Route::ListCredentials),
+        grants: &[Grant::Table {
+            sid: "ReadOwnItems",
+            actions: &["Query"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "credentials-resolve",
+        summary: "Resolve a user's key for another MailMind function; take its usage reports",
+        notes: "Reads the credential, unwraps its data key (cached 5 minutes in a warm \
+                process), writes last_used_at (hourly); a report records a status or re-checks \
+                with the provider (hence the provider timeout) and pushes to the user's sockets. \
+                Consumers' roles attach KeyConsumerPolicy.",
+        trigger: Trigger::Invoke,
+        grants: &[Grant::ReadWriteTable, Grant::OpenKeys, Grant::PushToConnections],
+        reserved_concurrency: Some("ResolveReservedConcurrency"),
+        timeout_secs: PROVIDER_TIMEOUT_SECS,
+        ..BASE
+    },
+    FunctionSpec {
+        name: "credentials-revalidate",
+        summary: "Scheduled - re-checks credentials whose verdict is older than RevalidateAfter",
+        notes: "Finds due credentials through DueIndex, claims each with a conditional write \
+                (overlapping runs never check one twice), checks with the provider \
+                (RevalidateConcurrency per provider), stores and pushes the verdict. It claims \
+                nothing new after REVALIDATE_BUDGET (10 minutes); the checks in flight then \
+                finish, within Lambda's maximum of 900 s.",
+        trigger: Trigger::Schedule,
+        grants: &[
+            Grant::ReadWriteTable,
+            Grant::QueryDueIndex,
+            Grant::OpenKeys,
+            Grant::PushToConnections,
+        ],
+        environment: &[
+            ("REVALIDATE_AFTER", "!Ref RevalidateAfter"),
+            ("REVALIDATE_BUDGET", "10m"),
+            ("REVALIDATE_CONCURRENCY", "!Ref RevalidateConcurrency"),
+        ],
+        timeout_secs: 900,
+        ..BASE
+    },
+    FunctionSpec {
+        name: "credentials-update",
+        summary: "PUT /api/v1/credentials/{provider} - replace, validate and rediscover a key",
+        trigger: Trigger::Rest(Route::UpdateCredential),
+        grants: &[Grant::ReadWriteTable, Grant::SealKeys, Grant::PushToConnections],
+        ..VALIDATING
+    },
+    FunctionSpec {
+        name: "models-list",
+        summary: "GET /api/v1/credentials/{provider}/models - discovered models of a key",
+        trigger: Trigger::Rest(Route::ListModels),
+        grants: &[Grant::Table {
+            sid: "ReadOwnItems",
+            actions: &["GetItem"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "ws-authorizer",
+        summary: "WebSocket $connect authorizer - verifies the token query parameter",
+        notes: "RS256 against JwtIssuer's JWKS (docs/OPERATIONS.md, Configuration); a cold \
+                JWKS fetch is bounded at 4 s. Reads no table.",
+        trigger: Trigger::WebSocketAuthorizer,
+        environment: &[
+            ("JWT_ISSUER", "!Ref JwtIssuer"),
+            ("JWT_AUDIENCE", "!Join [\",\", !Ref JwtAudience]"),
+        ],
+        timeout_secs: 5,
+        ..BASE
+    },
+    FunctionSpec {
+        name: "ws-check",
+        summary: "WebSocket check - revalidate a stored key asked for over the socket",
+        notes: "The REST check's work and permissions; a check that cannot run is answered on \
+                this socket only, the verdict is pushed to all of the user's sockets.",
+        trigger: Trigger::WebSocket {
+            route_key: "check",
+            two_way: true,
+        },
+        grants: &[Grant::ReadWriteTable, Grant::OpenKeys, Grant::PushToConnections],
+        ..VALIDATING
+    },
+    FunctionSpec {
+        name: "ws-connect",
+        summary: "WebSocket $connect - remembers the connection for its user",
+        notes: "USER#<sub> / CONN#<connection id>, expiring (TTL); counted (Query) against \
+                MaxConnectionsPerUser and forgotten again (DeleteItem) when over it.",
+        trigger: Trigger::WebSocket {
+            route_key: "$connect",
+            two_way: false,
+        },
+        grants: &[Grant::Table {
+            sid: "RememberConnection",
+            actions: &["PutItem", "Query", "DeleteItem"],
+        }],
+        environment: &[("MAX_CONNECTIONS_PER_USER", "!Ref MaxConnectionsPerUser")],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "ws-default",
+        summary: "WebSocket $default - answers ping with pong",
+        notes: "Answers {\"action\":\"ping\"} and unknown actions itself: no AWS permission.",
+        trigger: Trigger::WebSocket {
+            route_key: "$default",
+            two_way: true,
+        },
+        ..BASE
+    },
+    FunctionSpec {
+        name: "ws-disconnect",
+        summary: "WebSocket $disconnect - forgets the connection",
+        notes: "The user comes from the authorizer context of the connection.",
+        trigger: Trigger::WebSocket {
+            route_key: "$disconnect",
+            two_way: false,
+        },
+        grants: &[Grant::Table {
+            sid: "ForgetConnection",
+            actions: &["DeleteItem"],
+        }],
+        ..BASE
+    },
+];
+
+impl FunctionSpec {
+    /// The template's logical id stem: `credentials-check` → `CredentialsCheck`
+    /// (the function is `<stem>Function`, its role `<stem>FunctionRole`).
+    pub fn logical_stem(&self) -> String {
+        upper_camel(self.name)
+    }
+
+    /// The function's logical id in the template, e.g. `CredentialsCheckFunction`.
+    pub fn logical_id(&self) -> String {
+        format!("{}Function", self.logical_stem())
+    }
+
+    /// Whether its role holds `grant`.
+    pub fn holds(&self, grant: Grant) -> bool {
+        self.grants.contains(&grant)
+    }
+
+    /// Whether it opens or seals keys (and so needs the KMS key's id).
+    pub fn uses_key(&self) -> bool {
+        self.holds(Grant::SealKeys) || self.holds(Grant::OpenKeys)
+    }
+
+    /// The template condition under which its concurrency is reserved.
+    pub fn reserved_concurrency_condition(&self) -> Option<String> {
+        let parameter = self.reserved_concurrency?;
+        let stem = parameter.strip_suffix("ReservedConcurrency").unwrap_or(parameter);
+        Some(format!("Reserve{stem}Concurrency"))
+    }
+
+    /// The REST route it serves, if any.
+    pub fn route(&self) -> Option<Route> {
+        match self.trigger {
+            Trigger::Rest(route) => Some(route),
+            _ => None,
+        }
+    }
+}
+
+/// `credentials-check`, `$connect`, `google_gemini` → `CredentialsCheck`,
+/// `Connect`, `GoogleGemini`: names as CloudFormation logical ids.
+pub fn upper_camel(name: &str) -> String {
+    name.split(['-', '_', '$'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The function declared under `name`.
+pub fn function(name: &str) -> Option<&'static FunctionSpec> {
+    FUNCTIONS.iter().find(|f| f.name == name)
+}
+
+/// The function that serves a REST route.
+pub fn function_of(route: Route) -> &'static FunctionSpec {
+    FUNCTIONS
+        .iter()
+        .find(|f| f.route() == Some(route))
+        .unwrap_or_else(|| unreachable!("every route has its function: see the test below"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions_are_sorted_unique_and_every_route_has_exactly_one() {
+        assert!(
+            FUNCTIONS.windows(2).all(|pair| pair[0].name < pair[1].name),
+            "FUNCTIONS must be sorted by name without duplicates"
+        );
+        for route in Route::ALL {
+            let serving = FUNCTIONS.iter().filter(|f| f.route() == Some(route)).count();
+            assert_eq!(serving, 1, "{route:?} needs exactly one function in FUNCTIONS");
+        }
+        for f in FUNCTIONS {
+            assert!(!f.summary.is_empty(), "{}: a summary", f.name);
+            assert!(f.timeout_secs >= 1 && f.timeout_secs <= 900, "{}", f.name);
+            assert!(f.memory_mb >= 128 && f.memory_mb <= 10_240, "{}", f.name);
+            if f.spends_validation_budget {
+                assert!(
+                    f.timeout_secs >= PROVIDER_TIMEOUT_SECS,
+                    "{}: it asks a provider",
+                    f.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn logical_ids_round_trip_the_names() {
+        assert_eq!(function("ws-check").unwrap().logical_id(), "WsCheckFunction");
+        assert_eq!(function("credentials-list").unwrap().logical_stem(), "CredentialsList");
+        assert_eq!(function_of(Route::ListModels).name, "models-list");
+    }
+}
