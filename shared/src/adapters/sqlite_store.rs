@@ -78,7 +78,7 @@ const MIGRATIONS: &[&str] = &[
     UPDATE credentials SET fresh_at = COALESCE(last_checked_at, updated_at);
     CREATE INDEX credentials_due ON credentials (provider, fresh_at);
 "#,
-    // The key's credit as the provider last told it (JSON), issue 10.
+    // The key's credit as the provider last told it (JSON).
     r#"
     ALTER TABLE credentials ADD COLUMN quota_json TEXT;
 "#,

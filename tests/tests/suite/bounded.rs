@@ -1,4 +1,4 @@
-//! Bounded work (issue 11): large catalogues stored whole on both stores and
+//! Bounded work: large catalogues stored whole on both stores and
 //! through both deployments, provider answers capped in size.
 
 use std::time::Duration;

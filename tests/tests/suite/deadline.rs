@@ -1,4 +1,4 @@
-//! One deadline per request (issue 11): however its dependencies stall, a
+//! One deadline per request: however its dependencies stall, a
 //! validating request answers inside the function timeout, and never leaves
 //! a key stored behind a gateway error (whose retry would be a `409`).
 //! The real `credentials-create` binary under the Lambda Runtime API

@@ -1,4 +1,4 @@
-//! Sharper verdicts (issue 10), end to end through the real `mailmind-local`:
+//! Sharper verdicts, end to end through the real `mailmind-local`:
 //! a key pasted under the wrong provider is refused before any network call.
 
 use mailmind::domain::key_prefix::DISTINCTIVE_PREFIXES;

@@ -1,4 +1,4 @@
-//! The RS256 verifier's bounds (issue 11): no audience is refused at start,
+//! The RS256 verifier's bounds: no audience is refused at start,
 //! `nbf` is honoured, the JWKS in hand is refreshed after its max age (a key
 //! the issuer withdrew stops working), and refetches for unknown key ids are
 //! rate-limited also when the fetch fails. Against a local JWKS server.

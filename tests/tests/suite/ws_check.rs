@@ -3,7 +3,7 @@
 //! function binary under the Runtime API emulator against `moto_server`.
 //!
 //! Every socket error code is caused here, `too_many_requests` (the per-user
-//! validation budget, issue 11) included: it reaches the socket through the
+//! validation budget) included: it reaches the socket through the
 //! same `ApiError` conversion as the others, with `retry_after_seconds`.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The edge limits of issue 11 are wired in `template.yaml`: per-route
+//! The edge limits are wired in `template.yaml`: per-route
 //! throttling of both APIs, reserved concurrency of the validating
 //! functions, and the per-user limits reaching the functions that enforce
 //! them, each from a template parameter with the documented default.

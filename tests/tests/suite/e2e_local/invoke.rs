@@ -1,7 +1,7 @@
 //! `mailmind-local` playing AWS Lambda's Invoke API for
 //! `credentials-resolve`: driven by a real AWS SDK client (`boto3` from the
-//! project venv, running the README's Python code as written), and refused
-//! without a SigV4 `Authorization` header.
+//! project venv, running the Python code of docs/CONSUMERS.md as written),
+//! and refused without a SigV4 `Authorization` header.
 
 use mailmind_tests::repo_root;
 use serde_json::{Value, json};
@@ -10,14 +10,14 @@ use super::{GROQ_KEY, body, world};
 
 const INVOKE_PATH: &str = "/2015-03-31/functions/credentials-resolve/invocations";
 
-/// The README's Python consumer code: the first `python` block of its
-/// section "Using a user's key from another MailMind function".
-fn readme_python() -> String {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let section = readme
-        .split("## Using a user's key from another MailMind function")
+/// The Python consumer code of docs/CONSUMERS.md: the first `python` block
+/// of its section "Python".
+fn consumer_python() -> String {
+    let doc = std::fs::read_to_string(repo_root().join("docs/CONSUMERS.md")).unwrap();
+    let section = doc
+        .split("\n## Python\n")
         .nth(1)
-        .expect("the README section exists");
+        .expect("the section exists in docs/CONSUMERS.md");
     let block = section
         .split("```python\n")
         .nth(1)
@@ -26,8 +26,8 @@ fn readme_python() -> String {
     block.to_owned()
 }
 
-/// Runs the README's Python code plus `driver` with the project venv's
-/// Python, against `endpoint`; its stdout as JSON.
+/// Runs the Python code of docs/CONSUMERS.md plus `driver` with the project
+/// venv's Python, against `endpoint`; its stdout as JSON.
 async fn run_python(endpoint: &str, driver: &str) -> Value {
     let python = repo_root().join(".venv/bin/python");
     assert!(
@@ -35,7 +35,7 @@ async fn run_python(endpoint: &str, driver: &str) -> Value {
         "{} is missing: run ./scripts/venv.sh",
         python.display()
     );
-    let script = format!("{}\n{driver}", readme_python());
+    let script = format!("{}\n{driver}", consumer_python());
     let output = tokio::process::Command::new(python)
         .arg("-c")
         .arg(script)
@@ -187,7 +187,7 @@ async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
 }
 
 /// The Rust client crate, over a real `aws-sdk-lambda` client pointed at the
-/// local server, as the README says.
+/// local server, as docs/CONSUMERS.md says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_client_resolves_and_reports_against_the_local_server() {
     use mailmind_keys::{KeyClient, LOCAL_FUNCTION_NAME, Outcome};
