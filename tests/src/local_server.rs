@@ -178,6 +178,13 @@ impl LocalServer {
         let body = serde_json::json!({"provider": provider, "api_key": api_key}).to_string();
         self.call_as(user, "POST", "/api/v1/credentials/", Some(&body)).await
     }
+
+    /// `PUT /api/v1/credentials/{provider}/` replacing the key with `api_key`, as `user`.
+    pub async fn put_key(&self, user: &str, provider: &str, api_key: &str) -> Answer {
+        let body = serde_json::json!({"api_key": api_key}).to_string();
+        let path = format!("/api/v1/credentials/{provider}/");
+        self.call_as(user, "PUT", &path, Some(&body)).await
+    }
 }
 
 /// Copies a child's output into `sink`; reports the URL from the banner line.

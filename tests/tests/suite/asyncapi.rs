@@ -125,14 +125,7 @@ async fn messages_captured_from_the_local_server_match_the_document() {
         .await;
     assert_eq!(checked.status, 200);
     // A verdict-less check: an `error` push with its reason and wait.
-    let replaced = server
-        .call_as(
-            "user-a",
-            "PUT",
-            "/api/v1/credentials/groq/",
-            Some(&json!({"api_key": limited}).to_string()),
-        )
-        .await;
+    let replaced = server.put_key("user-a", "groq", limited).await;
     assert_eq!(replaced.status, 200);
     // The client's actions: ping, check (a stored key, an unknown provider,
     // one without a key), an unknown action and text that is not JSON.

@@ -49,14 +49,7 @@ async fn a_large_catalogue_is_created_and_listed_whole_on_the_local_server() {
     groq.accept(GROQ_KEY, &refs(&ids)).await;
     let dir = tempfile::tempdir().unwrap();
     let server = LocalServer::start(&dir.path().join("data"), &[groq.env()]).await;
-    let created = server
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let created = server.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.json["models_count"], 1800);
     let models = server

@@ -95,14 +95,7 @@ async fn every_validation_reaches_all_of_the_users_sockets_and_nobody_else() {
     let mut b1 = connect(s, "user-b").await;
 
     // Create.
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
     for socket in [&mut a1, &mut a2] {
         let (checking, verdict) = validation_messages(socket).await;
@@ -116,13 +109,7 @@ async fn every_validation_reaches_all_of_the_users_sockets_and_nobody_else() {
     }
 
     // Update: the final message comes after the new state is stored.
-    s.call_as(
-        "user-a",
-        "PUT",
-        "/api/v1/credentials/groq/",
-        Some(&json!({"api_key": GROQ_KEY_2}).to_string()),
-    )
-    .await;
+    s.put_key("user-a", "groq", GROQ_KEY_2).await;
     let (checking, verdict) = validation_messages(&mut a1).await;
     assert_checking(&checking, "groq");
     assert_eq!(verdict["data"]["models_count"], 1);
@@ -142,14 +129,7 @@ async fn every_validation_reaches_all_of_the_users_sockets_and_nobody_else() {
     }
 
     // A rejected key is announced as invalid too.
-    let rejected = s
-        .call_as(
-            "user-a",
-            "PUT",
-            "/api/v1/credentials/groq/",
-            Some(&json!({"api_key": GROQ_BAD_KEY}).to_string()),
-        )
-        .await;
+    let rejected = s.put_key("user-a", "groq", GROQ_BAD_KEY).await;
     assert_eq!(rejected.status, 422);
     for socket in [&mut a1, &mut a2] {
         let (checking, verdict) = validation_messages(socket).await;
@@ -161,13 +141,7 @@ async fn every_validation_reaches_all_of_the_users_sockets_and_nobody_else() {
     assert_eq!(next_message(&mut b1, Duration::from_millis(500)).await, None);
 
     // B's own validation reaches B only.
-    s.call_as(
-        "user-b",
-        "POST",
-        "/api/v1/credentials/",
-        Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-    )
-    .await;
+    s.post_key("user-b", "groq", GROQ_KEY).await;
     let (checking, verdict) = validation_messages(&mut b1).await;
     assert_checking(&checking, "groq");
     assert_eq!(verdict["data"]["status"], "valid");
@@ -185,14 +159,7 @@ async fn provider_trouble_is_pushed_as_error_with_a_reason() {
     let mut socket = connect(s, "user-a").await;
     let limited = "gsk_limitedsock789abcdefghijklmnopqrstuvwxyzABCDEFGlimt";
     w._groq.answer(limited, w._groq.rate_limited_response(12)).await;
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": limited}).to_string()),
-        )
-        .await;
+    let created = s.post_key("user-a", "groq", limited).await;
     assert_eq!(created.status, 201);
     let (_, verdict) = validation_messages(&mut socket).await;
     assert_eq!(verdict["data"]["status"], "error");
@@ -295,14 +262,7 @@ async fn a_vanished_socket_never_breaks_a_request_and_is_forgotten() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": GROQ_KEY}).to_string()),
-        )
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert!(
         started.elapsed() < Duration::from_secs(5),

@@ -237,14 +237,7 @@ async fn valid_keys_discover_each_providers_own_models_and_checks_change_the_out
     assert_eq!(gemini_models.json[0]["model_name"], "Gemini 2.0 Flash");
 
     // Replacing with a timing-out key: answered at once, kept, models cleared.
-    let replaced = s
-        .call_as(
-            user,
-            "PUT",
-            "/api/v1/credentials/groq/",
-            Some(&json!({"api_key": "gsk_sandbox-timeout-3"}).to_string()),
-        )
-        .await;
+    let replaced = s.put_key(user, "groq", "gsk_sandbox-timeout-3").await;
     assert_eq!(replaced.status, 200, "{}", replaced.text);
     assert_eq!(replaced.json["status_reason"], "timeout");
     assert_eq!(replaced.json["models_count"], 0);
@@ -262,14 +255,7 @@ async fn keys_without_a_sandbox_outcome_are_invalid_and_no_provider_is_called() 
     let real_key = "gsk_live0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH9xQa";
     groq.accept(real_key, &["llama-3.1-8b-instant"]).await;
     let s = sandbox_server(&dir, &[groq.env()]).await;
-    let answer = s
-        .call_as(
-            "sandbox-real",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "groq", "api_key": real_key}).to_string()),
-        )
-        .await;
+    let answer = s.post_key("sandbox-real", "groq", real_key).await;
     assert_eq!(answer.status, 422, "{}", answer.text);
     assert_eq!(answer.json["code"], "key_rejected");
     assert_eq!(

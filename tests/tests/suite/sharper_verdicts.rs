@@ -51,14 +51,7 @@ async fn a_key_with_another_providers_prefix_is_refused_before_any_network_call(
         assert_eq!(stored.status, 404, "nothing stored for {prefix}");
         if target == "groq" {
             // A replacement is refused the same way, and the old key stays.
-            let put = s
-                .call_as(
-                    "user-a",
-                    "PUT",
-                    "/api/v1/credentials/groq/",
-                    Some(&json!({"api_key": key}).to_string()),
-                )
-                .await;
+            let put = s.put_key("user-a", "groq", &key).await;
             assert_mismatch(&put, owner.display_name);
         }
     }

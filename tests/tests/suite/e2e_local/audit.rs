@@ -23,18 +23,8 @@ async fn every_change_verdict_and_tamper_refusal_writes_one_audit_line_without_t
     let s = &w.server;
     let key_2 = json!({"api_key": GROQ_KEY_2}).to_string();
     let bad = json!({"api_key": GROQ_BAD_KEY}).to_string();
-    assert_eq!(
-        s.call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        s.call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-            .await
-            .status,
-        409
-    );
+    assert_eq!(s.post_key("user-a", "groq", GROQ_KEY).await.status, 201);
+    assert_eq!(s.post_key("user-a", "groq", GROQ_KEY).await.status, 409);
     assert_eq!(
         s.call_as("user-a", "PUT", "/api/v1/credentials/groq/", Some(&key_2))
             .await
@@ -61,17 +51,7 @@ async fn every_change_verdict_and_tamper_refusal_writes_one_audit_line_without_t
             .status,
         404
     );
-    assert_eq!(
-        s.call_as(
-            "user-b",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&body("google_gemini", GEMINI_KEY))
-        )
-        .await
-        .status,
-        201
-    );
+    assert_eq!(s.post_key("user-b", "google_gemini", GEMINI_KEY).await.status, 201);
     // user-b's stored key is altered on disk: its check is refused.
     let db = rusqlite::Connection::open(s.data_dir.join("mailmind.db")).unwrap();
     db.execute(

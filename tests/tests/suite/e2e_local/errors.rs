@@ -77,8 +77,7 @@ async fn bad_input_gets_clear_400s_and_nothing_is_stored() {
         assert!(answer.json["detail"].as_str().unwrap().contains("groq"));
     }
     // PUT input is checked too.
-    s.call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    s.post_key("user-a", "groq", GROQ_KEY).await;
     for b in [
         "{".to_owned(),
         json!({}).to_string(),
@@ -166,14 +165,7 @@ async fn conflicts_missing_credentials_and_rejected_keys() {
     );
 
     // 422 key_rejected on create: nothing stored.
-    let rejected = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&body("groq", GROQ_BAD_KEY)),
-        )
-        .await;
+    let rejected = s.post_key("user-a", "groq", GROQ_BAD_KEY).await;
     assert_error(&rejected, 422, "key_rejected");
     assert_no_secret(&rejected);
     assert_error(
@@ -183,19 +175,11 @@ async fn conflicts_missing_credentials_and_rejected_keys() {
     );
 
     // 409 credential_exists, without touching the stored key.
-    let created = s
-        .call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
     let calls = w.groq.requests().await.len();
     assert_error(
-        &s.call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&body("groq", GROQ_KEY_2)),
-        )
-        .await,
+        &s.post_key("user-a", "groq", GROQ_KEY_2).await,
         409,
         "credential_exists",
     );
@@ -206,14 +190,7 @@ async fn conflicts_missing_credentials_and_rejected_keys() {
     );
 
     // 422 on PUT leaves the old key exactly as it was.
-    let put = s
-        .call_as(
-            "user-a",
-            "PUT",
-            "/api/v1/credentials/groq/",
-            Some(&json!({"api_key": GROQ_BAD_KEY}).to_string()),
-        )
-        .await;
+    let put = s.put_key("user-a", "groq", GROQ_BAD_KEY).await;
     assert_error(&put, 422, "key_rejected");
     let after = s.call_as("user-a", "GET", "/api/v1/credentials/groq/", None).await;
     assert_eq!(after.json, created.json);

@@ -16,14 +16,7 @@ async fn provider_trouble_stores_the_key_with_an_error_status() {
     .await;
     let s = &w.server;
     // Unreachable provider: stored anyway, 201, status error with a reason.
-    let unreachable = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&body("google_gemini", GEMINI_KEY)),
-        )
-        .await;
+    let unreachable = s.post_key("user-a", "google_gemini", GEMINI_KEY).await;
     assert_eq!(unreachable.status, 201, "{}", unreachable.text);
     assert_eq!(unreachable.json["status"], "error");
     assert_eq!(unreachable.json["status_reason"], "provider_unavailable");
@@ -38,14 +31,7 @@ async fn provider_trouble_stores_the_key_with_an_error_status() {
     // Rate limited: error, rate_limited, with the wait.
     let limited_key = "gsk_limited3456789abcdefghijklmnopqrstuvwxyzABCDEFGHlimt";
     w.groq.answer(limited_key, w.groq.rate_limited_response(30)).await;
-    let limited = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&body("groq", limited_key)),
-        )
-        .await;
+    let limited = s.post_key("user-a", "groq", limited_key).await;
     assert_eq!(limited.status, 201, "{}", limited.text);
     assert_eq!(limited.json["status"], "error");
     assert_eq!(limited.json["status_reason"], "rate_limited");
@@ -96,31 +82,15 @@ async fn provider_trouble_stores_the_key_with_an_error_status() {
 async fn a_locked_database_is_a_503_and_changes_nothing() {
     let w = world().await;
     let s = &w.server;
-    let created = s
-        .call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
 
     // Another process holds the write lock: a real, retryable storage fault.
     let db = rusqlite::Connection::open(s.data_dir.join("mailmind.db")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let create = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&body("google_gemini", GEMINI_KEY)),
-        )
-        .await;
+    let create = s.post_key("user-a", "google_gemini", GEMINI_KEY).await;
     assert_error(&create, 503, "service_unavailable");
-    let update = s
-        .call_as(
-            "user-a",
-            "PUT",
-            "/api/v1/credentials/groq/",
-            Some(&json!({"api_key": GROQ_KEY_2}).to_string()),
-        )
-        .await;
+    let update = s.put_key("user-a", "groq", GROQ_KEY_2).await;
     assert_error(&update, 503, "service_unavailable");
     db.execute_batch("ROLLBACK").unwrap();
 
@@ -145,12 +115,7 @@ async fn a_locked_database_is_a_503_and_changes_nothing() {
 async fn a_tampered_ciphertext_fails_closed_with_500() {
     let w = world().await;
     let s = &w.server;
-    assert_eq!(
-        s.call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-            .await
-            .status,
-        201
-    );
+    assert_eq!(s.post_key("user-a", "groq", GROQ_KEY).await.status, 201);
     let calls = w.groq.requests().await.len();
     let db = rusqlite::Connection::open(s.data_dir.join("mailmind.db")).unwrap();
     let mut ciphertext: Vec<u8> = db

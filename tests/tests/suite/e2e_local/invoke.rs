@@ -6,7 +6,7 @@
 use mailmind_tests::repo_root;
 use serde_json::{Value, json};
 
-use super::{GROQ_KEY, body, world};
+use super::{GROQ_KEY, world};
 
 const INVOKE_PATH: &str = "/2015-03-31/functions/credentials-resolve/invocations";
 
@@ -62,10 +62,7 @@ async fn run_python(endpoint: &str, driver: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_resolves_and_reports_through_the_local_invoke_api() {
     let w = world().await;
-    let created = w
-        .server
-        .call_as("alice", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let created = w.server.post_key("alice", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
 
     let answer = run_python(
@@ -115,10 +112,7 @@ print(json.dumps({"key": key, "result": result, "stale": stale, "errors": errors
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
     let w = world().await;
-    let created = w
-        .server
-        .call_as("alice", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let created = w.server.post_key("alice", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
     let http = reqwest::Client::new();
     let url = format!("{}{INVOKE_PATH}", w.server.base_url);
@@ -194,10 +188,7 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
     use secrecy::ExposeSecret;
 
     let w = world().await;
-    let created = w
-        .server
-        .call_as("alice", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let created = w.server.post_key("alice", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
     let config = aws_sdk_lambda::Config::builder()
         .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())

@@ -42,9 +42,7 @@ async fn unauthenticated_calls_get_401_on_every_route() {
 async fn users_cannot_see_touch_or_detect_each_others_credentials() {
     let w = world().await;
     let s = &w.server;
-    let a_created = s
-        .call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let a_created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(a_created.status, 201);
     let a_before = s.call_as("user-a", "GET", "/api/v1/credentials/groq/", None).await.json;
     let calls = w.groq.requests().await.len();
@@ -87,14 +85,7 @@ async fn users_cannot_see_touch_or_detect_each_others_credentials() {
     );
 
     // B's own credential for the same provider is separate.
-    let b_created = s
-        .call_as(
-            "user-b",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&body("groq", GROQ_KEY_2)),
-        )
-        .await;
+    let b_created = s.post_key("user-b", "groq", GROQ_KEY_2).await;
     assert_eq!(b_created.status, 201);
     assert_eq!(b_created.json["key_hint"], "gsk_…zzZZ");
     s.call_as("user-b", "DELETE", "/api/v1/credentials/groq/", None).await;

@@ -33,9 +33,7 @@ async fn world_with_hour_window() -> World {
 async fn the_eleventh_validation_is_refused_and_calls_and_stores_nothing() {
     let w = world_with_hour_window().await;
     let s = &w.server;
-    let created = s
-        .call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let created = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201, "{}", created.text);
     for _ in 2..=10 {
         let checked = s
@@ -86,9 +84,7 @@ async fn the_eleventh_validation_is_refused_and_calls_and_stores_nothing() {
     assert_eq!(list.status, 200);
 
     // Another user has a budget of their own.
-    let other = s
-        .call_as("user-b", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let other = s.post_key("user-b", "groq", GROQ_KEY).await;
     assert_eq!(other.status, 201, "{}", other.text);
 }
 

@@ -6,10 +6,7 @@ use super::*;
 #[tokio::test]
 async fn restart_on_the_same_data_dir_keeps_keys_decryptable() {
     let mut w = world().await;
-    let created = w
-        .server
-        .call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let created = w.server.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
     w.server.restart().await;
     let got = w
@@ -56,38 +53,13 @@ async fn a_malformed_master_key_stops_the_server_from_starting() {
 async fn no_raw_key_in_the_data_dir_or_the_logs() {
     let mut w = world().await;
     let s = &w.server;
-    s.call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
-    s.call_as(
-        "user-a",
-        "POST",
-        "/api/v1/credentials/",
-        Some(&body("google_gemini", GEMINI_KEY)),
-    )
-    .await;
-    s.call_as(
-        "user-a",
-        "PUT",
-        "/api/v1/credentials/groq/",
-        Some(&json!({"api_key": GROQ_KEY_2}).to_string()),
-    )
-    .await;
-    s.call_as(
-        "user-a",
-        "PUT",
-        "/api/v1/credentials/groq/",
-        Some(&json!({"api_key": GROQ_BAD_KEY}).to_string()),
-    )
-    .await;
+    s.post_key("user-a", "groq", GROQ_KEY).await;
+    s.post_key("user-a", "google_gemini", GEMINI_KEY).await;
+    s.put_key("user-a", "groq", GROQ_KEY_2).await;
+    s.put_key("user-a", "groq", GROQ_BAD_KEY).await;
     s.call_as("user-a", "POST", "/api/v1/credentials/groq/check/", None)
         .await;
-    s.call_as(
-        "user-b",
-        "POST",
-        "/api/v1/credentials/",
-        Some(&body("groq", GROQ_BAD_KEY)),
-    )
-    .await;
+    s.post_key("user-b", "groq", GROQ_BAD_KEY).await;
     s.call_as(
         "user-a",
         "POST",

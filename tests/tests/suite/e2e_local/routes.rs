@@ -24,14 +24,7 @@ async fn every_rest_route_works_end_to_end() {
     }
 
     // POST /credentials/: a pasted key with surrounding whitespace.
-    let created = s
-        .call_as(
-            "user-a",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&body("groq", &format!("  \n{GROQ_KEY}\t "))),
-        )
-        .await;
+    let created = s.post_key("user-a", "groq", &format!("  \n{GROQ_KEY}\t ")).await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_no_secret(&created);
     let c = &created.json;
@@ -97,14 +90,7 @@ async fn every_rest_route_works_end_to_end() {
     );
 
     // PUT /credentials/{provider}/: new key, new hint, models re-discovered.
-    let updated = s
-        .call_as(
-            "user-a",
-            "PUT",
-            "/api/v1/credentials/groq/",
-            Some(&json!({"api_key": GROQ_KEY_2}).to_string()),
-        )
-        .await;
+    let updated = s.put_key("user-a", "groq", GROQ_KEY_2).await;
     assert_eq!(updated.status, 200, "{}", updated.text);
     assert_eq!(updated.json["key_hint"], "gsk_…zzZZ");
     assert_eq!(updated.json["models_count"], 1);
@@ -152,9 +138,7 @@ async fn every_rest_route_works_end_to_end() {
         .await;
     assert_eq!((models.status, models.json.clone()), (200, json!([])));
     // And it can be created again.
-    let again = s
-        .call_as("user-a", "POST", "/api/v1/credentials/", Some(&body("groq", GROQ_KEY)))
-        .await;
+    let again = s.post_key("user-a", "groq", GROQ_KEY).await;
     assert_eq!(again.status, 201);
 }
 
@@ -194,20 +178,11 @@ async fn anthropic_openrouter_and_cohere_create_then_list_models() {
     let server = LocalServer::start(&dir.path().join("data"), &env).await;
     for (id, key, models, name, hint) in cases {
         // A wrong key first: rejected, nothing stored.
-        let wrong = server
-            .call_as(
-                "user-a",
-                "POST",
-                "/api/v1/credentials/",
-                Some(&body(id, "wrong-key-0000000000000000000000")),
-            )
-            .await;
+        let wrong = server.post_key("user-a", id, "wrong-key-0000000000000000000000").await;
         assert_error(&wrong, 422, "key_rejected");
         assert!(wrong.json["detail"].as_str().unwrap().contains(name), "{}", wrong.text);
 
-        let created = server
-            .call_as("user-a", "POST", "/api/v1/credentials/", Some(&body(id, key)))
-            .await;
+        let created = server.post_key("user-a", id, key).await;
         assert_eq!(created.status, 201, "{id}: {}", created.text);
         assert_eq!(created.json["provider_name"], name);
         assert_eq!(created.json["status"], "valid");
