@@ -92,3 +92,12 @@ pub fn with_body(mut event: serde_json::Value, body: serde_json::Value) -> serde
     event["isBase64Encoded"] = serde_json::json!(false);
     event
 }
+
+/// What most Lambda tests deploy: the shared moto, a fresh table and KMS key
+/// on it, and a fake Groq.
+pub async fn deployment() -> (&'static moto::Moto, String, String, fake_providers::FakeProvider) {
+    let moto = moto::moto();
+    let table = moto.create_table().await;
+    let key = moto.create_kms_key().await;
+    (moto, table, key, fake_providers::FakeProvider::start("groq").await)
+}

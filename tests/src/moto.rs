@@ -110,6 +110,15 @@ impl Moto {
         .collect()
     }
 
+    /// [`Moto::env`] plus the table and the KMS key: what every function
+    /// that stores credentials reads.
+    pub fn function_env(&self, table: &str, key: &str) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.push(("TABLE_NAME".to_owned(), table.to_owned()));
+        env.push(("KMS_KEY_ID".to_owned(), key.to_owned()));
+        env
+    }
+
     /// A new table built from template.yaml's `CredentialsTable` (keys,
     /// attribute definitions, global secondary indexes; on demand), uniquely named.
     pub async fn create_table(&self) -> String {

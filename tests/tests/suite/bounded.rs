@@ -9,7 +9,6 @@ use mailmind::ports::ProviderClient;
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::local_server::LocalServer;
-use mailmind_tests::moto::moto;
 use mailmind_tests::{rest_event as event, with_body, workspace_binary};
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
@@ -61,18 +60,11 @@ async fn a_large_catalogue_is_created_and_listed_whole_on_the_local_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_catalogue_is_created_and_listed_whole_by_the_lambda_functions() {
-    let moto = moto();
-    let table = moto.create_table().await;
-    let key = moto.create_kms_key().await;
-    let groq = FakeProvider::start("groq").await;
+    let (moto, table, key, groq) = mailmind_tests::deployment().await;
     let ids = long_ids();
     groq.accept(GROQ_KEY, &refs(&ids)).await;
-    let mut env = moto.env();
-    env.extend([
-        ("TABLE_NAME".to_owned(), table),
-        ("KMS_KEY_ID".to_owned(), key),
-        groq.env(),
-    ]);
+    let mut env = moto.function_env(&table, &key);
+    env.extend([groq.env()]);
     let user = "11111111-2222-3333-4444-555555555555";
     let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
     let response = create

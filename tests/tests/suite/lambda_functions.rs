@@ -31,23 +31,15 @@ struct Deployment {
 
 impl Deployment {
     async fn start() -> Deployment {
-        let moto = moto();
-        let table = moto.create_table().await;
-        let key = moto.create_kms_key().await;
-        let groq = FakeProvider::start("groq").await;
+        let (moto, table, key, groq) = mailmind_tests::deployment().await;
         groq.accept(
             GROQ_KEY,
             &["llama-3.3-70b-versatile", "llama-3.1-8b-instant", "gemma2-9b-it"],
         )
         .await;
         groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
-        let mut env = moto.env();
-        env.extend([
-            ("TABLE_NAME".to_owned(), table),
-            ("KMS_KEY_ID".to_owned(), key),
-            ("MAILMIND_LOG".to_owned(), "debug".to_owned()),
-            groq.env(),
-        ]);
+        let mut env = moto.function_env(&table, &key);
+        env.extend([("MAILMIND_LOG".to_owned(), "debug".to_owned()), groq.env()]);
         let mut functions = HashMap::new();
         for name in rest_function_names() {
             let process = LambdaProcess::start(&workspace_binary(&name), &env).await;
@@ -270,14 +262,9 @@ async fn a_function_without_its_table_refuses_to_start() {
 /// recorded, with an answer (not an invocation error) and no server error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_answers_its_own_event() {
-    let moto = moto();
-    let table = moto.create_table().await;
-    let key = moto.create_kms_key().await;
-    let groq = FakeProvider::start("groq").await;
-    let mut env = moto.env();
+    let (moto, table, key, groq) = mailmind_tests::deployment().await;
+    let mut env = moto.function_env(&table, &key);
     env.extend([
-        ("TABLE_NAME".to_owned(), table),
-        ("KMS_KEY_ID".to_owned(), key),
         (
             "JWT_HS256_SECRET".to_owned(),
             "every-function-secret-0123456789abcdef".to_owned(),

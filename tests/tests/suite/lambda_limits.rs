@@ -4,7 +4,6 @@
 //! nothing; `ws-connect` refuses a socket over the per-user cap.
 
 use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
-use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
 use mailmind_tests::{event, rest_event, with_body, workspace_binary};
@@ -38,16 +37,11 @@ fn status_and_body(response: &Value) -> (u64, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eleventh_validation_is_refused_by_the_functions() {
-    let moto = moto();
-    let table = moto.create_table().await;
-    let key = moto.create_kms_key().await;
-    let groq = FakeProvider::start("groq").await;
+    let (moto, table, key, groq) = mailmind_tests::deployment().await;
     groq.accept(GROQ_KEY, &["llama-3.1-8b-instant"]).await;
     groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
-    let mut env = moto.env();
+    let mut env = moto.function_env(&table, &key);
     env.extend([
-        ("TABLE_NAME".to_owned(), table.clone()),
-        ("KMS_KEY_ID".to_owned(), key),
         // The default limit (10), in a window no test run outlasts.
         ("VALIDATION_LIMIT_WINDOW_SECONDS".to_owned(), "3600".to_owned()),
         groq.env(),

@@ -4,7 +4,6 @@
 //! the check function pushing to a management endpoint that answers 410 for
 //! one connection.
 
-use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
 use mailmind_tests::{event, rest_event, with_body, workspace_binary};
@@ -196,10 +195,7 @@ async fn the_authorizer_function_refuses_to_start_without_a_verifier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_pushes_to_live_connections_and_forgets_gone_ones() {
-    let moto = moto();
-    let table = moto.create_table().await;
-    let key = moto.create_kms_key().await;
-    let groq = FakeProvider::start("groq").await;
+    let (moto, table, key, groq) = mailmind_tests::deployment().await;
     groq.accept(GROQ_KEY, &["llama-3.1-8b-instant", "gemma2-9b-it"]).await;
 
     // The WebSocket API's management endpoint: one live connection, one gone.
@@ -219,10 +215,8 @@ async fn a_check_pushes_to_live_connections_and_forgets_gone_ones() {
         .mount(&management)
         .await;
 
-    let mut env = moto.env();
+    let mut env = moto.function_env(&table, &key);
     env.extend([
-        ("TABLE_NAME".to_owned(), table.clone()),
-        ("KMS_KEY_ID".to_owned(), key),
         (
             "WS_MANAGEMENT_ENDPOINT".to_owned(),
             format!("{}/production", management.uri()),

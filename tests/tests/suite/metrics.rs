@@ -9,9 +9,7 @@ use mailmind::adapters::dynamo_store::DynamoStore;
 use mailmind::domain::UserId;
 use mailmind::metrics;
 use mailmind::ports::{Connection, ConnectionStore};
-use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
-use mailmind_tests::moto::moto;
 use mailmind_tests::{rest_event, with_body, workspace_binary};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
@@ -72,10 +70,7 @@ fn sum(documents: &[Value], metric: &metrics::Metric) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_print_emf_metrics_with_closed_dimensions() {
-    let moto = moto();
-    let table = moto.create_table().await;
-    let key = moto.create_kms_key().await;
-    let groq = FakeProvider::start("groq").await;
+    let (moto, table, key, groq) = mailmind_tests::deployment().await;
     groq.accept(GOOD_KEY, &["llama-3.3-70b-versatile"]).await;
     groq.answer(KEY_WHILE_DOWN, groq.unavailable_response()).await;
     let management = MockServer::start().await;
@@ -102,10 +97,8 @@ async fn functions_print_emf_metrics_with_closed_dimensions() {
             .await
             .unwrap();
     }
-    let mut env = moto.env();
+    let mut env = moto.function_env(&table, &key);
     env.extend([
-        ("TABLE_NAME".to_owned(), table),
-        ("KMS_KEY_ID".to_owned(), key),
         (
             "WS_MANAGEMENT_ENDPOINT".to_owned(),
             format!("{}/production", management.uri()),

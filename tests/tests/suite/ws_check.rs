@@ -12,7 +12,6 @@ use futures_util::SinkExt;
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::local_server::LocalServer;
-use mailmind_tests::moto::moto;
 use mailmind_tests::{rest_event, with_body, workspace_binary};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -157,10 +156,7 @@ async fn a_socket_check_that_cannot_run_is_answered_on_that_socket_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ws_check_function_pushes_to_the_users_connections_and_answers_errors_itself() {
     const USER: &str = "11111111-2222-3333-4444-555555555555";
-    let moto = moto();
-    let table = moto.create_table().await;
-    let key = moto.create_kms_key().await;
-    let groq = FakeProvider::start("groq").await;
+    let (moto, table, key, groq) = mailmind_tests::deployment().await;
     groq.accept(GROQ_KEY, &["llama-3.1-8b-instant", "gemma2-9b-it", "whisper-large-v3"])
         .await;
     let management = MockServer::start().await;
@@ -169,10 +165,8 @@ async fn the_ws_check_function_pushes_to_the_users_connections_and_answers_error
         .respond_with(ResponseTemplate::new(200))
         .mount(&management)
         .await;
-    let mut env = moto.env();
+    let mut env = moto.function_env(&table, &key);
     env.extend([
-        ("TABLE_NAME".to_owned(), table.clone()),
-        ("KMS_KEY_ID".to_owned(), key),
         (
             "WS_MANAGEMENT_ENDPOINT".to_owned(),
             format!("{}/production", management.uri()),
