@@ -41,8 +41,8 @@ pub async fn create_credential(state: &AppState, req: Request) -> Response<Body>
 
 /// `GET /api/v1/credentials/{provider}/`
 pub async fn get_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond_at_provider(Route::GetCredential, req, |user, provider, _| async move {
-        Ok(json_response(200, &state.credentials.get(&user, provider).await?))
+    read_at_provider(Route::GetCredential, req, |user, provider| async move {
+        state.credentials.get(&user, provider).await
     })
     .await
 }
@@ -71,16 +71,16 @@ pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body>
 
 /// `POST /api/v1/credentials/{provider}/check/` (no body)
 pub async fn check_credential(state: &AppState, req: Request) -> Response<Body> {
-    respond_at_provider(Route::CheckCredential, req, |user, provider, _| async move {
-        Ok(json_response(200, &state.credentials.check(&user, provider).await?))
+    read_at_provider(Route::CheckCredential, req, |user, provider| async move {
+        state.credentials.check(&user, provider).await
     })
     .await
 }
 
 /// `GET /api/v1/credentials/{provider}/models/`
 pub async fn list_models(state: &AppState, req: Request) -> Response<Body> {
-    respond_at_provider(Route::ListModels, req, |user, provider, _| async move {
-        Ok(json_response(200, &state.credentials.models(&user, provider).await?))
+    read_at_provider(Route::ListModels, req, |user, provider| async move {
+        state.credentials.models(&user, provider).await
     })
     .await
 }
@@ -114,6 +114,20 @@ where
     respond(route, req, |user, req| async move {
         let provider = path_provider(&req)?;
         work(user, provider, req).await
+    })
+    .await
+}
+
+/// [`respond_at_provider`] for the routes that take no body and answer
+/// `200` with what the service returns.
+async fn read_at_provider<T, F, Fut>(route: Route, req: Request, work: F) -> Response<Body>
+where
+    T: serde::Serialize,
+    F: FnOnce(UserId, &'static ProviderSpec) -> Fut,
+    Fut: Future<Output = crate::service::Result<T>>,
+{
+    respond_at_provider(route, req, |user, provider, _| async move {
+        Ok(json_response(200, &work(user, provider).await?))
     })
     .await
 }

@@ -22,7 +22,7 @@ fn committed_template_is_what_the_declarations_render() {
             .lines()
             .zip(rendered.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(|| committed.lines().count().min(rendered.lines().count()), |i| i)
+            .unwrap_or_else(|| committed.lines().count().min(rendered.lines().count()))
             + 1;
         panic!(
             "template.yaml differs from what template.base.yaml and the declarations render \
