@@ -653,3 +653,17 @@ fn display_name(id: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// A large catalogue: 1800 distinct model ids of about 220 characters. As
+/// plain JSON the list is far over DynamoDB's 400 KB item cap; it is the
+/// worst ordinary load of the validating functions' memory.
+pub fn large_catalogue() -> Vec<String> {
+    (0..1800)
+        .map(|i| {
+            format!(
+                "accounts/aggregator/models/{}-{i:05}",
+                "fine-tuned-long-model-name".repeat(7)
+            )
+        })
+        .collect()
+}

@@ -25,18 +25,6 @@ const GROQ_KEY_2: &str = "gsk_benchnext56789abcdefghijklmnopqrstuvwxyzABCDEFzzZZ
 /// ids): the worst ordinary load of the validating functions' memory.
 const GROQ_KEY_LARGE: &str = "gsk_benchlarge6789abcdefghijklmnopqrstuvwxyzABCDEFlarg";
 
-/// The large catalogue's model ids.
-fn large_catalogue() -> Vec<String> {
-    (0..1800)
-        .map(|i| {
-            format!(
-                "accounts/aggregator/models/{}-{i:05}",
-                "fine-tuned-long-model-name".repeat(7)
-            )
-        })
-        .collect()
-}
-
 /// Peak RSS of a fresh process of a validating function after `rounds`
 /// invocations that each validate the large-catalogue key.
 async fn large_catalogue_rss(
@@ -286,7 +274,7 @@ async fn main() {
     )
     .await;
     groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
-    let large = large_catalogue();
+    let large = mailmind_tests::fake_providers::large_catalogue();
     let large: Vec<&str> = large.iter().map(String::as_str).collect();
     groq.accept(GROQ_KEY_LARGE, &large).await;
     let mut env = moto.env();

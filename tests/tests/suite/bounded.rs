@@ -15,19 +15,6 @@ use wiremock::ResponseTemplate;
 
 const GROQ_KEY: &str = "gsk_bounded0123456789abcdefghijklmnopqrstuvwxyzABCDEF9xQa";
 
-/// 1800 distinct ids of about 220 characters: as plain JSON the list is far
-/// over DynamoDB's 400 KB item cap.
-fn long_ids() -> Vec<String> {
-    (0..1800)
-        .map(|i| {
-            format!(
-                "accounts/aggregator/models/{}-{i:05}",
-                "fine-tuned-long-model-name".repeat(7)
-            )
-        })
-        .collect()
-}
-
 fn refs(ids: &[String]) -> Vec<&str> {
     ids.iter().map(String::as_str).collect()
 }
@@ -44,7 +31,7 @@ fn ids_of(models: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_catalogue_is_created_and_listed_whole_on_the_local_server() {
     let groq = FakeProvider::start("groq").await;
-    let ids = long_ids();
+    let ids = mailmind_tests::fake_providers::large_catalogue();
     groq.accept(GROQ_KEY, &refs(&ids)).await;
     let dir = tempfile::tempdir().unwrap();
     let server = LocalServer::start(&dir.path().join("data"), &[groq.env()]).await;
@@ -61,7 +48,7 @@ async fn a_large_catalogue_is_created_and_listed_whole_on_the_local_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_catalogue_is_created_and_listed_whole_by_the_lambda_functions() {
     let (moto, table, key, groq) = mailmind_tests::deployment().await;
-    let ids = long_ids();
+    let ids = mailmind_tests::fake_providers::large_catalogue();
     groq.accept(GROQ_KEY, &refs(&ids)).await;
     let mut env = moto.function_env(&table, &key);
     env.extend([groq.env()]);
