@@ -22,12 +22,17 @@ async fn dynamo_store() -> (Arc<DynamoStore>, ()) {
 
 store_contract_tests!(dynamo_store());
 
-#[tokio::test]
-async fn items_follow_the_single_table_layout() {
+/// A store over a fresh table, with the client and table name to read its items directly.
+async fn fresh_store() -> (DynamoStore, aws_sdk_dynamodb::Client, String) {
     let moto = moto();
     let table = moto.create_table().await;
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-    let store = DynamoStore::new(client.clone(), table.clone());
+    (DynamoStore::new(client.clone(), table.clone()), client, table)
+}
+
+#[tokio::test]
+async fn items_follow_the_single_table_layout() {
+    let (store, client, table) = fresh_store().await;
     store
         .insert(&credential("user-a", "groq", "r1"), &models(&["a", "b"]))
         .await
@@ -61,10 +66,7 @@ async fn items_follow_the_single_table_layout() {
 /// build, before a rollback) is left out of the list instead of failing it.
 #[tokio::test]
 async fn a_credential_of_an_unknown_provider_is_left_out_of_the_list() {
-    let moto = moto();
-    let table = moto.create_table().await;
-    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-    let store = DynamoStore::new(client.clone(), table.clone());
+    let (store, client, table) = fresh_store().await;
     let c = credential("user-a", "groq", "r1");
     store.insert(&c, &models(&["a"])).await.unwrap();
     let mut retired = client
@@ -124,10 +126,7 @@ async fn sort_keys(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String
 
 #[tokio::test]
 async fn a_large_list_is_chunked_and_a_shorter_one_leaves_no_chunk_behind() {
-    let moto = moto();
-    let table = moto.create_table().await;
-    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-    let store = DynamoStore::new(client.clone(), table.clone());
+    let (store, client, table) = fresh_store().await;
     let huge = incompressible_models_at_the_cap();
     store.insert(&credential("user-a", "groq", "r1"), &huge).await.unwrap();
     let keys = sort_keys(&client, &table).await;
