@@ -5,7 +5,7 @@
 //!
 //! Providers are data ([`ListShape`](crate::domain::provider::ListShape)
 //! names fields), so the structs carry every field some provider uses and
-//! [`WireModel::field`] picks by name. Reading is as forgiving as the
+//! the accessors of [`WireModel`] pick by name. Reading is as forgiving as the
 //! providers need: a field of an unexpected type counts as absent, and a
 //! list entry that is not an object is skipped ([`Lenient`]).
 
@@ -32,6 +32,24 @@ impl<T> Lenient<T> {
     /// The value, if it had the expected type.
     pub fn get(&self) -> Option<&T> {
         self.0.as_ref()
+    }
+}
+
+impl<T: Copy> Lenient<T> {
+    fn copied(&self) -> Option<T> {
+        self.0
+    }
+}
+
+impl Lenient<String> {
+    fn text(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<T> Lenient<Vec<T>> {
+    fn slice(&self) -> Option<&[T]> {
+        self.0.as_deref()
     }
 }
 
@@ -96,108 +114,67 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
     }
 }
 
-/// One entry of a model list, with every field some provider's shape names.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-#[allow(non_snake_case)]
-pub struct WireModel {
-    id: Lenient<String>,
-    name: Lenient<String>,
-    display_name: Lenient<String>,
-    displayName: Lenient<String>,
-    owned_by: Lenient<String>,
-    organization: Lenient<String>,
-    context_window: Lenient<u64>,
-    max_context_length: Lenient<u64>,
-    context_length: Lenient<u64>,
-    inputTokenLimit: Lenient<u64>,
-    outputTokenLimit: Lenient<u64>,
-    active: Lenient<bool>,
+/// Declares a wire struct by its fields, grouped by what they hold: the
+/// struct (every field [`Lenient`], absent ones defaulted) and one by-name
+/// accessor per group follow, so a field is named once.
+macro_rules! wire_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$doc:meta])* fn $accessor:ident -> $out:ty = $read:ident($ty:ty) { $($field:ident),* $(,)? } )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default)]
+        #[allow(non_snake_case)]
+        pub struct $name {
+            $( $( $field: Lenient<$ty>, )* )*
+        }
+
+        impl $name {
+            $(
+                $(#[$doc])*
+                pub fn $accessor(&self, field: &str) -> Option<$out> {
+                    match field {
+                        $( stringify!($field) => self.$field.$read(), )*
+                        _ => None,
+                    }
+                }
+            )*
+        }
+    };
 }
 
-impl WireModel {
-    /// The text field a shape names (`None` for a name no provider uses).
-    pub fn text(&self, field: &str) -> Option<&str> {
-        let value = match field {
-            "id" => &self.id,
-            "name" => &self.name,
-            "display_name" => &self.display_name,
-            "displayName" => &self.displayName,
-            "owned_by" => &self.owned_by,
-            "organization" => &self.organization,
-            _ => return None,
-        };
-        value.get().map(String::as_str)
-    }
-
-    /// The number field a shape names.
-    pub fn number(&self, field: &str) -> Option<u64> {
-        let value = match field {
-            "context_window" => &self.context_window,
-            "max_context_length" => &self.max_context_length,
-            "context_length" => &self.context_length,
-            "inputTokenLimit" => &self.inputTokenLimit,
-            "outputTokenLimit" => &self.outputTokenLimit,
-            _ => return None,
-        };
-        value.get().copied()
-    }
-
-    /// The flag field a shape names.
-    pub fn flag(&self, field: &str) -> Option<bool> {
-        match field {
-            "active" => self.active.get().copied(),
-            _ => None,
+wire_struct! {
+    /// One entry of a model list, with every field some provider's shape names.
+    pub struct WireModel {
+        /// The text field a shape names (`None` for a name no provider uses).
+        fn text -> &str = text(String) {
+            id, name, display_name, displayName, owned_by, organization
         }
+        /// The number field a shape names.
+        fn number -> u64 = copied(u64) {
+            context_window, max_context_length, context_length, inputTokenLimit, outputTokenLimit
+        }
+        /// The flag field a shape names.
+        fn flag -> bool = copied(bool) { active }
     }
 }
 
 /// A list entry: a model when it is an object, else skipped.
 pub type Entry = Lenient<WireModel>;
 
-/// One page of a model list (an object), with every list and paging field
-/// some provider uses.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-#[allow(non_snake_case)]
-pub struct WirePage {
-    data: Lenient<Vec<Entry>>,
-    models: Lenient<Vec<Entry>>,
-    next_page_token: Lenient<String>,
-    nextPageToken: Lenient<String>,
-    has_more: Lenient<bool>,
-    last_id: Lenient<String>,
-}
-
-impl WirePage {
-    /// The entries under the field a shape names (`None`: absent or no array).
-    pub fn items(&self, field: &str) -> Option<&[Entry]> {
-        match field {
-            "data" => self.data.get(),
-            "models" => self.models.get(),
-            _ => None,
-        }
-        .map(Vec::as_slice)
-    }
-
-    /// A paging text field.
-    pub fn text(&self, field: &str) -> Option<&str> {
-        match field {
-            "next_page_token" => &self.next_page_token,
-            "nextPageToken" => &self.nextPageToken,
-            "last_id" => &self.last_id,
-            _ => return None,
-        }
-        .get()
-        .map(String::as_str)
-    }
-
-    /// A paging flag.
-    pub fn flag(&self, field: &str) -> Option<bool> {
-        match field {
-            "has_more" => self.has_more.get().copied(),
-            _ => None,
-        }
+wire_struct! {
+    /// One page of a model list (an object), with every list and paging field
+    /// some provider uses.
+    pub struct WirePage {
+        /// The entries under the field a shape names (`None`: absent or no array).
+        fn items -> &[Entry] = slice(Vec<Entry>) { data, models }
+        /// A paging text field.
+        fn text -> &str = text(String) { next_page_token, nextPageToken, last_id }
+        /// A paging flag.
+        fn flag -> bool = copied(bool) { has_more }
     }
 }
 

@@ -216,6 +216,8 @@ pub struct StoredCredential {
 }
 
 /// The credential status object of the REST API (docs/API.md). Never holds the key.
+// Every absent field is left out of the JSON, except `quota` (null by contract).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CredentialView {
@@ -229,7 +231,6 @@ pub struct CredentialView {
     #[cfg_attr(feature = "openapi", schema(example = true))]
     pub api_key_set: bool,
     /// Known prefix and last four characters of the key.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "gsk_…9xQa"))]
     pub key_hint: Option<String>,
     /// `unchecked`, `valid`, `invalid` or `error`.
@@ -238,43 +239,35 @@ pub struct CredentialView {
     #[cfg_attr(feature = "openapi", schema(example = "Groq API key is valid."))]
     pub status_message: String,
     /// Why there is no verdict (with `error` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "rate_limited"))]
     pub status_reason: Option<ErrorReason>,
     /// When the provider said to try again.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = 58))]
     pub retry_after_seconds: Option<u64>,
     /// RFC 3339 time of the last check.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub last_checked_at: Option<String>,
     /// How many models the key unlocks, as last discovered.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = 21))]
     pub models_count: Option<u32>,
     /// RFC 3339 time the first key was stored.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T18:59:58Z", format = DateTime))]
     pub created_at: Option<String>,
     /// RFC 3339 time of the last change.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub updated_at: Option<String>,
     /// RFC 3339 time another MailMind function last obtained the key (to the
     /// hour); absent until it is first used.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-11-24T20:00:00Z", format = DateTime))]
     pub last_used_at: Option<String>,
     /// RFC 3339 time of the last background re-check, present only while
     /// it reached no verdict (the verdict above is then older and still stands).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_attempt_at: Option<String>,
     /// Why that re-check reached no verdict (a transient `status_reason`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_attempt_reason: Option<ErrorReason>,
     /// The key's credit as the provider last told it (OpenRouter); `null`
     /// where the provider tells nothing.
+    #[serialize_always]
     pub quota: Option<Quota>,
 }
 
@@ -327,6 +320,7 @@ impl CredentialView {
 /// A live `api_key_status` message for the user's WebSocket connections.
 /// docs/asyncapi.yaml describes it, examples included; the schema derived
 /// here only lets a test hold that document's fields to these.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusEvent {
@@ -339,23 +333,17 @@ pub struct StatusEvent {
     /// The sentence to show.
     pub message: String,
     /// Why there is no verdict (final `error` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<ErrorReason>,
     /// When the provider said to try again.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
     /// Models the key unlocks (final messages).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub models_count: Option<u32>,
     /// RFC 3339 time of the check (final messages).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<String>,
     /// Models a re-discovery added to the stored list (final messages,
     /// only when the list changed).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub models_added: Option<u32>,
     /// Models a re-discovery removed from the stored list (with `models_added`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub models_removed: Option<u32>,
 }
 

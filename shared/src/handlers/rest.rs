@@ -39,12 +39,27 @@ pub async fn create_credential(state: &AppState, req: Request) -> Response<Body>
     .await
 }
 
-/// `GET /api/v1/credentials/{provider}/`
-pub async fn get_credential(state: &AppState, req: Request) -> Response<Body> {
-    read_at_provider(Route::GetCredential, req, |user, provider| async move {
-        state.credentials.get(&user, provider).await
-    })
-    .await
+/// The handlers of the routes that take no body and answer `200` with what
+/// the credential service's method of the same role returns.
+macro_rules! read_handlers {
+    ($( $(#[$doc:meta])* $handler:ident: $route:ident => $method:ident; )*) => {$(
+        $(#[$doc])*
+        pub async fn $handler(state: &AppState, req: Request) -> Response<Body> {
+            read_at_provider(Route::$route, req, |user, provider| async move {
+                state.credentials.$method(&user, provider).await
+            })
+            .await
+        }
+    )*};
+}
+
+read_handlers! {
+    /// `GET /api/v1/credentials/{provider}/`
+    get_credential: GetCredential => get;
+    /// `POST /api/v1/credentials/{provider}/check/` (no body)
+    check_credential: CheckCredential => check;
+    /// `GET /api/v1/credentials/{provider}/models/`
+    list_models: ListModels => models;
 }
 
 /// `PUT /api/v1/credentials/{provider}/` with `{"api_key": ..}`
@@ -65,22 +80,6 @@ pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body>
     respond_at_provider(Route::DeleteCredential, req, |user, provider, _| async move {
         state.credentials.delete(&user, provider).await?;
         Ok(no_content())
-    })
-    .await
-}
-
-/// `POST /api/v1/credentials/{provider}/check/` (no body)
-pub async fn check_credential(state: &AppState, req: Request) -> Response<Body> {
-    read_at_provider(Route::CheckCredential, req, |user, provider| async move {
-        state.credentials.check(&user, provider).await
-    })
-    .await
-}
-
-/// `GET /api/v1/credentials/{provider}/models/`
-pub async fn list_models(state: &AppState, req: Request) -> Response<Body> {
-    read_at_provider(Route::ListModels, req, |user, provider| async move {
-        state.credentials.models(&user, provider).await
     })
     .await
 }
