@@ -4,6 +4,10 @@
 //! `Content-Type` headers, never `*` and never credentials (the API takes
 //! bearer tokens, not cookies).
 //!
+//! CORS covers the REST API (`/api/v1/...`) only: the AWS-shaped doors
+//! (Lambda Invoke, KMS, `@connections`) are for SDKs, not pages, and never
+//! get CORS headers, a preflight to them included.
+//!
 //! `tower-http`'s `CorsLayer` writes the headers. It answers every `OPTIONS`
 //! itself, whatever the origin, so requests are steered to it only when their
 //! `Origin` is one of the configured ones: a request from any other origin,
@@ -93,15 +97,20 @@ impl AllowedOrigins {
     }
 }
 
-/// Hands a request from a configured origin to the router behind the CORS
-/// layer, and any other request to the plain router.
+/// Whether `path` is the REST API's, the one part of the server pages may call.
+fn is_rest_api(path: &str) -> bool {
+    path == "/api/v1" || path.starts_with("/api/v1/")
+}
+
+/// Hands a request from a configured origin for the REST API to the router
+/// behind the CORS layer, and any other request to the plain router.
 async fn steer_by_origin(
     State((origins, with_cors)): State<(AllowedOrigins, Router)>,
     request: Request<Body>,
     next: Next,
 ) -> Response {
     let origin = request.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
-    if origins.allows(origin) {
+    if origins.allows(origin) && is_rest_api(request.uri().path()) {
         match with_cors.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -147,5 +156,20 @@ mod tests {
         assert!(!origins.allows(Some("http://localhost:5174")));
         assert!(!origins.allows(Some("https://APP.example.com")));
         assert!(!origins.allows(None));
+    }
+
+    #[test]
+    fn only_the_rest_api_gets_cors() {
+        assert!(is_rest_api("/api/v1/credentials/"));
+        assert!(is_rest_api("/api/v1/openapi.json"));
+        for path in [
+            "/",
+            "/ws",
+            "/@connections/x",
+            "/2015-03-31/functions/f/invocations",
+            "/api/v10",
+        ] {
+            assert!(!is_rest_api(path), "{path}");
+        }
     }
 }

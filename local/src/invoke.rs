@@ -2,9 +2,10 @@
 //! functions call (`credentials-resolve`): `POST
 //! /2015-03-31/functions/{name}/invocations`, so a consumer's unchanged SDK
 //! code runs against this server by pointing the Lambda client's endpoint at
-//! it. The request must carry an `Authorization: AWS4-HMAC-SHA256 ...`
-//! header, which browsers cannot send cross-site; the signature itself is
-//! NOT verified (a development server on loopback).
+//! it with the local server's access key (`<data-dir>/aws-credentials`):
+//! [`crate::doors`] lets in only requests signed with it (SigV4, service
+//! `lambda`) or carrying its secret as a bearer token, and refuses others
+//! with `403` as Lambda does.
 //!
 //! <https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html>
 
@@ -34,15 +35,7 @@ fn text_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// An error the way Lambda's API sends it: the type in `x-amzn-ErrorType`
-/// (what the SDKs read) and a JSON body with a `message`.
-fn lambda_error(status: StatusCode, kind: &'static str, message: String) -> Response {
-    let mut response = (status, axum::Json(json!({"Type": "User", "message": message}))).into_response();
-    response
-        .headers_mut()
-        .insert("x-amzn-errortype", HeaderValue::from_static(kind));
-    response
-}
+use crate::doors::rest_json_error as lambda_error;
 
 /// `POST /2015-03-31/functions/{name}/invocations`.
 pub async fn invoke(
@@ -51,16 +44,7 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let signed = text_header(&headers, "authorization").is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
-    if !signed {
-        return lambda_error(
-            StatusCode::FORBIDDEN,
-            "MissingAuthenticationTokenException",
-            "Missing Authentication Token: sign the request with AWS Signature Version 4 (any credentials; \
-             this development server does not verify signatures)."
-                .to_owned(),
-        );
-    }
+    // The access key was checked on the way in (`doors::guard`).
     if !is_resolve_function(&function) {
         return lambda_error(
             StatusCode::NOT_FOUND,

@@ -3,9 +3,11 @@
 //! Lambda functions run, over SQLite and a local master key.
 
 mod cors;
+mod doors;
 mod gateway;
 mod header_limit;
 mod invoke;
+mod kms;
 mod loopback;
 mod openapi;
 mod settings_page;
@@ -31,14 +33,15 @@ Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin 
        mailmind-local --token USER
 
   --port PORT      TCP port on 127.0.0.1 (default 3000; 0 picks a free one)
-  --data-dir DIR   where the database and master key live (default ./.mailmind)
+  --data-dir DIR   where the database, master key and AWS access key live
+                   (default ./.mailmind)
   --sandbox        answer key checks from a built-in simulator, never a provider:
                    a key containing sandbox-<outcome> gets that outcome (valid,
                    invalid, rate-limited, quota-exhausted, timeout, unavailable,
                    bad-response); any other key is invalid
   --cors-origin ORIGIN
                    answer this origin (e.g. http://localhost:5173) with CORS
-                   headers, and accept its WebSockets; repeatable
+                   headers on /api/v1, and accept its WebSockets; repeatable
   --validation-limit N          key checks (create, update, check) per user
                                 per window (default 10; 0: no limit)
   --validation-window SECS      that window (default 60)
@@ -50,6 +53,11 @@ Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin 
                    it also works for `sam local` (same LOCAL_JWT_SECRET)
 
 The settings page is at / (signed in with the demo token).
+
+Lambda Invoke (credentials-resolve), KMS Decrypt and @connections take only
+the access key made on first start in <data-dir>/aws-credentials (mode 0600,
+AWS shared-credentials format: AWS_SHARED_CREDENTIALS_FILE=<that file>),
+SigV4-signed, or its secret as `Authorization: Bearer <secret>`.
 
 Environment:
   LOCAL_JWT_SECRET            HS256 secret for bearer tokens (default: a documented dev secret)
@@ -75,6 +83,8 @@ pub struct LocalGateway {
     pub cors_origins: cors::AllowedOrigins,
     /// Each request's deadline and budgets (`MAILMIND_REQUEST_DEADLINE_MS`).
     pub budgets: mailmind::deadline::Budgets,
+    /// The "KMS key" of the local KMS `Decrypt`: the data directory's master key.
+    pub kms_key: mailmind::adapters::local_keyring::LocalKeyring,
 }
 
 /// Tokens the demo token and `--token` are valid for.
@@ -207,6 +217,11 @@ async fn run(options: Options) -> Result<(), String> {
     let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
     let verifier = Hs256Verifier::checked(secret.as_bytes()).map_err(|e| format!("LOCAL_JWT_SECRET: {e}"))?;
     let demo_token = verifier.issue(DEMO_USER, TOKEN_TTL_SECS);
+    let access_key = mailmind::state::local::access_key(&options.data_dir).map_err(|e| e.to_string())?;
+    let kms_key = mailmind::adapters::local_keyring::LocalKeyring::open_or_create(
+        &options.data_dir.join(mailmind::state::local::MASTER_KEY_FILE),
+    )
+    .map_err(|e| e.to_string())?;
     let gateway = Arc::new(LocalGateway {
         app,
         ws_verifier: TokenVerifier::Hs256(Box::new(verifier.clone())),
@@ -214,7 +229,10 @@ async fn run(options: Options) -> Result<(), String> {
         sockets: websocket::Sockets::default(),
         cors_origins: options.cors_origins.clone(),
         budgets: mailmind::deadline::Budgets::from_env().map_err(|e| e.to_string())?,
+        kms_key,
     });
+    let access_key_id = access_key.access_key_id().to_owned();
+    let doorkeeper = Arc::new(doors::Doorkeeper::new(access_key));
     let settings_page = Arc::new(settings_page::SettingsPage {
         demo_token: demo_token.clone(),
         sandbox: options.sandbox,
@@ -225,7 +243,11 @@ async fn run(options: Options) -> Result<(), String> {
     }
 
     let router = Router::new()
-        .route("/", get(move || async move { settings_page.render() }))
+        // The settings page; POST is AWS KMS's JSON protocol (Decrypt only).
+        .route(
+            "/",
+            get(move || async move { settings_page.render() }).post(kms::handle),
+        )
         .route("/ws", get(websocket::upgrade))
         .route(
             "/@connections/{connection_id}",
@@ -233,13 +255,14 @@ async fn run(options: Options) -> Result<(), String> {
                 .get(websocket::get_connection)
                 .delete(websocket::delete_connection),
         )
-        // AWS Lambda's Invoke API for credentials-resolve (SigV4 header
-        // required, signature not verified).
+        // AWS Lambda's Invoke API for credentials-resolve.
         .route("/2015-03-31/functions/{function}/invocations", post(invoke::invoke))
         // The REST API's OpenAPI document (no token).
         .route(mailmind::openapi::DOCUMENT_PATH, axum::routing::any(openapi::document))
         .fallback(gateway::rest)
         .with_state(gateway)
+        // Invoke, KMS and @connections: the data directory's access key only.
+        .layer(axum::middleware::from_fn_with_state(doorkeeper, doors::guard))
         // For this machine only: DNS rebinding gets no answer.
         .layer(axum::middleware::from_fn(loopback::loopback_only))
         // Headers over API Gateway's 10 KiB: the contract's JSON error.
@@ -247,6 +270,7 @@ async fn run(options: Options) -> Result<(), String> {
     let router = options.cors_origins.apply(router);
 
     let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);
+    let credentials_file = data_dir.join(mailmind::state::local::ACCESS_KEY_FILE);
     println!(
         "MailMind credential service listening on {base_url}\n\
          data directory: {}\n\
@@ -254,7 +278,9 @@ async fn run(options: Options) -> Result<(), String> {
          demo token (user \"{DEMO_USER}\", valid 30 days):\n  {demo_token}\n\
          try:\n  curl -s {base_url}/api/v1/credentials/ -H \"Authorization: Bearer {demo_token}\"\n\
          live key status: ws://{address}/ws?token=<token>\n\
-         other MailMind functions: Lambda Invoke of credentials-resolve at endpoint {base_url}\n\
+         other MailMind functions: Lambda Invoke of credentials-resolve, KMS Decrypt at endpoint {base_url}\n\
+         AWS access key: {access_key_id} (secret in {credentials}, mode 0600; \
+         AWS_SHARED_CREDENTIALS_FILE={credentials})\n\
          settings page: {base_url}/\n{sandbox}{cors}",
         data_dir.display(),
         if secret_is_default {
@@ -262,6 +288,7 @@ async fn run(options: Options) -> Result<(), String> {
         } else {
             "from LOCAL_JWT_SECRET"
         },
+        credentials = credentials_file.display(),
         sandbox = if options.sandbox {
             "SANDBOX ON: key checks are simulated and no provider is called; a key containing \
              sandbox-<outcome> gets that outcome (valid, invalid, rate-limited, quota-exhausted, timeout, \

@@ -259,6 +259,18 @@ impl EncryptionContext {
         }
     }
 
+    /// The context a KMS `EncryptionContext` map names: exactly `app`
+    /// (`mailmind`), `user` (a valid user id) and `provider` (a known
+    /// provider); `None` for anything else (missing, extra or invalid entries).
+    pub fn from_pairs(pairs: &std::collections::HashMap<String, String>) -> Option<EncryptionContext> {
+        if pairs.len() != 3 || pairs.get("app").map(String::as_str) != Some(Self::APP) {
+            return None;
+        }
+        let user = UserId::parse(pairs.get("user")?)?;
+        let provider = crate::domain::provider::find(pairs.get("provider")?)?;
+        Some(EncryptionContext::new(&user, provider))
+    }
+
     /// The context as key/value pairs, sorted by key (KMS `EncryptionContext`).
     pub fn pairs(&self) -> [(&'static str, &str); 3] {
         [
@@ -371,4 +383,36 @@ pub trait Notifier: Send + Sync {
     /// within a short bound. Connections that are gone are forgotten and dropped
     /// from `audience`. Never fails.
     async fn push(&self, audience: &mut Audience, message: &str);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> HashMap<String, String> {
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn an_encryption_context_comes_only_from_exactly_its_three_pairs() {
+        let context =
+            EncryptionContext::from_pairs(&pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "groq")]))
+                .unwrap();
+        assert_eq!(
+            context.pairs(),
+            [("app", "mailmind"), ("provider", "groq"), ("user", "alice")]
+        );
+        for bad in [
+            pairs(&[("app", "other"), ("user", "alice"), ("provider", "groq")]),
+            pairs(&[("app", "mailmind"), ("user", ""), ("provider", "groq")]),
+            pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "nope")]),
+            pairs(&[("app", "mailmind"), ("user", "alice")]),
+            pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "groq"), ("x", "y")]),
+            pairs(&[("app", "mailmind"), ("usr", "alice"), ("provider", "groq")]),
+        ] {
+            assert!(EncryptionContext::from_pairs(&bad).is_none(), "{bad:?}");
+        }
+    }
 }

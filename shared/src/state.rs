@@ -147,6 +147,7 @@ pub mod local {
     use std::sync::Arc;
 
     use super::{AppState, ConfigError, Limits};
+    use crate::adapters::local_access_key::LocalAccessKey;
     use crate::adapters::local_keyring::LocalKeyring;
     use crate::adapters::notifier::ApiGatewayNotifier;
     use crate::adapters::sqlite_store::SqliteStore;
@@ -157,6 +158,19 @@ pub mod local {
     pub const DATABASE_FILE: &str = "mailmind.db";
     /// The 32-byte master key in the data directory.
     pub const MASTER_KEY_FILE: &str = "master.key";
+    /// The local server's AWS access key (shared-credentials format, mode
+    /// 0600): what its Invoke, `@connections` and KMS doors accept.
+    pub const ACCESS_KEY_FILE: &str = "aws-credentials";
+
+    /// The data directory's access key, made on first use (mode 0600); an
+    /// existing file another user owns or others may read is refused.
+    pub fn access_key(data_dir: &Path) -> Result<LocalAccessKey, ConfigError> {
+        let path = data_dir.join(ACCESS_KEY_FILE);
+        if path.exists() {
+            refuse_if_shared(&path, "credentials file", 0o600)?;
+        }
+        LocalAccessKey::open_or_create(&path).map_err(|e| ConfigError(e.to_string()))
+    }
 
     /// Refuses `path` (the data directory or the master key) when another
     /// user owns it or group or others have any access to it: whoever can
@@ -186,9 +200,10 @@ pub mod local {
         Ok(())
     }
 
-    /// Opens (or creates, mode 0700) the data directory, its master key (mode
-    /// 0600) and database, refusing an existing directory or master key that
-    /// another user owns or group or others may access; pushes go to `connections_endpoint` (the local `@connections`).
+    /// Opens (or creates, mode 0700) the data directory, its master key and
+    /// access key (mode 0600) and database, refusing an existing directory or
+    /// key file that another user owns or group or others may access; pushes
+    /// go to `connections_endpoint` (the local `@connections`).
     pub fn build(
         data_dir: &Path,
         providers: Arc<dyn ProviderClient>,
@@ -224,8 +239,13 @@ pub mod local {
             SqliteStore::open(&data_dir.join(DATABASE_FILE))
                 .map_err(|e| ConfigError(format!("cannot open the database in {shown}: {e}")))?,
         );
+        let access_key = access_key(data_dir)?;
         let notifier = ApiGatewayNotifier::new(
-            ApiGatewayNotifier::local_client(connections_endpoint),
+            ApiGatewayNotifier::local_client(
+                connections_endpoint,
+                access_key.access_key_id(),
+                secrecy::ExposeSecret::expose_secret(access_key.secret()),
+            ),
             Arc::clone(&store) as _,
         );
         // The data-key cache serves `credentials-resolve` as on Lambda.

@@ -9,6 +9,8 @@ pub mod dynamo_store;
 #[cfg(feature = "aws")]
 pub mod kms_keyring;
 #[cfg(feature = "local")]
+pub mod local_access_key;
+#[cfg(feature = "local")]
 pub mod local_keyring;
 #[cfg(feature = "aws")]
 pub mod model_chunks;

@@ -36,15 +36,15 @@ impl ApiGatewayNotifier {
         ApiGatewayNotifier { client, connections }
     }
 
-    /// A client for the local server's `@connections` endpoint: it checks no
-    /// signature, so fixed placeholder credentials do.
-    pub fn local_client(endpoint: &str) -> apigw::Client {
+    /// A client for the local server's `@connections` endpoint, signing with
+    /// the local server's access key (the only one that endpoint accepts).
+    pub fn local_client(endpoint: &str, access_key_id: &str, secret: &str) -> apigw::Client {
         let config = apigw::Config::builder()
             .behavior_version(apigw::config::BehaviorVersion::latest())
             .region(apigw::config::Region::new("local"))
             .credentials_provider(apigw::config::Credentials::new(
-                "local",
-                "local",
+                access_key_id,
+                secret.to_owned(),
                 None,
                 None,
                 "mailmind-local",

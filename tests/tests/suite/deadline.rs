@@ -143,7 +143,10 @@ async fn no_write_starts_once_it_could_outlast_the_deadline() {
         })
         .await
         .unwrap();
-    let notifier = ApiGatewayNotifier::new(ApiGatewayNotifier::local_client(&endpoint), Arc::clone(&store) as _);
+    let notifier = ApiGatewayNotifier::new(
+        ApiGatewayNotifier::local_client(&endpoint, "AKIALOCALTEST0000000", "unused-secret"),
+        Arc::clone(&store) as _,
+    );
 
     let fake = FakeProvider::start("groq").await;
     fake.accept(KEY, &["llama-3.1-8b-instant"]).await;
