@@ -6,7 +6,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mailmind::adapters::local_access_key::LocalAccessKey;
 use mailmind::auth::Hs256Verifier;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -138,6 +140,58 @@ impl LocalServer {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         self.logs()
+    }
+
+    /// The server's AWS credentials file, `<data-dir>/aws-credentials` (made
+    /// on its first start, mode 0600, AWS shared-credentials format).
+    pub fn aws_credentials_file(&self) -> PathBuf {
+        self.data_dir.join(mailmind::state::local::ACCESS_KEY_FILE)
+    }
+
+    /// The access key the server's AWS-shaped doors (Lambda Invoke, KMS
+    /// Decrypt, `@connections`) accept, read from [`Self::aws_credentials_file`].
+    pub fn aws_credentials(&self) -> LocalAccessKey {
+        let path = self.aws_credentials_file();
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        LocalAccessKey::parse(&text).unwrap_or_else(|| panic!("{} holds no key pair", path.display()))
+    }
+
+    /// [`Self::aws_credentials`] for an AWS SDK client (`credentials_provider`).
+    pub fn sdk_credentials(&self) -> aws_sdk_lambda::config::Credentials {
+        let key = self.aws_credentials();
+        aws_sdk_lambda::config::Credentials::new(
+            key.access_key_id(),
+            key.secret().expose_secret().to_owned(),
+            None,
+            None,
+            "mailmind-local",
+        )
+    }
+
+    /// The environment for a child process (an SDK, boto3, the AWS CLI) to
+    /// call this server's Lambda Invoke and KMS with its access key:
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SHARED_CREDENTIALS_FILE` (the same key pair), `AWS_CONFIG_FILE`
+    /// (`/dev/null`), `AWS_DEFAULT_REGION`/`AWS_REGION` (`us-east-1`),
+    /// `AWS_ENDPOINT_URL_LAMBDA` and `AWS_ENDPOINT_URL_KMS` (this server).
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        let key = self.aws_credentials();
+        [
+            ("AWS_ACCESS_KEY_ID", key.access_key_id().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", key.secret().expose_secret().to_owned()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.aws_credentials_file().display().to_string(),
+            ),
+            ("AWS_CONFIG_FILE", "/dev/null".to_owned()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ENDPOINT_URL_LAMBDA", self.base_url.clone()),
+            ("AWS_ENDPOINT_URL_KMS", self.base_url.clone()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
     }
 
     /// A valid bearer token for `user`.

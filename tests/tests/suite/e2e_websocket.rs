@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::local_server::LocalServer;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -284,8 +285,15 @@ async fn the_management_api_answers_like_api_gateway() {
     let s = &w.server;
     let mut socket = connect(s, "user-a").await;
     let id = stored_connections(s, "user-a").pop().unwrap();
-    let http = reqwest::Client::new();
     let url = |id: &str| format!("{}/@connections/{id}", s.base_url);
+    // Without the server's access key, nothing (the SDK signing is in local_doors).
+    let refused = reqwest::Client::new().get(url(&id)).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.headers()["x-amzn-errortype"], "MissingAuthenticationTokenException");
+    let mut with_key = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", s.aws_credentials().secret().expose_secret());
+    with_key.insert("authorization", bearer.parse().unwrap());
+    let http = reqwest::Client::builder().default_headers(with_key).build().unwrap();
 
     let info = http.get(url(&id)).send().await.unwrap();
     assert_eq!(info.status(), 200);

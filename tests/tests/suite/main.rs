@@ -24,6 +24,7 @@ mod lambda_limits;
 mod lambda_resolve;
 mod lambda_revalidate;
 mod lambda_websocket;
+mod local_doors;
 mod log_leaks;
 mod metrics;
 mod openapi;

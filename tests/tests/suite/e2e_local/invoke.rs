@@ -1,9 +1,11 @@
 //! `mailmind-local` playing AWS Lambda's Invoke API for
 //! `credentials-resolve`: driven by a real AWS SDK client (`boto3` from the
 //! project venv, running the Python code of docs/CONSUMERS.md as written),
-//! and refused without a SigV4 `Authorization` header.
+//! with the server's generated access key, and refused without it.
 
+use mailmind_tests::local_server::LocalServer;
 use mailmind_tests::repo_root;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::{GROQ_KEY, world};
@@ -27,8 +29,8 @@ fn consumer_python() -> String {
 }
 
 /// Runs the Python code of docs/CONSUMERS.md plus `driver` with the project
-/// venv's Python, against `endpoint`; its stdout as JSON.
-async fn run_python(endpoint: &str, driver: &str) -> Value {
+/// venv's Python, against `server` with its access key; its stdout as JSON.
+async fn run_python(server: &LocalServer, driver: &str) -> Value {
     let python = repo_root().join(".venv/bin/python");
     assert!(
         python.is_file(),
@@ -40,12 +42,7 @@ async fn run_python(endpoint: &str, driver: &str) -> Value {
         .arg("-c")
         .arg(script)
         .env_clear()
-        .env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(server.aws_env())
         .env("AWS_MAX_ATTEMPTS", "1")
         .output()
         .await
@@ -66,7 +63,7 @@ async fn boto3_resolves_and_reports_through_the_local_invoke_api() {
     assert_eq!(created.status, 201, "{}", created.text);
 
     let answer = run_python(
-        &w.server.base_url,
+        &w.server,
         r#"
 key = resolve_key("alice", "groq")
 result = report_key("alice", "groq", key["key_revision"], "rate_limited")
@@ -110,7 +107,7 @@ print(json.dumps({"key": key, "result": result, "stale": stale, "errors": errors
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
+async fn the_local_invoke_api_refuses_requests_without_the_local_access_key() {
     let w = world().await;
     let created = w.server.post_key("alice", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
@@ -118,12 +115,15 @@ async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
     let url = format!("{}{INVOKE_PATH}", w.server.base_url);
     let resolve = json!({"action": "resolve", "user_id": "alice", "provider": "groq"}).to_string();
     let bearer = format!("Bearer {}", w.server.token("alice"));
-    // What a browser (or anyone without AWS credentials) can send.
-    for authorization in [
-        None,
-        Some(bearer.as_str()),
-        Some("AWS4-HMAC-SHA256"),
-        Some("aws4-hmac-sha256 x"),
+    let unsigned = "AWS4-HMAC-SHA256 Credential=local/20261125/us-east-1/lambda/aws4_request, \
+                    SignedHeaders=host;x-amz-date, Signature=00";
+    // What a browser (or anyone without the access key) can send.
+    for (authorization, kind) in [
+        (None, "MissingAuthenticationTokenException"),
+        (Some(bearer.as_str()), "UnrecognizedClientException"),
+        (Some("AWS4-HMAC-SHA256"), "MissingAuthenticationTokenException"),
+        (Some("aws4-hmac-sha256 x"), "MissingAuthenticationTokenException"),
+        (Some(unsigned), "UnrecognizedClientException"),
     ] {
         let mut request = http
             .post(&url)
@@ -134,21 +134,17 @@ async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
         }
         let answer = request.send().await.unwrap();
         assert_eq!(answer.status(), 403, "{authorization:?}");
-        assert_eq!(
-            answer.headers()["x-amzn-errortype"],
-            "MissingAuthenticationTokenException"
-        );
+        assert_eq!(answer.headers()["x-amzn-errortype"], kind);
         let text = answer.text().await.unwrap();
         assert!(!text.contains(GROQ_KEY), "{text}");
         assert!(serde_json::from_str::<Value>(&text).unwrap()["message"].is_string());
     }
 
-    // Signed (the signature is not checked): the handler answers.
-    let signed = "AWS4-HMAC-SHA256 Credential=local/20261125/us-east-1/lambda/aws4_request, \
-                  SignedHeaders=host;x-amz-date, Signature=00";
+    // With the access key's secret as a bearer token: the handler answers.
+    let signed = format!("Bearer {}", w.server.aws_credentials().secret().expose_secret());
     let answer = http
         .post(&url)
-        .header("authorization", signed)
+        .header("authorization", &signed)
         .body(resolve.clone())
         .send()
         .await
@@ -161,7 +157,7 @@ async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
     // a JSON body that is no request is the function's invalid_request.
     let answer = http
         .post(&url)
-        .header("authorization", signed)
+        .header("authorization", &signed)
         .body("not json")
         .send()
         .await
@@ -170,7 +166,7 @@ async fn the_local_invoke_api_refuses_requests_without_a_sigv4_header() {
     assert_eq!(answer.headers()["x-amzn-errortype"], "InvalidRequestContentException");
     let answer = http
         .post(&url)
-        .header("authorization", signed)
+        .header("authorization", &signed)
         .body(r#"["resolve"]"#)
         .send()
         .await
@@ -194,9 +190,7 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
         .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
         .region(aws_sdk_lambda::config::Region::new("us-east-1"))
         .endpoint_url(&w.server.base_url)
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
+        .credentials_provider(w.server.sdk_credentials())
         .build();
     let keys = KeyClient::new(aws_sdk_lambda::Client::from_conf(config), LOCAL_FUNCTION_NAME);
 
@@ -226,7 +220,7 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
                 .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
                 .region(aws_sdk_lambda::config::Region::new("us-east-1"))
                 .endpoint_url(&w.server.base_url)
-                .credentials_provider(aws_sdk_lambda::config::Credentials::new("l", "l", None, None, "t"))
+                .credentials_provider(w.server.sdk_credentials())
                 .build(),
         ),
         "credentials-other",
