@@ -22,8 +22,10 @@
 //! ```
 //!
 //! Locally, point the Lambda client at `mailmind-local`
-//! (`AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:3000`, any credentials), which
-//! plays Lambda's Invoke API for this function.
+//! (`AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:3000`), which plays Lambda's
+//! Invoke API for this function, with the access key it made in its data
+//! directory (`AWS_SHARED_CREDENTIALS_FILE=<data-dir>/aws-credentials`): it
+//! refuses any other credentials.
 
 #![warn(missing_docs)]
 

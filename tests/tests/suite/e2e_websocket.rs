@@ -289,7 +289,10 @@ async fn the_management_api_answers_like_api_gateway() {
     // Without the server's access key, nothing (the SDK signing is in local_doors).
     let refused = reqwest::Client::new().get(url(&id)).send().await.unwrap();
     assert_eq!(refused.status(), 403);
-    assert_eq!(refused.headers()["x-amzn-errortype"], "MissingAuthenticationTokenException");
+    assert_eq!(
+        refused.headers()["x-amzn-errortype"],
+        "MissingAuthenticationTokenException"
+    );
     let mut with_key = reqwest::header::HeaderMap::new();
     let bearer = format!("Bearer {}", s.aws_credentials().secret().expose_secret());
     with_key.insert("authorization", bearer.parse().unwrap());

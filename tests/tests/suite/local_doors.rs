@@ -140,7 +140,10 @@ async fn replay(recorded: &Recorded, change: impl FnOnce(&mut Vec<(String, Strin
     let mut headers = recorded.headers.clone();
     change(&mut headers);
     let mut request = reqwest::Client::new()
-        .request(reqwest::Method::from_bytes(recorded.method.as_bytes()).unwrap(), &recorded.uri)
+        .request(
+            reqwest::Method::from_bytes(recorded.method.as_bytes()).unwrap(),
+            &recorded.uri,
+        )
         .body(recorded.body.clone());
     for (name, value) in headers {
         // reqwest writes these two itself, with the same values.
@@ -172,7 +175,10 @@ async fn assert_only_the_key_opens(s: &LocalServer, recorded: &Recorded, accepte
         value.push(if last == '0' { '1' } else { '0' });
     })
     .await;
-    assert_eq!(refusal_kind(flipped).await, (403, "InvalidSignatureException".to_owned()));
+    assert_eq!(
+        refusal_kind(flipped).await,
+        (403, "InvalidSignatureException".to_owned())
+    );
 
     let unsigned = replay(recorded, |headers| set_authorization(headers, None)).await;
     assert_eq!(
@@ -219,7 +225,11 @@ async fn the_access_key_is_made_once_private_and_announced_without_its_secret() 
     assert!(key.access_key_id().starts_with("AKIALOCAL"), "{}", key.access_key_id());
     assert_eq!(key.access_key_id().len(), 20);
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.starts_with("[default]\naws_access_key_id = "), "{}", text.lines().next().unwrap());
+    assert!(
+        text.starts_with("[default]\naws_access_key_id = "),
+        "{}",
+        text.lines().next().unwrap()
+    );
 
     let banner = s.logs_with("AWS access key: ").await;
     assert!(banner.contains(&format!("AWS access key: {}", key.access_key_id())));
@@ -295,7 +305,10 @@ async fn the_connections_door_takes_only_the_local_access_key() {
         .send()
         .await
         .unwrap_err();
-    assert!(error.as_service_error().is_some_and(|e| e.is_gone_exception()), "{error:?}");
+    assert!(
+        error.as_service_error().is_some_and(|e| e.is_gone_exception()),
+        "{error:?}"
+    );
     assert_only_the_key_opens(&s, &recorder.take(), 410).await;
 
     for (credentials, clock, kind) in wrong_signers(&s) {
@@ -316,8 +329,7 @@ async fn kms_decrypt_opens_what_the_local_keyring_wrapped_for_the_key_only() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(&dir).await;
     // The data key a sealed record carries, wrapped under the server's master key.
-    let keyring =
-        LocalKeyring::open_or_create(&s.data_dir.join(mailmind::state::local::MASTER_KEY_FILE)).unwrap();
+    let keyring = LocalKeyring::open_or_create(&s.data_dir.join(mailmind::state::local::MASTER_KEY_FILE)).unwrap();
     let groq = provider::find("groq").unwrap();
     let context = EncryptionContext::new(&UserId::parse("alice").unwrap(), groq);
     let data_key = keyring.generate_data_key(&context).await.unwrap();
@@ -333,7 +345,9 @@ async fn kms_decrypt_opens_what_the_local_keyring_wrapped_for_the_key_only() {
             .encryption_context("provider", "groq")
             .send()
     };
-    let opened = decrypt(&kms, &data_key.wrapped, "alice", &data_key.key_id).await.unwrap();
+    let opened = decrypt(&kms, &data_key.wrapped, "alice", &data_key.key_id)
+        .await
+        .unwrap();
     assert_eq!(opened.plaintext().unwrap().as_ref(), data_key.plaintext.as_slice());
     assert_eq!(opened.key_id(), Some(data_key.key_id.as_str()));
     assert_eq!(
@@ -346,8 +360,18 @@ async fn kms_decrypt_opens_what_the_local_keyring_wrapped_for_the_key_only() {
     let mut tampered = data_key.wrapped.clone();
     *tampered.last_mut().unwrap() ^= 1;
     for (blob, user, key_id, kind) in [
-        (&data_key.wrapped, "bob", data_key.key_id.as_str(), "InvalidCiphertextException"),
-        (&tampered, "alice", data_key.key_id.as_str(), "InvalidCiphertextException"),
+        (
+            &data_key.wrapped,
+            "bob",
+            data_key.key_id.as_str(),
+            "InvalidCiphertextException",
+        ),
+        (
+            &tampered,
+            "alice",
+            data_key.key_id.as_str(),
+            "InvalidCiphertextException",
+        ),
         (
             &data_key.wrapped,
             "alice",
@@ -365,7 +389,11 @@ async fn kms_decrypt_opens_what_the_local_keyring_wrapped_for_the_key_only() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(error.code(), Some("InvalidCiphertextException"), "no context: {error:?}");
+    assert_eq!(
+        error.code(),
+        Some("InvalidCiphertextException"),
+        "no context: {error:?}"
+    );
 
     for (credentials, clock, kind) in wrong_signers(&s) {
         let wrong = client!(aws_sdk_kms, s, credentials, clock, recorder);
