@@ -14,6 +14,9 @@
 //! The signature is checked by signing the same canonical request again with
 //! the `aws-sigv4` crate (the SDKs' own signer) at the request's date, over
 //! the headers the request says it signed, and comparing in constant time.
+//! The payload line of that canonical request is always the hash of the body
+//! as received, so a signed `x-amz-content-sha256` must be that hash
+//! (`UNSIGNED-PAYLOAD` is refused: no SDK sends it to these services).
 //! Refusals are `403`, in the shape of the service the door plays.
 
 use std::sync::Arc;

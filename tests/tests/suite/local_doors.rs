@@ -92,15 +92,15 @@ macro_rules! client {
 
 /// The ways of getting it wrong an SDK client can be made to take: a wrong
 /// secret, an unknown key id, a signature 20 minutes old; and the error type
-/// each gets.
-fn wrong_signers(s: &LocalServer) -> Vec<(Credentials, Option<SystemTime>, &'static str)> {
+/// each gets, with a word of its message.
+fn wrong_signers(s: &LocalServer) -> Vec<(Credentials, Option<SystemTime>, (&'static str, &'static str))> {
     let key = s.aws_credentials();
     let id = key.access_key_id();
     vec![
         (
             Credentials::new(id, "not-the-secret", None, None, "test"),
             None,
-            "InvalidSignatureException",
+            ("InvalidSignatureException", "does not match"),
         ),
         (
             Credentials::new(
@@ -111,12 +111,12 @@ fn wrong_signers(s: &LocalServer) -> Vec<(Credentials, Option<SystemTime>, &'sta
                 "test",
             ),
             None,
-            "UnrecognizedClientException",
+            ("UnrecognizedClientException", "security token"),
         ),
         (
             s.sdk_credentials(),
             Some(SystemTime::now() - Duration::from_secs(20 * 60)),
-            "InvalidSignatureException",
+            ("InvalidSignatureException", "expired"),
         ),
     ]
 }
@@ -287,7 +287,8 @@ async fn the_invoke_door_takes_only_the_local_access_key() {
             .await
             .unwrap_err();
         assert_eq!(error.raw_response().unwrap().status().as_u16(), 403);
-        assert_eq!(error.code(), Some(kind), "{error:?}");
+        assert_eq!(error.code(), Some(kind.0), "{error:?}");
+        assert!(error.message().is_some_and(|m| m.contains(kind.1)), "{error:?}");
     }
 }
 
@@ -320,7 +321,8 @@ async fn the_connections_door_takes_only_the_local_access_key() {
             .await
             .unwrap_err();
         assert_eq!(error.raw_response().unwrap().status().as_u16(), 403);
-        assert_eq!(error.code(), Some(kind), "{error:?}");
+        assert_eq!(error.code(), Some(kind.0), "{error:?}");
+        assert!(error.message().is_some_and(|m| m.contains(kind.1)), "{error:?}");
     }
 }
 
@@ -401,7 +403,8 @@ async fn kms_decrypt_opens_what_the_local_keyring_wrapped_for_the_key_only() {
             .await
             .unwrap_err();
         assert_eq!(error.raw_response().unwrap().status().as_u16(), 403);
-        assert_eq!(error.code(), Some(kind), "{error:?}");
+        assert_eq!(error.code(), Some(kind.0), "{error:?}");
+        assert!(error.message().is_some_and(|m| m.contains(kind.1)), "{error:?}");
     }
 
     // Other operations and malformed input, with the key as a bearer token.
@@ -495,4 +498,59 @@ async fn cors_answers_the_rest_api_only() {
         assert!(cors_headers(preflight.headers()).is_empty(), "preflight {url}");
         assert_ne!(preflight.status(), 200, "preflight {url}");
     }
+}
+
+/// boto3 with nothing but the environment (`AWS_ENDPOINT_URL_KMS`, and the
+/// key from `AWS_SHARED_CREDENTIALS_FILE` alone) opens a data key through
+/// the local KMS; botocore's own signer is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_decrypts_through_the_local_kms_with_the_credentials_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir).await;
+    let keyring = LocalKeyring::open_or_create(&s.data_dir.join(mailmind::state::local::MASTER_KEY_FILE)).unwrap();
+    let context = EncryptionContext::new(&UserId::parse("alice").unwrap(), provider::find("groq").unwrap());
+    let data_key = keyring.generate_data_key(&context).await.unwrap();
+    let python = mailmind_tests::repo_root().join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run ./scripts/venv.sh",
+        python.display()
+    );
+    let script = r#"
+import sys, boto3
+kms = boto3.client("kms")
+out = kms.decrypt(CiphertextBlob=bytes.fromhex(sys.argv[1]), KeyId=sys.argv[2],
+                  EncryptionContext={"app": "mailmind", "user": "alice", "provider": "groq"})
+try:
+    kms.decrypt(CiphertextBlob=bytes.fromhex(sys.argv[1]),
+                EncryptionContext={"app": "mailmind", "user": "bob", "provider": "groq"})
+    wrong = None
+except kms.exceptions.InvalidCiphertextException as e:
+    wrong = e.response["Error"]["Code"]
+print(out["Plaintext"].hex(), wrong)
+"#;
+    let env = s
+        .aws_env()
+        .into_iter()
+        .filter(|(name, _)| name != "AWS_ACCESS_KEY_ID" && name != "AWS_SECRET_ACCESS_KEY");
+    let wrapped_hex: String = data_key.wrapped.iter().map(|b| format!("{b:02x}")).collect();
+    let output = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&wrapped_hex)
+        .arg(&data_key.key_id)
+        .env_clear()
+        .envs(env)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected: String = data_key.plaintext.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(stdout.trim(), format!("{expected} InvalidCiphertextException"));
 }
