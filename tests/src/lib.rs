@@ -4,6 +4,7 @@
 
 pub mod aws_proxy;
 pub mod fake_providers;
+pub mod invoke_api;
 pub mod keyring_contract;
 pub mod lambda_emulator;
 pub mod local_server;

@@ -190,15 +190,12 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
     let w = world().await;
     let created = w.server.post_key("alice", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-        .endpoint_url(&w.server.base_url)
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .build();
-    let keys = KeyClient::new(aws_sdk_lambda::Client::from_conf(config), LOCAL_FUNCTION_NAME);
+    let config = local_sdk_config(&w.server.base_url);
+    let keys = KeyClient::new(
+        aws_sdk_lambda::Client::new(&config),
+        aws_sdk_kms::Client::new(&config),
+        LOCAL_FUNCTION_NAME,
+    );
 
     let key = keys.resolve("alice", "groq").await.unwrap();
     assert_eq!(key.api_key.expose_secret(), GROQ_KEY);
@@ -221,17 +218,27 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
     assert_eq!(missing.code(), Some("credential_not_found"));
     assert!(!missing.is_retryable());
     let elsewhere = KeyClient::new(
-        aws_sdk_lambda::Client::from_conf(
-            aws_sdk_lambda::Config::builder()
-                .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-                .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-                .endpoint_url(&w.server.base_url)
-                .credentials_provider(aws_sdk_lambda::config::Credentials::new("l", "l", None, None, "t"))
-                .build(),
-        ),
+        aws_sdk_lambda::Client::new(&config),
+        aws_sdk_kms::Client::new(&config),
         "credentials-other",
     );
     let error = elsewhere.resolve("alice", "groq").await.unwrap_err();
     assert!(matches!(error, mailmind_keys::KeyError::Invoke(_)), "{error}");
     assert!(error.to_string().contains("ResourceNotFound"), "{error}");
+}
+
+/// The SDK configuration of a consumer on this machine: every service at
+/// the local server.
+fn local_sdk_config(base_url: &str) -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_lambda::config::Credentials;
+    use aws_sdk_lambda::config::SharedCredentialsProvider;
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(base_url)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "local", "local", None, None, "test",
+        )))
+        .build()
 }
