@@ -41,6 +41,7 @@ async fn run_python(endpoint: &str, driver: &str) -> Value {
         .arg(script)
         .env_clear()
         .env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
+        .env("AWS_ENDPOINT_URL_KMS", endpoint)
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_DEFAULT_REGION", "us-east-1")
