@@ -55,8 +55,13 @@ async fn main() {
         ("REPORT_RELAY_FUNCTION".to_owned(), "credentials-revalidate".to_owned()),
         groq.env(),
     ]);
-    let create = LambdaProcess::start(&bin_dir.join("credentials-create/bootstrap"), &env).await;
-    let resolve = Arc::new(LambdaProcess::start(&bin_dir.join("credentials-resolve/bootstrap"), &env).await);
+    // `target/lambda/<name>/bootstrap` as shipped, or a plain `target/<profile>/<name>`.
+    let binary = |name: &str| {
+        let shipped = bin_dir.join(name).join("bootstrap");
+        if shipped.is_file() { shipped } else { bin_dir.join(name) }
+    };
+    let create = LambdaProcess::start(&binary("credentials-create"), &env).await;
+    let resolve = Arc::new(LambdaProcess::start(&binary("credentials-resolve"), &env).await);
     invoke_api.register("credentials-resolve", Arc::clone(&resolve));
     let event = with_body(
         rest_event("credentials-create", USER),
@@ -129,7 +134,11 @@ async fn main() {
             ms(p90(times)),
             per(calls.invokes),
             per(calls.kms_decrypts),
-            if aws_calls.is_empty() { "none".to_owned() } else { aws_calls.join(", ") },
+            if aws_calls.is_empty() {
+                "none".to_owned()
+            } else {
+                aws_calls.join(", ")
+            },
         ));
     }
     println!("{table}");

@@ -165,6 +165,14 @@ fn payload_fits(function: &FunctionSpec, payload: &Value) -> Result<(), String> 
         Trigger::WebSocketAuthorizer if text("/type") == "REQUEST" && payload.get("methodArn").is_some() => Ok(()),
         Trigger::WebSocketAuthorizer => Err("not a REQUEST authorizer event with a methodArn".into()),
         Trigger::Schedule if text("/source") == "aws.events" && text("/detail-type") == "Scheduled Event" => Ok(()),
+        // The function other functions relay their reports to takes them too.
+        _ if text("/action") == "report"
+            && FUNCTIONS
+                .iter()
+                .any(|other| other.grants.contains(&Grant::RelayReportsTo(function.name))) =>
+        {
+            Ok(())
+        }
         Trigger::Schedule => Err("not an EventBridge scheduled event".into()),
         Trigger::Invoke if payload.get("action").is_some_and(Value::is_string) => Ok(()),
         Trigger::Invoke => Err("not a request with an `action`".into()),
