@@ -17,6 +17,8 @@ case "$(uname -m)" in
 esac
 MAILMIND_ARCH=$arch CARGO_LAMBDA_COMPILER=${CARGO_LAMBDA_COMPILER:-cargo} ./scripts/build-functions.sh
 # The harness itself (emulator, moto, fake provider) needs no optimising.
-cargo build -p mailmind-tests --bin lambda-bench
+cargo build -p mailmind-tests --bin lambda-bench --bin consumer-bench
 
 ./target/debug/lambda-bench --bin-dir target/lambda --out docs/PERFORMANCE.md "$@"
+# What a consumer of credentials-resolve sees (cold, warm, record cache).
+./target/debug/consumer-bench --bin-dir target/lambda --out docs/PERFORMANCE.md

@@ -73,13 +73,16 @@ pub async fn invoke(
         "Event" => {
             tokio::spawn(async move {
                 let budgets = gateway.budgets;
-                mailmind::deadline::scope(budgets, mailmind::handlers::keys::invoke(&gateway.app, event)).await;
+                mailmind::deadline::scope(budgets, mailmind::handlers::keys::invoke(&gateway.app, None, event)).await;
             });
             StatusCode::ACCEPTED.into_response()
         }
         _ => {
-            let answer =
-                mailmind::deadline::scope(gateway.budgets, mailmind::handlers::keys::invoke(&gateway.app, event)).await;
+            let answer = mailmind::deadline::scope(
+                gateway.budgets,
+                mailmind::handlers::keys::invoke(&gateway.app, None, event),
+            )
+            .await;
             let mut response = (StatusCode::OK, axum::Json(answer)).into_response();
             response
                 .headers_mut()

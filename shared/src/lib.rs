@@ -16,7 +16,6 @@ pub mod domain;
 pub mod envelope;
 pub mod handlers;
 pub mod ids;
-pub mod key_cache;
 pub mod lambda;
 pub mod metrics;
 #[cfg(feature = "openapi")]

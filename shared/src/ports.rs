@@ -385,6 +385,20 @@ pub trait Notifier: Send + Sync {
     async fn push(&self, audience: &mut Audience, message: &str);
 }
 
+/// Why a relayed report got no answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RelayError(pub String);
+
+/// Runs a `credentials-resolve` request in a function that may open keys,
+/// for one that may not: `credentials-resolve` holds no KMS permission, and
+/// a `rejected` report re-checks the key with the provider.
+#[async_trait]
+pub trait ReportRelay: Send + Sync {
+    /// The other function's answer to `event`, as it answered.
+    async fn relay(&self, event: &serde_json::Value) -> Result<serde_json::Value, RelayError>;
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

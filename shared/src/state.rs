@@ -47,6 +47,16 @@ pub struct RevalidationState {
     pub policy: RevalidationPolicy,
 }
 
+/// What `credentials-resolve` holds on Lambda: the services over the table
+/// (no keyring: it answers keys sealed) and where its `rejected` reports,
+/// which must open the key, are relayed.
+pub struct ResolveState {
+    /// Store, provider base URLs and pushes.
+    pub app: AppState,
+    /// The function that runs a `rejected` report.
+    pub relay: Arc<dyn crate::ports::ReportRelay>,
+}
+
 /// Assembles an [`AppState`] from the ports a function needs.
 pub struct AppStateBuilder {
     credentials: Arc<dyn CredentialStore>,
@@ -151,7 +161,6 @@ pub mod local {
     use crate::adapters::local_keyring::LocalKeyring;
     use crate::adapters::notifier::ApiGatewayNotifier;
     use crate::adapters::sqlite_store::SqliteStore;
-    use crate::key_cache::CachingKeyring;
     use crate::ports::ProviderClient;
 
     /// The SQLite database in the data directory.
@@ -248,9 +257,8 @@ pub mod local {
             ),
             Arc::clone(&store) as _,
         );
-        // The data-key cache serves `credentials-resolve` as on Lambda.
         Ok(AppState::builder(store)
-            .keyring(Arc::new(CachingKeyring::new(keyring)))
+            .keyring(Arc::new(keyring))
             .providers(providers)
             .notifier(Arc::new(notifier))
             .limits(limits)
@@ -272,12 +280,12 @@ pub mod aws {
     use aws_sdk_dynamodb::config::SharedHttpClient;
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 
-    use super::{AppState, ConfigError, Limits, RevalidationState};
+    use super::{AppState, ConfigError, Limits, ResolveState, RevalidationState};
     use crate::adapters::dynamo_store::DynamoStore;
     use crate::adapters::kms_keyring::KmsKeyring;
+    use crate::adapters::lambda_relay::LambdaReportRelay;
     use crate::adapters::notifier::{ApiGatewayNotifier, LazyNotifier, NoNotifier};
     use crate::config::env;
-    use crate::key_cache::CachingKeyring;
     use crate::ports::{Keyring, Notifier};
 
     /// The roots of Amazon Trust Services, which sign every AWS endpoint.
@@ -380,22 +388,39 @@ pub mod aws {
             })
         }
 
-        /// For `credentials-resolve`: table, KMS behind the warm data-key
-        /// cache ([`crate::key_cache`]), provider client (report re-checks,
-        /// base URLs) and pushes, whose client is built on the first report
-        /// that pushes (a resolve never does).
-        pub fn resolving_state(&self) -> Result<AppState, ConfigError> {
+        /// For `credentials-resolve`: table, provider base URLs and pushes,
+        /// whose client is built on the first report that pushes (a resolve
+        /// never does); no KMS. `rejected` reports go to
+        /// `REPORT_RELAY_FUNCTION`, invoked once (no retry: the re-check it
+        /// runs is debounced anyway) within the provider timeout.
+        pub fn resolving_state(&self) -> Result<ResolveState, ConfigError> {
             let aws = Aws {
                 config: self.config.clone(),
                 store: Arc::clone(&self.store),
                 limits: self.limits,
             };
             let notifier = LazyNotifier::new(move || aws.notifier());
-            Ok(AppState::builder(Arc::clone(&self.store))
-                .keyring(Arc::new(CachingKeyring::new(self.kms()?)))
-                .providers(super::providers_from_env()?)
-                .notifier(Arc::new(notifier))
-                .build())
+            let relay_function =
+                env("REPORT_RELAY_FUNCTION").ok_or_else(|| ConfigError("REPORT_RELAY_FUNCTION must be set".into()))?;
+            let budgets = crate::deadline::Budgets::from_env().map_err(|e| ConfigError(e.to_string()))?;
+            let timeouts = TimeoutConfig::builder()
+                .connect_timeout(budgets.sdk_connect)
+                .operation_timeout(budgets.request)
+                .build();
+            let lambda = aws_sdk_lambda::config::Builder::from(&self.config)
+                .timeout_config(timeouts)
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .build();
+            Ok(ResolveState {
+                app: AppState::builder(Arc::clone(&self.store))
+                    .providers(super::providers_from_env()?)
+                    .notifier(Arc::new(notifier))
+                    .build(),
+                relay: Arc::new(LambdaReportRelay::new(
+                    aws_sdk_lambda::Client::from_conf(lambda),
+                    relay_function,
+                )),
+            })
         }
 
         /// Pushes over the WebSocket API at `WS_MANAGEMENT_ENDPOINT`

@@ -3,7 +3,9 @@
 //! contract suites every adapter must pass.
 
 pub mod aws_proxy;
+pub mod bench;
 pub mod fake_providers;
+pub mod invoke_api;
 pub mod keyring_contract;
 pub mod lambda_emulator;
 pub mod local_server;

@@ -8,6 +8,8 @@ pub mod credential_record;
 pub mod dynamo_store;
 #[cfg(feature = "aws")]
 pub mod kms_keyring;
+#[cfg(feature = "aws")]
+pub mod lambda_relay;
 #[cfg(feature = "local")]
 pub mod local_access_key;
 #[cfg(feature = "local")]

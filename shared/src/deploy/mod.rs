@@ -53,6 +53,10 @@ pub enum Grant {
     OpenKeys,
     /// Push to the users' WebSocket connections (`PushToConnectionsPolicy`).
     PushToConnections,
+    /// Hand the `rejected` usage reports, whose re-check opens the key, to
+    /// the named function (which holds [`Grant::OpenKeys`]): invoke it, by
+    /// `REPORT_RELAY_FUNCTION`.
+    RelayReportsTo(&'static str),
 }
 
 /// One Lambda function.
@@ -173,20 +177,28 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
         name: "credentials-resolve",
         summary: "Resolve a user's key for another MailMind function; take its usage reports",
-        notes: "Reads the credential, unwraps its data key (cached 5 minutes in a warm \
-                process), writes last_used_at (hourly); a report records a status or re-checks \
-                with the provider (hence the provider timeout) and pushes to the user's sockets. \
-                Consumers' roles attach KeyConsumerPolicy.",
+        notes: "Reads the credential and answers it sealed: it holds no KMS permission, the \
+                consumer opens the key with its own kms:Decrypt (KeyConsumerRoleArns). Writes \
+                last_used_at (hourly); a report records a status and pushes to the user's \
+                sockets, and a rejected one is relayed to credentials-revalidate, which re-checks \
+                with the provider (hence the provider timeout). Consumers' roles attach \
+                KeyConsumerPolicy.",
         trigger: Trigger::Invoke,
-        grants: &[Grant::ReadWriteTable, Grant::OpenKeys, Grant::PushToConnections],
+        grants: &[
+            Grant::ReadWriteTable,
+            Grant::PushToConnections,
+            Grant::RelayReportsTo("credentials-revalidate"),
+        ],
         reserved_concurrency: Some("ResolveReservedConcurrency"),
         timeout_secs: PROVIDER_TIMEOUT_SECS,
         ..BASE
     },
     FunctionSpec {
         name: "credentials-revalidate",
-        summary: "Scheduled - re-checks credentials whose verdict is older than RevalidateAfter",
-        notes: "Finds due credentials through DueIndex, claims each with a conditional write \
+        summary: "Scheduled - re-checks credentials whose verdict is older than RevalidateAfter; runs relayed rejected reports",
+        notes: "Invoked by credentials-resolve with a rejected usage report, it answers as \
+                resolve would (the re-check opens the key). On its schedule it \
+                finds due credentials through DueIndex, claims each with a conditional write \
                 (overlapping runs never check one twice), checks with the provider \
                 (RevalidateConcurrency per provider), stores and pushes the verdict. It claims \
                 nothing new after REVALIDATE_BUDGET (10 minutes); the checks in flight then \
@@ -379,6 +391,19 @@ mod tests {
                     "{}: it asks a provider",
                     f.name
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn reports_are_relayed_to_a_declared_function_that_opens_keys() {
+        for f in FUNCTIONS {
+            for grant in f.grants {
+                if let Grant::RelayReportsTo(target) = grant {
+                    let target = function(target).unwrap_or_else(|| panic!("{}: no function {target}", f.name));
+                    assert!(target.holds(Grant::OpenKeys), "{} cannot open keys", target.name);
+                    assert!(target.timeout_secs >= f.timeout_secs, "{} times out first", target.name);
+                }
             }
         }
     }

@@ -420,6 +420,12 @@ fn environment(f: &FunctionSpec) -> Vec<(&'static str, String)> {
     if f.uses_key() {
         variables.push(("KMS_KEY_ID", "!GetAtt CredentialsKey.Arn".to_owned()));
     }
+    if let Some(function) = f.grants.iter().find_map(|g| match g {
+        Grant::RelayReportsTo(function) => crate::deploy::function(function),
+        _ => None,
+    }) {
+        variables.push(("REPORT_RELAY_FUNCTION", format!("!Ref {}", function.logical_id())));
+    }
     if f.holds(Grant::PushToConnections) {
         // The stage's Management API by the stage's name, not a reference to
         // the stage: the stage waits for the WebSocket functions (a cycle).
@@ -456,6 +462,14 @@ fn policies(f: &FunctionSpec) -> String {
                     inline,
                     "    - {{Sid: {sid}, Effect: Allow, Action: [{}], Resource: !GetAtt CredentialsTable.Arn}}",
                     actions.join(", ")
+                );
+            }
+            Grant::RelayReportsTo(function) => {
+                let target = crate::deploy::function(function).map(FunctionSpec::logical_id);
+                let _ = writeln!(
+                    inline,
+                    "    - {{Sid: RelayReports, Effect: Allow, Action: [lambda:InvokeFunction], Resource: !GetAtt {}.Arn}}",
+                    target.unwrap_or_default()
                 );
             }
             Grant::QueryDueIndex => inline.push_str(

@@ -1,6 +1,11 @@
 //! `credentials-resolve`: the function other MailMind functions invoke
 //! (`lambda:InvokeFunction`, IAM is the authentication) to obtain a user's
-//! key and to report how the provider treated it. Not behind API Gateway.
+//! key, sealed as stored (the consumer opens it with its own `kms:Decrypt`),
+//! and to report how the provider treated it. Not behind API Gateway.
+//!
+//! The function holds no KMS permission, so a `rejected` report, whose
+//! re-check must open the key, is relayed to a function that may
+//! ([`ReportRelay`]); the answer is the same wherever it ran.
 //!
 //! Every request gets a JSON object back, never a function error for an
 //! expected failure (so async callers are not retried blindly):
@@ -9,7 +14,11 @@
 //! `service_unavailable` (safe to retry) and `internal`. docs/API.md has the
 //! payloads.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -17,7 +26,17 @@ use serde_json::{Map, Value};
 use super::protocol::ApiError;
 use crate::AppState;
 use crate::domain::{CredentialStatus, ProviderSpec, ReportResult, UsageOutcome, UserId, provider};
+use crate::ports::ReportRelay;
 use crate::service::{ReportAnswer, ResolvedKey};
+
+/// The error codes an answer may carry (docs/API.md).
+const ERROR_CODES: &[&str] = &[
+    "invalid_request",
+    "unknown_provider",
+    "credential_not_found",
+    "service_unavailable",
+    "internal",
+];
 
 /// A request, as read from the event.
 #[derive(Debug)]
@@ -34,32 +53,59 @@ enum KeyRequest {
     },
 }
 
+/// `credentials-resolve` on Lambda: [`invoke`] with its relay.
+pub async fn resolve_function(state: &crate::state::ResolveState, event: Value) -> KeyAnswer {
+    invoke(&state.app, Some(state.relay.as_ref()), event).await
+}
+
 /// The answer to one invocation of `credentials-resolve`: the same shared
-/// handler on Lambda and behind the local server's Invoke emulation.
-pub async fn invoke(state: &AppState, event: Value) -> KeyAnswer {
+/// handler on Lambda and behind the local server's Invoke emulation, where
+/// the process may open keys and `relay` is `None`.
+pub async fn invoke(state: &AppState, relay: Option<&dyn ReportRelay>, event: Value) -> KeyAnswer {
     let started = Instant::now();
     let request = parse(&event);
-    let (action, answer) = match &request {
-        Err(error) => ("invalid", Answer::Failed(error.clone())),
-        Ok(KeyRequest::Resolve { user, provider }) => match state.credentials.resolve(user, provider).await {
-            Ok(key) => (
-                "resolve",
-                Answer::Resolved {
-                    provider: provider.id,
-                    key,
-                },
-            ),
-            Err(e) => ("resolve", Answer::Failed(ApiError::from(e))),
-        },
-        Ok(KeyRequest::Report {
-            user,
-            provider,
-            revision,
-            outcome,
-        }) => match state.credentials.report(user, provider, revision, *outcome).await {
-            Ok(report) => ("report", Answer::Reported(report)),
-            Err(e) => ("report", Answer::Failed(ApiError::from(e))),
-        },
+    let relay_to = match (&request, relay) {
+        (
+            Ok(KeyRequest::Report {
+                outcome: UsageOutcome::Rejected,
+                ..
+            }),
+            Some(relay),
+        ) => Some(relay),
+        _ => None,
+    };
+    let (action, answer) = if let Some(relay) = relay_to {
+        match relay.relay(&event).await {
+            Ok(answer) => ("report", Answer::Relayed(answer)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot relay a report");
+                let e = crate::service::ServiceError::Unavailable(e.to_string());
+                ("report", Answer::Failed(ApiError::from(e)))
+            }
+        }
+    } else {
+        match &request {
+            Err(error) => ("invalid", Answer::Failed(error.clone())),
+            Ok(KeyRequest::Resolve { user, provider }) => match state.credentials.resolve(user, provider).await {
+                Ok(key) => (
+                    "resolve",
+                    Answer::Resolved {
+                        provider: provider.id,
+                        key,
+                    },
+                ),
+                Err(e) => ("resolve", Answer::Failed(ApiError::from(e))),
+            },
+            Ok(KeyRequest::Report {
+                user,
+                provider,
+                revision,
+                outcome,
+            }) => match state.credentials.report(user, provider, revision, *outcome).await {
+                Ok(report) => ("report", Answer::Reported(report)),
+                Err(e) => ("report", Answer::Failed(ApiError::from(e))),
+            },
+        }
     };
     let answer = KeyAnswer(answer);
     count(&request, &answer);
@@ -78,6 +124,8 @@ pub async fn invoke(state: &AppState, event: Value) -> KeyAnswer {
 /// no provider: the log line above says enough).
 fn count(request: &Result<KeyRequest, ApiError>, answer: &KeyAnswer) {
     match (request, &answer.0) {
+        // The function that ran it counted it.
+        (_, Answer::Relayed(_)) => {}
         (Ok(KeyRequest::Resolve { provider, .. }), _) => {
             crate::metrics::resolve(provider, answer.error_code().unwrap_or("ok"));
         }
@@ -99,8 +147,13 @@ pub struct KeyAnswer(Answer);
 
 #[derive(Debug)]
 enum Answer {
-    Resolved { provider: &'static str, key: ResolvedKey },
+    Resolved {
+        provider: &'static str,
+        key: ResolvedKey,
+    },
     Reported(ReportAnswer),
+    /// What the function that ran a relayed report answered, as it answered.
+    Relayed(Value),
     Failed(ApiError),
 }
 
@@ -109,6 +162,16 @@ impl KeyAnswer {
     pub fn error_code(&self) -> Option<&'static str> {
         match &self.0 {
             Answer::Failed(error) => Some(error.code),
+            Answer::Relayed(answer) => {
+                let code = answer.pointer("/error/code").and_then(Value::as_str)?;
+                Some(
+                    ERROR_CODES
+                        .iter()
+                        .find(|known| **known == code)
+                        .copied()
+                        .unwrap_or("internal"),
+                )
+            }
             _ => None,
         }
     }
@@ -120,10 +183,20 @@ impl Serialize for KeyAnswer {
         struct Resolved<'a> {
             ok: bool,
             provider: &'a str,
-            api_key: &'a str,
+            sealed_key: Sealed<'a>,
             key_revision: &'a str,
             status: CredentialStatus,
             base_url: &'a str,
+        }
+        /// Binary fields in standard base64, as KMS's own JSON API has them.
+        #[derive(Serialize)]
+        struct Sealed<'a> {
+            format: u8,
+            kms_key_id: &'a str,
+            wrapped_data_key: String,
+            nonce: String,
+            ciphertext: String,
+            encryption_context: BTreeMap<&'static str, &'a str>,
         }
         #[derive(Serialize)]
         struct Reported {
@@ -145,12 +218,20 @@ impl Serialize for KeyAnswer {
             Answer::Resolved { provider, key } => Resolved {
                 ok: true,
                 provider,
-                api_key: key.api_key.expose(),
+                sealed_key: Sealed {
+                    format: key.sealed.format_version,
+                    kms_key_id: &key.sealed.key_id,
+                    wrapped_data_key: BASE64.encode(&key.sealed.wrapped_data_key),
+                    nonce: BASE64.encode(&key.sealed.nonce),
+                    ciphertext: BASE64.encode(&key.sealed.ciphertext),
+                    encryption_context: key.context.pairs().into_iter().collect(),
+                },
                 key_revision: &key.key_revision,
                 status: key.status,
                 base_url: &key.base_url,
             }
             .serialize(serializer),
+            Answer::Relayed(answer) => answer.serialize(serializer),
             Answer::Reported(report) => Reported {
                 ok: true,
                 result: report.result,
@@ -264,21 +345,31 @@ mod tests {
             serde_json::to_value(&reported).unwrap(),
             json!({"ok": true, "result": "debounced", "status": "invalid"})
         );
-        let key = crate::domain::ApiKey::parse("gsk_secret_for_the_test").unwrap();
+        let user = UserId::parse("u-1").unwrap();
+        let groq = provider::find("groq").unwrap();
         let resolved = KeyAnswer(Answer::Resolved {
             provider: "groq",
             key: ResolvedKey {
-                api_key: key,
+                sealed: crate::domain::SealedKey {
+                    format_version: 1,
+                    key_id: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
+                    wrapped_data_key: vec![1, 2, 3],
+                    nonce: vec![4; 12],
+                    ciphertext: vec![0xff, 0xfe],
+                },
+                context: crate::ports::EncryptionContext::new(&user, groq),
                 key_revision: "r1".into(),
                 status: CredentialStatus::Valid,
                 base_url: "https://api.groq.com".into(),
             },
         });
-        assert!(!format!("{resolved:?}").contains("gsk_secret_for_the_test"));
         assert_eq!(
             serde_json::to_value(&resolved).unwrap(),
-            json!({"ok": true, "provider": "groq", "api_key": "gsk_secret_for_the_test",
-                   "key_revision": "r1", "status": "valid", "base_url": "https://api.groq.com"})
+            json!({"ok": true, "provider": "groq", "key_revision": "r1", "status": "valid",
+                   "base_url": "https://api.groq.com",
+                   "sealed_key": {"format": 1, "kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/k",
+                                  "wrapped_data_key": "AQID", "nonce": "BAQEBAQEBAQEBAQE", "ciphertext": "//4=",
+                                  "encryption_context": {"app": "mailmind", "provider": "groq", "user": "u-1"}}})
         );
     }
 }

@@ -1,14 +1,14 @@
 //! Keys in use: other MailMind functions obtain a user's key here
-//! (`resolve`), and say when the provider refused it (`report`), so the
-//! stored status and the user's open sockets follow what using the key found.
+//! (`resolve`), sealed as stored, and open it with their own KMS permission;
+//! they say when the provider refused it (`report`), so the stored status and
+//! the user's open sockets follow what using the key found.
 
 use chrono::Utc;
 
 use super::{CredentialService, Result, ServiceError};
 use crate::domain::{
-    ApiKey, CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, UsageOutcome, UserId,
+    CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, SealedKey, UsageOutcome, UserId,
 };
-use crate::envelope;
 use crate::ports::{EncryptionContext, KeyRevision, ModelsUpdate, OncePerWindow, StoreError};
 
 /// At most one report-triggered re-check per credential and key in this window.
@@ -17,11 +17,16 @@ pub const RECHECK_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
 /// `last_used_at` is written at most this often per credential.
 pub const LAST_USE_RESOLUTION: chrono::Duration = chrono::Duration::hours(1);
 
-/// A user's key, opened for a MailMind function. `Debug` never shows the key.
+/// A user's key for a MailMind function, sealed exactly as stored: only a
+/// holder of `kms:Decrypt` under its context (the key policy lists the
+/// consumers' roles) can open it.
 #[derive(Debug)]
 pub struct ResolvedKey {
-    /// The key itself (zeroized on drop).
-    pub api_key: ApiKey,
+    /// The sealed key.
+    pub sealed: SealedKey,
+    /// What it is bound to: the KMS encryption context, and (as
+    /// [`crate::envelope::aad`]) the AES-GCM associated data.
+    pub context: EncryptionContext,
     /// Identifies this key; a report names it, so a report about a key that
     /// was replaced meanwhile changes nothing.
     pub key_revision: String,
@@ -41,22 +46,14 @@ pub struct ReportAnswer {
 }
 
 impl CredentialService {
-    /// The user's key for `provider`, opened: one store read, and one key
-    /// service call unless the data key is still in memory
-    /// ([`crate::key_cache`]). A successful resolve records `last_used_at`,
-    /// at most once per [`LAST_USE_RESOLUTION`]; that write failing never
-    /// fails the resolve. A record that does not open fails closed.
+    /// The user's key for `provider`, sealed as stored: one store read and
+    /// no key service call (the consumer opens it). A successful resolve
+    /// records `last_used_at`, at most once per [`LAST_USE_RESOLUTION`]; that
+    /// write failing never fails the resolve.
     pub async fn resolve(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<ResolvedKey> {
         let Some(existing) = self.store.get(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
-        let context = EncryptionContext::new(user, provider);
-        let api_key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
-            .await
-            .inspect_err(|e| {
-                tracing::error!(provider = provider.id, error = %e, "stored key does not open");
-                crate::audit::record_if_tampered(user, crate::audit::AuditAction::Resolve, provider, e);
-            })?;
         let now = Utc::now();
         let since = now - LAST_USE_RESOLUTION;
         if existing.last_used_at.is_none_or(|t| t < since) {
@@ -75,7 +72,8 @@ impl CredentialService {
             "key resolved"
         );
         Ok(ResolvedKey {
-            api_key,
+            sealed: existing.sealed,
+            context: EncryptionContext::new(user, provider),
             key_revision: existing.revision,
             status: existing.check.status,
             base_url: self.providers.base_url(provider),

@@ -3,17 +3,24 @@
 //! proxy (so each test says exactly which AWS calls an action made), a fake
 //! provider, and a fake WebSocket management endpoint that records pushes.
 //! The credentials are created and replaced by the real create and update
-//! functions.
+//! functions. A consumer (`mailmind_keys::KeyClient`) reaches it through an
+//! emulated Lambda Invoke API and opens the sealed keys with KMS; rejected
+//! reports are relayed through the same API to `credentials-revalidate`.
+
+use std::sync::Arc;
 
 use chrono::Utc;
 use mailmind::adapters::dynamo_store::DynamoStore;
 use mailmind::domain::UserId;
 use mailmind::ports::{Connection, ConnectionStore};
+use mailmind_keys::{Calls, KeyClient, KeyError};
 use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
 use mailmind_tests::fake_providers::FakeProvider;
+use mailmind_tests::invoke_api::InvokeApi;
 use mailmind_tests::lambda_emulator::{LambdaProcess, Outcome};
 use mailmind_tests::moto::moto;
 use mailmind_tests::{rest_event, with_body, workspace_binary};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -24,13 +31,15 @@ const GROQ_KEY: &str = "gsk_resolve56789abcdefghijklmnopqrstuvwxyzABCDEFGH9xQa";
 const GROQ_KEY_2: &str = "gsk_resolvenext789abcdefghijklmnopqrstuvwxyzABCDzzZZ";
 
 struct Deployment {
-    resolve: LambdaProcess,
+    resolve: Arc<LambdaProcess>,
+    revalidate: Arc<LambdaProcess>,
+    invoke_api: InvokeApi,
+    proxy_url: String,
     create: LambdaProcess,
     update: LambdaProcess,
     check: LambdaProcess,
     get: LambdaProcess,
     proxy: CountingProxy,
-    env: Vec<(String, String)>,
     table: String,
     groq: FakeProvider,
     management: MockServer,
@@ -52,8 +61,11 @@ impl Deployment {
             .respond_with(ResponseTemplate::new(200))
             .mount(&management)
             .await;
+        let invoke_api = InvokeApi::start().await;
         let mut env = through_proxy(moto.env(), &proxy_url);
         env.extend([
+            ("AWS_ENDPOINT_URL_LAMBDA".to_owned(), invoke_api.url.clone()),
+            ("REPORT_RELAY_FUNCTION".to_owned(), "credentials-revalidate".to_owned()),
             ("TABLE_NAME".to_owned(), table.clone()),
             ("KMS_KEY_ID".to_owned(), key),
             (
@@ -67,14 +79,20 @@ impl Deployment {
             let env = env.clone();
             async move { LambdaProcess::start(&workspace_binary(name), &env).await }
         };
+        let resolve = Arc::new(start("credentials-resolve").await);
+        let revalidate = Arc::new(start("credentials-revalidate").await);
+        invoke_api.register("credentials-resolve", Arc::clone(&resolve));
+        invoke_api.register("credentials-revalidate", Arc::clone(&revalidate));
         Deployment {
-            resolve: start("credentials-resolve").await,
+            resolve,
+            revalidate,
+            invoke_api,
+            proxy_url,
             create: start("credentials-create").await,
             update: start("credentials-update").await,
             check: start("credentials-check").await,
             get: start("credentials-get").await,
             proxy,
-            env,
             table,
             groq,
             management,
@@ -135,10 +153,34 @@ impl Deployment {
     }
 
     fn logs(&self) -> String {
-        [&self.resolve, &self.create, &self.update, &self.check]
-            .iter()
-            .map(|p| p.logs())
-            .collect()
+        [
+            &*self.resolve,
+            &*self.revalidate,
+            &self.create,
+            &self.update,
+            &self.check,
+        ]
+        .iter()
+        .map(|p| p.logs())
+        .collect()
+    }
+
+    /// A consumer's client: invokes through the Invoke API, opens keys with
+    /// KMS on moto (through the counting proxy).
+    async fn consumer(&self) -> KeyClient {
+        let config = moto().sdk_config().await;
+        let lambda = aws_sdk_lambda::config::Builder::from(&config)
+            .endpoint_url(&self.invoke_api.url)
+            .build();
+        let kms = aws_sdk_kms::config::Builder::from(&config)
+            .endpoint_url(&self.proxy_url)
+            .build();
+        KeyClient::new(
+            aws_sdk_lambda::Client::from_conf(lambda),
+            aws_sdk_kms::Client::from_conf(kms),
+            "credentials-resolve",
+        )
+        .with_consumer("digest")
     }
 }
 
@@ -147,28 +189,67 @@ fn statuses(pushes: &[Value]) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resolve_answers_the_key_and_a_warm_resolve_reads_once_without_kms() {
+async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_call_per_data_key() {
     let d = Deployment::start().await;
     d.create(USER, GROQ_KEY).await;
 
+    // The function itself: the key sealed, one read, no KMS call.
     d.proxy.take();
     let first = d.resolve(USER).await;
     assert_eq!(first["ok"], true, "{first}");
     assert_eq!(first["provider"], "groq");
-    assert_eq!(first["api_key"], GROQ_KEY);
+    assert!(first.get("api_key").is_none(), "{first}");
+    assert!(!first.to_string().contains(GROQ_KEY));
+    let sealed = &first["sealed_key"];
+    assert_eq!(sealed["format"], 1);
+    assert!(
+        sealed["kms_key_id"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("arn:aws:kms:")),
+        "{sealed}"
+    );
+    assert_eq!(
+        sealed["encryption_context"],
+        json!({"app": "mailmind", "provider": "groq", "user": USER})
+    );
     assert_eq!(first["status"], "valid");
     assert_eq!(first["base_url"], d.groq.base_url(), "the override the checks use");
     let revision = first["key_revision"].as_str().unwrap().to_owned();
     assert!(!revision.is_empty());
-    // One read, one unwrap, and the first use of the hour recorded.
-    assert_eq!(d.proxy.take(), ["GetItem", "Decrypt", "UpdateItem"]);
+    // One read, and the first use of the hour recorded.
+    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem"]);
     let used = d.status(USER).await;
     let last_used_at = used["last_used_at"].as_str().expect("last_used_at recorded").to_owned();
 
+    // A consumer, cold: one invoke and one Decrypt of its own.
+    let keys = d.consumer().await;
     d.proxy.take();
-    let second = d.resolve(USER).await;
-    assert_eq!(second, first);
-    // Warm: the data key is in memory, the last use is recent.
+    let key = keys.resolve(USER, "groq").await.unwrap();
+    assert_eq!(key.api_key.expose_secret(), GROQ_KEY);
+    assert_eq!(
+        (key.status.as_str(), key.key_revision.as_str()),
+        ("valid", revision.as_str())
+    );
+    assert_eq!(key.base_url, d.groq.base_url());
+    assert_eq!(
+        keys.calls(),
+        Calls {
+            invokes: 1,
+            kms_decrypts: 1
+        }
+    );
+    assert_eq!(d.proxy.take(), ["GetItem", "Decrypt"]);
+
+    // Warm: one invoke (one read), no KMS call; the use within the hour is not rewritten.
+    let warm = keys.resolve(USER, "groq").await.unwrap();
+    assert_eq!(warm.api_key.expose_secret(), GROQ_KEY);
+    assert_eq!(
+        keys.calls(),
+        Calls {
+            invokes: 2,
+            kms_decrypts: 1
+        }
+    );
     assert_eq!(d.proxy.take(), ["GetItem"], "one DynamoDB read, no KMS call");
     assert_eq!(
         d.status(USER).await["last_used_at"],
@@ -176,17 +257,22 @@ async fn resolve_answers_the_key_and_a_warm_resolve_reads_once_without_kms() {
         "written once within the hour"
     );
 
-    // A cold process: one GetItem and one Decrypt; the use within the hour is not rewritten.
-    let cold = LambdaProcess::start(&workspace_binary("credentials-resolve"), &d.env).await;
+    // With the record cache: a repeated resolve makes no call at all.
+    let cached = d.consumer().await.with_record_cache(std::time::Duration::from_secs(60));
+    cached.resolve(USER, "groq").await.unwrap();
     d.proxy.take();
-    let answer = cold
-        .invoke(json!({"action": "resolve", "user_id": USER, "provider": "groq"}))
-        .await
-        .response();
-    assert_eq!(answer["api_key"], GROQ_KEY);
-    assert_eq!(d.proxy.take(), ["GetItem", "Decrypt"]);
+    let again = cached.resolve(USER, "groq").await.unwrap();
+    assert_eq!(again.api_key.expose_secret(), GROQ_KEY);
+    assert_eq!(
+        cached.calls(),
+        Calls {
+            invokes: 1,
+            kms_decrypts: 1
+        }
+    );
+    assert_eq!(d.proxy.take(), Vec::<String>::new());
 
-    // A replaced key is a new revision: unwrapped afresh, never the old one.
+    // A replaced key is a new revision and a new data key: unwrapped afresh, never the old one.
     let updated = d
         .rest(
             &d.update,
@@ -195,12 +281,33 @@ async fn resolve_answers_the_key_and_a_warm_resolve_reads_once_without_kms() {
         .await;
     assert_eq!(updated["status"], "valid", "{updated}");
     d.proxy.take();
-    let replaced = d.resolve(USER).await;
-    assert_eq!(replaced["api_key"], GROQ_KEY_2);
-    assert_ne!(replaced["key_revision"], first["key_revision"]);
+    let replaced = keys.resolve(USER, "groq").await.unwrap();
+    assert_eq!(replaced.api_key.expose_secret(), GROQ_KEY_2);
+    assert_ne!(replaced.key_revision, revision);
+    assert_eq!(
+        keys.calls(),
+        Calls {
+            invokes: 3,
+            kms_decrypts: 2
+        }
+    );
     assert_eq!(d.proxy.take(), ["GetItem", "Decrypt"]);
+    // The record cache drops its record when told the revision changed.
+    cached
+        .report(
+            USER,
+            "groq",
+            &replaced.key_revision,
+            mailmind_keys::Outcome::RateLimited,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cached.resolve(USER, "groq").await.unwrap().api_key.expose_secret(),
+        GROQ_KEY_2
+    );
 
-    let logs = d.logs() + &cold.logs();
+    let logs = d.logs();
     assert!(logs.contains("key resolved"), "{logs}");
     for key in [GROQ_KEY, GROQ_KEY_2] {
         assert!(!logs.contains(key), "a key reached the logs");
@@ -248,10 +355,12 @@ async fn resolve_failures_answer_in_the_contract_shape_never_as_function_errors(
     }
 
     // A sealed record copied into another user's partition does not open
-    // for that user: KMS refuses the encryption context, the answer is
-    // `internal`, and no key comes back.
+    // for that user: KMS refuses the consumer's encryption context, and no
+    // key comes back.
     d.create(USER, GROQ_KEY).await;
-    assert_eq!(d.resolve(USER).await["api_key"], GROQ_KEY, "warms the cache for USER");
+    let keys = d.consumer().await;
+    let own = keys.resolve(USER, "groq").await.unwrap();
+    assert_eq!(own.api_key.expose_secret(), GROQ_KEY, "warms the cache for USER");
     let client = aws_sdk_dynamodb::Client::new(&moto().sdk_config().await);
     let item = client
         .get_item()
@@ -276,9 +385,13 @@ async fn resolve_failures_answer_in_the_contract_shape_never_as_function_errors(
         .await
         .unwrap();
     d.proxy.take();
-    let stolen = d.resolve(OTHER).await;
-    assert_eq!(code(&stolen), "internal");
-    assert!(!stolen.to_string().contains(GROQ_KEY));
+    let stolen = keys.resolve(OTHER, "groq").await.unwrap_err();
+    assert!(
+        matches!(&stolen, KeyError::KeyService { code, .. } if code == "InvalidCiphertextException"),
+        "{stolen:?}"
+    );
+    assert!(!stolen.is_retryable());
+    assert!(!format!("{stolen:?}").contains(GROQ_KEY));
     assert!(
         d.proxy.take().contains(&"Decrypt".to_owned()),
         "the other user's context is never served from the cache"
@@ -313,8 +426,12 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     let calls = d.groq.requests().await.len();
     d.proxy.take();
     let rechecked = d.report(USER, &revision, "rejected").await;
-    // The data key is still in memory from the resolve: no KMS call.
-    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem", "Query", "TransactWriteItems"]);
+    // Relayed to credentials-revalidate, the one of the two that may open the key.
+    assert_eq!(
+        d.proxy.take(),
+        ["GetItem", "UpdateItem", "Query", "Decrypt", "TransactWriteItems"]
+    );
+    assert!(d.revalidate.logs().contains("key usage reported"));
     assert_eq!(
         rechecked,
         json!({"ok": true, "result": "rechecked", "status": "invalid"})
@@ -335,10 +452,10 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     assert_eq!(statuses(&d.pushes_to("conn-other").await), ["checking", "valid"]);
 
     // The key is still returned, with its status: the caller decides.
-    let invalid = d.resolve(USER).await;
+    let invalid = d.consumer().await.resolve(USER, "groq").await.unwrap();
     assert_eq!(
-        (invalid["api_key"].as_str(), invalid["status"].as_str()),
-        (Some(GROQ_KEY), Some("invalid"))
+        (invalid.api_key.expose_secret(), invalid.status.as_str()),
+        (GROQ_KEY, "invalid")
     );
 
     // Within 5 minutes: debounced, no provider call, nothing pushed.

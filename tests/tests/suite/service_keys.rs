@@ -91,9 +91,10 @@ async fn a_failing_last_use_write_never_fails_the_resolve() {
         inner: SqliteStore::open(&dir.path().join("mailmind.db")).unwrap(),
         attempts: AtomicUsize::new(0),
     });
+    let keyring = Arc::new(LocalKeyring::from_master(Zeroizing::new([7u8; 32])));
     let service = CredentialService::new(
         Arc::clone(&store) as _,
-        Arc::new(LocalKeyring::from_master(Zeroizing::new([7u8; 32]))),
+        Arc::clone(&keyring) as _,
         Arc::new(AcceptsAll),
         Arc::new(NoNotifier),
     );
@@ -103,7 +104,11 @@ async fn a_failing_last_use_write_never_fails_the_resolve() {
 
     for attempt in 1..=2 {
         let key = service.resolve(&user, groq).await.expect("the resolve answers");
-        assert_eq!(key.api_key.expose(), KEY);
+        // Sealed as stored: it opens under its context, for whoever may.
+        let opened = mailmind::envelope::open(keyring.as_ref(), &key.context, &key.sealed)
+            .await
+            .unwrap();
+        assert_eq!(opened.expose(), KEY);
         assert_eq!(key.status, CredentialStatus::Valid);
         assert_eq!(key.base_url, groq.default_base_url);
         // Not recorded, so tried again on the next resolve.

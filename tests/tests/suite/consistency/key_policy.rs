@@ -1,9 +1,12 @@
 //! The KMS key policy of `template.yaml`: the key's use is granted by name to
 //! the roles of the functions that seal or open keys (those attaching a
-//! managed policy with `kms:GenerateDataKey` / `kms:Decrypt`), always under
-//! the encryption context `app=mailmind`; the account may administer the key
+//! managed policy with `kms:GenerateDataKey` / `kms:Decrypt`) and to the
+//! consumers' roles (`KeyConsumerRoleArns`, decrypt only), always under the
+//! encryption context `app=mailmind`; the account may administer the key
 //! but not use it, so no identity policy (not even `kms:*` on `*`) lets any
-//! other principal decrypt; and a Deny refuses use to everyone else. Also the
+//! other principal decrypt; and a Deny refuses use to everyone else. Pinned:
+//! exactly check, ws-check, revalidate and the consumers may decrypt, create
+//! and update may make data keys, resolve may do neither. Also the
 //! `LogLevel` parameter: a fixed choice that cannot turn on `trace`.
 
 use std::collections::BTreeSet;
@@ -79,27 +82,87 @@ fn has_app_context_condition(statement: &Value) -> bool {
     statement["Condition"]["StringEquals"]["kms:EncryptionContext:app"].as_str() == Some("mailmind")
 }
 
+/// `value` with every `!If [HasKeyConsumers, a, b]` replaced by `a` when
+/// `consumers`, else `b`, and list items that are `!Ref AWS::NoValue` dropped:
+/// what CloudFormation makes of it for either kind of deployment.
+fn with_consumers(value: &Value, consumers: bool) -> Value {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "If" => {
+            let branches = list(&tagged.value);
+            assert_eq!(branches[0].as_str(), Some("HasKeyConsumers"), "{value:?}");
+            with_consumers(&branches[if consumers { 1 } else { 2 }], consumers)
+        }
+        Value::Tagged(tagged) => Value::Tagged(Box::new(serde_yaml_ng::value::TaggedValue {
+            tag: tagged.tag.clone(),
+            value: with_consumers(&tagged.value, consumers),
+        })),
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .iter()
+                .map(|v| with_consumers(v, consumers))
+                .filter(|v| !format!("{v:?}").contains("AWS::NoValue"))
+                .collect(),
+        ),
+        Value::Mapping(entries) => Value::Mapping(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), with_consumers(v, consumers)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The `!Sub` text of a principal like `arn:...:iam::${AWS::AccountId}:root`.
 fn is_account_root(principal: &Value) -> bool {
     format!("{principal:?}").contains(":root")
 }
 
+/// The parameter naming the consumers' roles.
+const CONSUMERS: &str = "KeyConsumerRoleArns";
+
+fn names(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
 #[test]
-fn key_policy_lets_only_the_service_roles_use_the_key() {
+fn key_policy_lets_exactly_the_service_roles_and_the_listed_consumers_use_the_key() {
     let template = super::template();
+    let decrypters = roles_of_functions_holding(&template, "kms:decrypt");
+    let sealers = roles_of_functions_holding(&template, "kms:generatedatakey");
+    // Pinned: resolve answers keys sealed and may do neither.
+    assert_eq!(
+        decrypters,
+        names(&[
+            "CredentialsCheckFunctionRole",
+            "CredentialsRevalidateFunctionRole",
+            "WsCheckFunctionRole"
+        ])
+    );
+    assert_eq!(
+        sealers,
+        names(&["CredentialsCreateFunctionRole", "CredentialsUpdateFunctionRole"])
+    );
+    for consumers in [false, true] {
+        check_key_policy(&template, consumers, &decrypters, &sealers);
+    }
+}
+
+/// The key policy of a deployment with (`consumers`) or without consumer roles.
+fn check_key_policy(template: &Template, consumers: bool, decrypters: &BTreeSet<String>, sealers: &BTreeSet<String>) {
     let key = template
         .resources
         .get("CredentialsKey")
         .cloned()
         .expect("template.yaml has CredentialsKey");
-    let statements = list(&key["Properties"]["KeyPolicy"]["Statement"]);
-    let decrypters = roles_of_functions_holding(&template, "kms:decrypt");
-    let sealers = roles_of_functions_holding(&template, "kms:generatedatakey");
-    assert!(
-        !decrypters.is_empty() && !sealers.is_empty(),
-        "{decrypters:?} {sealers:?}"
-    );
-    let service_roles: BTreeSet<String> = decrypters.union(&sealers).cloned().collect();
+    let statements = list(&with_consumers(&key["Properties"]["KeyPolicy"]["Statement"], consumers));
+    let service_roles: BTreeSet<String> = decrypters.union(sealers).cloned().collect();
+    let mut decrypters = decrypters.clone();
+    let mut key_users = service_roles.clone();
+    if consumers {
+        decrypters.insert(CONSUMERS.to_owned());
+        key_users.insert(CONSUMERS.to_owned());
+    }
 
     let mut problems = Vec::new();
     let (mut decrypt_granted, mut seal_granted) = (BTreeSet::new(), BTreeSet::new());
@@ -133,9 +196,9 @@ fn key_policy_lets_only_the_service_roles_use_the_key() {
                         "{sid}: allows a principal other than named roles: {principal:?}"
                     ));
                 }
-                if !named.is_subset(&service_roles) {
+                if !named.is_subset(&key_users) {
                     problems.push(format!(
-                        "{sid}: names {named:?}, not only service roles {service_roles:?}"
+                        "{sid}: names {named:?}, not only the service roles and consumers {key_users:?}"
                     ));
                 }
                 if !has_app_context_condition(statement) {
@@ -144,6 +207,9 @@ fn key_policy_lets_only_the_service_roles_use_the_key() {
                 for action in &acts {
                     match action.as_str() {
                         "kms:decrypt" => decrypt_granted.extend(named.iter().cloned()),
+                        "kms:generatedatakey" if named.contains(CONSUMERS) => {
+                            problems.push(format!("{sid}: consumers may make data keys"));
+                        }
                         "kms:generatedatakey" => seal_granted.extend(named.iter().cloned()),
                         other => problems.push(format!("{sid}: allows {other}; only Decrypt or GenerateDataKey")),
                     }
@@ -166,21 +232,29 @@ fn key_policy_lets_only_the_service_roles_use_the_key() {
             "kms:Decrypt is granted to {decrypt_granted:?}; the functions attaching a Decrypt policy have roles {decrypters:?}"
         ));
     }
-    if seal_granted != sealers {
+    if &seal_granted != sealers {
         problems.push(format!(
             "kms:GenerateDataKey is granted to {seal_granted:?}; the functions attaching a GenerateDataKey policy have roles {sealers:?}"
         ));
     }
     match deny_exempts {
-        Some(exempt) if exempt == service_roles => {}
+        Some(exempt) if exempt == key_users => {}
         Some(exempt) => problems.push(format!(
-            "the Deny of use exempts {exempt:?}, the service roles are {service_roles:?}"
+            "the Deny of use exempts {exempt:?}, the key's users are {key_users:?}"
         )),
         None => problems.push(format!(
             "no Deny of every use action {USE_ACTIONS:?} to Principal * except the service roles (ArnNotEquals aws:PrincipalArn)"
         )),
     }
-    fail_on(problems, "CredentialsKey's key policy and the functions' KMS policies");
+    let deployment = if consumers {
+        "with consumer roles"
+    } else {
+        "without consumer roles"
+    };
+    fail_on(
+        problems,
+        &format!("CredentialsKey's key policy ({deployment}) and the functions' KMS policies"),
+    );
 }
 
 #[test]

@@ -119,8 +119,15 @@ fn every_function_main_builds_the_state_its_grants_allow() {
             .any(|g| matches!(g, Grant::Table { .. } | Grant::ReadWriteTable));
         let allowed = match state.as_deref() {
             // KMS, the table and pushes: a key is sealed or opened and the verdict pushed.
-            Some("validating_state" | "resolving_state" | "revalidating_state") => {
+            Some("validating_state" | "revalidating_state") => {
                 f.uses_key() && f.holds(Grant::PushToConnections) && f.holds(Grant::ReadWriteTable)
+            }
+            // No KMS: keys leave sealed; the reports that must open one are relayed.
+            Some("resolving_state") => {
+                !f.uses_key()
+                    && f.holds(Grant::PushToConnections)
+                    && f.holds(Grant::ReadWriteTable)
+                    && f.grants.iter().any(|g| matches!(g, Grant::RelayReportsTo(_)))
             }
             Some("table_state") => reads_table && !f.uses_key(),
             None => f.grants.is_empty(),
@@ -158,6 +165,14 @@ fn payload_fits(function: &FunctionSpec, payload: &Value) -> Result<(), String> 
         Trigger::WebSocketAuthorizer if text("/type") == "REQUEST" && payload.get("methodArn").is_some() => Ok(()),
         Trigger::WebSocketAuthorizer => Err("not a REQUEST authorizer event with a methodArn".into()),
         Trigger::Schedule if text("/source") == "aws.events" && text("/detail-type") == "Scheduled Event" => Ok(()),
+        // The function other functions relay their reports to takes them too.
+        _ if text("/action") == "report"
+            && FUNCTIONS
+                .iter()
+                .any(|other| other.grants.contains(&Grant::RelayReportsTo(function.name))) =>
+        {
+            Ok(())
+        }
         Trigger::Schedule => Err("not an EventBridge scheduled event".into()),
         Trigger::Invoke if payload.get("action").is_some_and(Value::is_string) => Ok(()),
         Trigger::Invoke => Err("not a request with an `action`".into()),
@@ -365,7 +380,6 @@ fn only_the_functions_that_must_hold_kms_permissions() {
     let expected: BTreeSet<String> = [
         "credentials-check",
         "credentials-create",
-        "credentials-resolve",
         "credentials-revalidate",
         "credentials-update",
         "ws-check",

@@ -151,7 +151,9 @@ async fn the_local_invoke_api_refuses_requests_without_the_local_access_key() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     let json: Value = answer.json().await.unwrap();
-    assert_eq!(json["api_key"], GROQ_KEY);
+    assert_eq!(json["ok"], true, "{json}");
+    assert!(json["sealed_key"].is_object(), "{json}");
+    assert!(!json.to_string().contains(GROQ_KEY), "{json}");
 
     // As Lambda: a body that is not JSON is refused before the function runs,
     // a JSON body that is no request is the function's invalid_request.
@@ -186,13 +188,12 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
     let w = world().await;
     let created = w.server.post_key("alice", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-        .endpoint_url(&w.server.base_url)
-        .credentials_provider(w.server.sdk_credentials())
-        .build();
-    let keys = KeyClient::new(aws_sdk_lambda::Client::from_conf(config), LOCAL_FUNCTION_NAME);
+    let config = local_sdk_config(&w.server);
+    let keys = KeyClient::new(
+        aws_sdk_lambda::Client::new(&config),
+        aws_sdk_kms::Client::new(&config),
+        LOCAL_FUNCTION_NAME,
+    );
 
     let key = keys.resolve("alice", "groq").await.unwrap();
     assert_eq!(key.api_key.expose_secret(), GROQ_KEY);
@@ -215,17 +216,24 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
     assert_eq!(missing.code(), Some("credential_not_found"));
     assert!(!missing.is_retryable());
     let elsewhere = KeyClient::new(
-        aws_sdk_lambda::Client::from_conf(
-            aws_sdk_lambda::Config::builder()
-                .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-                .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-                .endpoint_url(&w.server.base_url)
-                .credentials_provider(w.server.sdk_credentials())
-                .build(),
-        ),
+        aws_sdk_lambda::Client::new(&config),
+        aws_sdk_kms::Client::new(&config),
         "credentials-other",
     );
     let error = elsewhere.resolve("alice", "groq").await.unwrap_err();
     assert!(matches!(error, mailmind_keys::KeyError::Invoke(_)), "{error}");
     assert!(error.to_string().contains("ResourceNotFound"), "{error}");
+}
+
+/// The SDK configuration of a consumer on this machine: every service at
+/// the local server, with the access key it made.
+fn local_sdk_config(server: &LocalServer) -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_lambda::config::SharedCredentialsProvider;
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&server.base_url)
+        .credentials_provider(SharedCredentialsProvider::new(server.sdk_credentials()))
+        .build()
 }
