@@ -49,6 +49,8 @@ Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin 
   --revalidate-after D  re-check in the background every key whose verdict is
                    older than D, a duration like 24h, 90s (default 24h)
   --revalidate-every D  how often that runs (default 1h; 0 turns it off)
+  --events-file FILE  append every change of a key's status to FILE, one JSON
+                   line each, as EventBridge delivers it on AWS
   --token USER     print a bearer token for USER (valid 30 days) and exit;
                    it also works for `sam local` (same LOCAL_JWT_SECRET)
 
@@ -106,6 +108,8 @@ struct Options {
     revalidate_after: Duration,
     /// `--revalidate-every`: the period of background runs; zero: none.
     revalidate_every: Duration,
+    /// `--events-file`: where status changes are appended.
+    events_file: Option<PathBuf>,
 }
 
 /// A handful of flags do not justify a command-line parser dependency.
@@ -119,6 +123,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         limits: Limits::default(),
         revalidate_after: RevalidationPolicy::DEFAULT_AFTER,
         revalidate_every: DEFAULT_REVALIDATE_EVERY,
+        events_file: None,
     };
     let (mut validation_limit, mut validation_window) = (None, None);
     let mut args = args.into_iter();
@@ -163,6 +168,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--revalidate-every" => {
                 options.revalidate_every = parse_duration(&value()?).map_err(|e| format!("--revalidate-every: {e}"))?
             }
+            "--events-file" => options.events_file = Some(PathBuf::from(value()?)),
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -212,8 +218,22 @@ async fn run(options: Options) -> Result<(), String> {
     } else {
         mailmind::state::providers_from_env().map_err(|e| e.to_string())?
     };
-    let app = mailmind::state::local::build_with_limits(&options.data_dir, providers, &base_url, options.limits)
-        .map_err(|e| e.to_string())?;
+    let status_events = match &options.events_file {
+        Some(path) => {
+            let file = mailmind::adapters::status_events::EventsFile::open(path)
+                .map_err(|e| format!("--events-file {}: {e}", path.display()))?;
+            Some(Arc::new(file) as Arc<dyn mailmind::ports::StatusEvents>)
+        }
+        None => None,
+    };
+    let app = mailmind::state::local::build_with_limits(
+        &options.data_dir,
+        providers,
+        &base_url,
+        options.limits,
+        status_events,
+    )
+    .map_err(|e| e.to_string())?;
     let (secret, secret_is_default) = mailmind::auth::local_jwt_secret();
     let verifier = Hs256Verifier::checked(secret.as_bytes()).map_err(|e| format!("LOCAL_JWT_SECRET: {e}"))?;
     let demo_token = verifier.issue(DEMO_USER, TOKEN_TTL_SECS);
@@ -366,8 +386,16 @@ mod tests {
             limits: Limits::default(),
             revalidate_after: Duration::from_secs(24 * 3600),
             revalidate_every: Duration::from_secs(3600),
+            events_file: None,
         };
         assert_eq!(args(&[]).unwrap().unwrap(), defaults);
+        assert_eq!(
+            args(&["--events-file", "/tmp/events.jsonl"])
+                .unwrap()
+                .unwrap()
+                .events_file,
+            Some("/tmp/events.jsonl".into())
+        );
         assert_eq!(
             args(&["--port", "0", "--data-dir=/tmp/x"]).unwrap().unwrap(),
             Options {

@@ -98,6 +98,12 @@ pub const PUSHES_FAILED: Metric = Metric::new("PushesFailed", Unit::Count, &[&[]
 /// Connections found gone (410) while pushing, and forgotten.
 pub const CONNECTIONS_GONE: Metric = Metric::new("ConnectionsGone", Unit::Count, &[&[]]);
 
+/// Status changes published (EventBridge on AWS, the events file locally).
+pub const STATUS_EVENTS_PUBLISHED: Metric = Metric::new("StatusEventsPublished", Unit::Count, &[&[]]);
+
+/// Status changes that could not be published (refused, throttled, timed out).
+pub const STATUS_EVENTS_FAILED: Metric = Metric::new("StatusEventsFailed", Unit::Count, &[&[]]);
+
 /// One per `credentials-resolve` resolve: `Result` is `ok` or the error code.
 pub const RESOLVES: Metric = Metric::new("Resolves", Unit::Count, &[&["Provider", "Result"]]);
 
@@ -130,6 +136,8 @@ pub const ALL: &[&Metric] = &[
     &PUSHES_SENT,
     &PUSHES_FAILED,
     &CONNECTIONS_GONE,
+    &STATUS_EVENTS_PUBLISHED,
+    &STATUS_EVENTS_FAILED,
     &RESOLVES,
     &REPORTS,
     &RATE_LIMITED,
@@ -187,6 +195,16 @@ pub fn pushes(sent: usize, failed: usize, gone: usize) {
     if sent + failed + gone > 0 {
         emit(pushes_line(sent, failed, gone));
     }
+}
+
+/// A status change was published (`true`) or could not be (`false`).
+pub fn status_event(published: bool) {
+    let metric = if published {
+        &STATUS_EVENTS_PUBLISHED
+    } else {
+        &STATUS_EVENTS_FAILED
+    };
+    emit(Line::new().count(metric));
 }
 
 /// A resolve for `provider` ended with `result`: `ok` or an error code.

@@ -399,6 +399,15 @@ pub trait ReportRelay: Send + Sync {
     async fn relay(&self, event: &serde_json::Value) -> Result<serde_json::Value, RelayError>;
 }
 
+/// Where changes of a key's status are told to the rest of MailMind
+/// (EventBridge on AWS, a file locally).
+#[async_trait]
+pub trait StatusEvents: Send + Sync {
+    /// Publishes `change`. Never fails the caller: an adapter bounds its
+    /// time, and logs and counts what it could not publish.
+    async fn publish(&self, change: &crate::domain::StatusChange);
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

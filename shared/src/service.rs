@@ -17,8 +17,8 @@ use crate::domain::model::{ListChange, carry_history};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::quota::Quota;
 use crate::domain::{
-    ApiKey, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey,
-    StatusEvent, StoredCredential, UserId,
+    ApiKey, ChangeCause, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView,
+    ProviderSpec, SealedKey, StatusChange, StatusEvent, StoredCredential, UserId,
 };
 use crate::envelope;
 
@@ -28,7 +28,7 @@ mod revalidate;
 
 use crate::ports::{
     Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyRevision, Keyring, KeyringError,
-    ModelsUpdate, Notifier, ProviderClient, StoreError,
+    ModelsUpdate, Notifier, ProviderClient, StatusEvents, StoreError,
 };
 pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
@@ -160,6 +160,7 @@ pub struct CredentialService {
     keyring: Arc<dyn Keyring>,
     providers: Arc<dyn ProviderClient>,
     notifier: Arc<dyn Notifier>,
+    events: Option<Arc<dyn StatusEvents>>,
     limiter: Option<limits::Limiter>,
 }
 
@@ -176,7 +177,29 @@ impl CredentialService {
             keyring,
             providers,
             notifier,
+            events: None,
             limiter: None,
+        }
+    }
+
+    /// Publishes every change of a key's status to `events`.
+    pub fn with_status_events(mut self, events: Arc<dyn StatusEvents>) -> CredentialService {
+        self.events = Some(events);
+        self
+    }
+
+    /// Tells `events` of the change from `old` to `new`, if it is one.
+    async fn publish_change(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        old: Option<&CheckState>,
+        new: &CheckState,
+        cause: ChangeCause,
+    ) {
+        let Some(events) = &self.events else { return };
+        if let Some(change) = StatusChange::between(user, provider, old, new, cause, Utc::now()) {
+            events.publish(&change).await;
         }
     }
 
@@ -267,6 +290,7 @@ impl CredentialService {
             last_recheck_at: None,
             last_attempt: None,
         };
+        let old_check = existing.as_ref().map(|old| old.check.clone());
         if let Some(old) = existing {
             // The credential keeps its birth and last use.
             credential.created_at = old.created_at;
@@ -298,6 +322,8 @@ impl CredentialService {
             change,
         )
         .await;
+        self.publish_change(user, provider, old_check.as_ref(), &credential.check, ChangeCause::User)
+            .await;
         Ok(CredentialView::of(provider, &credential))
     }
 
@@ -308,7 +334,8 @@ impl CredentialService {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         self.admit_validation(user).await?;
-        self.recheck(user, provider, existing, audience).await
+        self.recheck(user, provider, existing, audience, ChangeCause::User)
+            .await
     }
 
     /// The check of a stored key, for `check` and for a usage report: open
@@ -320,6 +347,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         existing: StoredCredential,
         audience: Audience,
+        cause: ChangeCause,
     ) -> Result<CredentialView> {
         let context = EncryptionContext::new(user, provider);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
@@ -330,7 +358,7 @@ impl CredentialService {
             })?;
         let (outcome, quota, audience) = self.validate(provider, &key, audience).await;
         drop(key);
-        self.record_outcome(user, provider, existing, outcome, quota, audience)
+        self.record_outcome(user, provider, existing, (outcome, quota), audience, cause)
             .await
     }
 
@@ -342,9 +370,9 @@ impl CredentialService {
         user: &UserId,
         provider: &'static ProviderSpec,
         existing: StoredCredential,
-        outcome: CheckOutcome,
-        quota: Option<Quota>,
+        (outcome, quota): (CheckOutcome, Option<Quota>),
         mut audience: Audience,
+        cause: ChangeCause,
     ) -> Result<CredentialView> {
         let now = Utc::now();
         let (outcome, change) = match outcome {
@@ -384,6 +412,7 @@ impl CredentialService {
             Err(StoreError::Conflict) => return self.get(user, provider).await,
             Err(e) => return Err(e.into()),
         }
+        let old_check = existing.check.clone();
         let credential = StoredCredential {
             check,
             models_count,
@@ -399,6 +428,8 @@ impl CredentialService {
         );
         audit::record(user, AuditAction::Check, provider, credential.check.status.as_str());
         self.announce_change(&mut audience, provider, &credential.check, models_count, change)
+            .await;
+        self.publish_change(user, provider, Some(&old_check), &credential.check, cause)
             .await;
         Ok(CredentialView::of(provider, &credential))
     }

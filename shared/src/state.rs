@@ -34,6 +34,7 @@ impl AppState {
             keyring: Arc::new(Unconfigured),
             providers: Arc::new(Unconfigured),
             notifier: Arc::new(NoNotifier),
+            status_events: None,
         }
     }
 }
@@ -66,6 +67,7 @@ pub struct AppStateBuilder {
     keyring: Arc<dyn Keyring>,
     providers: Arc<dyn ProviderClient>,
     notifier: Arc<dyn Notifier>,
+    status_events: Option<Arc<dyn crate::ports::StatusEvents>>,
 }
 
 impl AppStateBuilder {
@@ -93,11 +95,21 @@ impl AppStateBuilder {
         self
     }
 
+    /// Publishes every change of a key's status (none when not given).
+    pub fn status_events(mut self, events: Option<Arc<dyn crate::ports::StatusEvents>>) -> Self {
+        self.status_events = events;
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
+        let mut credentials = CredentialService::new(self.credentials, self.keyring, self.providers, self.notifier)
+            .with_validation_limit(self.limit_store, self.limits.validations);
+        if let Some(events) = self.status_events {
+            credentials = credentials.with_status_events(events);
+        }
         AppState {
-            credentials: CredentialService::new(self.credentials, self.keyring, self.providers, self.notifier)
-                .with_validation_limit(self.limit_store, self.limits.validations),
+            credentials,
             connections: ConnectionService::new(self.connections)
                 .with_max_per_user(self.limits.max_connections_per_user),
         }
@@ -218,15 +230,17 @@ pub mod local {
         providers: Arc<dyn ProviderClient>,
         connections_endpoint: &str,
     ) -> Result<AppState, ConfigError> {
-        build_with_limits(data_dir, providers, connections_endpoint, Limits::default())
+        build_with_limits(data_dir, providers, connections_endpoint, Limits::default(), None)
     }
 
-    /// [`build`] with these abuse limits (the local server's flags).
+    /// [`build`] with these abuse limits and, when given, where status
+    /// changes are published (the local server's flags).
     pub fn build_with_limits(
         data_dir: &Path,
         providers: Arc<dyn ProviderClient>,
         connections_endpoint: &str,
         limits: Limits,
+        status_events: Option<Arc<dyn crate::ports::StatusEvents>>,
     ) -> Result<AppState, ConfigError> {
         let shown = data_dir.display();
         if !data_dir.exists() {
@@ -262,6 +276,7 @@ pub mod local {
             .providers(providers)
             .notifier(Arc::new(notifier))
             .limits(limits)
+            .status_events(status_events)
             .build())
     }
 }
@@ -285,6 +300,7 @@ pub mod aws {
     use crate::adapters::kms_keyring::KmsKeyring;
     use crate::adapters::lambda_relay::LambdaReportRelay;
     use crate::adapters::notifier::{ApiGatewayNotifier, LazyNotifier, NoNotifier};
+    use crate::adapters::status_events::EventBridgeEvents;
     use crate::config::env;
     use crate::ports::{Keyring, Notifier};
 
@@ -368,12 +384,29 @@ pub mod aws {
             AppState::builder(Arc::clone(&self.store)).limits(self.limits).build()
         }
 
+        /// Where status changes go: `STATUS_EVENTS=eventbridge` (the
+        /// template sets it for the functions granted `events:PutEvents`)
+        /// publishes to the default bus; unset, nowhere.
+        pub fn status_events(&self) -> Result<Option<Arc<dyn crate::ports::StatusEvents>>, ConfigError> {
+            match env("STATUS_EVENTS").as_deref() {
+                None => Ok(None),
+                Some("eventbridge") => {
+                    let client = aws_sdk_eventbridge::Client::new(&self.config);
+                    Ok(Some(Arc::new(EventBridgeEvents::new(client))))
+                }
+                Some(other) => Err(ConfigError(format!(
+                    "STATUS_EVENTS must be eventbridge or unset, not {other:?}"
+                ))),
+            }
+        }
+
         /// For routes that validate keys: table, KMS, provider client and pushes.
         pub fn validating_state(&self) -> Result<AppState, ConfigError> {
             Ok(AppState::builder(Arc::clone(&self.store))
                 .keyring(self.kms_keyring()?)
                 .providers(super::providers_from_env()?)
                 .notifier(self.notifier())
+                .status_events(self.status_events()?)
                 .limits(self.limits)
                 .build())
         }
@@ -415,6 +448,7 @@ pub mod aws {
                 app: AppState::builder(Arc::clone(&self.store))
                     .providers(super::providers_from_env()?)
                     .notifier(Arc::new(notifier))
+                    .status_events(self.status_events()?)
                     .build(),
                 relay: Arc::new(LambdaReportRelay::new(
                     aws_sdk_lambda::Client::from_conf(lambda),

@@ -110,12 +110,14 @@ impl Moto {
         .collect()
     }
 
-    /// [`Moto::env`] plus the table and the KMS key: what every function
-    /// that stores credentials reads.
+    /// [`Moto::env`] plus the table, the KMS key and where
+    /// `credentials-resolve` relays its reports: what the template gives
+    /// every function that stores credentials.
     pub fn function_env(&self, table: &str, key: &str) -> Vec<(String, String)> {
         let mut env = self.env();
         env.push(("TABLE_NAME".to_owned(), table.to_owned()));
         env.push(("KMS_KEY_ID".to_owned(), key.to_owned()));
+        env.push(("REPORT_RELAY_FUNCTION".to_owned(), "credentials-revalidate".to_owned()));
         env
     }
 

@@ -23,3 +23,4 @@ pub mod providers;
 pub mod sandbox;
 #[cfg(feature = "local")]
 pub mod sqlite_store;
+pub mod status_events;

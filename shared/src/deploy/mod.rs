@@ -57,6 +57,9 @@ pub enum Grant {
     /// the named function (which holds [`Grant::OpenKeys`]): invoke it, by
     /// `REPORT_RELAY_FUNCTION`.
     RelayReportsTo(&'static str),
+    /// Publish status changes to the default event bus: `events:PutEvents`
+    /// (inline), `STATUS_EVENTS=eventbridge`.
+    PublishStatusEvents,
 }
 
 /// One Lambda function.
@@ -129,7 +132,12 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         name: "credentials-check",
         summary: "POST /api/v1/credentials/{provider}/check - revalidate a stored key",
         trigger: Trigger::Rest(Route::CheckCredential),
-        grants: &[Grant::ReadWriteTable, Grant::OpenKeys, Grant::PushToConnections],
+        grants: &[
+            Grant::ReadWriteTable,
+            Grant::OpenKeys,
+            Grant::PushToConnections,
+            Grant::PublishStatusEvents,
+        ],
         ..VALIDATING
     },
     FunctionSpec {
@@ -140,7 +148,12 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
                 measured peak 12.5 MB with an 1800-model catalogue, so 128 MB holds the worst \
                 case several times over. Same for update, check and ws-check.",
         trigger: Trigger::Rest(Route::CreateCredential),
-        grants: &[Grant::ReadWriteTable, Grant::SealKeys, Grant::PushToConnections],
+        grants: &[
+            Grant::ReadWriteTable,
+            Grant::SealKeys,
+            Grant::PushToConnections,
+            Grant::PublishStatusEvents,
+        ],
         ..VALIDATING
     },
     FunctionSpec {
@@ -188,6 +201,7 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
             Grant::ReadWriteTable,
             Grant::PushToConnections,
             Grant::RelayReportsTo("credentials-revalidate"),
+            Grant::PublishStatusEvents,
         ],
         reserved_concurrency: Some("ResolveReservedConcurrency"),
         timeout_secs: PROVIDER_TIMEOUT_SECS,
@@ -209,6 +223,7 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
             Grant::QueryDueIndex,
             Grant::OpenKeys,
             Grant::PushToConnections,
+            Grant::PublishStatusEvents,
         ],
         environment: &[
             ("REVALIDATE_AFTER", "!Ref RevalidateAfter"),
@@ -222,7 +237,12 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         name: "credentials-update",
         summary: "PUT /api/v1/credentials/{provider} - replace, validate and rediscover a key",
         trigger: Trigger::Rest(Route::UpdateCredential),
-        grants: &[Grant::ReadWriteTable, Grant::SealKeys, Grant::PushToConnections],
+        grants: &[
+            Grant::ReadWriteTable,
+            Grant::SealKeys,
+            Grant::PushToConnections,
+            Grant::PublishStatusEvents,
+        ],
         ..VALIDATING
     },
     FunctionSpec {
@@ -257,7 +277,12 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
             route_key: "check",
             two_way: true,
         },
-        grants: &[Grant::ReadWriteTable, Grant::OpenKeys, Grant::PushToConnections],
+        grants: &[
+            Grant::ReadWriteTable,
+            Grant::OpenKeys,
+            Grant::PushToConnections,
+            Grant::PublishStatusEvents,
+        ],
         ..VALIDATING
     },
     FunctionSpec {

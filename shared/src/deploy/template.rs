@@ -171,7 +171,14 @@ fn values() -> Vec<(&'static str, String)> {
         ("websocket-routes", routes.join(", ")),
         ("websocket-route-keys", route_keys.join(", ")),
         ("websocket-permissions", permissions.join(", ")),
+        ("status-event-pattern", status_event_pattern()),
     ]
+}
+
+/// The EventBridge pattern that matches every status change.
+pub fn status_event_pattern() -> String {
+    use crate::domain::status_change::{EVENT_DETAIL_TYPE, EVENT_SOURCE};
+    serde_json::json!({"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]}).to_string()
 }
 
 /// 64-bit FNV-1a: stable across Rust versions (the std hasher is not).
@@ -426,6 +433,9 @@ fn environment(f: &FunctionSpec) -> Vec<(&'static str, String)> {
     }) {
         variables.push(("REPORT_RELAY_FUNCTION", format!("!Ref {}", function.logical_id())));
     }
+    if f.holds(Grant::PublishStatusEvents) {
+        variables.push(("STATUS_EVENTS", "eventbridge".to_owned()));
+    }
     if f.holds(Grant::PushToConnections) {
         // The stage's Management API by the stage's name, not a reference to
         // the stage: the stage waits for the WebSocket functions (a cycle).
@@ -472,6 +482,9 @@ fn policies(f: &FunctionSpec) -> String {
                     target.unwrap_or_default()
                 );
             }
+            Grant::PublishStatusEvents => inline.push_str(
+                "    - {Sid: PublishStatusEvents, Effect: Allow, Action: [events:PutEvents], Resource: !Sub \"arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default\"}\n",
+            ),
             Grant::QueryDueIndex => inline.push_str(
                 "    - {Sid: QueryDueIndex, Effect: Allow, Action: [dynamodb:Query], Resource: !Sub \"${CredentialsTable.Arn}/index/DueIndex\"}\n",
             ),

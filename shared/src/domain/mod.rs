@@ -6,6 +6,7 @@ pub mod key_prefix;
 pub mod model;
 pub mod provider;
 pub mod quota;
+pub mod status_change;
 pub mod usage;
 pub mod user;
 mod wire_enum;
@@ -17,5 +18,6 @@ pub use credential::{
 };
 pub use model::{ModelInfo, ModelList, ModelView};
 pub use provider::ProviderSpec;
+pub use status_change::{ChangeCause, StatusChange};
 pub use usage::{ReportResult, UsageOutcome};
 pub use user::UserId;

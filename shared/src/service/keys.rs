@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::{CredentialService, Result, ServiceError};
 use crate::domain::{
-    CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, SealedKey, UsageOutcome, UserId,
+    ChangeCause, CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, SealedKey, UsageOutcome, UserId,
 };
 use crate::ports::{EncryptionContext, KeyRevision, ModelsUpdate, OncePerWindow, StoreError};
 
@@ -138,6 +138,8 @@ impl CredentialService {
                 let mut audience = self.notifier.audience(user).await;
                 self.announce(&mut audience, provider, &check, existing.models_count)
                     .await;
+                self.publish_change(user, provider, Some(&existing.check), &check, ChangeCause::Report)
+                    .await;
                 answer(ReportResult::Recorded, check.status)
             }
             UsageOutcome::Rejected => {
@@ -156,7 +158,9 @@ impl CredentialService {
                     Err(e) => return Err(e.into()),
                 }
                 let audience = self.notifier.audience(user).await;
-                let view = self.recheck(user, provider, existing, audience).await?;
+                let view = self
+                    .recheck(user, provider, existing, audience, ChangeCause::Report)
+                    .await?;
                 answer(ReportResult::Rechecked, view.status)
             }
         }

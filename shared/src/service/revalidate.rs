@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use super::{CredentialService, ServiceError};
 use crate::deadline::{self, Budgets, DEFAULT_REQUEST_BUDGET};
 use crate::domain::provider::PROVIDERS;
-use crate::domain::{CheckOutcome, FailedAttempt, ProviderSpec, StoredCredential, UserId};
+use crate::domain::{ChangeCause, CheckOutcome, FailedAttempt, ProviderSpec, StoredCredential, UserId};
 use crate::envelope;
 use crate::ports::{Deferral, DueCredential, DueQuery, EncryptionContext, KeyRevision, StoreError};
 
@@ -312,7 +312,14 @@ impl CredentialService {
             outcome => {
                 let audience = self.notifier.audience(&user).await;
                 match self
-                    .record_outcome(&user, provider, credential, outcome, quota, audience)
+                    .record_outcome(
+                        &user,
+                        provider,
+                        credential,
+                        (outcome, quota),
+                        audience,
+                        ChangeCause::Background,
+                    )
                     .await
                 {
                     Ok(_) => done(|r| r.checked += 1),

@@ -48,13 +48,9 @@ async fn main() {
     let groq = FakeProvider::start("groq").await;
     groq.accept(GROQ_KEY, &["llama-3.3-70b-versatile"]).await;
     let invoke_api = InvokeApi::start().await;
-    let mut env = through_proxy(moto.env(), &proxy_url);
-    env.extend([
-        ("TABLE_NAME".to_owned(), moto.create_table().await),
-        ("KMS_KEY_ID".to_owned(), moto.create_kms_key().await),
-        ("REPORT_RELAY_FUNCTION".to_owned(), "credentials-revalidate".to_owned()),
-        groq.env(),
-    ]);
+    let (table, key) = (moto.create_table().await, moto.create_kms_key().await);
+    let mut env = through_proxy(moto.function_env(&table, &key), &proxy_url);
+    env.push(groq.env());
     // `target/lambda/<name>/bootstrap` as shipped, or a plain `target/<profile>/<name>`.
     let binary = |name: &str| {
         let shipped = bin_dir.join(name).join("bootstrap");

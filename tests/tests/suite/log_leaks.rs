@@ -63,10 +63,8 @@ async fn no_function_prints_a_key_or_token_at_the_most_verbose_level() {
     )
     .unwrap();
 
-    let mut env = moto.env();
+    let mut env = moto.function_env(&table, &kms_key);
     env.extend([
-        ("TABLE_NAME".to_owned(), table),
-        ("KMS_KEY_ID".to_owned(), kms_key),
         ("JWT_ISSUER".to_owned(), issuer.uri()),
         ("JWT_AUDIENCE".to_owned(), AUDIENCE.to_owned()),
         (

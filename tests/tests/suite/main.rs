@@ -35,6 +35,7 @@ mod service_keys;
 mod service_limits;
 mod settings_page;
 mod sharper_verdicts;
+mod status_events;
 mod store_dynamodb;
 mod store_sqlite;
 mod template;
