@@ -216,7 +216,8 @@ async fn run(options: Options) -> Result<(), String> {
     let providers: Arc<dyn mailmind::ports::ProviderClient> = if options.sandbox {
         Arc::new(mailmind::adapters::sandbox::SandboxProviderClient::new().map_err(|e| e.to_string())?)
     } else {
-        mailmind::state::providers_from_env().map_err(|e| e.to_string())?
+        mailmind::state::providers_from_env(mailmind::adapters::providers::PlainHttp::Allowed)
+            .map_err(|e| e.to_string())?
     };
     let status_events = match &options.events_file {
         Some(path) => {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::adapters::notifier::NoNotifier;
-use crate::adapters::providers::{HttpProviderClient, ProviderClientConfig};
+use crate::adapters::providers::{HttpProviderClient, PlainHttp, ProviderClientConfig};
 use crate::config::{ConfigError, Limits};
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use crate::ports::{
@@ -154,8 +154,8 @@ impl ProviderClient for Unconfigured {
 }
 
 /// The real provider client from the environment's `PROVIDER_BASE_URL_<ID>`.
-pub fn providers_from_env() -> Result<Arc<dyn ProviderClient>, ConfigError> {
-    let config = ProviderClientConfig::from_env().map_err(|e| ConfigError(e.to_string()))?;
+pub fn providers_from_env(plain_http: PlainHttp) -> Result<Arc<dyn ProviderClient>, ConfigError> {
+    let config = ProviderClientConfig::from_env(plain_http).map_err(|e| ConfigError(e.to_string()))?;
     Ok(Arc::new(HttpProviderClient::new(config)))
 }
 
@@ -300,6 +300,7 @@ pub mod aws {
     use crate::adapters::kms_keyring::KmsKeyring;
     use crate::adapters::lambda_relay::LambdaReportRelay;
     use crate::adapters::notifier::{ApiGatewayNotifier, LazyNotifier, NoNotifier};
+    use crate::adapters::providers::PlainHttp;
     use crate::adapters::status_events::EventBridgeEvents;
     use crate::config::env;
     use crate::ports::{Keyring, Notifier};
@@ -404,7 +405,7 @@ pub mod aws {
         pub fn validating_state(&self) -> Result<AppState, ConfigError> {
             Ok(AppState::builder(Arc::clone(&self.store))
                 .keyring(self.kms_keyring()?)
-                .providers(super::providers_from_env()?)
+                .providers(super::providers_from_env(PlainHttp::Refused)?)
                 .notifier(self.notifier())
                 .status_events(self.status_events()?)
                 .limits(self.limits)
@@ -446,7 +447,7 @@ pub mod aws {
                 .build();
             Ok(ResolveState {
                 app: AppState::builder(Arc::clone(&self.store))
-                    .providers(super::providers_from_env()?)
+                    .providers(super::providers_from_env(PlainHttp::Refused)?)
                     .notifier(Arc::new(notifier))
                     .status_events(self.status_events()?)
                     .build(),

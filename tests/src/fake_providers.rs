@@ -667,3 +667,10 @@ pub fn large_catalogue() -> Vec<String> {
         })
         .collect()
 }
+
+/// `{"data":[0,0,0,…]}` just under the provider client's byte cap: about
+/// two million entries, none a model.
+pub fn page_of_zeros() -> String {
+    let count = (mailmind::adapters::providers::MAX_BODY_BYTES - 64) / 2;
+    format!(r#"{{"data":[{}0]}}"#, "0,".repeat(count - 1))
+}

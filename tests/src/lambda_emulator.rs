@@ -222,7 +222,9 @@ pub struct LambdaProcess {
 }
 
 impl LambdaProcess {
-    /// Starts `binary` with the variables Lambda sets plus `env`.
+    /// Starts `binary` with the variables Lambda sets plus `env`, and the
+    /// switch that lets it reach the tests' plain-HTTP fake providers on
+    /// loopback (`env` may turn it off).
     pub async fn start(binary: &std::path::Path, env: &[(String, String)]) -> LambdaProcess {
         let name = binary
             .file_name()
@@ -242,6 +244,7 @@ impl LambdaProcess {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/24/[$LATEST]0123456789abcdef")
             .env("LAMBDA_TASK_ROOT", "/var/task")
+            .env(mailmind::adapters::providers::ALLOW_LOOPBACK_HTTP, "1")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -13,6 +13,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
+
+use crate::domain::model::MAX_MODELS;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -47,9 +49,9 @@ impl Lenient<String> {
     }
 }
 
-impl<T> Lenient<Vec<T>> {
-    fn slice(&self) -> Option<&[T]> {
-        self.0.as_deref()
+impl Lenient<Entries> {
+    fn entries(&self) -> Option<&[Entry]> {
+        self.0.as_ref().map(|entries| entries.0.as_slice())
     }
 }
 
@@ -165,12 +167,42 @@ wire_struct! {
 /// A list entry: a model when it is an object, else skipped.
 pub type Entry = Lenient<WireModel>;
 
+/// A page's entries, at most [`MAX_MODELS`]: one more fails the page while
+/// it is read (no provider lists that many models at once), so a page of
+/// `[0,0,0,…]` costs at most the cap in entries, never millions of them.
+#[derive(Debug, Default)]
+pub struct Entries(pub Vec<Entry>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "an array of at most {MAX_MODELS} entries")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries, A::Error> {
+                // The size hint of a JSON array is unknown: grow as entries come.
+                let mut entries = Vec::new();
+                while let Some(entry) = seq.next_element::<Entry>()? {
+                    if entries.len() == MAX_MODELS {
+                        return Err(de::Error::custom(format!("more than {MAX_MODELS} entries")));
+                    }
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_seq(EntriesVisitor)
+    }
+}
+
 wire_struct! {
     /// One page of a model list (an object), with every list and paging field
     /// some provider uses.
     pub struct WirePage {
         /// The entries under the field a shape names (`None`: absent or no array).
-        fn items -> &[Entry] = slice(Vec<Entry>) { data, models }
+        fn items -> &[Entry] = entries(Entries) { data, models }
         /// A paging text field.
         fn text -> &str = text(String) { next_page_token, nextPageToken, last_id }
         /// A paging flag.
@@ -184,7 +216,7 @@ pub enum WireBody {
     /// `{ "data": [...], ... }`.
     Object(WirePage),
     /// `[ ... ]`.
-    Array(Vec<Entry>),
+    Array(Entries),
 }
 
 impl<'de> Deserialize<'de> for WireBody {
@@ -196,7 +228,7 @@ impl<'de> Deserialize<'de> for WireBody {
                 f.write_str("a JSON object or array")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<WireBody, A::Error> {
-                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(WireBody::Array)
+                Entries::deserialize(SeqAccessDeserializer::new(seq)).map(WireBody::Array)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<WireBody, A::Error> {
                 WirePage::deserialize(MapAccessDeserializer::new(map)).map(WireBody::Object)
@@ -255,6 +287,22 @@ impl WireErrorDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn zeros(n: usize) -> String {
+        vec!["0"; n].join(",")
+    }
+
+    #[test]
+    fn a_page_holds_at_most_the_model_cap_while_it_is_read() {
+        let full: WirePage = serde_json::from_str(&format!(r#"{{"data":[{}]}}"#, zeros(MAX_MODELS))).unwrap();
+        assert_eq!(full.items("data").map(<[Entry]>::len), Some(MAX_MODELS));
+        // One more, and the list is unreadable (the rest is skipped unkept).
+        let over: WirePage = serde_json::from_str(&format!(r#"{{"data":[{}]}}"#, zeros(MAX_MODELS + 1))).unwrap();
+        assert_eq!(over.items("data").map(<[Entry]>::len), None);
+        // A bare array (Together) fails as a whole.
+        assert!(serde_json::from_str::<WireBody>(&format!("[{}]", zeros(MAX_MODELS))).is_ok());
+        assert!(serde_json::from_str::<WireBody>(&format!("[{}]", zeros(MAX_MODELS + 1))).is_err());
+    }
 
     #[test]
     fn lenient_fields_skip_what_has_another_type() {

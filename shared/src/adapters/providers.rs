@@ -40,6 +40,20 @@ const QUOTA_CODES: &[&str] = &[
     "insufficient_balance",
 ];
 
+/// Lets a function (never the template) take `http://` overrides to a
+/// loopback host: for the tests, whose fake providers speak plain HTTP on
+/// 127.0.0.1.
+pub const ALLOW_LOOPBACK_HTTP: &str = "PROVIDER_BASE_URL_ALLOW_LOOPBACK_HTTP";
+
+/// Whether a base URL override may be `http://`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainHttp {
+    /// The local server: keys stay on the machine or go where its user points them.
+    Allowed,
+    /// Everywhere else: https only (loopback with [`ALLOW_LOOPBACK_HTTP`]).
+    Refused,
+}
+
 /// Operator configuration that keeps the service from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderConfigError {
@@ -48,6 +62,17 @@ pub enum ProviderConfigError {
     BadBaseUrl {
         /// The variable.
         var: String,
+    },
+    /// A plain `http://` override where keys must travel over TLS.
+    #[error(
+        "{var} must be an https:// URL (got {url}): keys are sent to it. Only the local server, or a test \
+         run with {ALLOW_LOOPBACK_HTTP}=1 and a loopback host, may use http://"
+    )]
+    PlainHttp {
+        /// The variable.
+        var: String,
+        /// Its value (an operator's URL, never a key).
+        url: String,
     },
     /// A timeout variable that is not a whole number of milliseconds.
     #[error("{var} must be a whole number of milliseconds")]
@@ -87,19 +112,35 @@ impl Default for ProviderClientConfig {
 impl ProviderClientConfig {
     /// Reads `PROVIDER_BASE_URL_<ID>` for every provider, and the optional
     /// `PROVIDER_CONNECT_TIMEOUT_MS` / `PROVIDER_TIMEOUT_MS`.
-    pub fn from_env() -> Result<ProviderClientConfig, ProviderConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env(plain_http: PlainHttp) -> Result<ProviderClientConfig, ProviderConfigError> {
+        Self::from_lookup(plain_http, |name| std::env::var(name).ok())
     }
 
     /// The configuration from variables read through `lookup` (the environment, or a test's map).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ProviderClientConfig, ProviderConfigError> {
+    pub fn from_lookup(
+        plain_http: PlainHttp,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<ProviderClientConfig, ProviderConfigError> {
         let mut config = ProviderClientConfig::default();
+        let loopback_http_allowed = lookup(ALLOW_LOOPBACK_HTTP).is_some_and(|v| v.trim() == "1");
         for provider in PROVIDERS {
             let var = provider.base_url_env_var();
             if let Some(value) = lookup(&var).filter(|v| !v.trim().is_empty()) {
                 let url = Url::parse(value.trim()).map_err(|_| ProviderConfigError::BadBaseUrl { var: var.clone() })?;
                 if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
                     return Err(ProviderConfigError::BadBaseUrl { var });
+                }
+                let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+                let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                let http_allowed = match plain_http {
+                    PlainHttp::Allowed => true,
+                    PlainHttp::Refused => loopback_http_allowed && loopback,
+                };
+                if url.scheme() == "http" && !http_allowed {
+                    return Err(ProviderConfigError::PlainHttp {
+                        var,
+                        url: url.as_str().to_owned(),
+                    });
                 }
                 config
                     .base_urls
@@ -463,7 +504,7 @@ fn next_page_of(paging: Paging, body: &WireBody) -> Step<Option<(&'static str, S
 pub fn extract_models(shape: &ListShape, body: &WireBody) -> Option<Vec<ModelInfo>> {
     let items: &[Entry] = match (shape.items_field, body) {
         (Some(field), WireBody::Object(page)) => page.items(field)?,
-        (None, WireBody::Array(items)) => items,
+        (None, WireBody::Array(items)) => &items.0,
         _ => return None,
     };
     let text = |item: &WireModel, field: &str| {
@@ -529,10 +570,13 @@ mod tests {
         let env = |vars: &'static [(&'static str, &'static str)]| {
             move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
         };
-        let c = ProviderClientConfig::from_lookup(env(&[
-            ("PROVIDER_BASE_URL_GROQ", "http://127.0.0.1:9001/"),
-            ("PROVIDER_TIMEOUT_MS", "1500"),
-        ]))
+        let c = ProviderClientConfig::from_lookup(
+            PlainHttp::Allowed,
+            env(&[
+                ("PROVIDER_BASE_URL_GROQ", "http://127.0.0.1:9001/"),
+                ("PROVIDER_TIMEOUT_MS", "1500"),
+            ]),
+        )
         .unwrap();
         assert_eq!(c.base_url(provider::find("groq").unwrap()), "http://127.0.0.1:9001");
         assert_eq!(
@@ -540,9 +584,48 @@ mod tests {
             "https://generativelanguage.googleapis.com"
         );
         assert_eq!(c.check_timeout, Duration::from_millis(1500));
-        assert!(ProviderClientConfig::from_lookup(env(&[("PROVIDER_BASE_URL_GROQ", "ftp://x")])).is_err());
-        assert!(ProviderClientConfig::from_lookup(env(&[("PROVIDER_BASE_URL_GROQ", "not a url")])).is_err());
-        assert!(ProviderClientConfig::from_lookup(env(&[("PROVIDER_TIMEOUT_MS", "soon")])).is_err());
+        let refused = |vars| ProviderClientConfig::from_lookup(PlainHttp::Allowed, env(vars)).is_err();
+        assert!(refused(&[("PROVIDER_BASE_URL_GROQ", "ftp://x")]));
+        assert!(refused(&[("PROVIDER_BASE_URL_GROQ", "not a url")]));
+        assert!(refused(&[("PROVIDER_TIMEOUT_MS", "soon")]));
+    }
+
+    #[test]
+    fn outside_the_local_server_an_override_is_https() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        let lambda = |vars| ProviderClientConfig::from_lookup(PlainHttp::Refused, env(vars));
+        assert!(lambda(&[("PROVIDER_BASE_URL_GROQ", "https://gateway.example.com/groq")]).is_ok());
+        let error = lambda(&[("PROVIDER_BASE_URL_GROQ", "http://gateway.example.com")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "PROVIDER_BASE_URL_GROQ must be an https:// URL (got http://gateway.example.com/): keys are sent \
+             to it. Only the local server, or a test run with PROVIDER_BASE_URL_ALLOW_LOOPBACK_HTTP=1 and a \
+             loopback host, may use http://"
+        );
+        assert!(lambda(&[("PROVIDER_BASE_URL_GROQ", "http://127.0.0.1:9001")]).is_err());
+        // The tests' switch opens loopback only.
+        for host in ["http://127.0.0.1:9001", "http://[::1]:9001", "http://localhost:9001"] {
+            let vars: &'static [(&'static str, &'static str)] =
+                Box::leak(Box::new([("PROVIDER_BASE_URL_GROQ", host), (ALLOW_LOOPBACK_HTTP, "1")]));
+            assert!(lambda(vars).is_ok(), "{host}");
+        }
+        assert!(
+            lambda(&[
+                ("PROVIDER_BASE_URL_GROQ", "http://10.0.0.8:9001"),
+                (ALLOW_LOOPBACK_HTTP, "1")
+            ])
+            .is_err()
+        );
+        // The local server takes http anywhere (a local Ollama, a fake).
+        assert!(
+            ProviderClientConfig::from_lookup(
+                PlainHttp::Allowed,
+                env(&[("PROVIDER_BASE_URL_GROQ", "http://10.0.0.8")])
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mailmind_tests::aws_proxy::CountingProxy;
+use mailmind_tests::bench::{machine, median, ms, p90, write_between_markers};
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
@@ -56,6 +57,39 @@ async fn large_catalogue_rss(
         assert!(status_of(&response) < 300, "{name} with a large catalogue: {response}");
     }
     process.pid().and_then(peak_rss_kib)
+}
+
+/// A key whose provider, once the key is stored, answers a 4 MiB page of
+/// `[0,0,0,…]` (about two million entries).
+const GROQ_KEY_ZEROS: &str = "gsk_benchzeros789abcdefghijklmnopqrstuvwxyzABCDEFzero";
+
+/// Peak RSS of a fresh `credentials-check` process that checks the zeros
+/// key once: the page is refused while it is read (`bad_response`).
+async fn zeros_page_rss(
+    binary: &Path,
+    env: &[(String, String)],
+    creator: &LambdaProcess,
+    groq: &FakeProvider,
+) -> (usize, Option<u64>) {
+    let user = format!("bench-zeros-{}", mailmind::ids::random_hex(4));
+    // Stored while the key is good; from then on its provider answers the page.
+    create_credential(creator, &user, GROQ_KEY_ZEROS).await;
+    let page = mailmind_tests::fake_providers::page_of_zeros();
+    let bytes = page.len();
+    groq.answer(
+        GROQ_KEY_ZEROS,
+        wiremock::ResponseTemplate::new(200).set_body_raw(page, "application/json"),
+    )
+    .await;
+    let process = LambdaProcess::start(binary, env).await;
+    let response = process.invoke(event("credentials-check", &user, None)).await.response();
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or_default();
+    assert_eq!(
+        (body["status"].as_str(), body["status_reason"].as_str()),
+        (Some("error"), Some("bad_response")),
+        "{response}"
+    );
+    (bytes, process.pid().and_then(peak_rss_kib))
 }
 
 /// Secret the authorizer checks HS256 tokens with during the benchmark.
@@ -117,20 +151,6 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
-fn p90(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values[(values.len() * 9 / 10).min(values.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
 /// Environment variables of a function process.
@@ -277,15 +297,9 @@ async fn main() {
     let large = mailmind_tests::fake_providers::large_catalogue();
     let large: Vec<&str> = large.iter().map(String::as_str).collect();
     groq.accept(GROQ_KEY_LARGE, &large).await;
-    let mut env = moto.env();
-    for (k, v) in env.iter_mut() {
-        if k == "AWS_ENDPOINT_URL" {
-            *v = proxy_url.clone();
-        }
-    }
+    groq.accept(GROQ_KEY_ZEROS, &["llama-3.1-8b-instant"]).await;
+    let mut env = mailmind_tests::aws_proxy::through_proxy(moto.function_env(&table, &key), &proxy_url);
     env.extend([
-        ("TABLE_NAME".to_owned(), table),
-        ("KMS_KEY_ID".to_owned(), key),
         ("JWT_HS256_SECRET".to_owned(), WS_SECRET.to_owned()),
         // HS256 is refused on Lambda; this emulation declares itself local
         // (the REST functions, whose events carry claims, are unaffected).
@@ -427,32 +441,21 @@ async fn main() {
                 .unwrap_or("–".into())
         ));
     }
+    // A page of millions of non-models, refused while it is read.
+    if let Some((_, binary, env)) = binaries.iter().find(|(name, ..)| name == "credentials-check") {
+        let (env, creator) = deployment(env).await;
+        let (bytes, rss) = zeros_page_rss(binary, &env, &creator, &groq).await;
+        eprintln!("credentials-check with a page of zeros measured");
+        table.push_str(&format!(
+            "\nPeak RSS of `credentials-check` checking a key whose provider answers `{{\"data\":[0,0,0,…]}}` \
+             ({:.1} MiB, about {} entries; answered `error` / `bad_response`): {}\n",
+            bytes as f64 / (1024.0 * 1024.0),
+            bytes / 2,
+            rss.map(|k| format!("{:.1} MB", k as f64 / 1024.0))
+                .unwrap_or("–".into())
+        ));
+    }
     println!("{table}");
-    write_between_markers(&options.out, &table);
+    write_between_markers(&options.out, "bench", &table);
     eprintln!("figures written to {}", options.out.display());
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{cores} × {cpu}")
-}
-
-fn write_between_markers(path: &Path, figures: &str) {
-    const BEGIN: &str = "<!-- bench:begin -->";
-    const END: &str = "<!-- bench:end -->";
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(BEGIN), current.find(END)) {
-        (Some(b), Some(e)) if b < e => format!("{}{BEGIN}\n{figures}{}", &current[..b], &current[e..]),
-        _ => format!("{current}\n{BEGIN}\n{figures}{END}\n"),
-    };
-    std::fs::write(path, updated).expect("write figures");
 }

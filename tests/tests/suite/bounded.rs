@@ -127,3 +127,58 @@ async fn a_twenty_mib_answer_is_a_bad_response() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_page_of_millions_of_entries_is_a_bad_response() {
+    let page = mailmind_tests::fake_providers::page_of_zeros();
+    assert!(page.len() < MAX_BODY_BYTES, "under the byte cap: {}", page.len());
+    let groq = FakeProvider::start("groq").await;
+    groq.answer(
+        GROQ_KEY,
+        ResponseTemplate::new(200).set_body_raw(page, "application/json"),
+    )
+    .await;
+    let mut config = ProviderClientConfig::default();
+    config.base_urls.insert("groq", groq.base_url());
+    config.check_timeout = Duration::from_secs(30);
+    let outcome = HttpProviderClient::new(config)
+        .check(
+            mailmind::domain::provider::find("groq").unwrap(),
+            &ApiKey::parse(GROQ_KEY).unwrap(),
+        )
+        .await;
+    assert_eq!(
+        outcome,
+        CheckOutcome::Failed {
+            reason: ErrorReason::BadResponse,
+            retry_after_secs: None
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_refuses_to_start_with_a_plain_http_provider_override() {
+    let groq = FakeProvider::start("groq").await;
+    let (var, url) = groq.env();
+    // Without the tests' loopback switch, as the template deploys it.
+    let env = [
+        (var.clone(), url.clone()),
+        (
+            mailmind::adapters::providers::ALLOW_LOOPBACK_HTTP.to_owned(),
+            String::new(),
+        ),
+        ("TABLE_NAME".to_owned(), "t".to_owned()),
+        ("KMS_KEY_ID".to_owned(), "k".to_owned()),
+        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+    ];
+    let mut process = LambdaProcess::start(&workspace_binary("credentials-check"), &env).await;
+    let (status, logs) = process
+        .exit(Duration::from_secs(10))
+        .await
+        .expect("credentials-check must stop with an http:// override");
+    assert!(!status.success());
+    assert!(
+        logs.contains(&format!("{var} must be an https:// URL (got {url}")),
+        "{logs}"
+    );
+}

@@ -151,7 +151,10 @@ async fn no_write_starts_once_it_could_outlast_the_deadline() {
     let fake = FakeProvider::start("groq").await;
     fake.accept(KEY, &["llama-3.1-8b-instant"]).await;
     let (var, url) = fake.env();
-    let config = ProviderClientConfig::from_lookup(|name| (name == var).then(|| url.clone())).unwrap();
+    let config = ProviderClientConfig::from_lookup(mailmind::adapters::providers::PlainHttp::Allowed, |name| {
+        (name == var).then(|| url.clone())
+    })
+    .unwrap();
     let service = CredentialService::new(
         Arc::clone(&store) as _,
         Arc::new(LocalKeyring::from_master(Zeroizing::new([9u8; 32]))),
