@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::audit::{self, AuditAction, AuditedOutcome};
+use crate::domain::activity::{ActivityEvent, CheckedBy};
 use crate::domain::key_prefix;
 use crate::domain::model::{ListChange, carry_history};
 use crate::domain::provider::PROVIDERS;
@@ -22,14 +23,16 @@ use crate::domain::{
 };
 use crate::envelope;
 
+mod activity;
 mod keys;
 mod limits;
 mod revalidate;
 
 use crate::ports::{
-    Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyRevision, Keyring, KeyringError,
-    ModelsUpdate, Notifier, ProviderClient, StoreError,
+    ActivityStore, Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyRevision, Keyring,
+    KeyringError, ModelsUpdate, Notifier, ProviderClient, StoreError,
 };
+pub use activity::NoActivity;
 pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
 pub use revalidate::{RevalidationPolicy, RevalidationRun};
@@ -161,6 +164,7 @@ pub struct CredentialService {
     providers: Arc<dyn ProviderClient>,
     notifier: Arc<dyn Notifier>,
     limiter: Option<limits::Limiter>,
+    activity: Arc<dyn ActivityStore>,
 }
 
 impl CredentialService {
@@ -177,6 +181,7 @@ impl CredentialService {
             providers,
             notifier,
             limiter: None,
+            activity: Arc::new(NoActivity),
         }
     }
 
@@ -263,6 +268,7 @@ impl CredentialService {
             created_at: now,
             updated_at: now,
             last_used_at: None,
+            consumer_uses: Default::default(),
             // A new key has a re-check window of its own.
             last_recheck_at: None,
             last_attempt: None,
@@ -271,6 +277,7 @@ impl CredentialService {
             // The credential keeps its birth and last use.
             credential.created_at = old.created_at;
             credential.last_used_at = old.last_used_at;
+            credential.consumer_uses = old.consumer_uses;
         }
         write_fits_before_deadline(provider)?;
         let written = match write {
@@ -290,6 +297,12 @@ impl CredentialService {
             "credential {}",
             write.done()
         );
+        let key_hint = credential.key_hint.clone();
+        let event = match write {
+            KeyWrite::Create => ActivityEvent::Set { key_hint },
+            KeyWrite::Update => ActivityEvent::Replaced { key_hint },
+        };
+        self.note(user, provider, event).await;
         self.announce_change(
             &mut audience,
             provider,
@@ -308,7 +321,7 @@ impl CredentialService {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         self.admit_validation(user).await?;
-        self.recheck(user, provider, existing, audience).await
+        self.recheck(user, provider, existing, audience, CheckedBy::User).await
     }
 
     /// The check of a stored key, for `check` and for a usage report: open
@@ -320,6 +333,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         existing: StoredCredential,
         audience: Audience,
+        by: CheckedBy,
     ) -> Result<CredentialView> {
         let context = EncryptionContext::new(user, provider);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
@@ -330,7 +344,7 @@ impl CredentialService {
             })?;
         let (outcome, quota, audience) = self.validate(provider, &key, audience).await;
         drop(key);
-        self.record_outcome(user, provider, existing, outcome, quota, audience)
+        self.record_outcome(user, provider, existing, outcome, quota, audience, by)
             .await
     }
 
@@ -345,6 +359,7 @@ impl CredentialService {
         outcome: CheckOutcome,
         quota: Option<Quota>,
         mut audience: Audience,
+        by: CheckedBy,
     ) -> Result<CredentialView> {
         let now = Utc::now();
         let (outcome, change) = match outcome {
@@ -398,6 +413,12 @@ impl CredentialService {
             "credential checked"
         );
         audit::record(user, AuditAction::Check, provider, credential.check.status.as_str());
+        let checked = ActivityEvent::Checked {
+            status: credential.check.status,
+            reason: credential.check.reason,
+            by,
+        };
+        self.note(user, provider, checked).await;
         self.announce_change(&mut audience, provider, &credential.check, models_count, change)
             .await;
         Ok(CredentialView::of(provider, &credential))
@@ -407,6 +428,9 @@ impl CredentialService {
     pub async fn delete(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<()> {
         let result = self.delete_unaudited(user, provider).await;
         audit::record_result(user, AuditAction::Delete, provider, &result);
+        if result.is_ok() {
+            self.note(user, provider, ActivityEvent::Deleted).await;
+        }
         result
     }
 

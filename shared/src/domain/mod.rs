@@ -1,5 +1,6 @@
 //! The domain: providers, keys, users, credentials, models. No I/O here.
 
+pub mod activity;
 pub mod api_key;
 pub mod credential;
 pub mod key_prefix;

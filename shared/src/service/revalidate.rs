@@ -312,7 +312,15 @@ impl CredentialService {
             outcome => {
                 let audience = self.notifier.audience(&user).await;
                 match self
-                    .record_outcome(&user, provider, credential, outcome, quota, audience)
+                    .record_outcome(
+                        &user,
+                        provider,
+                        credential,
+                        outcome,
+                        quota,
+                        audience,
+                        crate::domain::activity::CheckedBy::Background,
+                    )
                     .await
                 {
                     Ok(_) => done(|r| r.checked += 1),
