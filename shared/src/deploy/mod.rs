@@ -122,6 +122,17 @@ const VALIDATING: FunctionSpec = FunctionSpec {
 /// Every function, sorted by name.
 pub static FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
+        name: "credentials-activity",
+        summary: "GET /api/v1/credentials/{provider}/activity - a key's history, newest first",
+        notes: "One Query of the user's ACTIVITY#<provider># items, backwards, a page plus one;                 reads only.",
+        trigger: Trigger::Rest(Route::CredentialActivity),
+        grants: &[Grant::Table {
+            sid: "ReadOwnItems",
+            actions: &["Query"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
         name: "credentials-check",
         summary: "POST /api/v1/credentials/{provider}/check - revalidate a stored key",
         trigger: Trigger::Rest(Route::CheckCredential),
@@ -142,11 +153,12 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
         name: "credentials-delete",
         summary: "DELETE /api/v1/credentials/{provider} - remove a key and its models",
-        notes: "The credential and its model list go in one TransactWriteItems of deletes.",
+        notes: "The credential and its model list go in one TransactWriteItems of deletes; \
+                then the deleted entry of the key's history (PutItem; the history stays).",
         trigger: Trigger::Rest(Route::DeleteCredential),
         grants: &[Grant::Table {
-            sid: "DeleteOwnItems",
-            actions: &["DeleteItem"],
+            sid: "DeleteOwnItemsNoteActivity",
+            actions: &["DeleteItem", "PutItem"],
         }],
         ..BASE
     },
@@ -174,7 +186,8 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         name: "credentials-resolve",
         summary: "Resolve a user's key for another MailMind function; take its usage reports",
         notes: "Reads the credential, unwraps its data key (cached 5 minutes in a warm \
-                process), writes last_used_at (hourly); a report records a status or re-checks \
+                process); a consumer's first use in the hour writes last_used_at, its consumer map and \
+                a used entry in one TransactWriteItems (later ones write nothing); a report records a status or re-checks \
                 with the provider (hence the provider timeout) and pushes to the user's sockets. \
                 Consumers' roles attach KeyConsumerPolicy.",
         trigger: Trigger::Invoke,

@@ -267,6 +267,124 @@ impl ConsumerUses {
     }
 }
 
+wire_enum! {
+    /// The `event` of an entry.
+    pub enum ActivityKind {
+        /// A first key was stored (`key_hint`).
+        Set = "set",
+        /// The key was replaced (`key_hint` of the new one).
+        Replaced = "replaced",
+        /// The key was checked (`status`, `reason`, `by`).
+        Checked = "checked",
+        /// A MailMind function obtained the key (`consumer`; at most one entry per consumer per hour).
+        Used = "used",
+        /// A MailMind function reported a refusal (`outcome`, `consumer`).
+        Reported = "reported",
+        /// The credential was deleted.
+        Deleted = "deleted",
+    }
+}
+
+/// One entry of `GET /api/v1/credentials/{provider}/activity` (docs/API.md).
+/// Never holds the key.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActivityEntryView {
+    /// RFC 3339 time of the event.
+    #[cfg_attr(feature = "openapi", schema(example = "2026-11-24T19:00:00Z", format = DateTime))]
+    pub at: String,
+    /// What happened.
+    pub event: ActivityKind,
+    /// `set`, `replaced`: the hint of the new key.
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "gsk_…9xQa"))]
+    pub key_hint: Option<String>,
+    /// `checked`: the verdict.
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub status: Option<CredentialStatus>,
+    /// `checked` with status `error`: why there is no verdict.
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub reason: Option<ErrorReason>,
+    /// `checked`: who had it checked.
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub by: Option<CheckedBy>,
+    /// `used`, `reported`: the name the calling MailMind function gave
+    /// itself (a label, not proof; `unknown` when it gave none).
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "digest"))]
+    pub consumer: Option<String>,
+    /// `reported`: how the provider refused the key.
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub outcome: Option<UsageOutcome>,
+}
+
+impl ActivityEntryView {
+    /// The wire form of `entry`.
+    pub fn of(entry: &ActivityEntry) -> ActivityEntryView {
+        let mut view = ActivityEntryView {
+            at: time::to_api(&entry.at),
+            event: ActivityKind::Deleted,
+            key_hint: None,
+            status: None,
+            reason: None,
+            by: None,
+            consumer: None,
+            outcome: None,
+        };
+        match &entry.event {
+            ActivityEvent::Set { key_hint } => {
+                view.event = ActivityKind::Set;
+                view.key_hint = Some(key_hint.clone());
+            }
+            ActivityEvent::Replaced { key_hint } => {
+                view.event = ActivityKind::Replaced;
+                view.key_hint = Some(key_hint.clone());
+            }
+            ActivityEvent::Checked { status, reason, by } => {
+                view.event = ActivityKind::Checked;
+                (view.status, view.reason, view.by) = (Some(*status), *reason, Some(*by));
+            }
+            ActivityEvent::Used { consumer } => {
+                view.event = ActivityKind::Used;
+                view.consumer = Some(consumer.clone());
+            }
+            ActivityEvent::Reported { outcome, consumer } => {
+                view.event = ActivityKind::Reported;
+                (view.outcome, view.consumer) = (Some(*outcome), Some(consumer.clone()));
+            }
+            ActivityEvent::Deleted => {}
+        }
+        view
+    }
+}
+
+/// The answer of `GET /api/v1/credentials/{provider}/activity`.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActivityPageView {
+    /// The entries, newest first.
+    pub entries: Vec<ActivityEntryView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            nullable = false,
+            example = "MjAyNi0xMS0yNFQxOTowMDowMC4wMDBaIzBhMWIyYzNkNGU1ZjZhN2I"
+        )
+    )]
+    pub next_cursor: Option<String>,
+}
+
+impl ActivityPageView {
+    /// The wire form of `page`.
+    pub fn of(page: &ActivityPage) -> ActivityPageView {
+        ActivityPageView {
+            entries: page.entries.iter().map(ActivityEntryView::of).collect(),
+            next_cursor: page.next.as_ref().map(ActivityPosition::to_cursor),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
