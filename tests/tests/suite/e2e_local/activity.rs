@@ -32,7 +32,10 @@ fn events(page: &Value) -> Vec<Value> {
         .map(|entry| {
             let mut entry = entry.clone();
             let at = entry.as_object_mut().unwrap().remove("at").unwrap();
-            assert!(chrono::DateTime::parse_from_rfc3339(at.as_str().unwrap()).is_ok(), "{at}");
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(at.as_str().unwrap()).is_ok(),
+                "{at}"
+            );
             entry
         })
         .collect()
@@ -43,7 +46,9 @@ async fn the_history_shows_every_event_newest_first_to_its_owner_only() {
     let w = world().await;
     let s = &w.server;
     assert_eq!(s.post_key("alice", "groq", GROQ_KEY).await.status, 201);
-    let checked = s.call_as("alice", "POST", "/api/v1/credentials/groq/check/", None).await;
+    let checked = s
+        .call_as("alice", "POST", "/api/v1/credentials/groq/check/", None)
+        .await;
     assert_eq!(checked.status, 200, "{}", checked.text);
     let resolve = json!({"action": "resolve", "user_id": "alice", "provider": "groq", "consumer": "digest"});
     let key = invoke(&s.base_url, resolve.clone()).await;
@@ -52,9 +57,16 @@ async fn the_history_shows_every_event_newest_first_to_its_owner_only() {
     let report = json!({"action": "report", "user_id": "alice", "provider": "groq",
                         "key_revision": key["key_revision"], "outcome": "rejected", "consumer": "digest"});
     assert_eq!(invoke(&s.base_url, report).await["result"], "rechecked");
-    assert_eq!(s.call_as("alice", "DELETE", "/api/v1/credentials/groq/", None).await.status, 204);
+    assert_eq!(
+        s.call_as("alice", "DELETE", "/api/v1/credentials/groq/", None)
+            .await
+            .status,
+        204
+    );
 
-    let page = s.call_as("alice", "GET", "/api/v1/credentials/groq/activity/", None).await;
+    let page = s
+        .call_as("alice", "GET", "/api/v1/credentials/groq/activity/", None)
+        .await;
     assert_eq!(page.status, 200, "{}", page.text);
     assert_eq!(page.headers["cache-control"], "no-store");
     let hint = checked.json["key_hint"].clone();
@@ -100,7 +112,9 @@ async fn the_history_shows_every_event_newest_first_to_its_owner_only() {
         .call_as("alice", "GET", "/api/v1/credentials/google_gemini/activity", None)
         .await;
     assert_eq!(gemini.json, json!({"entries": []}));
-    let unknown = s.call_as("alice", "GET", "/api/v1/credentials/nope/activity", None).await;
+    let unknown = s
+        .call_as("alice", "GET", "/api/v1/credentials/nope/activity", None)
+        .await;
     assert_error(&unknown, 404, "unknown_provider");
     // The use is audited with its consumer and the key's revision.
     let revision = key["key_revision"].as_str().unwrap();
@@ -136,13 +150,23 @@ async fn a_bad_limit_or_cursor_is_an_invalid_request() {
         "cursor=MjAyNi0xMS0yNFQxOTowMDowMC4wMDBaI3p6",
     ] {
         let answer = s
-            .call_as("alice", "GET", &format!("/api/v1/credentials/groq/activity?{query}"), None)
+            .call_as(
+                "alice",
+                "GET",
+                &format!("/api/v1/credentials/groq/activity?{query}"),
+                None,
+            )
             .await;
         assert_error(&answer, 400, "invalid_request");
     }
     for query in ["limit=1", "limit=100", "limit=50"] {
         let answer = s
-            .call_as("alice", "GET", &format!("/api/v1/credentials/groq/activity?{query}"), None)
+            .call_as(
+                "alice",
+                "GET",
+                &format!("/api/v1/credentials/groq/activity?{query}"),
+                None,
+            )
             .await;
         assert_eq!(answer.status, 200, "{query}: {}", answer.text);
     }
