@@ -344,7 +344,7 @@ impl CredentialService {
             })?;
         let (outcome, quota, audience) = self.validate(provider, &key, audience).await;
         drop(key);
-        self.record_outcome(user, provider, existing, outcome, quota, audience, by)
+        self.record_outcome(user, provider, existing, (outcome, quota), audience, by)
             .await
     }
 
@@ -356,8 +356,7 @@ impl CredentialService {
         user: &UserId,
         provider: &'static ProviderSpec,
         existing: StoredCredential,
-        outcome: CheckOutcome,
-        quota: Option<Quota>,
+        (outcome, quota): (CheckOutcome, Option<Quota>),
         mut audience: Audience,
         by: CheckedBy,
     ) -> Result<CredentialView> {

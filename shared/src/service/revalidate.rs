@@ -316,8 +316,7 @@ impl CredentialService {
                         &user,
                         provider,
                         credential,
-                        outcome,
-                        quota,
+                        (outcome, quota),
                         audience,
                         crate::domain::activity::CheckedBy::Background,
                     )

@@ -169,7 +169,12 @@ async fn scenario(c: Client, base_url: String, demo_token: String, pasted_token:
         "//ol[@id='activity']/li[@data-provider='groq'][@data-status='valid'][2]",
     )
     .await;
-    c.find(Locator::Id("history-toggle-groq")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("history-toggle-groq"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     shown(
         &c,
         "//ol[@id='history-groq']/li[1][@data-event='checked'][contains(., 'Checked by user: valid')]",
