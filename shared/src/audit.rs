@@ -1,5 +1,5 @@
 //! Audit lines: one structured log line per create, update, delete, check
-//! verdict and tamper refusal, written by the credential service (so Lambda
+//! verdict, resolve, usage report and tamper refusal, written by the credential service (so Lambda
 //! and the local server both write them). A line says who (`user_id`), what
 //! (`action`), which `provider`, and the `outcome`; never the key, a token or
 //! a body. Format (JSON, one line, target `mailmind::audit`):
@@ -13,8 +13,16 @@
 //! successful create, update or check, `deleted` after a delete,
 //! `tamper_refused` when a stored key fails to open (its record was altered),
 //! else the API error code of the refusal (e.g. `credential_exists`).
+//! Resolve and report lines (actions `resolve`, `report`) also carry
+//! `key_revision`, `consumer` (the caller's own label, not proof) and, for a
+//! report, `reported` (the outcome the caller reported); their `outcome` is
+//! `resolved` or what the report did (`rechecked`, `recorded`, …).
+//!
+//! Audit lines are written whatever the log filter says
+//! (`crate::telemetry` always enables the target at `info`).
 
-use crate::domain::{CredentialView, ProviderSpec, UserId};
+use crate::domain::activity::Consumer;
+use crate::domain::{CredentialView, ProviderSpec, UsageOutcome, UserId};
 use crate::ports::KeyringError;
 
 /// What was done to a credential.
@@ -28,8 +36,10 @@ pub enum AuditAction {
     Delete,
     /// A re-check of a stored key (the check route, a usage report).
     Check,
-    /// A key handed to another MailMind function (only refusals are audited).
+    /// A key handed to another MailMind function (every resolve is audited).
     Resolve,
+    /// A MailMind function's usage report (every report is audited).
+    Report,
 }
 
 impl AuditAction {
@@ -41,6 +51,7 @@ impl AuditAction {
             AuditAction::Delete => "delete",
             AuditAction::Check => "check",
             AuditAction::Resolve => "resolve",
+            AuditAction::Report => "report",
         }
     }
 }
@@ -56,6 +67,33 @@ pub fn record(user: &UserId, action: AuditAction, provider: &ProviderSpec, outco
         user_id = user.as_str(),
         action = action.as_str(),
         provider = provider.id,
+        outcome,
+        "audit"
+    );
+}
+
+/// Writes the audit line of a resolve or report: also the key's
+/// `key_revision` (when known), the caller's self-chosen `consumer` label,
+/// and for a report what was `reported`. `outcome` is `resolved`, what the
+/// report did (`rechecked`, `recorded`, `debounced`, `stale`), or the error code.
+pub fn record_key_use(
+    user: &UserId,
+    action: AuditAction,
+    provider: &ProviderSpec,
+    key_revision: Option<&str>,
+    consumer: &Consumer,
+    outcome: &str,
+    reported: Option<UsageOutcome>,
+) {
+    tracing::info!(
+        target: "mailmind::audit",
+        audit = true,
+        user_id = user.as_str(),
+        action = action.as_str(),
+        provider = provider.id,
+        key_revision,
+        consumer = consumer.as_str(),
+        reported = reported.map(UsageOutcome::as_str),
         outcome,
         "audit"
     );

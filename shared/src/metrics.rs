@@ -128,6 +128,10 @@ pub const REVALIDATION_LAG: Metric = Metric::new("RevalidationLag", Unit::Second
 /// `kms` or `dynamodb`.
 pub const AWS_THROTTLED: Metric = Metric::new("AwsThrottled", Unit::Count, &[&["Service"]]);
 
+/// An activity history entry that could not be written (the request went
+/// on without it); `Event` is the entry's kind.
+pub const ACTIVITY_NOT_RECORDED: Metric = Metric::new("ActivityNotRecorded", Unit::Count, &[&["Event"]]);
+
 /// Every metric the service emits.
 pub const ALL: &[&Metric] = &[
     &VALIDATIONS,
@@ -145,6 +149,7 @@ pub const ALL: &[&Metric] = &[
     &REVALIDATION_DUE,
     &REVALIDATION_LAG,
     &AWS_THROTTLED,
+    &ACTIVITY_NOT_RECORDED,
 ];
 
 /// The limits whose refusals [`rate_limited`] counts (dimension `Limit`).
@@ -241,6 +246,11 @@ pub fn rate_limited(limit: RateLimit) {
 /// when nothing was due, so the lag alarm always has a fresh value.
 pub fn revalidation_run(checked: u64, due_remaining: u64, lag: Duration) {
     emit(revalidation_line(checked, due_remaining, lag));
+}
+
+/// An activity entry of kind `event` was not written.
+pub fn activity_not_recorded(event: &'static str) {
+    emit(Line::new().count(&ACTIVITY_NOT_RECORDED).dimension("Event", event));
 }
 
 /// An AWS call to `service` was throttled to the end of the SDK's retries.

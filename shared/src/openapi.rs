@@ -36,9 +36,10 @@ use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, Required, Schema, ServerBuilder, Tag};
 
+use crate::domain::activity::{ActivityEntryView, ActivityKind, ActivityPageView, CheckedBy};
 use crate::domain::api_key::MAX_KEY_BYTES;
 use crate::domain::provider::{self, PROVIDERS};
-use crate::domain::{CredentialStatus, CredentialView, ErrorReason, ModelInfo, ModelView};
+use crate::domain::{CredentialStatus, CredentialView, ErrorReason, ModelInfo, ModelView, UsageOutcome};
 use crate::handlers::Route;
 use crate::handlers::protocol::{ApiError, ErrorBody, MAX_BODY_BYTES};
 
@@ -75,6 +76,11 @@ struct UpdateCredentialRequest {
 #[derive(OpenApi)]
 #[openapi(components(schemas(
     CredentialView,
+    ActivityPageView,
+    ActivityEntryView,
+    ActivityKind,
+    CheckedBy,
+    UsageOutcome,
     ModelView,
     ModelInfo,
     CredentialStatus,
@@ -346,12 +352,51 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             "The stored models of the key",
             "Sorted by `model_id`; `[]` when nothing was discovered, including when no key is set.",
         ),
+        Route::CredentialActivity => (
+            "credentialActivity",
+            "credentials",
+            "The key's activity history, newest first",
+            "What was done with the key and by whom: `set`, `replaced`, `checked`, `used` (at most \
+             one entry per consumer per hour), `reported`, `deleted`; never the key. Entries are \
+             kept 90 days and outlive a deleted key. `entries` is `[]` when there is no history, \
+             including when no key was ever set. Consumer names are labels the calling MailMind \
+             function chose, not proof of who called.",
+        ),
     };
     let mut op = OperationBuilder::new()
         .operation_id(Some(id))
         .tag(tag)
         .summary(Some(summary))
         .description(Some(description));
+    if route == Route::CredentialActivity {
+        op = op
+            .parameter(
+                ParameterBuilder::new()
+                    .name("limit")
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some("Entries per page, 1 to 100 (default 50)."))
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(1))
+                            .maximum(Some(100))
+                            .default(Some(json!(50))),
+                    ))
+                    .example(Some(json!(20))),
+            )
+            .parameter(
+                ParameterBuilder::new()
+                    .name("cursor")
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(
+                        "Opaque: the `next_cursor` of the previous page. Anything else answers \
+                         `400 invalid_request`.",
+                    ))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            );
+    }
     if provider_in_path {
         op = op.parameter(
             ParameterBuilder::new()
@@ -485,7 +530,34 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                 ),
             )],
             None,
-            vec![("404", vec![unknown_in_path])],
+            vec![("404", vec![unknown_in_path.clone()])],
+        ),
+        Route::CredentialActivity => (
+            vec![(
+                "200".into(),
+                json_response(
+                    "A page of the history, newest first",
+                    ActivityPageView::name().as_ref(),
+                    json!({"entries": [
+                        {"at": "2026-11-24T21:00:00Z", "event": "checked", "status": "invalid", "by": "report"},
+                        {"at": "2026-11-24T21:00:00Z", "event": "reported", "outcome": "rejected", "consumer": "digest"},
+                        {"at": "2026-11-24T20:00:00Z", "event": "used", "consumer": "digest"},
+                        {"at": "2026-11-24T19:00:00Z", "event": "checked", "status": "valid", "by": "user"},
+                        {"at": "2026-11-24T18:59:58Z", "event": "set", "key_hint": "gsk_…9xQa"}
+                    ], "next_cursor": "MjAyNi0xMS0yNFQxODo1OTo1OC4wMDBaIzBhMWIyYzNkNGU1ZjZhN2I"}),
+                    false,
+                ),
+            )],
+            None,
+            vec![
+                (
+                    "400",
+                    vec![ApiError::invalid_request(
+                        "'limit' must be a whole number from 1 to 100.",
+                    )],
+                ),
+                ("404", vec![unknown_in_path]),
+            ],
         ),
     };
     for (status, mut response) in success {

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
+use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery, ConsumerUses};
 use crate::domain::{
     ApiKey, CheckOutcome, CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
 };
@@ -81,6 +82,17 @@ pub struct OncePerWindow {
     pub unless_since: DateTime<Utc>,
 }
 
+/// A use of a key worth recording: its consumer's first this hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// The consumer map as the resolve read it (the write's condition).
+    pub seen: ConsumerUses,
+    /// The map to store: `seen` with this consumer's use.
+    pub uses: ConsumerUses,
+    /// The `used` entry, whose time is also the new `last_used_at`.
+    pub entry: ActivityEntry,
+}
+
 /// Which due credentials to list: up to `limit` of `provider`'s with
 /// `fresh_at` at or before `before`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,10 +148,13 @@ pub trait CredentialStore: Send + Sync {
     /// `models` says, in one atomic step.
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError>;
 
-    /// Records that `key` was used at `when.at` ([`OncePerWindow`]).
-    /// `Ok(false)` when nothing was written: used recently, or the key was
-    /// replaced or deleted meanwhile (nothing to record then, and no error).
-    async fn record_use(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError>;
+    /// Records a use of `key` ([`KeyUse`]) in one atomic, conditional step:
+    /// `last_used_at` and the consumer map set, and the `used` activity entry
+    /// added, only while the key is `key.revision` and the stored consumer
+    /// map is still `use_.seen`. `Ok(false)` when nothing was written: another
+    /// writer recorded a use meanwhile, or the key was replaced or deleted
+    /// (nothing to record then, and no error).
+    async fn record_use(&self, key: KeyRevision, use_: &KeyUse) -> Result<bool, StoreError>;
 
     /// Claims the one re-check of `key` a window allows ([`OncePerWindow`]):
     /// `Ok(true)` records `when.at` as the re-check time, `Ok(false)` means a
@@ -175,6 +190,23 @@ pub trait CredentialStore: Send + Sync {
     /// reason and models stay; the attempt is recorded and `fresh_at` set to
     /// the deferral's `fresh_until` (the back-off).
     async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError>;
+}
+
+/// Each user's per-key activity history (`domain::activity`), in the same
+/// store as the credentials. Entries outlive the credential and expire
+/// [`crate::domain::activity::RETENTION`] after their time.
+#[async_trait]
+pub trait ActivityStore: Send + Sync {
+    /// Adds one entry to `user`'s history of `provider`'s key.
+    async fn append(&self, user: &UserId, provider: &ProviderSpec, entry: &ActivityEntry) -> Result<(), StoreError>;
+
+    /// A page of that history, newest first, without expired entries.
+    async fn activity(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        query: &ActivityQuery,
+    ) -> Result<ActivityPage, StoreError>;
 }
 
 /// What spending one unit of a budget came to.

@@ -12,24 +12,27 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::audit::{self, AuditAction, AuditedOutcome};
+use crate::domain::activity::{ActivityEvent, CheckedBy};
 use crate::domain::key_prefix;
 use crate::domain::model::{ListChange, carry_history};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::quota::Quota;
 use crate::domain::{
-    ApiKey, ChangeCause, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView,
-    ProviderSpec, SealedKey, StatusChange, StatusEvent, StoredCredential, UserId,
+    ApiKey, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey,
+    StatusChange, StatusEvent, StoredCredential, UserId,
 };
 use crate::envelope;
 
+mod activity;
 mod keys;
 mod limits;
 mod revalidate;
 
 use crate::ports::{
-    Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyRevision, Keyring, KeyringError,
-    ModelsUpdate, Notifier, ProviderClient, StatusEvents, StoreError,
+    ActivityStore, Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyRevision, Keyring,
+    KeyringError, ModelsUpdate, Notifier, ProviderClient, StatusEvents, StoreError,
 };
+pub use activity::NoActivity;
 pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
 pub use revalidate::{RevalidationPolicy, RevalidationRun};
@@ -162,6 +165,7 @@ pub struct CredentialService {
     notifier: Arc<dyn Notifier>,
     events: Option<Arc<dyn StatusEvents>>,
     limiter: Option<limits::Limiter>,
+    activity: Arc<dyn ActivityStore>,
 }
 
 impl CredentialService {
@@ -179,6 +183,7 @@ impl CredentialService {
             notifier,
             events: None,
             limiter: None,
+            activity: Arc::new(NoActivity),
         }
     }
 
@@ -195,7 +200,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         old: Option<&CheckState>,
         new: &CheckState,
-        cause: ChangeCause,
+        cause: CheckedBy,
     ) {
         let Some(events) = &self.events else { return };
         if let Some(change) = StatusChange::between(user, provider, old, new, cause, Utc::now()) {
@@ -286,6 +291,7 @@ impl CredentialService {
             created_at: now,
             updated_at: now,
             last_used_at: None,
+            consumer_uses: Default::default(),
             // A new key has a re-check window of its own.
             last_recheck_at: None,
             last_attempt: None,
@@ -295,6 +301,7 @@ impl CredentialService {
             // The credential keeps its birth and last use.
             credential.created_at = old.created_at;
             credential.last_used_at = old.last_used_at;
+            credential.consumer_uses = old.consumer_uses;
         }
         write_fits_before_deadline(provider)?;
         let written = match write {
@@ -314,6 +321,12 @@ impl CredentialService {
             "credential {}",
             write.done()
         );
+        let key_hint = credential.key_hint.clone();
+        let event = match write {
+            KeyWrite::Create => ActivityEvent::Set { key_hint },
+            KeyWrite::Update => ActivityEvent::Replaced { key_hint },
+        };
+        self.note(user, provider, event).await;
         self.announce_change(
             &mut audience,
             provider,
@@ -322,7 +335,7 @@ impl CredentialService {
             change,
         )
         .await;
-        self.publish_change(user, provider, old_check.as_ref(), &credential.check, ChangeCause::User)
+        self.publish_change(user, provider, old_check.as_ref(), &credential.check, CheckedBy::User)
             .await;
         Ok(CredentialView::of(provider, &credential))
     }
@@ -334,8 +347,7 @@ impl CredentialService {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         self.admit_validation(user).await?;
-        self.recheck(user, provider, existing, audience, ChangeCause::User)
-            .await
+        self.recheck(user, provider, existing, audience, CheckedBy::User).await
     }
 
     /// The check of a stored key, for `check` and for a usage report: open
@@ -347,7 +359,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         existing: StoredCredential,
         audience: Audience,
-        cause: ChangeCause,
+        by: CheckedBy,
     ) -> Result<CredentialView> {
         let context = EncryptionContext::new(user, provider);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
@@ -358,7 +370,7 @@ impl CredentialService {
             })?;
         let (outcome, quota, audience) = self.validate(provider, &key, audience).await;
         drop(key);
-        self.record_outcome(user, provider, existing, (outcome, quota), audience, cause)
+        self.record_outcome(user, provider, existing, (outcome, quota), audience, by)
             .await
     }
 
@@ -372,7 +384,7 @@ impl CredentialService {
         existing: StoredCredential,
         (outcome, quota): (CheckOutcome, Option<Quota>),
         mut audience: Audience,
-        cause: ChangeCause,
+        by: CheckedBy,
     ) -> Result<CredentialView> {
         let now = Utc::now();
         let (outcome, change) = match outcome {
@@ -427,9 +439,15 @@ impl CredentialService {
             "credential checked"
         );
         audit::record(user, AuditAction::Check, provider, credential.check.status.as_str());
+        let checked = ActivityEvent::Checked {
+            status: credential.check.status,
+            reason: credential.check.reason,
+            by,
+        };
+        self.note(user, provider, checked).await;
         self.announce_change(&mut audience, provider, &credential.check, models_count, change)
             .await;
-        self.publish_change(user, provider, Some(&old_check), &credential.check, cause)
+        self.publish_change(user, provider, Some(&old_check), &credential.check, by)
             .await;
         Ok(CredentialView::of(provider, &credential))
     }
@@ -438,6 +456,9 @@ impl CredentialService {
     pub async fn delete(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<()> {
         let result = self.delete_unaudited(user, provider).await;
         audit::record_result(user, AuditAction::Delete, provider, &result);
+        if result.is_ok() {
+            self.note(user, provider, ActivityEvent::Deleted).await;
+        }
         result
     }
 

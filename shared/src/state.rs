@@ -8,8 +8,8 @@ use crate::adapters::providers::{HttpProviderClient, PlainHttp, ProviderClientCo
 use crate::config::{ConfigError, Limits};
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use crate::ports::{
-    ConnectionStore, CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, LimitStore, Notifier,
-    ProviderClient, WrappedKey,
+    ActivityStore, ConnectionStore, CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, LimitStore,
+    Notifier, ProviderClient, WrappedKey,
 };
 use crate::service::{ConnectionService, CredentialService, RevalidationPolicy};
 
@@ -25,8 +25,11 @@ impl AppState {
     /// A state over `store` (one adapter keeps credentials and connections);
     /// add only the ports a function uses, so a binary that never seals a key
     /// or calls a provider links neither client.
-    pub fn builder<S: CredentialStore + ConnectionStore + LimitStore + 'static>(store: Arc<S>) -> AppStateBuilder {
+    pub fn builder<S: CredentialStore + ConnectionStore + LimitStore + ActivityStore + 'static>(
+        store: Arc<S>,
+    ) -> AppStateBuilder {
         AppStateBuilder {
+            activity: Arc::clone(&store) as Arc<dyn ActivityStore>,
             credentials: Arc::clone(&store) as Arc<dyn CredentialStore>,
             limit_store: Arc::clone(&store) as Arc<dyn LimitStore>,
             limits: Limits::default(),
@@ -63,6 +66,7 @@ pub struct AppStateBuilder {
     credentials: Arc<dyn CredentialStore>,
     connections: Arc<dyn ConnectionStore>,
     limit_store: Arc<dyn LimitStore>,
+    activity: Arc<dyn ActivityStore>,
     limits: Limits,
     keyring: Arc<dyn Keyring>,
     providers: Arc<dyn ProviderClient>,
@@ -104,7 +108,8 @@ impl AppStateBuilder {
     /// The state.
     pub fn build(self) -> AppState {
         let mut credentials = CredentialService::new(self.credentials, self.keyring, self.providers, self.notifier)
-            .with_validation_limit(self.limit_store, self.limits.validations);
+            .with_validation_limit(self.limit_store, self.limits.validations)
+            .with_activity(self.activity);
         if let Some(events) = self.status_events {
             credentials = credentials.with_status_events(events);
         }

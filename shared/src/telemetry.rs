@@ -48,6 +48,15 @@ fn requested_filter(spec: Option<&str>) -> Targets {
         .unwrap_or_else(|| Targets::from_str(DEFAULT_FILTER).expect("default filter parses"))
 }
 
+/// The audit lines' target (`crate::audit`): always written at `info`,
+/// whatever the filter says (`LogLevel` `error` included).
+pub const AUDIT_TARGET: &str = "mailmind::audit";
+
+/// The audit target at `info`, nothing else: or-ed with the requested filter.
+fn audit_lines() -> Targets {
+    Targets::new().with_target(AUDIT_TARGET, LevelFilter::INFO)
+}
+
 /// Everything allowed except the capped targets above their caps.
 fn caps() -> Targets {
     Targets::new()
@@ -69,7 +78,7 @@ where
         .with_target(true)
         .with_ansi(false)
         .with_writer(writer)
-        .with_filter(requested_filter(spec).and(caps()))
+        .with_filter(requested_filter(spec).or(audit_lines()).and(caps()))
 }
 
 /// Installs the JSON subscriber (once; later calls do nothing). The filter comes
@@ -109,6 +118,19 @@ mod tests {
         String::from_utf8(bytes).unwrap()
     }
 
+    fn logged_with_audit(spec: &str) -> String {
+        let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = Arc::clone(&buffer);
+        let writer = move || SharedWriter(Arc::clone(&sink));
+        let subscriber = tracing_subscriber::registry().with(json_layer(Some(spec), writer));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "mailmind::audit", "audit-line");
+            tracing::info!(target: "mailmind::service", "ours-info");
+        });
+        let bytes = buffer.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
     struct SharedWriter(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for SharedWriter {
@@ -143,6 +165,12 @@ mod tests {
             for shown in ["runtime-info", "hyper-warn"] {
                 assert!(out.contains(shown), "{spec}: {shown} missing from {out}");
             }
+        }
+        // Audit lines are written whatever the filter says.
+        for spec in ["error", "warn,mailmind=warn", "off"] {
+            let out = logged_with_audit(spec);
+            assert!(out.contains("audit-line"), "{spec}: {out}");
+            assert!(!out.contains("ours-info"), "{spec}: {out}");
         }
         // Our own targets follow the filter.
         assert!(logged("warn,mailmind=debug").contains("ours-debug"));

@@ -4,19 +4,22 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use mailmind::domain::activity::{
+    ActivityEntry, ActivityEvent, ActivityQuery, CheckedBy, Consumer, ConsumerUses, RETENTION,
+};
 use mailmind::domain::{
     CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ProviderSpec, SealedKey, StoredCredential,
     UserId,
 };
 use mailmind::ports::{
-    Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
-    ModelsUpdate, OncePerWindow, Spend, StoreError,
+    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
+    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Spend, StoreError,
 };
 
 /// What the contract runs over: an adapter that keeps credentials,
-/// connections and budgets.
-pub trait Store: CredentialStore + ConnectionStore + LimitStore + 'static {}
-impl<S: CredentialStore + ConnectionStore + LimitStore + 'static> Store for S {}
+/// connections, budgets and activity.
+pub trait Store: CredentialStore + ConnectionStore + LimitStore + ActivityStore + 'static {}
+impl<S: CredentialStore + ConnectionStore + LimitStore + ActivityStore + 'static> Store for S {}
 
 /// A user id (the test ids are all valid).
 pub fn user(id: &str) -> UserId {
@@ -95,9 +98,47 @@ pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredentia
         created_at: at(0),
         updated_at: at(1),
         last_used_at: None,
+        consumer_uses: ConsumerUses::default(),
         last_recheck_at: None,
         last_attempt: None,
     }
+}
+
+/// A consumer name.
+pub fn consumer(name: &str) -> Consumer {
+    Consumer::parse(name).expect("a valid consumer")
+}
+
+/// `consumer`'s use at `at`, recorded over `seen` (the map as read).
+pub fn key_use(seen: &ConsumerUses, name: &str, at: DateTime<Utc>) -> KeyUse {
+    KeyUse {
+        seen: seen.clone(),
+        uses: seen.with_use(&consumer(name), at),
+        entry: ActivityEntry::new(
+            at,
+            ActivityEvent::Used {
+                consumer: name.to_owned(),
+            },
+        ),
+    }
+}
+
+/// The first page (up to `limit`) of a history, as of `now`.
+pub fn first_page(limit: usize, now: DateTime<Utc>) -> ActivityQuery {
+    ActivityQuery {
+        limit,
+        before: None,
+        now,
+    }
+}
+
+/// The events of every entry of `user`'s `provider` history, newest first.
+pub async fn history(store: &impl Store, user: &UserId, provider: &ProviderSpec) -> Vec<ActivityEvent> {
+    let page = store
+        .activity(user, provider, &first_page(100, Utc::now()))
+        .await
+        .unwrap();
+    page.entries.into_iter().map(|e| e.event).collect()
 }
 
 pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
@@ -466,67 +507,179 @@ pub async fn connections_are_per_user_and_expire(store: Arc<impl Store>) {
     store.remove_connection(&user("user-a"), "c1").await.unwrap();
 }
 
-pub async fn record_use_writes_at_most_once_per_window_and_only_for_the_current_key(store: Arc<impl Store>) {
+pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_current_key(store: Arc<impl Store>) {
     let u = user("user-a");
+    let none = ConsumerUses::default();
     assert!(
         !store
-            .record_use(key(&u, "groq", "r1"), once(at(10), at(0)))
+            .record_use(key(&u, "groq", "r1"), &key_use(&none, "digest", at(10)))
             .await
             .unwrap(),
         "nothing to record on"
     );
+    assert_eq!(history(&*store, &u, groq()).await, vec![]);
     store
         .insert(&credential("user-a", "groq", "r1"), &models(&["a"]))
         .await
         .unwrap();
-    assert!(
-        store
-            .record_use(key(&u, "groq", "r1"), once(at(100), at(40)))
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store.get(&u, groq()).await.unwrap().unwrap().last_used_at,
-        Some(at(100))
-    );
-    // Inside the window: no write.
+    let first = key_use(&none, "digest", at(100));
+    assert!(store.record_use(key(&u, "groq", "r1"), &first).await.unwrap());
+    let stored = store.get(&u, groq()).await.unwrap().unwrap();
+    assert_eq!(stored.last_used_at, Some(at(100)));
+    assert_eq!(stored.consumer_uses, first.uses);
+    assert!(stored.consumer_uses.recorded_since(&consumer("digest"), at(100)));
+    // A writer that read the map before that write changes nothing.
     assert!(
         !store
-            .record_use(key(&u, "groq", "r1"), once(at(120), at(60)))
+            .record_use(key(&u, "groq", "r1"), &key_use(&none, "digest", at(120)))
             .await
             .unwrap()
-    );
-    assert_eq!(
-        store.get(&u, groq()).await.unwrap().unwrap().last_used_at,
-        Some(at(100))
     );
     // A replaced key: no write.
     assert!(
         !store
-            .record_use(key(&u, "groq", "r0"), once(at(500), at(440)))
+            .record_use(key(&u, "groq", "r0"), &key_use(&first.uses, "other", at(130)))
             .await
             .unwrap()
     );
-    // After the window: written again.
-    assert!(
-        store
-            .record_use(key(&u, "groq", "r1"), once(at(500), at(440)))
-            .await
-            .unwrap()
-    );
+    // Another consumer, over the map as it stands: written, both kept.
+    let second = key_use(&first.uses, "other", at(500));
+    assert!(store.record_use(key(&u, "groq", "r1"), &second).await.unwrap());
     let stored = store.get(&u, groq()).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(500)));
-    // Nothing else changed, and a key replacement keeps the last use.
+    assert_eq!(stored.consumer_uses.len(), 2);
+    // Nothing else changed, and a key replacement keeps last use and map.
     assert_eq!(stored.check, credential("user-a", "groq", "r1").check);
     let mut replaced = credential("user-a", "groq", "r2");
     replaced.created_at = at(600);
     store.replace(&replaced, &models(&["b"])).await.unwrap();
+    let stored = store.get(&u, groq()).await.unwrap().unwrap();
+    assert_eq!(stored.last_used_at, Some(at(500)));
+    assert_eq!(stored.consumer_uses, second.uses);
+    // One entry per write that won, newest first.
     assert_eq!(
-        store.get(&u, groq()).await.unwrap().unwrap().last_used_at,
-        Some(at(500))
+        store
+            .activity(&u, groq(), &first_page(10, at(1000)))
+            .await
+            .unwrap()
+            .entries,
+        vec![second.entry, first.entry]
     );
     // Nobody else's credential is touched.
     assert_eq!(store.get(&user("user-b"), groq()).await.unwrap(), None);
+}
+
+pub async fn concurrent_uses_record_one_entry(store: Arc<impl Store>) {
+    let u = user("user-a");
+    store
+        .insert(&credential("user-a", "groq", "r1"), &models(&["a"]))
+        .await
+        .unwrap();
+    // Two resolves that both read the credential before either wrote.
+    let seen = ConsumerUses::default();
+    let writes = (0..2).map(|i| {
+        let store = Arc::clone(&store);
+        let use_ = key_use(&seen, "digest", at(100 + i));
+        let key = key(&u, "groq", "r1");
+        tokio::spawn(async move { store.record_use(key, &use_).await.unwrap() })
+    });
+    let won: Vec<bool> = futures_util::future::join_all(writes)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    assert_eq!(
+        history(&*store, &u, groq()).await,
+        vec![ActivityEvent::Used {
+            consumer: "digest".into()
+        }]
+    );
+}
+
+pub async fn activity_pages_newest_first_per_user_and_provider(store: Arc<impl Store>) {
+    let (a, b) = (user("user-a"), user("user-b"));
+    let now = at(10_000);
+    let checked = |secs: i64| {
+        ActivityEntry::new(
+            at(secs),
+            ActivityEvent::Checked {
+                status: CredentialStatus::Valid,
+                reason: None,
+                by: CheckedBy::User,
+            },
+        )
+    };
+    let entries: Vec<ActivityEntry> = (1..=5).map(checked).collect();
+    for entry in &entries {
+        store.append(&a, groq(), entry).await.unwrap();
+    }
+    // Two entries of the same millisecond are both kept.
+    let twin = ActivityEntry::new(at(5), ActivityEvent::Deleted);
+    store.append(&a, groq(), &twin).await.unwrap();
+    store.append(&a, gemini(), &checked(7)).await.unwrap();
+    let b_entry = checked(8);
+    store.append(&b, groq(), &b_entry).await.unwrap();
+
+    let mut newest_first: Vec<ActivityEntry> = entries.iter().cloned().chain([twin]).collect();
+    newest_first.sort_by_key(|e| std::cmp::Reverse(e.position()));
+    let mut seen = Vec::new();
+    let mut query = first_page(4, now);
+    loop {
+        let page = store.activity(&a, groq(), &query).await.unwrap();
+        assert!(page.entries.len() <= 4);
+        seen.extend(page.entries);
+        match page.next {
+            Some(next) => query.before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, newest_first);
+    // A page that holds exactly the rest says there is no next one.
+    let all = store.activity(&a, groq(), &first_page(6, now)).await.unwrap();
+    assert_eq!((all.entries.len(), all.next), (6, None));
+    let one = store.activity(&a, groq(), &first_page(1, now)).await.unwrap();
+    assert_eq!(one.entries, newest_first[..1]);
+    assert!(one.next.is_some());
+    // Each user and provider has its own history.
+    assert_eq!(
+        store
+            .activity(&a, gemini(), &first_page(100, now))
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.activity(&b, groq(), &first_page(100, now)).await.unwrap().entries,
+        vec![b_entry]
+    );
+    assert_eq!(
+        store
+            .activity(&user("user-c"), groq(), &first_page(100, now))
+            .await
+            .unwrap()
+            .entries,
+        vec![]
+    );
+}
+
+pub async fn activity_leaves_out_expired_entries_and_survives_the_credential(store: Arc<impl Store>) {
+    let u = user("user-a");
+    let now = Utc::now();
+    let old = ActivityEntry::new(now - RETENTION - Duration::days(1), ActivityEvent::Deleted);
+    let fresh = ActivityEntry::new(now - Duration::seconds(1), ActivityEvent::Deleted);
+    store.append(&u, groq(), &old).await.unwrap();
+    store.append(&u, groq(), &fresh).await.unwrap();
+    store
+        .insert(&credential("user-a", "groq", "r1"), &models(&["a"]))
+        .await
+        .unwrap();
+    store.delete(&u, groq()).await.unwrap();
+    let page = store.activity(&u, groq(), &first_page(10, now)).await.unwrap();
+    assert_eq!(page.entries, vec![fresh]);
+    assert_eq!(page.next, None);
 }
 
 pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(store: Arc<impl Store>) {
@@ -867,7 +1020,10 @@ macro_rules! store_contract_tests {
             list_returns_all_of_a_users_credentials,
             readers_never_see_a_half_written_model_list,
             connections_are_per_user_and_expire,
-            record_use_writes_at_most_once_per_window_and_only_for_the_current_key,
+            record_use_writes_the_consumer_map_and_one_entry_only_for_the_current_key,
+            concurrent_uses_record_one_entry,
+            activity_pages_newest_first_per_user_and_provider,
+            activity_leaves_out_expired_entries_and_survives_the_credential,
             claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone,
             a_large_catalogue_of_long_ids_round_trips_exactly,
             an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_leftovers,

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::activity::ConsumerUses;
 use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, FailedAttempt, SealedKey, StoredCredential, UserId, provider,
 };
@@ -141,7 +142,26 @@ pub fn credential<F: Fields>(user: UserId, fields: &F) -> Result<StoredCredentia
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
         last_used_at: r.opt_time("last_used_at")?,
+        consumer_uses: r
+            .opt_parsed("consumer_uses", ConsumerUses::from_json)?
+            .unwrap_or_default(),
         last_recheck_at: r.opt_time("last_recheck_at")?,
         last_attempt,
     })
+}
+
+/// A page of `limit` entries from `entries`, read newest first with one
+/// more than the page holds: that one, if there, says a next page exists.
+pub fn page_of(
+    mut entries: Vec<crate::domain::activity::ActivityEntry>,
+    limit: usize,
+) -> crate::domain::activity::ActivityPage {
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let next = if more {
+        entries.last().map(|e| e.position())
+    } else {
+        None
+    };
+    crate::domain::activity::ActivityPage { entries, next }
 }

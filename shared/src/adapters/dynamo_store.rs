@@ -7,6 +7,7 @@
 //! | model list, further chunks (large lists only) | `USER#<sub>` | `MODELS#<provider>#<n>` |
 //! | WebSocket connection (TTL `expires_at`) | `USER#<sub>` | `CONN#<connection id>` |
 //! | budget window, e.g. validations (TTL `expires_at`) | `USER#<sub>` | `LIMIT#<bucket>` |
+//! | activity entry (TTL `expires_at`) | `USER#<sub>` | `ACTIVITY#<provider>#<time>#<id>` |
 //!
 //! The sparse global secondary index `DueIndex` (keys only) lists credential
 //! items alone, the only ones with `due_shard` (`<provider>#<0..7>`, from the
@@ -35,13 +36,14 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use super::aws_errors::{AwsFailure, Sorted};
-use super::credential_record::{self, Fields, Read, Unreadable};
+use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use super::model_chunks::{self, MAX_CHUNKS};
+use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
 use crate::domain::{CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 use crate::metrics::AwsService;
 use crate::ports::{
-    Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
-    ModelsUpdate, OncePerWindow, Spend, StoreError,
+    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
+    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Spend, StoreError,
 };
 use crate::time;
 
@@ -85,6 +87,20 @@ impl DynamoStore {
 
     fn credential_key(user: &UserId, provider: &str) -> Item {
         Self::key(user, format!("CRED#{provider}"))
+    }
+
+    /// The key of an activity entry: newest last in the user's partition,
+    /// so a backwards `Query` on the prefix pages newest first.
+    fn activity_key(user: &UserId, provider: &str, entry: &ActivityEntry) -> Item {
+        Self::key(user, format!("ACTIVITY#{provider}#{}", entry.position().0))
+    }
+
+    fn activity_item(user: &UserId, provider: &str, entry: &ActivityEntry) -> Item {
+        let mut item = Self::activity_key(user, provider, entry);
+        item.insert("detail".into(), s(entry.detail_json()));
+        // DynamoDB's TTL wants epoch seconds.
+        item.insert("expires_at".into(), n(entry.expires_at()));
+        item
     }
 
     fn models_key(user: &UserId, provider: &str) -> Item {
@@ -516,6 +532,7 @@ fn credential_item(c: &StoredCredential) -> Item {
     if let Some(t) = &c.last_used_at {
         item.insert("last_used_at".into(), s(time::to_stored(t)));
     }
+    item.insert("consumer_uses".into(), s(c.consumer_uses.to_json()));
     for (name, value) in key_and_status_attributes(c) {
         if let Some(value) = value {
             item.insert(name.into(), value);
@@ -585,8 +602,36 @@ impl CredentialStore for DynamoStore {
         }
     }
 
-    async fn record_use(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
-        Ok(self.set_time_unless_since(&key, "last_used_at", when).await?.is_none())
+    async fn record_use(&self, key: KeyRevision, use_: &KeyUse) -> Result<bool, StoreError> {
+        // One transaction: the credential's consumer map and `last_used_at`,
+        // only while the key and the map are as the resolve read them, and
+        // the `used` entry. Concurrent resolves: one wins, the others write
+        // nothing (their consumer's entry, if still missing, comes with its
+        // next resolve).
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::credential_key(&key.user, key.provider.id)))
+            .update_expression("SET #used = :at, #uses = :uses")
+            .condition_expression("#revision = :revision AND (attribute_not_exists(#uses) OR #uses = :seen)")
+            .expression_attribute_names("#used", "last_used_at")
+            .expression_attribute_names("#uses", "consumer_uses")
+            .expression_attribute_names("#revision", "revision")
+            .expression_attribute_values(":at", s(time::to_stored(&use_.entry.at)))
+            .expression_attribute_values(":uses", s(use_.uses.to_json()))
+            .expression_attribute_values(":seen", s(use_.seen.to_json()))
+            .expression_attribute_values(":revision", s(&key.revision))
+            .build()
+            .map_err(build_err)?;
+        let put = Write::Put(Self::activity_item(&key.user, key.provider.id, &use_.entry));
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.transact_item(put, None)?,
+        ];
+        match self.transact(items, StoreError::Conflict).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
@@ -843,6 +888,65 @@ impl DynamoStore {
                 _ => return Ok(items),
             }
         }
+    }
+}
+
+/// A user's history of one key: items `ACTIVITY#<provider>#<time>#<id>`,
+/// one `PutItem` each, read by a backwards `Query` on the prefix.
+#[async_trait]
+impl ActivityStore for DynamoStore {
+    async fn append(&self, user: &UserId, provider: &ProviderSpec, entry: &ActivityEntry) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::activity_item(user, provider.id, entry)))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn activity(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        query: &ActivityQuery,
+    ) -> Result<ActivityPage, StoreError> {
+        let prefix = format!("ACTIVITY#{}#", provider.id);
+        let start = query.before.as_ref().map(|before| {
+            HashMap::from([
+                ("pk".to_owned(), s(format!("USER#{user}"))),
+                ("sk".to_owned(), s(format!("{prefix}{}", before.0))),
+            ])
+        });
+        // One more than the page: if it comes, there is a next page.
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(format!("USER#{user}")))
+            .expression_attribute_values(":prefix", s(&prefix))
+            .scan_index_forward(false)
+            .limit(i32::try_from(query.limit + 1).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let now = query.now.timestamp();
+        let mut entries = Vec::new();
+        for item in output.items() {
+            let r = Read(item);
+            // TTL deletes lazily: an expired entry, and all older ones, are gone.
+            if r.opt_number::<i64>("expires_at")?.is_some_and(|t| t <= now) {
+                break;
+            }
+            let sk = r.text("sk")?;
+            let position = sk.strip_prefix(&prefix).ok_or_else(|| corrupt("sk"))?;
+            entries.push(ActivityEntry::from_stored(position, &r.text("detail")?).ok_or_else(|| corrupt("detail"))?);
+        }
+        Ok(page_of(entries, query.limit))
     }
 }
 

@@ -10,11 +10,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, named_params};
 
-use super::credential_record::{self, Fields, Read, Unreadable};
+use super::credential_record::{self, Fields, Read, Unreadable, page_of};
+use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
 use crate::domain::{CheckState, ErrorReason, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 use crate::ports::{
-    Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, LimitStore,
-    ModelsUpdate, OncePerWindow, Spend, StoreError,
+    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
+    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Spend, StoreError,
 };
 use crate::time;
 
@@ -81,6 +82,20 @@ const MIGRATIONS: &[&str] = &[
     // The key's credit as the provider last told it (JSON).
     r#"
     ALTER TABLE credentials ADD COLUMN quota_json TEXT;
+"#,
+    // Activity: per consumer the last recorded use, and each key's history
+    // (kept after a delete; rows past `expires_at`, epoch seconds, are pruned).
+    r#"
+    ALTER TABLE credentials ADD COLUMN consumer_uses TEXT;
+    CREATE TABLE activity (
+        user_id    TEXT    NOT NULL,
+        provider   TEXT    NOT NULL,
+        position   TEXT    NOT NULL,
+        detail     TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, provider, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX activity_expiry ON activity (user_id, expires_at);
 "#,
 ];
 
@@ -239,10 +254,11 @@ const CREDENTIAL_COLUMNS: &[&str] = &[
     "last_attempt_reason",
     "attempt_failures",
     "quota_json",
+    "consumer_uses",
 ];
 
 /// What a key replacement leaves alone: the row's identity, birth and last use.
-const KEPT_ON_REPLACE: &[&str] = &["user_id", "provider", "created_at", "last_used_at"];
+const KEPT_ON_REPLACE: &[&str] = &["user_id", "provider", "created_at", "last_used_at", "consumer_uses"];
 
 static SELECT_CREDENTIAL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM credentials", CREDENTIAL_COLUMNS.join(", ")));
@@ -322,6 +338,7 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
             Value::Integer(c.last_attempt.map_or(0, |a| a.failures.into())),
         ),
         ("quota_json", optional(quota_json(&c.check))),
+        ("consumer_uses", text(&c.consumer_uses.to_json())),
     ]
 }
 
@@ -419,10 +436,38 @@ fn write_models(
     Ok(())
 }
 
+/// Adds `entry` to the history, first pruning the user's expired entries
+/// (what DynamoDB's TTL does there).
+fn insert_activity(
+    tx: &rusqlite::Transaction<'_>,
+    user: &UserId,
+    provider: &str,
+    entry: &ActivityEntry,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM activity WHERE user_id = :user_id AND expires_at <= :now",
+        named_params! {":user_id": user.as_str(), ":now": Utc::now().timestamp()},
+    )
+    .map_err(internal)?;
+    tx.execute(
+        "INSERT INTO activity (user_id, provider, position, detail, expires_at)
+         VALUES (:user_id, :provider, :position, :detail, :expires_at)
+         ON CONFLICT (user_id, provider, position) DO NOTHING",
+        named_params! {
+            ":user_id": user.as_str(),
+            ":provider": provider,
+            ":position": entry.position().0,
+            ":detail": entry.detail_json(),
+            ":expires_at": entry.expires_at(),
+        },
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
 /// The time columns [`set_time_unless_since`] may set (never a name from outside).
 #[derive(Clone, Copy)]
 enum Column {
-    LastUsedAt,
     LastRecheckAt,
 }
 
@@ -436,11 +481,6 @@ fn set_time_unless_since(
     when: OncePerWindow,
 ) -> Result<bool, StoreError> {
     let sql = match column {
-        Column::LastUsedAt => {
-            "UPDATE credentials SET last_used_at = :at
-             WHERE user_id = :user_id AND provider = :provider AND revision = :revision
-               AND (last_used_at IS NULL OR last_used_at < :since)"
-        }
         Column::LastRecheckAt => {
             "UPDATE credentials SET last_recheck_at = :at
              WHERE user_id = :user_id AND provider = :provider AND revision = :revision
@@ -556,10 +596,29 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn record_use(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
+    async fn record_use(&self, key: KeyRevision, use_: &KeyUse) -> Result<bool, StoreError> {
+        let use_ = use_.clone();
         self.in_transaction(move |tx| {
-            let written = set_time_unless_since(tx, &key, Column::LastUsedAt, when)?;
-            Ok(written)
+            let updated = tx
+                .execute(
+                    "UPDATE credentials SET last_used_at = :at, consumer_uses = :uses
+                     WHERE user_id = :user_id AND provider = :provider AND revision = :revision
+                       AND COALESCE(consumer_uses, '{}') = :seen",
+                    named_params! {
+                        ":user_id": key.user.as_str(),
+                        ":provider": key.provider.id,
+                        ":revision": key.revision,
+                        ":at": ts(&use_.entry.at),
+                        ":uses": use_.uses.to_json(),
+                        ":seen": use_.seen.to_json(),
+                    },
+                )
+                .map_err(internal)?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            insert_activity(tx, &key.user, key.provider.id, &use_.entry)?;
+            Ok(true)
         })
         .await
     }
@@ -791,6 +850,54 @@ impl ConnectionStore for SqliteStore {
                 )
                 .map_err(internal)?;
             rows.collect::<rusqlite::Result<Vec<String>>>().map_err(internal)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ActivityStore for SqliteStore {
+    async fn append(&self, user: &UserId, provider: &ProviderSpec, entry: &ActivityEntry) -> Result<(), StoreError> {
+        let (user, provider, entry) = (user.clone(), provider.id, entry.clone());
+        self.in_transaction(move |tx| insert_activity(tx, &user, provider, &entry))
+            .await
+    }
+
+    async fn activity(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        query: &ActivityQuery,
+    ) -> Result<ActivityPage, StoreError> {
+        let (user, provider, query) = (user.clone(), provider.id, query.clone());
+        self.with_db(move |db| {
+            let mut stmt = db
+                .prepare_cached(
+                    "SELECT position, detail FROM activity
+                     WHERE user_id = :user_id AND provider = :provider AND position < :before
+                       AND expires_at > :now
+                     ORDER BY position DESC LIMIT :limit",
+                )
+                .map_err(internal)?;
+            // Every position starts with a digit: `~` sorts after all of them.
+            let before = query.before.as_ref().map_or("~", |p| p.0.as_str());
+            let rows = stmt
+                .query_map(
+                    named_params! {
+                        ":user_id": user.as_str(),
+                        ":provider": provider,
+                        ":before": before,
+                        ":now": query.now.timestamp(),
+                        ":limit": i64::try_from(query.limit + 1).unwrap_or(i64::MAX),
+                    },
+                    |row| {
+                        let (position, detail): (String, String) = (row.get(0)?, row.get(1)?);
+                        ActivityEntry::from_stored(&position, &detail).ok_or_else(|| corrupt("activity entry"))
+                    },
+                )
+                .map_err(internal)?;
+            let entries = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)?;
+            Ok(page_of(entries, query.limit))
         })
         .await
     }

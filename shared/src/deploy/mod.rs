@@ -129,6 +129,17 @@ const VALIDATING: FunctionSpec = FunctionSpec {
 /// Every function, sorted by name.
 pub static FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
+        name: "credentials-activity",
+        summary: "GET /api/v1/credentials/{provider}/activity - a key's history, newest first",
+        notes: "One Query of the user's ACTIVITY#<provider># items, backwards, a page plus one;                 reads only.",
+        trigger: Trigger::Rest(Route::CredentialActivity),
+        grants: &[Grant::Table {
+            sid: "ReadOwnItems",
+            actions: &["Query"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
         name: "credentials-check",
         summary: "POST /api/v1/credentials/{provider}/check - revalidate a stored key",
         trigger: Trigger::Rest(Route::CheckCredential),
@@ -159,11 +170,12 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
         name: "credentials-delete",
         summary: "DELETE /api/v1/credentials/{provider} - remove a key and its models",
-        notes: "The credential and its model list go in one TransactWriteItems of deletes.",
+        notes: "The credential and its model list go in one TransactWriteItems of deletes; \
+                then the deleted entry of the key's history (PutItem; the history stays).",
         trigger: Trigger::Rest(Route::DeleteCredential),
         grants: &[Grant::Table {
-            sid: "DeleteOwnItems",
-            actions: &["DeleteItem"],
+            sid: "DeleteOwnItemsNoteActivity",
+            actions: &["DeleteItem", "PutItem"],
         }],
         ..BASE
     },
@@ -191,11 +203,12 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         name: "credentials-resolve",
         summary: "Resolve a user's key for another MailMind function; take its usage reports",
         notes: "Reads the credential and answers it sealed: it holds no KMS permission, the \
-                consumer opens the key with its own kms:Decrypt (KeyConsumerRoleArns). Writes \
-                last_used_at (hourly); a report records a status and pushes to the user's \
-                sockets, and a rejected one is relayed to credentials-revalidate, which re-checks \
-                with the provider (hence the provider timeout). Consumers' roles attach \
-                KeyConsumerPolicy.",
+                consumer opens the key with its own kms:Decrypt (KeyConsumerRoleArns). A \
+                consumer's first use in the hour writes last_used_at, its consumer map and a used \
+                entry in one TransactWriteItems (later ones write nothing); a report records a \
+                status and pushes to the user's sockets, and a rejected one is relayed to \
+                credentials-revalidate, which re-checks with the provider (hence the provider \
+                timeout). Consumers' roles attach KeyConsumerPolicy.",
         trigger: Trigger::Invoke,
         grants: &[
             Grant::ReadWriteTable,

@@ -207,6 +207,9 @@ pub struct StoredCredential {
     /// When another MailMind function last obtained the key (recorded at
     /// most hourly, so it is accurate to the hour).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Per consumer, when its last `used` activity entry was recorded
+    /// (kept across key replacements, like `last_used_at`).
+    pub consumer_uses: super::activity::ConsumerUses,
     /// When a usage report last had this key re-checked; re-checks of one key
     /// are spaced out by this (a new key starts without one).
     pub last_recheck_at: Option<DateTime<Utc>>,

@@ -1,5 +1,6 @@
 //! The domain: providers, keys, users, credentials, models. No I/O here.
 
+pub mod activity;
 pub mod api_key;
 pub mod credential;
 pub mod key_prefix;
@@ -18,6 +19,6 @@ pub use credential::{
 };
 pub use model::{ModelInfo, ModelList, ModelView};
 pub use provider::ProviderSpec;
-pub use status_change::{ChangeCause, StatusChange};
+pub use status_change::StatusChange;
 pub use usage::{ReportResult, UsageOutcome};
 pub use user::UserId;

@@ -5,20 +5,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::wire_enum::wire_enum;
+use super::activity::CheckedBy;
 use super::{CheckState, CredentialStatus, ErrorReason, ProviderSpec, UserId};
-
-wire_enum! {
-    /// Who or what made the change.
-    pub enum ChangeCause {
-        /// The user: a new or replaced key, a check from the settings page.
-        User = "user",
-        /// Another MailMind function reported how the provider treated the key.
-        Report = "report",
-        /// Background re-validation.
-        Background = "background",
-    }
-}
 
 /// The `source` of every event.
 pub const EVENT_SOURCE: &str = "mailmind.credentials";
@@ -42,7 +30,7 @@ pub struct StatusChange {
     /// RFC 3339 time of the change.
     pub changed_at: String,
     /// What caused it.
-    pub cause: ChangeCause,
+    pub cause: CheckedBy,
 }
 
 impl StatusChange {
@@ -53,7 +41,7 @@ impl StatusChange {
         provider: &'static ProviderSpec,
         old: Option<&CheckState>,
         new: &CheckState,
-        cause: ChangeCause,
+        cause: CheckedBy,
         at: DateTime<Utc>,
     ) -> Option<StatusChange> {
         if old.is_some_and(|old| (old.status, old.reason) == (new.status, new.reason)) {
@@ -94,7 +82,7 @@ mod tests {
         let quota = state(CredentialStatus::Error, Some(ErrorReason::QuotaExhausted));
         let limited = state(CredentialStatus::Error, Some(ErrorReason::RateLimited));
         let change = |old: Option<&CheckState>, new: &CheckState| {
-            StatusChange::between(&user, groq, old, new, ChangeCause::Report, at)
+            StatusChange::between(&user, groq, old, new, CheckedBy::Report, at)
         };
         assert_eq!(change(Some(&valid), &valid), None);
         assert_eq!(change(Some(&quota), &quota), None);

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use super::protocol::ApiError;
 use crate::AppState;
+use crate::domain::activity::Consumer;
 use crate::domain::{CredentialStatus, ProviderSpec, ReportResult, UsageOutcome, UserId, provider};
 use crate::ports::ReportRelay;
 use crate::service::{ReportAnswer, ResolvedKey};
@@ -44,12 +45,14 @@ enum KeyRequest {
     Resolve {
         user: UserId,
         provider: &'static ProviderSpec,
+        consumer: Consumer,
     },
     Report {
         user: UserId,
         provider: &'static ProviderSpec,
         revision: String,
         outcome: UsageOutcome,
+        consumer: Consumer,
     },
 }
 
@@ -86,7 +89,11 @@ pub async fn invoke(state: &AppState, relay: Option<&dyn ReportRelay>, event: Va
     } else {
         match &request {
             Err(error) => ("invalid", Answer::Failed(error.clone())),
-            Ok(KeyRequest::Resolve { user, provider }) => match state.credentials.resolve(user, provider).await {
+            Ok(KeyRequest::Resolve {
+                user,
+                provider,
+                consumer,
+            }) => match state.credentials.resolve(user, provider, consumer).await {
                 Ok(key) => (
                     "resolve",
                     Answer::Resolved {
@@ -101,7 +108,12 @@ pub async fn invoke(state: &AppState, relay: Option<&dyn ReportRelay>, event: Va
                 provider,
                 revision,
                 outcome,
-            }) => match state.credentials.report(user, provider, revision, *outcome).await {
+                consumer,
+            }) => match state
+                .credentials
+                .report(user, provider, revision, *outcome, consumer)
+                .await
+            {
                 Ok(report) => ("report", Answer::Reported(report)),
                 Err(e) => ("report", Answer::Failed(ApiError::from(e))),
             },
@@ -263,8 +275,18 @@ fn parse(event: &Value) -> Result<KeyRequest, ApiError> {
         .ok_or_else(|| invalid("user_id must be 1 to 256 printable characters."))?;
     let given = string(fields, "provider")?;
     let provider = provider::find(given).ok_or_else(|| ApiError::unknown_provider(400, given))?;
+    // A label the caller chooses, not proof of who it is.
+    let consumer = match fields.get("consumer") {
+        None | Some(Value::Null) => Consumer::unknown(),
+        Some(_) => Consumer::parse(string(fields, "consumer")?)
+            .ok_or_else(|| invalid("consumer must be 1 to 128 printable ASCII characters."))?,
+    };
     match action {
-        "resolve" => Ok(KeyRequest::Resolve { user, provider }),
+        "resolve" => Ok(KeyRequest::Resolve {
+            user,
+            provider,
+            consumer,
+        }),
         "report" => {
             let revision = string(fields, "key_revision")?;
             if revision.is_empty() {
@@ -277,6 +299,7 @@ fn parse(event: &Value) -> Result<KeyRequest, ApiError> {
                 provider,
                 revision: revision.to_owned(),
                 outcome,
+                consumer,
             })
         }
         _ => Err(invalid("action must be resolve or report.")),
@@ -325,9 +348,22 @@ mod tests {
         let mut bad = report.clone();
         bad["outcome"] = json!("exploded");
         assert_eq!(code(bad), "invalid_request");
-        let mut bad = report;
+        let mut bad = report.clone();
         bad["key_revision"] = json!("");
         assert_eq!(code(bad), "invalid_request");
+        for (consumer, expected) in [
+            (json!("digest"), "ok"),
+            (json!(null), "ok"),
+            (json!("x".repeat(128)), "ok"),
+            (json!("x".repeat(129)), "invalid_request"),
+            (json!(""), "invalid_request"),
+            (json!("new\nline"), "invalid_request"),
+            (json!(7), "invalid_request"),
+        ] {
+            let mut request = report.clone();
+            request["consumer"] = consumer.clone();
+            assert_eq!(code(request), expected, "{consumer}");
+        }
     }
 
     #[test]

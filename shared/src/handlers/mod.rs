@@ -7,6 +7,6 @@ pub mod revalidate;
 pub mod websocket;
 
 pub use rest::{
-    Route, RouteMatch, check_credential, create_credential, delete_credential, get_credential, list_credentials,
-    list_models, update_credential,
+    Route, RouteMatch, check_credential, create_credential, credential_activity, delete_credential, get_credential,
+    list_credentials, list_models, update_credential,
 };

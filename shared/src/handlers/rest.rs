@@ -13,6 +13,7 @@ use super::protocol::{
     ApiError, body_bytes, caller, check_body_size, json_object, json_response, no_content, path_provider, take_string,
 };
 use crate::AppState;
+use crate::domain::activity::{self, ActivityPageView, ActivityPosition, ActivityQuery};
 use crate::domain::provider;
 use crate::domain::{ApiKey, ProviderSpec, UserId};
 
@@ -60,6 +61,49 @@ read_handlers! {
     check_credential: CheckCredential => check;
     /// `GET /api/v1/credentials/{provider}/models/`
     list_models: ListModels => models;
+}
+
+/// `GET /api/v1/credentials/{provider}/activity/?limit=&cursor=`
+pub async fn credential_activity(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_provider(Route::CredentialActivity, req, |user, provider, req| async move {
+        let query = activity_query(&req, chrono::Utc::now())?;
+        let page = state.credentials.activity(&user, provider, &query).await?;
+        Ok(json_response(200, &ActivityPageView::of(&page)))
+    })
+    .await
+}
+
+/// The page the query string asks for: `limit` 1 to 100 (default 50), and
+/// `cursor` as a previous page's `next_cursor` gave it.
+fn activity_query(req: &Request, now: chrono::DateTime<chrono::Utc>) -> Result<ActivityQuery, ApiError> {
+    let params = req.query_string_parameters_ref();
+    let single = |name: &str| -> Result<Option<&str>, ApiError> {
+        match params.and_then(|p| p.all(name)) {
+            None => Ok(None),
+            Some(values) if values.len() == 1 => Ok(values.first().copied()),
+            Some(_) => Err(ApiError::invalid_request(format!("Give '{name}' at most once."))),
+        }
+    };
+    let limit = match single("limit")? {
+        None => activity::DEFAULT_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=activity::MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "'limit' must be a whole number from 1 to {}.",
+                    activity::MAX_PAGE
+                ))
+            })?,
+    };
+    let before = match single("cursor")? {
+        None => None,
+        Some(cursor) => Some(ActivityPosition::from_cursor(cursor).ok_or_else(|| {
+            ApiError::invalid_request("'cursor' is not one this service gave out; use a page's 'next_cursor'.")
+        })?),
+    };
+    Ok(ActivityQuery { limit, before, now })
 }
 
 /// `PUT /api/v1/credentials/{provider}/` with `{"api_key": ..}`
@@ -185,6 +229,8 @@ pub enum Route {
     CheckCredential,
     /// `GET /api/v1/credentials/{provider}/models`
     ListModels,
+    /// `GET /api/v1/credentials/{provider}/activity`
+    CredentialActivity,
 }
 
 /// What a method and path resolve to.
@@ -211,7 +257,7 @@ pub enum RouteMatch {
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 8] = [
         Route::ListCredentials,
         Route::CreateCredential,
         Route::GetCredential,
@@ -219,6 +265,7 @@ impl Route {
         Route::DeleteCredential,
         Route::CheckCredential,
         Route::ListModels,
+        Route::CredentialActivity,
     ];
 
     /// The API Gateway route key, `<METHOD> <path template>` (no trailing slash).
@@ -231,6 +278,7 @@ impl Route {
             Route::DeleteCredential => "DELETE /api/v1/credentials/{provider}",
             Route::CheckCredential => "POST /api/v1/credentials/{provider}/check",
             Route::ListModels => "GET /api/v1/credentials/{provider}/models",
+            Route::CredentialActivity => "GET /api/v1/credentials/{provider}/activity",
         }
     }
 
@@ -267,6 +315,7 @@ impl Route {
             Route::DeleteCredential => delete_credential(state, req).await,
             Route::CheckCredential => check_credential(state, req).await,
             Route::ListModels => list_models(state, req).await,
+            Route::CredentialActivity => credential_activity(state, req).await,
         }
     }
 
@@ -292,6 +341,7 @@ impl Route {
             [p] => ("/api/v1/credentials/{provider}", Some(*p)),
             [p, "check"] => ("/api/v1/credentials/{provider}/check", Some(*p)),
             [p, "models"] => ("/api/v1/credentials/{provider}/models", Some(*p)),
+            [p, "activity"] => ("/api/v1/credentials/{provider}/activity", Some(*p)),
             _ => return RouteMatch::NotFound,
         };
         match Route::ALL

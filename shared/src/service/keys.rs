@@ -6,10 +6,13 @@
 use chrono::Utc;
 
 use super::{CredentialService, Result, ServiceError};
+use crate::audit::AuditAction;
+use crate::domain::StoredCredential;
+use crate::domain::activity::{ActivityEntry, ActivityEvent, CheckedBy, Consumer};
 use crate::domain::{
-    ChangeCause, CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, SealedKey, UsageOutcome, UserId,
+    CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, SealedKey, UsageOutcome, UserId,
 };
-use crate::ports::{EncryptionContext, KeyRevision, ModelsUpdate, OncePerWindow, StoreError};
+use crate::ports::{EncryptionContext, KeyRevision, KeyUse, ModelsUpdate, OncePerWindow, StoreError};
 
 /// At most one report-triggered re-check per credential and key in this window.
 pub const RECHECK_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
@@ -48,24 +51,35 @@ pub struct ReportAnswer {
 impl CredentialService {
     /// The user's key for `provider`, sealed as stored: one store read and
     /// no key service call (the consumer opens it). A successful resolve
-    /// records `last_used_at`, at most once per [`LAST_USE_RESOLUTION`]; that
-    /// write failing never fails the resolve.
-    pub async fn resolve(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<ResolvedKey> {
+    /// records the use ([`Self::record_use`]); that write failing never
+    /// fails the resolve.
+    /// `consumer` is the caller's label for itself: the audit line (every
+    /// resolve has one) and the `used` activity entry name it.
+    pub async fn resolve(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        consumer: &Consumer,
+    ) -> Result<ResolvedKey> {
+        let result = self.resolve_key(user, provider, consumer).await;
+        let (revision, outcome) = match &result {
+            Ok(key) => (Some(key.key_revision.as_str()), "resolved"),
+            Err(e) => (None, e.code()),
+        };
+        crate::audit::record_key_use(user, AuditAction::Resolve, provider, revision, consumer, outcome, None);
+        result
+    }
+
+    async fn resolve_key(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        consumer: &Consumer,
+    ) -> Result<ResolvedKey> {
         let Some(existing) = self.store.get(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
-        let now = Utc::now();
-        let since = now - LAST_USE_RESOLUTION;
-        if existing.last_used_at.is_none_or(|t| t < since) {
-            let when = OncePerWindow {
-                at: now,
-                unless_since: since,
-            };
-            match self.store.record_use(KeyRevision::of(&existing), when).await {
-                Ok(written) => tracing::debug!(provider = provider.id, written, "last use recorded"),
-                Err(e) => tracing::warn!(provider = provider.id, error = %e, "cannot record the last use"),
-            }
-        }
+        self.record_use(&existing, consumer).await;
         tracing::info!(
             provider = provider.id,
             status = existing.check.status.as_str(),
@@ -80,8 +94,42 @@ impl CredentialService {
         })
     }
 
-    /// A MailMind function used the key with `revision` and the provider
-    /// refused it with `outcome`:
+    /// Records `consumer`'s use of the key, unless its `used` entry of the
+    /// last [`LAST_USE_RESOLUTION`] is on the credential already: then no
+    /// write at all. Else one conditional write of the credential's consumer
+    /// map, `last_used_at` and the entry together, so concurrent resolves
+    /// record one entry. A failure never fails the resolve.
+    async fn record_use(&self, existing: &StoredCredential, consumer: &Consumer) {
+        let provider = existing.provider;
+        let now = Utc::now();
+        if existing
+            .consumer_uses
+            .recorded_since(consumer, now - LAST_USE_RESOLUTION)
+        {
+            return;
+        }
+        let use_ = KeyUse {
+            seen: existing.consumer_uses.clone(),
+            uses: existing.consumer_uses.with_use(consumer, now),
+            entry: ActivityEntry::new(
+                now,
+                ActivityEvent::Used {
+                    consumer: consumer.as_str().to_owned(),
+                },
+            ),
+        };
+        match self.store.record_use(KeyRevision::of(existing), &use_).await {
+            Ok(written) => tracing::debug!(provider = provider.id, written, "use recorded"),
+            Err(e) => {
+                tracing::warn!(provider = provider.id, error = %e, "cannot record the use");
+                crate::metrics::activity_not_recorded("used");
+            }
+        }
+    }
+
+    /// A MailMind function (`consumer`, its own label) used the key with
+    /// `revision` and the provider refused it with `outcome` (every report
+    /// has an audit line; one about the current key, a `reported` entry):
     /// - a report about a replaced key is `stale` and changes nothing;
     /// - `rejected` re-checks the key now, as a check does (`rechecked`), at
     ///   most once per [`RECHECK_INTERVAL`] per key (else `debounced`);
@@ -94,6 +142,32 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         revision: &str,
         outcome: UsageOutcome,
+        consumer: &Consumer,
+    ) -> Result<ReportAnswer> {
+        let result = self.report_use(user, provider, revision, outcome, consumer).await;
+        let done = match &result {
+            Ok(answer) => answer.result.as_str(),
+            Err(e) => e.code(),
+        };
+        crate::audit::record_key_use(
+            user,
+            AuditAction::Report,
+            provider,
+            Some(revision),
+            consumer,
+            done,
+            Some(outcome),
+        );
+        result
+    }
+
+    async fn report_use(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        revision: &str,
+        outcome: UsageOutcome,
+        consumer: &Consumer,
     ) -> Result<ReportAnswer> {
         let Some(existing) = self.store.get(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
@@ -111,6 +185,11 @@ impl CredentialService {
         if existing.revision != revision {
             return answer(ReportResult::Stale, existing.check.status);
         }
+        let reported = ActivityEvent::Reported {
+            outcome,
+            consumer: consumer.as_str().to_owned(),
+        };
+        self.note(user, provider, reported).await;
         match outcome {
             UsageOutcome::RateLimited => answer(ReportResult::Recorded, existing.check.status),
             UsageOutcome::QuotaExhausted => {
@@ -138,7 +217,7 @@ impl CredentialService {
                 let mut audience = self.notifier.audience(user).await;
                 self.announce(&mut audience, provider, &check, existing.models_count)
                     .await;
-                self.publish_change(user, provider, Some(&existing.check), &check, ChangeCause::Report)
+                self.publish_change(user, provider, Some(&existing.check), &check, CheckedBy::Report)
                     .await;
                 answer(ReportResult::Recorded, check.status)
             }
@@ -159,7 +238,7 @@ impl CredentialService {
                 }
                 let audience = self.notifier.audience(user).await;
                 let view = self
-                    .recheck(user, provider, existing, audience, ChangeCause::Report)
+                    .recheck(user, provider, existing, audience, CheckedBy::Report)
                     .await?;
                 answer(ReportResult::Rechecked, view.status)
             }

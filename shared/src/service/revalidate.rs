@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use super::{CredentialService, ServiceError};
 use crate::deadline::{self, Budgets, DEFAULT_REQUEST_BUDGET};
 use crate::domain::provider::PROVIDERS;
-use crate::domain::{ChangeCause, CheckOutcome, FailedAttempt, ProviderSpec, StoredCredential, UserId};
+use crate::domain::{CheckOutcome, FailedAttempt, ProviderSpec, StoredCredential, UserId};
 use crate::envelope;
 use crate::ports::{Deferral, DueCredential, DueQuery, EncryptionContext, KeyRevision, StoreError};
 
@@ -318,7 +318,7 @@ impl CredentialService {
                         credential,
                         (outcome, quota),
                         audience,
-                        ChangeCause::Background,
+                        crate::domain::activity::CheckedBy::Background,
                     )
                     .await
                 {

@@ -60,6 +60,7 @@ async fn seed(store: &DynamoStore, keyring: &KmsKeyring, user: &str, key: &str, 
         created_at: checked,
         updated_at: checked,
         last_used_at: None,
+        consumer_uses: Default::default(),
         last_recheck_at: None,
         last_attempt: None,
     };

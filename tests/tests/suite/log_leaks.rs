@@ -203,3 +203,82 @@ async fn the_local_server_prints_no_key_or_token_at_trace() {
     assert!(after.contains("\"audit\":true"), "the logs were captured:\n{after}");
     assert_no_piece_of(&[&key, &token], after);
 }
+
+/// Audit lines are written whatever the log filter says: `credentials-resolve`
+/// at `LogLevel` `error` still writes one line per resolve and per report,
+/// with user, provider, key revision and consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_lines_of_resolves_and_reports_survive_log_level_error() {
+    let moto = moto();
+    let table = moto.create_table().await;
+    let kms_key = moto.create_kms_key().await;
+    let key = fresh_key("auditA");
+    let groq = FakeProvider::start("groq").await;
+    groq.accept(&key, &["llama-3.1-8b-instant"]).await;
+    let mut env = moto.env();
+    env.extend([
+        ("TABLE_NAME".to_owned(), table),
+        ("KMS_KEY_ID".to_owned(), kms_key),
+        ("MAILMIND_LOG".to_owned(), "error".to_owned()),
+        groq.env(),
+    ]);
+    let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
+    let created = create
+        .invoke(with_body(
+            rest_event("credentials-create", USER),
+            json!({"provider": "groq", "api_key": key}),
+        ))
+        .await
+        .response();
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let resolve = LambdaProcess::start(&workspace_binary("credentials-resolve"), &env).await;
+    let mut request = event("credentials-resolve");
+    request["user_id"] = json!(USER);
+    request["consumer"] = json!("digest-function");
+    let resolved = resolve.invoke(request).await.response();
+    assert_eq!(resolved["ok"], true, "{resolved}");
+    let revision = resolved["key_revision"].as_str().unwrap().to_owned();
+    let mut report = event("credentials-resolve-report");
+    report["user_id"] = json!(USER);
+    report["key_revision"] = json!(revision);
+    report["outcome"] = json!("rate_limited");
+    report["consumer"] = json!("digest-function");
+    let reported = resolve.invoke(report).await.response();
+    assert_eq!(reported["result"], "recorded", "{reported}");
+
+    // The collector reads the process's output in its own time: wait for the last line.
+    for _ in 0..200 {
+        if resolve.logs().contains("\"action\":\"report\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let logs = resolve.logs();
+    let audit: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["audit"] == true)
+        .collect();
+    let line = |action: &str| {
+        audit
+            .iter()
+            .find(|l| l["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} audit line at level error:\n{logs}"))
+            .clone()
+    };
+    let resolved_line = line("resolve");
+    assert_eq!(resolved_line["user_id"], USER);
+    assert_eq!(resolved_line["provider"], "groq");
+    assert_eq!(resolved_line["key_revision"], revision.as_str());
+    assert_eq!(resolved_line["consumer"], "digest-function");
+    assert_eq!(resolved_line["outcome"], "resolved");
+    assert_eq!(resolved_line["target"], "mailmind::audit");
+    let report_line = line("report");
+    assert_eq!(report_line["key_revision"], revision.as_str());
+    assert_eq!(report_line["consumer"], "digest-function");
+    assert_eq!(report_line["reported"], "rate_limited");
+    assert_eq!(report_line["outcome"], "recorded");
+    // Nothing else at info got through the filter.
+    assert!(!logs.contains("\"message\":\"request handled\""), "{logs}");
+    assert_no_piece_of(&[&key], &logs);
+}

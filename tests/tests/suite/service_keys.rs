@@ -1,6 +1,7 @@
-//! `CredentialService::resolve` over a real SQLite file whose `last_used_at`
-//! write fails: the resolve still answers (the last use is bookkeeping, the
-//! key is what the caller needs), and tries to record it again next time.
+//! `CredentialService::resolve` over a real SQLite file behind a wrapper that
+//! counts the store's reads and writes (and can fail the use write): what a
+//! resolve costs at steady state, and that a failing use write never fails
+//! the resolve (the use is bookkeeping, the key is what the caller needs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,50 +11,108 @@ use chrono::{DateTime, Utc};
 use mailmind::adapters::local_keyring::LocalKeyring;
 use mailmind::adapters::notifier::NoNotifier;
 use mailmind::adapters::sqlite_store::SqliteStore;
+use mailmind::domain::activity::{ActivityEntry, ActivityEvent, ActivityPage, ActivityQuery, Consumer};
 use mailmind::domain::{
     ApiKey, CheckOutcome, CheckState, CredentialStatus, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
     provider,
 };
 use mailmind::ports::{
-    CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, ModelsUpdate, OncePerWindow, ProviderClient,
-    StoreError,
+    ActivityStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, KeyUse, ModelsUpdate,
+    OncePerWindow, ProviderClient, StoreError,
 };
 use mailmind::service::CredentialService;
 use zeroize::Zeroizing;
 
 const KEY: &str = "gsk_service0123456789abcdefghijklmnopqrstuvwxyzAB9xQa";
 
-/// SQLite, except that recording a use is throttled.
-struct ThrottledUse {
+/// SQLite, counting reads of a credential and every write; recording a use
+/// is throttled when `fail_uses` says so.
+struct Counting {
     inner: SqliteStore,
+    fail_uses: bool,
+    /// `record_use` calls (each one conditional write, or one transaction of two items on DynamoDB).
     attempts: AtomicUsize,
+    /// Other writes: insert, replace, record_check, delete, claims, activity appends.
+    writes: AtomicUsize,
+    /// `get` calls.
+    reads: AtomicUsize,
+}
+
+impl Counting {
+    fn over(inner: SqliteStore, fail_uses: bool) -> Counting {
+        Counting {
+            inner,
+            fail_uses,
+            attempts: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
+        }
+    }
+
+    /// (reads, use writes, other writes) so far.
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.reads.load(Ordering::SeqCst),
+            self.attempts.load(Ordering::SeqCst),
+            self.writes.load(Ordering::SeqCst),
+        )
+    }
+
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
-impl CredentialStore for ThrottledUse {
+impl ActivityStore for Counting {
+    async fn append(&self, user: &UserId, provider: &ProviderSpec, entry: &ActivityEntry) -> Result<(), StoreError> {
+        self.wrote();
+        self.inner.append(user, provider, entry).await
+    }
+    async fn activity(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        query: &ActivityQuery,
+    ) -> Result<ActivityPage, StoreError> {
+        self.inner.activity(user, provider, query).await
+    }
+}
+
+#[async_trait]
+impl CredentialStore for Counting {
     async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get(user, provider).await
     }
     async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError> {
         self.inner.list(user).await
     }
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
+        self.wrote();
         self.inner.insert(credential, models).await
     }
     async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
+        self.wrote();
         self.inner.replace(credential, models).await
     }
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
+        self.wrote();
         self.inner.record_check(key, check, models).await
     }
-    async fn record_use(&self, _: KeyRevision, _: OncePerWindow) -> Result<bool, StoreError> {
+    async fn record_use(&self, key: KeyRevision, use_: &KeyUse) -> Result<bool, StoreError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
-        Err(StoreError::Unavailable("ThrottlingException".into()))
+        if self.fail_uses {
+            return Err(StoreError::Unavailable("ThrottlingException".into()));
+        }
+        self.inner.record_use(key, use_).await
     }
     async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError> {
+        self.wrote();
         self.inner.claim_recheck(key, when).await
     }
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError> {
+        self.wrote();
         self.inner.delete(user, provider).await
     }
     async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
@@ -67,9 +126,11 @@ impl CredentialStore for ThrottledUse {
         due: &DueCredential,
         fresh_until: DateTime<Utc>,
     ) -> Result<Option<StoredCredential>, StoreError> {
+        self.wrote();
         self.inner.claim_due(due, fresh_until).await
     }
     async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
+        self.wrote();
         self.inner.record_attempt(key, deferral).await
     }
 }
@@ -84,28 +145,52 @@ impl ProviderClient for AcceptsAll {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_last_use_write_never_fails_the_resolve() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(ThrottledUse {
-        inner: SqliteStore::open(&dir.path().join("mailmind.db")).unwrap(),
-        attempts: AtomicUsize::new(0),
-    });
-    let keyring = Arc::new(LocalKeyring::from_master(Zeroizing::new([7u8; 32])));
-    let service = CredentialService::new(
-        Arc::clone(&store) as _,
-        Arc::clone(&keyring) as _,
+fn service_over(store: &Arc<Counting>) -> CredentialService {
+    CredentialService::new(
+        Arc::clone(store) as _,
+        Arc::new(LocalKeyring::from_master(Zeroizing::new([7u8; 32]))),
         Arc::new(AcceptsAll),
         Arc::new(NoNotifier),
-    );
+    )
+    .with_activity(Arc::clone(store) as _)
+}
+
+fn counting_store(dir: &tempfile::TempDir, fail_uses: bool) -> Arc<Counting> {
+    let inner = SqliteStore::open(&dir.path().join("mailmind.db")).unwrap();
+    Arc::new(Counting::over(inner, fail_uses))
+}
+
+fn consumer(name: &str) -> Consumer {
+    Consumer::parse(name).unwrap()
+}
+
+async fn events(service: &CredentialService, user: &UserId, provider: &'static ProviderSpec) -> Vec<ActivityEvent> {
+    let query = ActivityQuery {
+        limit: 100,
+        before: None,
+        now: Utc::now(),
+    };
+    let page = service.activity(user, provider, &query).await.unwrap();
+    page.entries.into_iter().map(|e| e.event).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_use_write_never_fails_the_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting_store(&dir, true);
+    let service = service_over(&store);
     let user = UserId::parse("user-a").unwrap();
     let groq = provider::find("groq").unwrap();
     service.create(&user, groq, ApiKey::parse(KEY).unwrap()).await.unwrap();
 
     for attempt in 1..=2 {
-        let key = service.resolve(&user, groq).await.expect("the resolve answers");
+        let key = service
+            .resolve(&user, groq, &consumer("digest"))
+            .await
+            .expect("the resolve answers");
         // Sealed as stored: it opens under its context, for whoever may.
-        let opened = mailmind::envelope::open(keyring.as_ref(), &key.context, &key.sealed)
+        let keyring = LocalKeyring::from_master(Zeroizing::new([7u8; 32]));
+        let opened = mailmind::envelope::open(&keyring, &key.context, &key.sealed)
             .await
             .unwrap();
         assert_eq!(opened.expose(), KEY);
@@ -115,4 +200,76 @@ async fn a_failing_last_use_write_never_fails_the_resolve() {
         assert_eq!(store.attempts.load(Ordering::SeqCst), attempt);
     }
     assert_eq!(service.get(&user, groq).await.unwrap().last_used_at, None);
+}
+
+/// The write cost of a resolve: the first of a consumer in the hour is one
+/// conditional write (on DynamoDB one `TransactWriteItems` of the credential
+/// update and the `used` item), every later one of that consumer in the hour
+/// costs nothing but the one read every resolve does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_state_resolve_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting_store(&dir, false);
+    let service = service_over(&store);
+    let user = UserId::parse("user-a").unwrap();
+    let groq = provider::find("groq").unwrap();
+    service.create(&user, groq, ApiKey::parse(KEY).unwrap()).await.unwrap();
+
+    let (reads, uses, writes) = store.counts();
+    service.resolve(&user, groq, &consumer("digest")).await.unwrap();
+    assert_eq!(
+        store.counts(),
+        (reads + 1, uses + 1, writes),
+        "first use: one read, one write"
+    );
+    for n in 2..=5 {
+        service.resolve(&user, groq, &consumer("digest")).await.unwrap();
+        assert_eq!(
+            store.counts(),
+            (reads + n, uses + 1, writes),
+            "steady state: one read, no write"
+        );
+    }
+    // Another consumer's first use in the hour: one write again.
+    service.resolve(&user, groq, &consumer("reply")).await.unwrap();
+    assert_eq!(store.counts(), (reads + 6, uses + 2, writes));
+    let used: Vec<ActivityEvent> = events(&service, &user, groq)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, ActivityEvent::Used { .. }))
+        .collect();
+    assert_eq!(
+        used,
+        vec![
+            ActivityEvent::Used {
+                consumer: "reply".into()
+            },
+            ActivityEvent::Used {
+                consumer: "digest".into()
+            },
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_resolves_record_one_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting_store(&dir, false);
+    let service = Arc::new(service_over(&store));
+    let user = UserId::parse("user-a").unwrap();
+    let groq = provider::find("groq").unwrap();
+    service.create(&user, groq, ApiKey::parse(KEY).unwrap()).await.unwrap();
+    let resolves = (0..2).map(|_| {
+        let (service, user) = (Arc::clone(&service), user.clone());
+        tokio::spawn(async move { service.resolve(&user, groq, &consumer("digest")).await.map(|_| ()) })
+    });
+    for done in futures_util::future::join_all(resolves).await {
+        done.unwrap().unwrap();
+    }
+    let events = events(&service, &user, groq).await;
+    let used = events
+        .iter()
+        .filter(|e| matches!(e, ActivityEvent::Used { .. }))
+        .count();
+    assert_eq!(used, 1, "{events:?}");
 }

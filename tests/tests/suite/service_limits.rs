@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use mailmind::adapters::local_keyring::LocalKeyring;
 use mailmind::adapters::notifier::NoNotifier;
 use mailmind::adapters::sqlite_store::SqliteStore;
+use mailmind::domain::activity::Consumer;
 use mailmind::domain::{ApiKey, CheckOutcome, ProviderSpec, ReportResult, UsageOutcome, UserId, provider};
 use mailmind::ports::ProviderClient;
 use mailmind::service::{CredentialService, ServiceError, ValidationLimit};
@@ -98,9 +99,13 @@ async fn validations_spend_the_budget_and_report_rechecks_do_not() {
 
     // A MailMind function reports the key refused: the re-check runs although
     // the user's budget is spent, and spends none of it.
-    let revision = service.resolve(&user, groq).await.unwrap().key_revision;
+    let revision = service
+        .resolve(&user, groq, &Consumer::unknown())
+        .await
+        .unwrap()
+        .key_revision;
     let report = service
-        .report(&user, groq, &revision, UsageOutcome::Rejected)
+        .report(&user, groq, &revision, UsageOutcome::Rejected, &Consumer::unknown())
         .await
         .unwrap();
     assert_eq!(report.result, ReportResult::Rechecked);

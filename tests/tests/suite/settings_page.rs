@@ -162,6 +162,33 @@ async fn scenario(c: Client, base_url: String, demo_token: String, pasted_token:
     let (status, body) = stored(&base_url, &demo_token, "groq").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("valid")), "{body}");
 
+    // Checked again, then its history: newest first, `checked` by the user above `set`.
+    c.find(Locator::Id("check-groq")).await.unwrap().click().await.unwrap();
+    shown(
+        &c,
+        "//ol[@id='activity']/li[@data-provider='groq'][@data-status='valid'][2]",
+    )
+    .await;
+    c.find(Locator::Id("history-toggle-groq"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shown(
+        &c,
+        "//ol[@id='history-groq']/li[1][@data-event='checked'][contains(., 'Checked by user: valid')]",
+    )
+    .await;
+    shown(
+        &c,
+        "//ol[@id='history-groq']/li[2][@data-event='set'][contains(., 'Key set (gsk_…cdef)')]",
+    )
+    .await;
+    shown(&c, "//ol[@id='history-groq']/li[1]/time").await;
+    let more = c.find(Locator::Id("history-more-groq")).await.unwrap();
+    assert!(!more.is_displayed().await.unwrap(), "one page: no 'More'");
+
     // Its model list.
     c.find(Locator::Id("models-groq")).await.unwrap().click().await.unwrap();
     shown(&c, &with_text("models-title", "Groq models (3)")).await;

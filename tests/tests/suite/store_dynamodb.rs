@@ -158,3 +158,73 @@ async fn an_ordinary_large_catalogue_is_one_item_read_with_one_request() {
     assert_eq!(list.models, large);
     assert_eq!(proxy.take(), ["GetItem"]);
 }
+
+/// An activity entry is one item in the user's partition, `ACTIVITY#<provider>#<time>#<id>`,
+/// with the table's TTL attribute `expires_at` at its time + 90 days (epoch seconds).
+#[tokio::test]
+async fn activity_items_carry_the_ttl_of_ninety_days() {
+    use mailmind::domain::activity::{ActivityEntry, ActivityEvent};
+    use mailmind::ports::ActivityStore;
+
+    let (store, client, table) = fresh_store().await;
+    let now = chrono::Utc::now();
+    let entry = ActivityEntry::new(now, ActivityEvent::Deleted);
+    store.append(&user("user-a"), groq(), &entry).await.unwrap();
+    let scan = client.scan().table_name(&table).send().await.unwrap();
+    let [item] = scan.items() else {
+        panic!("one item: {:?}", scan.items())
+    };
+    assert_eq!(item["pk"].as_s().unwrap(), "USER#user-a");
+    let sk = item["sk"].as_s().unwrap();
+    assert_eq!(sk, &format!("ACTIVITY#groq#{}", entry.position().0));
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    assert_eq!(expires, (entry.at + chrono::Duration::days(90)).timestamp());
+    assert!((expires - now.timestamp() - 90 * 86_400).abs() <= 1);
+    assert_eq!(item["detail"].as_s().unwrap(), r#"{"event":"deleted"}"#);
+}
+
+/// What a resolve costs on DynamoDB, counted at the wire: a consumer's first
+/// use in the hour is the one `GetItem` and one `TransactWriteItems`
+/// (credential update + `used` item); every later resolve of that consumer
+/// in the hour is the `GetItem` alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_state_resolve_is_one_read_and_no_write() {
+    use mailmind::adapters::local_keyring::LocalKeyring;
+    use mailmind::adapters::notifier::NoNotifier;
+    use mailmind::domain::activity::Consumer;
+    use mailmind::domain::{ApiKey, CheckOutcome, ProviderSpec};
+    use mailmind::ports::ProviderClient;
+    use mailmind::service::CredentialService;
+
+    struct AcceptsAll;
+    #[async_trait::async_trait]
+    impl ProviderClient for AcceptsAll {
+        async fn check(&self, _: &'static ProviderSpec, _: &ApiKey) -> CheckOutcome {
+            CheckOutcome::Valid { models: Vec::new() }
+        }
+    }
+
+    let moto = moto();
+    let table = moto.create_table().await;
+    let (proxy, url) = CountingProxy::start(&moto.endpoint).await;
+    let config = moto.sdk_config().await.into_builder().endpoint_url(url).build();
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table));
+    let service = CredentialService::new(
+        Arc::clone(&store) as _,
+        Arc::new(LocalKeyring::from_master(zeroize::Zeroizing::new([7u8; 32]))),
+        Arc::new(AcceptsAll),
+        Arc::new(NoNotifier),
+    )
+    .with_activity(Arc::clone(&store) as _);
+    let u = user("user-a");
+    let key = ApiKey::parse("gsk_service0123456789abcdefghijklmnopqrstuvwxyzAB9xQa").unwrap();
+    service.create(&u, groq(), key).await.unwrap();
+    proxy.take();
+    let digest = Consumer::parse("digest").unwrap();
+    service.resolve(&u, groq(), &digest).await.unwrap();
+    assert_eq!(proxy.take(), ["GetItem", "TransactWriteItems"]);
+    for _ in 0..3 {
+        service.resolve(&u, groq(), &digest).await.unwrap();
+        assert_eq!(proxy.take(), ["GetItem"]);
+    }
+}

@@ -30,7 +30,7 @@ async fn reopening_keeps_data_and_uses_wal() {
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
@@ -59,6 +59,8 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
              ALTER TABLE credentials DROP COLUMN last_recheck_at;
              DROP TABLE limits;
              ALTER TABLE credentials DROP COLUMN quota_json;
+             ALTER TABLE credentials DROP COLUMN consumer_uses;
+             DROP TABLE activity;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -73,7 +75,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     assert_eq!(due.len(), 1, "{due:?}");
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 /// A row of a provider this build does not know (written by a newer build,
@@ -108,4 +110,37 @@ fn a_database_from_a_newer_version_is_not_touched() {
     drop(db);
     let err = SqliteStore::open(&path).err().expect("refused");
     assert!(err.to_string().contains("newer"), "{err}");
+}
+
+/// SQLite has no TTL: appending to a user's history first deletes the
+/// user's entries past their `expires_at` (reads leave them out anyway).
+#[tokio::test]
+async fn expired_activity_is_pruned_on_write() {
+    use chrono::Utc;
+    use mailmind::domain::activity::{ActivityEntry, ActivityEvent, RETENTION};
+    use mailmind::ports::ActivityStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailmind.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let u = user("user-a");
+    let now = Utc::now();
+    let old = ActivityEntry::new(now - RETENTION - chrono::Duration::hours(1), ActivityEvent::Deleted);
+    store.append(&u, groq(), &old).await.unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let rows = || -> i64 { db.query_row("SELECT COUNT(*) FROM activity", [], |r| r.get(0)).unwrap() };
+    assert_eq!(rows(), 1);
+    // The expiry is the entry's time plus the retention, in epoch seconds.
+    let expires: i64 = db
+        .query_row("SELECT expires_at FROM activity", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(expires, (old.at + RETENTION).timestamp());
+    let fresh = ActivityEntry::new(now, ActivityEvent::Deleted);
+    store.append(&u, groq(), &fresh).await.unwrap();
+    assert_eq!(rows(), 1, "the expired entry is gone, the new one kept");
+    let page = store
+        .activity(&u, groq(), &mailmind_tests::store_contract::first_page(10, now))
+        .await
+        .unwrap();
+    assert_eq!(page.entries, vec![fresh]);
 }

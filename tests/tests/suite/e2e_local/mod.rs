@@ -2,6 +2,7 @@
 //! a real SQLite file and fake providers that answer like the real ones.
 //! The world and helpers are here; the tests are split by concern.
 
+mod activity;
 mod audit;
 mod bad_input;
 mod errors;
