@@ -66,12 +66,14 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
     proxy.take();
     let created = create.invoke(create_event(USER)).await.response();
     assert_eq!(created["statusCode"], 201, "{created}");
-    // The first spend opens the window: two conditional updates.
+    // The first spend opens the window: two conditional updates; the
+    // activity history's `set` entry is a PutItem of its own.
     assert_eq!(
         sorted(proxy.take()),
         [
             "GenerateDataKey",
             "GetItem",
+            "PutItem",
             "TransactWriteItems",
             "UpdateItem",
             "UpdateItem"
@@ -80,10 +82,11 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
     for _ in 2..=10 {
         let checked = check.invoke(rest_event("credentials-check", USER)).await.response();
         assert_eq!(checked["statusCode"], 200, "{checked}");
-        // A valid verdict reads the stored list once (the models' first sightings).
+        // A valid verdict reads the stored list once (the models' first
+        // sightings); the `checked` activity entry is a PutItem.
         assert_eq!(
             sorted(proxy.take()),
-            ["Decrypt", "GetItem", "GetItem", "TransactWriteItems", "UpdateItem"]
+            ["Decrypt", "GetItem", "GetItem", "PutItem", "TransactWriteItems", "UpdateItem"]
         );
     }
     let provider_calls = groq.requests().await.len();

@@ -216,8 +216,9 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     assert_eq!(first["base_url"], d.groq.base_url(), "the override the checks use");
     let revision = first["key_revision"].as_str().unwrap().to_owned();
     assert!(!revision.is_empty());
-    // One read, and the first use of the hour recorded.
-    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem"]);
+    // One read, and the consumer's first use of the hour recorded (the
+    // credential's use and the activity entry in one transaction).
+    assert_eq!(d.proxy.take(), ["GetItem", "TransactWriteItems"]);
     let used = d.status(USER).await;
     let last_used_at = used["last_used_at"].as_str().expect("last_used_at recorded").to_owned();
 
@@ -238,7 +239,8 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
             kms_decrypts: 1
         }
     );
-    assert_eq!(d.proxy.take(), ["GetItem", "Decrypt"]);
+    // The function reads and, this consumer's first use of the hour, records it.
+    assert_eq!(d.proxy.take(), ["GetItem", "TransactWriteItems", "Decrypt"]);
 
     // Warm: one invoke (one read), no KMS call; the use within the hour is not rewritten.
     let warm = keys.resolve(USER, "groq").await.unwrap();
@@ -426,10 +428,11 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     let calls = d.groq.requests().await.len();
     d.proxy.take();
     let rechecked = d.report(USER, &revision, "rejected").await;
-    // Relayed to credentials-revalidate, the one of the two that may open the key.
+    // Relayed to credentials-revalidate, the one of the two that may open
+    // the key; the `reported` and `checked` activity entries are PutItems.
     assert_eq!(
         d.proxy.take(),
-        ["GetItem", "UpdateItem", "Query", "Decrypt", "TransactWriteItems"]
+        ["GetItem", "PutItem", "UpdateItem", "Query", "Decrypt", "TransactWriteItems", "PutItem"]
     );
     assert!(d.revalidate.logs().contains("key usage reported"));
     assert_eq!(
@@ -461,8 +464,9 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     // Within 5 minutes: debounced, no provider call, nothing pushed.
     d.proxy.take();
     let debounced = d.report(USER, &revision, "rejected").await;
-    // The claim's condition fails, and the refusal carries the item (no second read).
-    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem"]);
+    // The claim's condition fails, and the refusal carries the item (no
+    // second read); the report itself is on the record (PutItem).
+    assert_eq!(d.proxy.take(), ["GetItem", "PutItem", "UpdateItem"]);
     assert_eq!(
         debounced,
         json!({"ok": true, "result": "debounced", "status": "invalid"})
@@ -491,7 +495,11 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     let pushes_before = d.pushes_to("conn-user").await.len();
     d.proxy.take();
     let recorded = d.report(USER, &revision, "quota_exhausted").await;
-    assert_eq!(d.proxy.take(), ["GetItem", "UpdateItem", "Query"], "no KMS call");
+    assert_eq!(
+        d.proxy.take(),
+        ["GetItem", "PutItem", "UpdateItem", "Query"],
+        "no KMS call"
+    );
     assert_eq!(recorded, json!({"ok": true, "result": "recorded", "status": "error"}));
     assert_eq!(d.groq.requests().await.len(), calls);
     let status = d.status(USER).await;
@@ -509,7 +517,7 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     // rate_limited: for metrics only, the status stays.
     d.proxy.take();
     let limited = d.report(USER, &revision, "rate_limited").await;
-    assert_eq!(d.proxy.take(), ["GetItem"]);
+    assert_eq!(d.proxy.take(), ["GetItem", "PutItem"], "on the record only");
     assert_eq!(limited, json!({"ok": true, "result": "recorded", "status": "error"}));
     assert_eq!(d.groq.requests().await.len(), calls);
     assert_eq!(d.pushes_to("conn-user").await.len(), pushes_before + 1);

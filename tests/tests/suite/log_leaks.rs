@@ -215,13 +215,8 @@ async fn audit_lines_of_resolves_and_reports_survive_log_level_error() {
     let key = fresh_key("auditA");
     let groq = FakeProvider::start("groq").await;
     groq.accept(&key, &["llama-3.1-8b-instant"]).await;
-    let mut env = moto.env();
-    env.extend([
-        ("TABLE_NAME".to_owned(), table),
-        ("KMS_KEY_ID".to_owned(), kms_key),
-        ("MAILMIND_LOG".to_owned(), "error".to_owned()),
-        groq.env(),
-    ]);
+    let mut env = moto.function_env(&table, &kms_key);
+    env.extend([("MAILMIND_LOG".to_owned(), "error".to_owned()), groq.env()]);
     let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
     let created = create
         .invoke(with_body(

@@ -2,19 +2,21 @@
 //! from the REST routes and from `credentials-resolve` (the local Invoke
 //! API), newest first, only to its owner, paged, kept after the delete.
 
+use mailmind_tests::local_server::LocalServer;
 use serde_json::{Value, json};
 
 use super::{GROQ_KEY, assert_error, world};
 
 const INVOKE_PATH: &str = "/2015-03-31/functions/credentials-resolve/invocations";
-/// The local Invoke API wants a SigV4 header; it does not check the signature.
-const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=local/20261125/us-east-1/lambda/aws4_request, \
-                      SignedHeaders=host;x-amz-date, Signature=00";
 
-async fn invoke(base_url: &str, request: Value) -> Value {
+/// An invocation through the local Invoke API, with the server's access
+/// key as a bearer secret.
+async fn invoke(server: &LocalServer, request: Value) -> Value {
+    use secrecy::ExposeSecret;
+    let secret = server.aws_credentials().secret().expose_secret().to_owned();
     let answer = reqwest::Client::new()
-        .post(format!("{base_url}{INVOKE_PATH}"))
-        .header("authorization", SIGNED)
+        .post(format!("{}{INVOKE_PATH}", server.base_url))
+        .header("authorization", format!("Bearer {secret}"))
         .body(request.to_string())
         .send()
         .await
@@ -51,12 +53,12 @@ async fn the_history_shows_every_event_newest_first_to_its_owner_only() {
         .await;
     assert_eq!(checked.status, 200, "{}", checked.text);
     let resolve = json!({"action": "resolve", "user_id": "alice", "provider": "groq", "consumer": "digest"});
-    let key = invoke(&s.base_url, resolve.clone()).await;
+    let key = invoke(&s, resolve.clone()).await;
     assert_eq!(key["ok"], true, "{key}");
-    assert_eq!(invoke(&s.base_url, resolve).await["ok"], true);
+    assert_eq!(invoke(&s, resolve).await["ok"], true);
     let report = json!({"action": "report", "user_id": "alice", "provider": "groq",
                         "key_revision": key["key_revision"], "outcome": "rejected", "consumer": "digest"});
-    assert_eq!(invoke(&s.base_url, report).await["result"], "rechecked");
+    assert_eq!(invoke(&s, report).await["result"], "rechecked");
     assert_eq!(
         s.call_as("alice", "DELETE", "/api/v1/credentials/groq/", None)
             .await
@@ -172,7 +174,7 @@ async fn a_bad_limit_or_cursor_is_an_invalid_request() {
     }
     // An invalid consumer name is refused like any bad field.
     let answer = invoke(
-        &s.base_url,
+        &s,
         json!({"action": "resolve", "user_id": "alice", "provider": "groq", "consumer": ""}),
     )
     .await;
