@@ -289,6 +289,8 @@ async fn run(options: Options) -> Result<(), String> {
         // Headers over API Gateway's 10 KiB: the contract's JSON error.
         .layer(axum::middleware::from_fn(header_limit::limit_headers));
     let router = options.cors_origins.apply(router);
+    // Before the banner: whoever reads it may signal at once.
+    let shutdown = shutdown_signal()?;
 
     let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir);
     let credentials_file = data_dir.join(mailmind::state::local::ACCESS_KEY_FILE);
@@ -326,7 +328,7 @@ async fn run(options: Options) -> Result<(), String> {
     tracing::info!(address = %address, "listening");
 
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("stopped");
@@ -357,15 +359,21 @@ fn spawn_revalidation(gateway: Arc<LocalGateway>, after: Duration, every: Durati
     });
 }
 
-/// Resolves on SIGINT or SIGTERM, so in-flight requests finish and SQLite closes cleanly.
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM, so in-flight requests finish and SQLite
+/// closes cleanly. The handlers are installed when this is called, not when
+/// the future is first polled: a SIGTERM right after the banner is then a
+/// clean shutdown too, never the default action that kills the process.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down");
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
 }
 
 #[cfg(test)]
