@@ -61,12 +61,28 @@ pub const TAMPER_REFUSED: &str = "tamper_refused";
 
 /// Writes one audit line.
 pub fn record(user: &UserId, action: AuditAction, provider: &ProviderSpec, outcome: &str) {
+    write(user, action, provider, KeyUse::default(), outcome);
+}
+
+/// What an audit line of a key's use adds (absent fields are left out).
+#[derive(Default)]
+struct KeyUse<'a> {
+    key_revision: Option<&'a str>,
+    consumer: Option<&'a str>,
+    reported: Option<&'static str>,
+}
+
+/// The one place an audit line is written.
+fn write(user: &UserId, action: AuditAction, provider: &ProviderSpec, key_use: KeyUse<'_>, outcome: &str) {
     tracing::info!(
         target: "mailmind::audit",
         audit = true,
         user_id = user.as_str(),
         action = action.as_str(),
         provider = provider.id,
+        key_revision = key_use.key_revision,
+        consumer = key_use.consumer,
+        reported = key_use.reported,
         outcome,
         "audit"
     );
@@ -85,18 +101,12 @@ pub fn record_key_use(
     outcome: &str,
     reported: Option<UsageOutcome>,
 ) {
-    tracing::info!(
-        target: "mailmind::audit",
-        audit = true,
-        user_id = user.as_str(),
-        action = action.as_str(),
-        provider = provider.id,
+    let key_use = KeyUse {
         key_revision,
-        consumer = consumer.as_str(),
-        reported = reported.map(UsageOutcome::as_str),
-        outcome,
-        "audit"
-    );
+        consumer: Some(consumer.as_str()),
+        reported: reported.map(UsageOutcome::as_str),
+    };
+    write(user, action, provider, key_use, outcome);
 }
 
 /// Writes the audit line of a create, update or delete that ended in `result`.

@@ -99,11 +99,7 @@ mod tests {
 
     /// The targets among `lines` (target, level) that got through under `spec`.
     fn logged(spec: &str) -> String {
-        let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let sink = Arc::clone(&buffer);
-        let writer = move || SharedWriter(Arc::clone(&sink));
-        let subscriber = tracing_subscriber::registry().with(json_layer(Some(spec), writer));
-        tracing::subscriber::with_default(subscriber, || {
+        captured(spec, || {
             tracing::debug!(target: "lambda_runtime::layers::api_client", "runtime-debug");
             tracing::trace!(target: "lambda_http", "http-trace");
             tracing::info!(target: "lambda_runtime", "runtime-info");
@@ -113,20 +109,23 @@ mod tests {
             tracing::info!(target: "rustls::client", "rustls-info");
             tracing::warn!(target: "hyper", "hyper-warn");
             tracing::debug!(target: "mailmind::service", "ours-debug");
-        });
-        let bytes = buffer.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        })
     }
 
     fn logged_with_audit(spec: &str) -> String {
+        captured(spec, || {
+            tracing::info!(target: "mailmind::audit", "audit-line");
+            tracing::info!(target: "mailmind::service", "ours-info");
+        })
+    }
+
+    /// What `emit` logs through the JSON layer under `spec`.
+    fn captured(spec: &str, emit: impl FnOnce()) -> String {
         let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
         let sink = Arc::clone(&buffer);
         let writer = move || SharedWriter(Arc::clone(&sink));
         let subscriber = tracing_subscriber::registry().with(json_layer(Some(spec), writer));
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(target: "mailmind::audit", "audit-line");
-            tracing::info!(target: "mailmind::service", "ours-info");
-        });
+        tracing::subscriber::with_default(subscriber, emit);
         let bytes = buffer.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
     }

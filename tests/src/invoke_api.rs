@@ -37,6 +37,28 @@ impl InvokeApi {
         InvokeApi { url, functions }
     }
 
+    /// A consumer's client named `consumer`: invokes `credentials-resolve`
+    /// through this API and opens keys with the KMS at `kms_endpoint`.
+    pub fn consumer(
+        &self,
+        config: &aws_config::SdkConfig,
+        kms_endpoint: &str,
+        consumer: &str,
+    ) -> mailmind_keys::KeyClient {
+        let lambda = aws_sdk_lambda::config::Builder::from(config)
+            .endpoint_url(&self.url)
+            .build();
+        let kms = aws_sdk_kms::config::Builder::from(config)
+            .endpoint_url(kms_endpoint)
+            .build();
+        mailmind_keys::KeyClient::new(
+            aws_sdk_lambda::Client::from_conf(lambda),
+            aws_sdk_kms::Client::from_conf(kms),
+            "credentials-resolve",
+        )
+        .with_consumer(consumer)
+    }
+
     /// Answers invocations of `name` with `process`.
     pub fn register(&self, name: &str, process: Arc<LambdaProcess>) {
         self.functions.lock().unwrap().insert(name.to_owned(), process);

@@ -103,3 +103,32 @@ pub async fn deployment() -> (&'static moto::Moto, String, String, fake_provider
     let key = moto.create_kms_key().await;
     (moto, table, key, fake_providers::FakeProvider::start("groq").await)
 }
+
+/// Runs `script` with `args` in the project venv's Python (`./scripts/venv.sh`
+/// makes it) under exactly `env` and at most one AWS attempt per call; its
+/// stdout, after asserting it succeeded.
+pub async fn run_venv_python(script: &str, args: &[&str], env: impl IntoIterator<Item = (String, String)>) -> String {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run ./scripts/venv.sh",
+        python.display()
+    );
+    let output = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "python failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

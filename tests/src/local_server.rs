@@ -41,6 +41,22 @@ pub struct Answer {
     pub json: Value,
 }
 
+impl Answer {
+    /// Reads `response` whole.
+    pub async fn read(response: reqwest::Response) -> Answer {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+}
+
 impl LocalServer {
     /// Starts `mailmind-local --port 0 --data-dir <data_dir>` with extra environment.
     pub async fn start(data_dir: &Path, env: &[(String, String)]) -> LocalServer {
@@ -209,17 +225,7 @@ impl LocalServer {
         if let Some(body) = body {
             request = request.header("content-type", "application/json").body(body.to_owned());
         }
-        let response = request.send().await.expect("server answers");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            text,
-            json,
-        }
+        Answer::read(request.send().await.expect("server answers")).await
     }
 
     /// `call` as `user`.

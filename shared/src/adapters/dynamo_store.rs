@@ -873,10 +873,7 @@ impl DynamoStore {
             let output = self
                 .client
                 .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(format!("USER#{user}")))
-                .expression_attribute_values(":prefix", s(prefix))
+                .prefix_of(&self.table, user, prefix)
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -910,10 +907,10 @@ impl ActivityStore for DynamoStore {
         &self,
         user: &UserId,
         provider: &ProviderSpec,
-        query: &ActivityQuery,
+        ActivityQuery { limit, before, now }: &ActivityQuery,
     ) -> Result<ActivityPage, StoreError> {
         let prefix = format!("ACTIVITY#{}#", provider.id);
-        let start = query.before.as_ref().map(|before| {
+        let start = before.as_ref().map(|before| {
             HashMap::from([
                 ("pk".to_owned(), s(format!("USER#{user}"))),
                 ("sk".to_owned(), s(format!("{prefix}{}", before.0))),
@@ -923,18 +920,15 @@ impl ActivityStore for DynamoStore {
         let output = self
             .client
             .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(format!("USER#{user}")))
-            .expression_attribute_values(":prefix", s(&prefix))
+            .prefix_of(&self.table, user, &prefix)
             .scan_index_forward(false)
-            .limit(i32::try_from(query.limit + 1).unwrap_or(i32::MAX))
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
             .consistent_read(true)
             .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(sdk_error)?;
-        let now = query.now.timestamp();
+        let now = now.timestamp();
         let mut entries = Vec::new();
         for item in output.items() {
             let r = Read(item);
@@ -946,7 +940,7 @@ impl ActivityStore for DynamoStore {
             let position = sk.strip_prefix(&prefix).ok_or_else(|| corrupt("sk"))?;
             entries.push(ActivityEntry::from_stored(position, &r.text("detail")?).ok_or_else(|| corrupt("detail"))?);
         }
-        Ok(page_of(entries, query.limit))
+        Ok(page_of(entries, *limit))
     }
 }
 
@@ -1019,5 +1013,19 @@ impl LimitStore for DynamoStore {
             }
         }
         Err(StoreError::Unavailable("budget window contended; retry".into()))
+    }
+}
+
+/// A Query of one user's items whose sort key starts with a prefix.
+trait PrefixQuery {
+    fn prefix_of(self, table: &str, user: &UserId, prefix: &str) -> Self;
+}
+
+impl PrefixQuery for aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    fn prefix_of(self, table: &str, user: &UserId, prefix: &str) -> Self {
+        self.table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(format!("USER#{user}")))
+            .expression_attribute_values(":prefix", s(prefix))
     }
 }

@@ -173,26 +173,31 @@ pub type Entry = Lenient<WireModel>;
 #[derive(Debug, Default)]
 pub struct Entries(pub Vec<Entry>);
 
+/// Reads [`Entries`], counting as it goes.
+struct EntriesVisitor;
+
+impl<'de> Visitor<'de> for EntriesVisitor {
+    type Value = Entries;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an array of at most {MAX_MODELS} entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries, A::Error> {
+        // The size hint of a JSON array is unknown: grow as entries come.
+        let mut entries = Vec::new();
+        while let Some(entry) = seq.next_element::<Entry>()? {
+            if entries.len() == MAX_MODELS {
+                return Err(de::Error::custom(format!("more than {MAX_MODELS} entries")));
+            }
+            entries.push(entry);
+        }
+        Ok(Entries(entries))
+    }
+}
+
 impl<'de> Deserialize<'de> for Entries {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "an array of at most {MAX_MODELS} entries")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries, A::Error> {
-                // The size hint of a JSON array is unknown: grow as entries come.
-                let mut entries = Vec::new();
-                while let Some(entry) = seq.next_element::<Entry>()? {
-                    if entries.len() == MAX_MODELS {
-                        return Err(de::Error::custom(format!("more than {MAX_MODELS} entries")));
-                    }
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
         deserializer.deserialize_seq(EntriesVisitor)
     }
 }

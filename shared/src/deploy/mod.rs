@@ -53,13 +53,13 @@ pub enum Grant {
     OpenKeys,
     /// Push to the users' WebSocket connections (`PushToConnectionsPolicy`).
     PushToConnections,
+    /// Publish status changes to the default event bus: `events:PutEvents`
+    /// (inline), `STATUS_EVENTS=eventbridge`.
+    PublishStatusEvents,
     /// Hand the `rejected` usage reports, whose re-check opens the key, to
     /// the named function (which holds [`Grant::OpenKeys`]): invoke it, by
     /// `REPORT_RELAY_FUNCTION`.
     RelayReportsTo(&'static str),
-    /// Publish status changes to the default event bus: `events:PutEvents`
-    /// (inline), `STATUS_EVENTS=eventbridge`.
-    PublishStatusEvents,
 }
 
 /// One Lambda function.
@@ -126,6 +126,23 @@ const VALIDATING: FunctionSpec = FunctionSpec {
     ..BASE
 };
 
+/// What checking a stored key takes: open it, record and push the verdict,
+/// publish a change (the check route and the socket's `check`).
+const CHECKS_STORED_KEYS: &[Grant] = &[
+    Grant::ReadWriteTable,
+    Grant::OpenKeys,
+    Grant::PushToConnections,
+    Grant::PublishStatusEvents,
+];
+
+/// What storing a new key takes: seal it, then as a check (create, update).
+const STORES_NEW_KEYS: &[Grant] = &[
+    Grant::ReadWriteTable,
+    Grant::SealKeys,
+    Grant::PushToConnections,
+    Grant::PublishStatusEvents,
+];
+
 /// Every function, sorted by name.
 pub static FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
@@ -143,12 +160,7 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         name: "credentials-check",
         summary: "POST /api/v1/credentials/{provider}/check - revalidate a stored key",
         trigger: Trigger::Rest(Route::CheckCredential),
-        grants: &[
-            Grant::ReadWriteTable,
-            Grant::OpenKeys,
-            Grant::PushToConnections,
-            Grant::PublishStatusEvents,
-        ],
+        grants: CHECKS_STORED_KEYS,
         ..VALIDATING
     },
     FunctionSpec {
@@ -159,12 +171,7 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
                 measured peak 12.5 MB with an 1800-model catalogue, so 128 MB holds the worst \
                 case several times over. Same for update, check and ws-check.",
         trigger: Trigger::Rest(Route::CreateCredential),
-        grants: &[
-            Grant::ReadWriteTable,
-            Grant::SealKeys,
-            Grant::PushToConnections,
-            Grant::PublishStatusEvents,
-        ],
+        grants: STORES_NEW_KEYS,
         ..VALIDATING
     },
     FunctionSpec {
@@ -250,12 +257,7 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         name: "credentials-update",
         summary: "PUT /api/v1/credentials/{provider} - replace, validate and rediscover a key",
         trigger: Trigger::Rest(Route::UpdateCredential),
-        grants: &[
-            Grant::ReadWriteTable,
-            Grant::SealKeys,
-            Grant::PushToConnections,
-            Grant::PublishStatusEvents,
-        ],
+        grants: STORES_NEW_KEYS,
         ..VALIDATING
     },
     FunctionSpec {
@@ -290,12 +292,7 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
             route_key: "check",
             two_way: true,
         },
-        grants: &[
-            Grant::ReadWriteTable,
-            Grant::OpenKeys,
-            Grant::PushToConnections,
-            Grant::PublishStatusEvents,
-        ],
+        grants: CHECKS_STORED_KEYS,
         ..VALIDATING
     },
     FunctionSpec {

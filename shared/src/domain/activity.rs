@@ -267,21 +267,16 @@ impl ConsumerUses {
     }
 }
 
+// One line a kind: the wire strings at a glance.
 wire_enum! {
     /// The `event` of an entry.
     pub enum ActivityKind {
-        /// A first key was stored (`key_hint`).
-        Set = "set",
-        /// The key was replaced (`key_hint` of the new one).
-        Replaced = "replaced",
-        /// The key was checked (`status`, `reason`, `by`).
-        Checked = "checked",
-        /// A MailMind function obtained the key (`consumer`; at most one entry per consumer per hour).
-        Used = "used",
-        /// A MailMind function reported a refusal (`outcome`, `consumer`).
-        Reported = "reported",
-        /// The credential was deleted.
-        Deleted = "deleted",
+        #[doc = "A first key was stored (`key_hint`)."] Set = "set",
+        #[doc = "The key was replaced (`key_hint` of the new one)."] Replaced = "replaced",
+        #[doc = "The key was checked (`status`, `reason`, `by`)."] Checked = "checked",
+        #[doc = "A MailMind function obtained the key (`consumer`; at most one entry per consumer per hour)."] Used = "used",
+        #[doc = "A MailMind function reported a refusal (`outcome`, `consumer`)."] Reported = "reported",
+        #[doc = "The credential was deleted."] Deleted = "deleted",
     }
 }
 

@@ -39,6 +39,14 @@ pub struct ResolvedKey {
     pub base_url: String,
 }
 
+/// One usage report, as a consumer made it.
+#[derive(Clone, Copy)]
+struct UsageReport<'a> {
+    revision: &'a str,
+    outcome: UsageOutcome,
+    consumer: &'a Consumer,
+}
+
 /// What a usage report did, and the credential's status afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportAnswer {
@@ -144,7 +152,12 @@ impl CredentialService {
         outcome: UsageOutcome,
         consumer: &Consumer,
     ) -> Result<ReportAnswer> {
-        let result = self.report_use(user, provider, revision, outcome, consumer).await;
+        let report = UsageReport {
+            revision,
+            outcome,
+            consumer,
+        };
+        let result = self.report_use(user, provider, report).await;
         let done = match &result {
             Ok(answer) => answer.result.as_str(),
             Err(e) => e.code(),
@@ -165,10 +178,13 @@ impl CredentialService {
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
-        revision: &str,
-        outcome: UsageOutcome,
-        consumer: &Consumer,
+        report: UsageReport<'_>,
     ) -> Result<ReportAnswer> {
+        let UsageReport {
+            revision,
+            outcome,
+            consumer,
+        } = report;
         let Some(existing) = self.store.get(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };

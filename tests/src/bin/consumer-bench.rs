@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailmind_keys::{Calls, KeyClient};
+use mailmind_keys::Calls;
 use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
 use mailmind_tests::bench::{machine, median, ms, p90, write_between_markers};
 use mailmind_tests::fake_providers::FakeProvider;
@@ -66,20 +66,7 @@ async fn main() {
     assert_eq!(create.invoke(event).await.response()["statusCode"], 201);
 
     let config = moto.sdk_config().await;
-    let consumer = || {
-        let lambda = aws_sdk_lambda::config::Builder::from(&config)
-            .endpoint_url(&invoke_api.url)
-            .build();
-        let kms = aws_sdk_kms::config::Builder::from(&config)
-            .endpoint_url(&proxy_url)
-            .build();
-        KeyClient::new(
-            aws_sdk_lambda::Client::from_conf(lambda),
-            aws_sdk_kms::Client::from_conf(kms),
-            "credentials-resolve",
-        )
-        .with_consumer("bench")
-    };
+    let consumer = || invoke_api.consumer(&config, &proxy_url, "bench");
 
     // Each case: (label, a client per round or one for all, its record cache).
     let mut table = format!(

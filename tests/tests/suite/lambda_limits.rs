@@ -86,7 +86,14 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
         // sightings); the `checked` activity entry is a PutItem.
         assert_eq!(
             sorted(proxy.take()),
-            ["Decrypt", "GetItem", "GetItem", "PutItem", "TransactWriteItems", "UpdateItem"]
+            [
+                "Decrypt",
+                "GetItem",
+                "GetItem",
+                "PutItem",
+                "TransactWriteItems",
+                "UpdateItem"
+            ]
         );
     }
     let provider_calls = groq.requests().await.len();

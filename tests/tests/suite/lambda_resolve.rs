@@ -127,6 +127,13 @@ impl Deployment {
         assert_eq!(created["statusCode"], 201, "{created}");
     }
 
+    /// Replaces the user's key through the update function; the new one is valid.
+    async fn replace(&self, user: &str, key: &str) {
+        let event = with_body(rest_event("credentials-update", user), json!({"api_key": key}));
+        let updated = self.rest(&self.update, event).await;
+        assert_eq!(updated["status"], "valid", "{updated}");
+    }
+
     async fn rest(&self, process: &LambdaProcess, event: Value) -> Value {
         let answer = process.invoke(event).await.response();
         serde_json::from_str(answer["body"].as_str().unwrap_or("null")).unwrap()
@@ -169,18 +176,7 @@ impl Deployment {
     /// KMS on moto (through the counting proxy).
     async fn consumer(&self) -> KeyClient {
         let config = moto().sdk_config().await;
-        let lambda = aws_sdk_lambda::config::Builder::from(&config)
-            .endpoint_url(&self.invoke_api.url)
-            .build();
-        let kms = aws_sdk_kms::config::Builder::from(&config)
-            .endpoint_url(&self.proxy_url)
-            .build();
-        KeyClient::new(
-            aws_sdk_lambda::Client::from_conf(lambda),
-            aws_sdk_kms::Client::from_conf(kms),
-            "credentials-resolve",
-        )
-        .with_consumer("digest")
+        self.invoke_api.consumer(&config, &self.proxy_url, "digest")
     }
 }
 
@@ -275,13 +271,7 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     assert_eq!(d.proxy.take(), Vec::<String>::new());
 
     // A replaced key is a new revision and a new data key: unwrapped afresh, never the old one.
-    let updated = d
-        .rest(
-            &d.update,
-            with_body(rest_event("credentials-update", USER), json!({"api_key": GROQ_KEY_2})),
-        )
-        .await;
-    assert_eq!(updated["status"], "valid", "{updated}");
+    d.replace(USER, GROQ_KEY_2).await;
     d.proxy.take();
     let replaced = keys.resolve(USER, "groq").await.unwrap();
     assert_eq!(replaced.api_key.expose_secret(), GROQ_KEY_2);
@@ -432,7 +422,15 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     // the key; the `reported` and `checked` activity entries are PutItems.
     assert_eq!(
         d.proxy.take(),
-        ["GetItem", "PutItem", "UpdateItem", "Query", "Decrypt", "TransactWriteItems", "PutItem"]
+        [
+            "GetItem",
+            "PutItem",
+            "UpdateItem",
+            "Query",
+            "Decrypt",
+            "TransactWriteItems",
+            "PutItem"
+        ]
     );
     assert!(d.revalidate.logs().contains("key usage reported"));
     assert_eq!(
@@ -475,13 +473,7 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     assert_eq!(d.pushes_to("conn-user").await.len(), 4);
 
     // A PUT replaces the key: a report about the old revision is stale.
-    let updated = d
-        .rest(
-            &d.update,
-            with_body(rest_event("credentials-update", USER), json!({"api_key": GROQ_KEY_2})),
-        )
-        .await;
-    assert_eq!(updated["status"], "valid", "{updated}");
+    d.replace(USER, GROQ_KEY_2).await;
     let calls = d.groq.requests().await.len();
     let stale = d.report(USER, &revision, "rejected").await;
     assert_eq!(stale, json!({"ok": true, "result": "stale", "status": "valid"}));

@@ -510,12 +510,6 @@ async fn boto3_decrypts_through_the_local_kms_with_the_credentials_file() {
     let keyring = LocalKeyring::open_or_create(&s.data_dir.join(mailmind::state::local::MASTER_KEY_FILE)).unwrap();
     let context = EncryptionContext::new(&UserId::parse("alice").unwrap(), provider::find("groq").unwrap());
     let data_key = keyring.generate_data_key(&context).await.unwrap();
-    let python = mailmind_tests::repo_root().join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run ./scripts/venv.sh",
-        python.display()
-    );
     let script = r#"
 import sys, boto3
 kms = boto3.client("kms")
@@ -534,23 +528,7 @@ print(out["Plaintext"].hex(), wrong)
         .into_iter()
         .filter(|(name, _)| name != "AWS_ACCESS_KEY_ID" && name != "AWS_SECRET_ACCESS_KEY");
     let wrapped_hex: String = data_key.wrapped.iter().map(|b| format!("{b:02x}")).collect();
-    let output = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(&wrapped_hex)
-        .arg(&data_key.key_id)
-        .env_clear()
-        .envs(env)
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = mailmind_tests::run_venv_python(script, &[&wrapped_hex, &data_key.key_id], env).await;
     let expected: String = data_key.plaintext.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(stdout.trim(), format!("{expected} InvalidCiphertextException"));
 }

@@ -72,10 +72,10 @@ impl ActivityStore for Counting {
     async fn activity(
         &self,
         user: &UserId,
-        provider: &ProviderSpec,
-        query: &ActivityQuery,
+        of: &ProviderSpec,
+        page: &ActivityQuery,
     ) -> Result<ActivityPage, StoreError> {
-        self.inner.activity(user, provider, query).await
+        self.inner.activity(user, of, page).await
     }
 }
 

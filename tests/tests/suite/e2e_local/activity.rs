@@ -53,12 +53,12 @@ async fn the_history_shows_every_event_newest_first_to_its_owner_only() {
         .await;
     assert_eq!(checked.status, 200, "{}", checked.text);
     let resolve = json!({"action": "resolve", "user_id": "alice", "provider": "groq", "consumer": "digest"});
-    let key = invoke(&s, resolve.clone()).await;
+    let key = invoke(s, resolve.clone()).await;
     assert_eq!(key["ok"], true, "{key}");
-    assert_eq!(invoke(&s, resolve).await["ok"], true);
+    assert_eq!(invoke(s, resolve).await["ok"], true);
     let report = json!({"action": "report", "user_id": "alice", "provider": "groq",
                         "key_revision": key["key_revision"], "outcome": "rejected", "consumer": "digest"});
-    assert_eq!(invoke(&s, report).await["result"], "rechecked");
+    assert_eq!(invoke(s, report).await["result"], "rechecked");
     assert_eq!(
         s.call_as("alice", "DELETE", "/api/v1/credentials/groq/", None)
             .await
@@ -151,30 +151,17 @@ async fn a_bad_limit_or_cursor_is_an_invalid_request() {
         "cursor=",
         "cursor=MjAyNi0xMS0yNFQxOTowMDowMC4wMDBaI3p6",
     ] {
-        let answer = s
-            .call_as(
-                "alice",
-                "GET",
-                &format!("/api/v1/credentials/groq/activity?{query}"),
-                None,
-            )
-            .await;
-        assert_error(&answer, 400, "invalid_request");
+        let path = format!("/api/v1/credentials/groq/activity?{query}");
+        assert_error(&s.call_as("alice", "GET", &path, None).await, 400, "invalid_request");
     }
     for query in ["limit=1", "limit=100", "limit=50"] {
-        let answer = s
-            .call_as(
-                "alice",
-                "GET",
-                &format!("/api/v1/credentials/groq/activity?{query}"),
-                None,
-            )
-            .await;
+        let path = format!("/api/v1/credentials/groq/activity?{query}");
+        let answer = s.call_as("alice", "GET", &path, None).await;
         assert_eq!(answer.status, 200, "{query}: {}", answer.text);
     }
     // An invalid consumer name is refused like any bad field.
     let answer = invoke(
-        &s,
+        s,
         json!({"action": "resolve", "user_id": "alice", "provider": "groq", "consumer": ""}),
     )
     .await;

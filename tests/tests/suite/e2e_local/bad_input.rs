@@ -13,17 +13,7 @@ async fn raw(s: &LocalServer, method: &str, path: &str, headers: &[(&str, String
     if let Some(body) = body {
         request = request.body(body);
     }
-    let response = request.send().await.expect("an answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        text,
-        json,
-    }
+    Answer::read(request.send().await.expect("an answer")).await
 }
 
 #[tokio::test]

@@ -31,28 +31,8 @@ fn consumer_python() -> String {
 /// Runs the Python code of docs/CONSUMERS.md plus `driver` with the project
 /// venv's Python, against `server` with its access key; its stdout as JSON.
 async fn run_python(server: &LocalServer, driver: &str) -> Value {
-    let python = repo_root().join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run ./scripts/venv.sh",
-        python.display()
-    );
     let script = format!("{}\n{driver}", consumer_python());
-    let output = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .env_clear()
-        .envs(server.aws_env())
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "python failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = mailmind_tests::run_venv_python(&script, &[], server.aws_env()).await;
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
