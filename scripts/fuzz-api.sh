@@ -63,7 +63,7 @@ status=0
 # One worker: CPython 3.11's ast.parse is not thread-safe (hypothesis parses
 # lambdas' sources while describing strategies), and two workers crashed a CI
 # run with "AST constructor recursion depth mismatch". The run takes seconds.
-(cd "$work" && "$venv/bin/schemathesis" run "$root/docs/openapi.json" \
+(cd "$work" && "$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" run "$root/docs/openapi.json" \
     --url "$base_url" \
     --header "Authorization: Bearer $token" \
     --checks all \
