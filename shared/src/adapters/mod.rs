@@ -6,6 +6,7 @@ pub mod aws_errors;
 pub mod credential_record;
 #[cfg(feature = "aws")]
 pub mod dynamo_store;
+pub mod egress;
 #[cfg(feature = "aws")]
 pub mod kms_keyring;
 #[cfg(feature = "aws")]
