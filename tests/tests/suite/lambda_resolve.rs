@@ -180,6 +180,11 @@ impl Deployment {
     }
 }
 
+/// What a consumer's client counted: invokes and KMS decrypts.
+fn calls(invokes: u64, kms_decrypts: u64) -> Calls {
+    Calls { invokes, kms_decrypts }
+}
+
 fn statuses(pushes: &[Value]) -> Vec<&str> {
     pushes.iter().map(|m| m["data"]["status"].as_str().unwrap()).collect()
 }
@@ -228,26 +233,14 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
         ("valid", revision.as_str())
     );
     assert_eq!(key.base_url, d.groq.base_url());
-    assert_eq!(
-        keys.calls(),
-        Calls {
-            invokes: 1,
-            kms_decrypts: 1
-        }
-    );
+    assert_eq!(keys.calls(), calls(1, 1));
     // The function reads and, this consumer's first use of the hour, records it.
     assert_eq!(d.proxy.take(), ["GetItem", "TransactWriteItems", "Decrypt"]);
 
     // Warm: one invoke (one read), no KMS call; the use within the hour is not rewritten.
     let warm = keys.resolve(USER, "groq").await.unwrap();
     assert_eq!(warm.api_key.expose_secret(), GROQ_KEY);
-    assert_eq!(
-        keys.calls(),
-        Calls {
-            invokes: 2,
-            kms_decrypts: 1
-        }
-    );
+    assert_eq!(keys.calls(), calls(2, 1));
     assert_eq!(d.proxy.take(), ["GetItem"], "one DynamoDB read, no KMS call");
     assert_eq!(
         d.status(USER).await["last_used_at"],
@@ -261,13 +254,7 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     d.proxy.take();
     let again = cached.resolve(USER, "groq").await.unwrap();
     assert_eq!(again.api_key.expose_secret(), GROQ_KEY);
-    assert_eq!(
-        cached.calls(),
-        Calls {
-            invokes: 1,
-            kms_decrypts: 1
-        }
-    );
+    assert_eq!(cached.calls(), calls(1, 1));
     assert_eq!(d.proxy.take(), Vec::<String>::new());
 
     // A replaced key is a new revision and a new data key: unwrapped afresh, never the old one.
@@ -276,13 +263,7 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     let replaced = keys.resolve(USER, "groq").await.unwrap();
     assert_eq!(replaced.api_key.expose_secret(), GROQ_KEY_2);
     assert_ne!(replaced.key_revision, revision);
-    assert_eq!(
-        keys.calls(),
-        Calls {
-            invokes: 3,
-            kms_decrypts: 2
-        }
-    );
+    assert_eq!(keys.calls(), calls(3, 2));
     assert_eq!(d.proxy.take(), ["GetItem", "Decrypt"]);
     // The record cache drops its record when told the revision changed.
     cached

@@ -90,6 +90,16 @@ macro_rules! client {
     }};
 }
 
+/// A wrong signer's call: 403, with the error type and message word of `kind`.
+fn assert_refused<E: ProvideErrorMetadata + std::fmt::Debug>(
+    error: &aws_sdk_lambda::error::SdkError<E, aws_sdk_lambda::config::http::HttpResponse>,
+    (code, word): (&str, &str),
+) {
+    assert_eq!(error.raw_response().unwrap().status().as_u16(), 403, "{error:?}");
+    assert_eq!(error.code(), Some(code), "{error:?}");
+    assert!(error.message().is_some_and(|m| m.contains(word)), "{error:?}");
+}
+
 /// The ways of getting it wrong an SDK client can be made to take: a wrong
 /// secret, an unknown key id, a signature 20 minutes old; and the error type
 /// each gets, with a word of its message.
@@ -286,9 +296,7 @@ async fn the_invoke_door_takes_only_the_local_access_key() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(error.raw_response().unwrap().status().as_u16(), 403);
-        assert_eq!(error.code(), Some(kind.0), "{error:?}");
-        assert!(error.message().is_some_and(|m| m.contains(kind.1)), "{error:?}");
+        assert_refused(&error, kind);
     }
 }
 
@@ -320,9 +328,7 @@ async fn the_connections_door_takes_only_the_local_access_key() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(error.raw_response().unwrap().status().as_u16(), 403);
-        assert_eq!(error.code(), Some(kind.0), "{error:?}");
-        assert!(error.message().is_some_and(|m| m.contains(kind.1)), "{error:?}");
+        assert_refused(&error, kind);
     }
 }
 
@@ -402,9 +408,7 @@ async fn kms_decrypt_opens_what_the_local_keyring_wrapped_for_the_key_only() {
         let error = decrypt(&wrong, &data_key.wrapped, "alice", &data_key.key_id)
             .await
             .unwrap_err();
-        assert_eq!(error.raw_response().unwrap().status().as_u16(), 403);
-        assert_eq!(error.code(), Some(kind.0), "{error:?}");
-        assert!(error.message().is_some_and(|m| m.contains(kind.1)), "{error:?}");
+        assert_refused(&error, kind);
     }
 
     // Other operations and malformed input, with the key as a bearer token.
