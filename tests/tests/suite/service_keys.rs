@@ -230,7 +230,10 @@ async fn a_steady_state_resolve_writes_nothing() {
             "steady state: one read, no write"
         );
     }
-    // Another consumer's first use in the hour: one write again.
+    // Another consumer's first use in the hour: one write again. Entries are
+    // timed to the millisecond (ties are in no set order), so it comes a
+    // millisecond or two later, to be the newest.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     service.resolve(&user, groq, &consumer("reply")).await.unwrap();
     assert_eq!(store.counts(), (reads + 6, uses + 2, writes));
     let used: Vec<ActivityEvent> = events(&service, &user, groq)
