@@ -42,6 +42,9 @@ print(" ".join(doc["paths"]["/api/v1/credentials/{provider}"]["get"]["parameters
     export "PROVIDER_BASE_URL_${id^^}=http://127.0.0.1:9"
 done
 
+# User endpoints (openai_compatible, azure_openai) only at a loopback literal:
+# a fuzzed https://some.host/ is refused before any name lookup or connection.
+export ENDPOINT_ALLOWED_HOSTS=127.0.0.1
 token=$("$server_bin" --token fuzzer)
 : >"$work/server.out"
 # No per-user validation budget: otherwise most creates, updates and checks

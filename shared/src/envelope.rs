@@ -9,18 +9,18 @@ use crate::domain::{ApiKey, SealedKey};
 use crate::ports::{EncryptionContext, Keyring, KeyringError, WrappedKey};
 
 /// Canonical bytes of `context` for AES-GCM associated data:
-/// `{"app":..,"provider":..,"user":..}`. Written out by hand in a fixed order
-/// (not via a JSON map, whose key order depends on serde_json features):
-/// stored ciphertexts depend on these exact bytes.
+/// `{"app":..,"provider":..,"user":..}` (with `"endpoint":..` after `app`
+/// where there is one). Written out pair by pair in the sorted order of
+/// [`EncryptionContext::pairs`] (not via a JSON map, whose key order depends
+/// on serde_json features): stored ciphertexts depend on these exact bytes.
 pub fn aad(context: &EncryptionContext) -> Vec<u8> {
     let quoted = |s: &str| serde_json::Value::from(s).to_string();
-    format!(
-        "{{\"app\":{},\"provider\":{},\"user\":{}}}",
-        quoted(EncryptionContext::APP),
-        quoted(context.provider.id),
-        quoted(context.user.as_str())
-    )
-    .into_bytes()
+    let fields: Vec<String> = context
+        .pairs()
+        .into_iter()
+        .map(|(name, value)| format!("{}:{}", quoted(name), quoted(value)))
+        .collect();
+    format!("{{{}}}", fields.join(",")).into_bytes()
 }
 
 /// The only format so far: AES-256-GCM, 96-bit random nonce, tag appended.
@@ -150,5 +150,15 @@ mod tests {
             String::from_utf8(aad(&posing)).unwrap(),
             r#"{"app":"mailmind","provider":"groq","user":"a\",\"provider\":\"openai"}"#
         );
+        // A user's endpoint is bound too: the same key at another URL is another context.
+        let at = |url: &str| {
+            EncryptionContext::new(&user("user-a"), provider("openai_compatible"))
+                .at(Some(&crate::domain::endpoint::Endpoint::accepted(url.to_owned())))
+        };
+        assert_eq!(
+            String::from_utf8(aad(&at("https://llm.example.com/v1"))).unwrap(),
+            r#"{"app":"mailmind","endpoint":"https://llm.example.com/v1","provider":"openai_compatible","user":"user-a"}"#
+        );
+        assert_ne!(aad(&at("https://llm.example.com/v1")), aad(&at("https://evil.example/v1")));
     }
 }

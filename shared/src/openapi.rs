@@ -37,6 +37,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Ref, RefOr, Required, Schema, ServerBuilder, Tag};
 
 use crate::domain::activity::{ActivityEntryView, ActivityKind, ActivityPageView, CheckedBy};
+use crate::domain::endpoint::MAX_ENDPOINT_BYTES;
 use crate::domain::api_key::MAX_KEY_BYTES;
 use crate::domain::provider::{self, PROVIDERS};
 use crate::domain::{CredentialStatus, CredentialView, ErrorReason, ModelInfo, ModelView, UsageOutcome};
@@ -59,6 +60,9 @@ struct CreateCredentialRequest {
     /// The key; see [`api_key_schema`].
     #[schema(schema_with = api_key_schema)]
     api_key: String,
+    /// See [`base_url_schema`].
+    #[schema(schema_with = base_url_schema)]
+    base_url: Option<String>,
 }
 
 /// `PUT /credentials/{provider}/`'s body (described only, as above). The
@@ -70,6 +74,9 @@ struct UpdateCredentialRequest {
     /// The new key; see [`api_key_schema`].
     #[schema(schema_with = api_key_schema)]
     api_key: String,
+    /// See [`base_url_schema`]; left out, the stored endpoint stays.
+    #[schema(schema_with = base_url_schema)]
+    base_url: Option<String>,
 }
 
 /// The document schemas the derive collects (with what they refer to).
@@ -124,6 +131,27 @@ fn api_key_schema() -> Schema {
         )))
         // Provider-neutral, so the example is valid under every provider.
         .examples(["key-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH9xQa"])
+        .build()
+        .into()
+}
+
+/// A key's own endpoint (`BaseUrl::PerKey` providers only).
+fn base_url_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+        .max_length(Some(MAX_ENDPOINT_BYTES))
+        .description(Some(format!(
+            "The key's own endpoint, for {} only (any other provider answers `400 invalid_request`; \
+             required on create, and a replacement without it keeps the stored one). An `https` URL \
+             without user name, query or fragment, on port 443 unless the operator allows more; \
+             its host must not be or resolve to a loopback, private, carrier-grade NAT, link-local, \
+             unique-local, multicast or reserved address. Otherwise `400 endpoint_not_allowed`, \
+             saying why. `openai_compatible` keys may then be blank or left out, for a server \
+             that needs none (a rule across fields, so not in the `api_key` schema).",
+            crate::domain::provider::per_key_endpoint_ids()
+        )))
+        .examples(["https://llm.example.com/v1"])
         .build()
         .into()
 }
@@ -419,6 +447,12 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
         "Groq rejected this API key: it is not valid. Nothing was stored.",
     );
     let mismatch = ApiError::new(400, "key_provider_mismatch", "This looks like an Anthropic key.");
+    let endpoint_refused = ApiError::from(crate::service::ServiceError::EndpointNotAllowed(
+        crate::domain::endpoint::EndpointRefusal::ResolvesTo {
+            host: "llm.internal.example".into(),
+            reason: "a private address",
+        },
+    ));
     let too_many = ApiError {
         retry_after_secs: Some(42),
         ..ApiError::new(
@@ -461,6 +495,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                         invalid.clone(),
                         ApiError::unknown_provider(400, "gpt"),
                         mismatch.clone(),
+                        endpoint_refused.clone(),
                     ],
                 ),
                 (
@@ -488,7 +523,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             )],
             Some("UpdateCredentialRequest"),
             vec![
-                ("400", vec![invalid.clone(), mismatch]),
+                ("400", vec![invalid.clone(), mismatch, endpoint_refused]),
                 ("404", vec![unknown_in_path.clone(), not_found.clone()]),
                 ("422", vec![rejected]),
                 ("429", vec![too_many.clone()]),

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
+use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery, ConsumerUses};
 use crate::domain::{
     ApiKey, CheckOutcome, CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
@@ -269,14 +270,19 @@ pub trait ConnectionStore: Send + Sync {
     async fn connections(&self, user: &UserId) -> Result<Vec<String>, StoreError>;
 }
 
-/// Binds a sealed key to its owner and provider: the KMS encryption context,
-/// and (in the byte form `envelope` gives it) the AES-GCM associated data.
+/// Binds a sealed key to its owner and provider, and to its endpoint where
+/// the user gave one: the KMS encryption context, and (in the byte form
+/// `envelope` gives it) the AES-GCM associated data. A stored endpoint
+/// changed behind the service's back makes the key unopenable, so nobody can
+/// redirect a key by writing to the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptionContext {
     /// The owner.
     pub user: UserId,
     /// The provider (its id is what the context says).
     pub provider: &'static ProviderSpec,
+    /// The user's endpoint, for a provider without a fixed one.
+    pub endpoint: Option<crate::domain::endpoint::Endpoint>,
 }
 
 impl EncryptionContext {
@@ -288,28 +294,50 @@ impl EncryptionContext {
         EncryptionContext {
             user: user.clone(),
             provider,
+            endpoint: None,
+        }
+    }
+
+    /// The context `credential`'s key was sealed under.
+    pub fn of(credential: &StoredCredential) -> EncryptionContext {
+        EncryptionContext::new(&credential.user_id, credential.provider).at(credential.endpoint.as_ref())
+    }
+
+    /// The context of a key that lives at `endpoint` (`None` for a provider with a fixed one).
+    pub fn at(self, endpoint: Option<&crate::domain::endpoint::Endpoint>) -> EncryptionContext {
+        EncryptionContext {
+            endpoint: endpoint.cloned(),
+            ..self
         }
     }
 
     /// The context a KMS `EncryptionContext` map names: exactly `app`
-    /// (`mailmind`), `user` (a valid user id) and `provider` (a known
-    /// provider); `None` for anything else (missing, extra or invalid entries).
+    /// (`mailmind`), `user` (a valid user id), `provider` (a known provider)
+    /// and, for a provider whose keys name their endpoint, `endpoint`;
+    /// `None` for anything else (missing, extra or invalid entries).
     pub fn from_pairs(pairs: &std::collections::HashMap<String, String>) -> Option<EncryptionContext> {
-        if pairs.len() != 3 || pairs.get("app").map(String::as_str) != Some(Self::APP) {
+        if pairs.get("app").map(String::as_str) != Some(Self::APP) {
             return None;
         }
         let user = UserId::parse(pairs.get("user")?)?;
         let provider = crate::domain::provider::find(pairs.get("provider")?)?;
-        Some(EncryptionContext::new(&user, provider))
+        let endpoint = match (provider.endpoint_per_key(), pairs.get("endpoint")) {
+            (true, Some(url)) => Some(crate::domain::endpoint::Endpoint::accepted(url.clone())),
+            (false, None) => None,
+            _ => return None,
+        };
+        let context = EncryptionContext::new(&user, provider).at(endpoint.as_ref());
+        (pairs.len() == context.pairs().len()).then_some(context)
     }
 
     /// The context as key/value pairs, sorted by key (KMS `EncryptionContext`).
-    pub fn pairs(&self) -> [(&'static str, &str); 3] {
-        [
-            ("app", Self::APP),
-            ("provider", self.provider.id),
-            ("user", self.user.as_str()),
-        ]
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let mut pairs = vec![("app", Self::APP)];
+        if let Some(endpoint) = &self.endpoint {
+            pairs.push(("endpoint", endpoint.as_str()));
+        }
+        pairs.extend([("provider", self.provider.id), ("user", self.user.as_str())]);
+        pairs
     }
 }
 
@@ -376,23 +404,34 @@ pub trait Keyring: Send + Sync {
 #[async_trait]
 pub trait ProviderClient: Send + Sync {
     /// Never fails: every failure is a classified [`CheckOutcome::Failed`].
-    async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome;
+    /// `endpoint` is the key's own, for a provider whose keys name one.
+    async fn check(&self, provider: &'static ProviderSpec, endpoint: Option<&Endpoint>, key: &ApiKey) -> CheckOutcome;
 
     /// [`check`](Self::check), with the key's credit where the provider
     /// tells it (OpenRouter's key endpoint); `None` elsewhere.
     async fn check_with_quota(
         &self,
         provider: &'static ProviderSpec,
+        endpoint: Option<&Endpoint>,
         key: &ApiKey,
     ) -> (CheckOutcome, Option<crate::domain::quota::Quota>) {
-        (self.check(provider, key).await, None)
+        (self.check(provider, endpoint, key).await, None)
     }
 
     /// The root of `provider`'s API this client talks to (its
     /// `PROVIDER_BASE_URL_<ID>` override, else the production URL), which is
-    /// also where a key from this service is meant to be used.
+    /// also where a key from this service is meant to be used; empty for a
+    /// provider whose keys name their own.
     fn base_url(&self, provider: &'static ProviderSpec) -> String {
-        provider.default_base_url.to_owned()
+        provider.default_base_url().unwrap_or_default().to_owned()
+    }
+
+    /// The endpoint a user gave, if this deployment may call it (the egress
+    /// guard: scheme, port, and every address its host resolves to), or why
+    /// not. A client that calls no user-given endpoint refuses them all.
+    async fn admit_endpoint(&self, given: &str) -> Result<Endpoint, EndpointRefusal> {
+        let _ = given;
+        Err(EndpointRefusal::NotCalled)
     }
 }
 
@@ -451,13 +490,29 @@ mod tests {
     }
 
     #[test]
-    fn an_encryption_context_comes_only_from_exactly_its_three_pairs() {
+    fn an_encryption_context_comes_only_from_exactly_its_pairs() {
         let context =
             EncryptionContext::from_pairs(&pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "groq")]))
                 .unwrap();
         assert_eq!(
             context.pairs(),
             [("app", "mailmind"), ("provider", "groq"), ("user", "alice")]
+        );
+        let at_endpoint = EncryptionContext::from_pairs(&pairs(&[
+            ("app", "mailmind"),
+            ("user", "alice"),
+            ("provider", "openai_compatible"),
+            ("endpoint", "https://llm.example.com/v1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            at_endpoint.pairs(),
+            [
+                ("app", "mailmind"),
+                ("endpoint", "https://llm.example.com/v1"),
+                ("provider", "openai_compatible"),
+                ("user", "alice")
+            ]
         );
         for bad in [
             pairs(&[("app", "other"), ("user", "alice"), ("provider", "groq")]),
@@ -466,6 +521,9 @@ mod tests {
             pairs(&[("app", "mailmind"), ("user", "alice")]),
             pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "groq"), ("x", "y")]),
             pairs(&[("app", "mailmind"), ("usr", "alice"), ("provider", "groq")]),
+            // An endpoint only with a provider whose keys name one, and always with it.
+            pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "groq"), ("endpoint", "https://a.example")]),
+            pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "openai_compatible")]),
         ] {
             assert!(EncryptionContext::from_pairs(&bad).is_none(), "{bad:?}");
         }

@@ -13,6 +13,7 @@ use chrono::Utc;
 
 use crate::audit::{self, AuditAction, AuditedOutcome};
 use crate::domain::activity::{ActivityEvent, CheckedBy};
+use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::key_prefix;
 use crate::domain::model::{ListChange, carry_history};
 use crate::domain::provider::PROVIDERS;
@@ -71,6 +72,9 @@ pub enum ServiceError {
     /// under the wrong provider. Refused before any network call.
     #[error("the key carries a {} key prefix", .0.id)]
     KeyProviderMismatch(&'static ProviderSpec),
+    /// The endpoint a user gave is not one this deployment may call.
+    #[error("endpoint refused: {0}")]
+    EndpointNotAllowed(EndpointRefusal),
     /// Storage or key service failed in a way that is safe to retry.
     #[error("{0}")]
     Unavailable(String),
@@ -88,6 +92,7 @@ impl ServiceError {
             ServiceError::CredentialNotFound(_) => "credential_not_found",
             ServiceError::KeyRejected(_) => "key_rejected",
             ServiceError::KeyProviderMismatch(_) => "key_provider_mismatch",
+            ServiceError::EndpointNotAllowed(_) => "endpoint_not_allowed",
             ServiceError::Unavailable(_) => "service_unavailable",
             ServiceError::TooManyRequests { .. } => "too_many_requests",
             ServiceError::TooManyConnections(_) => "too_many_connections",
@@ -149,6 +154,22 @@ impl KeyWrite {
 }
 
 /// A new key, sealed and checked, ready to be stored.
+/// A key as a user gives it: the key, and for a provider whose keys name
+/// their endpoint, that endpoint (required on create; a replacement without
+/// one keeps the stored endpoint).
+pub struct KeyInput {
+    /// The key.
+    pub key: ApiKey,
+    /// The endpoint as given, not yet guarded.
+    pub base_url: Option<String>,
+}
+
+impl From<ApiKey> for KeyInput {
+    fn from(key: ApiKey) -> KeyInput {
+        KeyInput { key, base_url: None }
+    }
+}
+
 struct NewKey {
     sealed: SealedKey,
     key_hint: String,
@@ -230,7 +251,7 @@ impl CredentialService {
 
     /// Stores a new key once the provider has had its say (see the module
     /// comment). Writes an audit line ([`crate::audit`]) whatever the outcome.
-    pub async fn create(&self, user: &UserId, provider: &'static ProviderSpec, key: ApiKey) -> Result<CredentialView> {
+    pub async fn create(&self, user: &UserId, provider: &'static ProviderSpec, key: KeyInput) -> Result<CredentialView> {
         let result = self.put_key(user, provider, key, KeyWrite::Create).await;
         audit::record_result(user, AuditAction::Create, provider, &result);
         result
@@ -238,7 +259,7 @@ impl CredentialService {
 
     /// Replaces a stored key; a rejected new key leaves the old one untouched.
     /// Writes an audit line ([`crate::audit`]) whatever the outcome.
-    pub async fn update(&self, user: &UserId, provider: &'static ProviderSpec, key: ApiKey) -> Result<CredentialView> {
+    pub async fn update(&self, user: &UserId, provider: &'static ProviderSpec, key: KeyInput) -> Result<CredentialView> {
         let result = self.put_key(user, provider, key, KeyWrite::Update).await;
         audit::record_result(user, AuditAction::Update, provider, &result);
         result
@@ -250,7 +271,7 @@ impl CredentialService {
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
-        key: ApiKey,
+        KeyInput { key, base_url }: KeyInput,
         write: KeyWrite,
     ) -> Result<CredentialView> {
         refuse_foreign_key(provider, &key)?;
@@ -263,6 +284,21 @@ impl CredentialService {
             (KeyWrite::Update, None) => return Err(ServiceError::CredentialNotFound(provider)),
             (_, existing) => existing,
         };
+        // A new endpoint is guarded before anything is sealed or counted; a
+        // replaced key keeps its endpoint unless another is given.
+        let endpoint = match (provider.endpoint_per_key(), base_url) {
+            (false, _) => None,
+            (true, Some(given)) => Some(
+                self.providers
+                    .admit_endpoint(&given)
+                    .await
+                    .map_err(ServiceError::EndpointNotAllowed)?,
+            ),
+            (true, None) => existing.as_ref().and_then(|old| old.endpoint.clone()),
+        };
+        if provider.endpoint_per_key() && endpoint.is_none() {
+            return Err(ServiceError::EndpointNotAllowed(EndpointRefusal::NotAUrl));
+        }
         self.admit_validation(user).await?;
         // A rejected key ends here: an old key stays exactly as it was.
         let NewKey {
@@ -271,7 +307,7 @@ impl CredentialService {
             check,
             models,
             mut audience,
-        } = self.seal_and_check(user, provider, &key, audience).await?;
+        } = self.seal_and_check(user, provider, endpoint.as_ref(), &key, audience).await?;
         let now = check.checked_at.unwrap_or_else(Utc::now);
         // Only a discovery reads the old list (for the models' history); no
         // verdict just leaves the list empty.
@@ -285,6 +321,7 @@ impl CredentialService {
             provider,
             sealed,
             key_hint,
+            endpoint,
             check,
             models_count: models.len() as u32,
             revision: crate::ids::random_hex(16),
@@ -361,14 +398,14 @@ impl CredentialService {
         audience: Audience,
         by: CheckedBy,
     ) -> Result<CredentialView> {
-        let context = EncryptionContext::new(user, provider);
+        let context = EncryptionContext::of(&existing);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
             .inspect_err(|e| {
                 tracing::error!(provider = provider.id, error = %e, "stored key does not open");
                 audit::record_if_tampered(user, AuditAction::Check, provider, e);
             })?;
-        let (outcome, quota, audience) = self.validate(provider, &key, audience).await;
+        let (outcome, quota, audience) = self.validate(provider, existing.endpoint.as_ref(), &key, audience).await;
         drop(key);
         self.record_outcome(user, provider, existing, (outcome, quota), audience, by)
             .await
@@ -490,12 +527,13 @@ impl CredentialService {
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
+        endpoint: Option<&Endpoint>,
         key: &ApiKey,
         audience: Audience,
     ) -> Result<NewKey> {
-        let context = EncryptionContext::new(user, provider);
+        let context = EncryptionContext::new(user, provider).at(endpoint);
         let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
-        let (outcome, quota, mut audience) = self.validate(provider, key, audience).await;
+        let (outcome, quota, mut audience) = self.validate(provider, endpoint, key, audience).await;
         let check = CheckState {
             quota,
             ..CheckState::from_outcome(&outcome, Utc::now())
@@ -521,13 +559,14 @@ impl CredentialService {
     async fn validate(
         &self,
         provider: &'static ProviderSpec,
+        endpoint: Option<&Endpoint>,
         key: &ApiKey,
         mut audience: Audience,
     ) -> (CheckOutcome, Option<Quota>, Audience) {
         let checking = StatusEvent::checking(provider).to_message();
         let ((), (outcome, quota)) = tokio::join!(
             self.notifier.push(&mut audience, &checking),
-            self.ask_provider(provider, key)
+            self.ask_provider(provider, endpoint, key)
         );
         (outcome, quota, audience)
     }
@@ -535,9 +574,14 @@ impl CredentialService {
     /// Asks the provider about a key (with its credit where the provider
     /// tells it). Every provider check of the service, user's or background,
     /// goes through here: the one place it is counted.
-    async fn ask_provider(&self, provider: &'static ProviderSpec, key: &ApiKey) -> (CheckOutcome, Option<Quota>) {
+    async fn ask_provider(
+        &self,
+        provider: &'static ProviderSpec,
+        endpoint: Option<&Endpoint>,
+        key: &ApiKey,
+    ) -> (CheckOutcome, Option<Quota>) {
         let started = std::time::Instant::now();
-        let check = self.providers.check_with_quota(provider, key);
+        let check = self.providers.check_with_quota(provider, endpoint, key);
         // The check gets what the request's deadline leaves it (`crate::deadline`).
         let (outcome, quota) = match crate::deadline::provider_budget() {
             Some(budget) => tokio::time::timeout(budget, check).await.unwrap_or((

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::adapters::notifier::NoNotifier;
 use crate::adapters::providers::{HttpProviderClient, PlainHttp, ProviderClientConfig};
 use crate::config::{ConfigError, Limits};
+use crate::domain::endpoint::Endpoint;
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use crate::ports::{
     ActivityStore, ConnectionStore, CredentialStore, DataKey, EncryptionContext, Keyring, KeyringError, LimitStore,
@@ -146,7 +147,7 @@ impl Keyring for Unconfigured {
 
 #[async_trait::async_trait]
 impl ProviderClient for Unconfigured {
-    async fn check(&self, provider: &'static ProviderSpec, _: &ApiKey) -> CheckOutcome {
+    async fn check(&self, provider: &'static ProviderSpec, _: Option<&Endpoint>, _: &ApiKey) -> CheckOutcome {
         tracing::error!(
             provider = provider.id,
             "this function has no provider client configured"

@@ -43,6 +43,14 @@ impl FakeProvider {
         self.server.uri()
     }
 
+    /// The key's own endpoint that points the service here, for a provider
+    /// whose keys name one (`None` for the others, which take [`env`](Self::env)).
+    pub fn endpoint(&self) -> Option<mailmind::domain::endpoint::Endpoint> {
+        self.spec()
+            .endpoint_per_key()
+            .then(|| mailmind::domain::endpoint::Endpoint::accepted(self.base_url()))
+    }
+
     /// The `PROVIDER_BASE_URL_<ID>` setting that points the service here.
     pub fn env(&self) -> (String, String) {
         (
@@ -534,6 +542,57 @@ pub static BEHAVIOURS: &[Behaviour] = &[
         unavailable: (
             503,
             r#"{"error": {"message": "Service Unavailable", "type": "internal_server_error"}}"#,
+        ),
+        key_info: None,
+    },
+    // Azure OpenAI's data plane (`GET /openai/deployments?api-version=2022-12-01`):
+    // the resource's deployments, each naming the model it serves.
+    Behaviour {
+        id: "azure_openai",
+        page: PageShape::Object {
+            list: "data",
+            fields: r#"{"object": "list"}"#,
+            next_token: None,
+        },
+        model: r#"{"scale_settings": {"scale_type": "standard"}, "model": "gpt-4o", "owner": "organization-owner",
+            "id": "{id}", "status": "succeeded", "created_at": 1718000000, "updated_at": 1718000000,
+            "object": "deployment"}"#,
+        lists_context_windows: false,
+        invalid_key: (
+            401,
+            r#"{"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}"#,
+        ),
+        rate_limited: r#"{"error": {"code": "429", "message": "Requests to the Deployments_List Operation under Azure OpenAI API version 2022-12-01 have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after {secs} seconds."}}"#,
+        retry_after: RetryAfter::Header,
+        quota: None,
+        unavailable: (
+            503,
+            r#"{"error": {"code": "ServiceUnavailable", "message": "The service is temporarily unable to process your request. Please try again later."}}"#,
+        ),
+        key_info: None,
+    },
+    // A vLLM server started with `--api-key` (Ollama and LM Studio shapes:
+    // tests/suite/providers.rs).
+    Behaviour {
+        id: "openai_compatible",
+        page: PageShape::Object {
+            list: "data",
+            fields: r#"{"object": "list"}"#,
+            next_token: None,
+        },
+        model: r#"{"id": "{id}", "object": "model", "created": 1730000000, "owned_by": "vllm", "root": "{id}",
+            "parent": null, "max_model_len": 32768, "permission": [{"id": "modelperm-5f0c", "object": "model_permission",
+            "created": 1730000000, "allow_create_engine": false, "allow_sampling": true, "allow_logprobs": true,
+            "allow_search_indices": false, "allow_view": true, "allow_fine_tuning": false, "organization": "*",
+            "group": null, "is_blocking": false}]}"#,
+        lists_context_windows: true,
+        invalid_key: (401, r#"{"error": "Unauthorized"}"#),
+        rate_limited: r#"{"error": {"message": "Rate limit exceeded. Try again in {secs} seconds.", "type": "rate_limit_error", "code": "429"}}"#,
+        retry_after: RetryAfter::Header,
+        quota: None,
+        unavailable: (
+            503,
+            r#"{"object": "error", "message": "The server is not ready yet.", "type": "ServiceUnavailableError", "code": 503}"#,
         ),
         key_info: None,
     },

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use mailmind::domain::endpoint::Endpoint;
 use mailmind::domain::activity::{
     ActivityEntry, ActivityEvent, ActivityQuery, CheckedBy, Consumer, ConsumerUses, RETENTION,
 };
@@ -86,6 +87,9 @@ pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredentia
             ciphertext: format!("ciphertext-of-{user}-{provider}-{revision}").into_bytes(),
         },
         key_hint: "gsk_…9xQa".to_owned(),
+        endpoint: self::provider(provider)
+            .endpoint_per_key()
+            .then(|| Endpoint::accepted(format!("https://{user}.llm.example.com/v1"))),
         check: CheckState {
             status: CredentialStatus::Valid,
             reason: None,
@@ -167,6 +171,23 @@ pub async fn insert_then_get_round_trips(store: Arc<impl Store>) {
     assert_eq!(list.discovered_at, at(1));
     assert_eq!(store.get(&user("user-a"), gemini()).await.unwrap(), None);
     assert_eq!(store.models(&user("user-a"), gemini()).await.unwrap(), None);
+}
+
+pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store: Arc<impl Store>) {
+    let compatible = provider("openai_compatible");
+    let c = credential("user-a", "openai_compatible", "r1");
+    assert!(c.endpoint.is_some());
+    store.insert(&c, &models(&["llama3.2:latest"])).await.unwrap();
+    assert_eq!(store.get(&user("user-a"), compatible).await.unwrap(), Some(c.clone()));
+    let mut moved = credential("user-a", "openai_compatible", "r2");
+    moved.endpoint = Some(Endpoint::accepted("https://other.example/v1".to_owned()));
+    store.replace(&moved, &[]).await.unwrap();
+    let stored = store.get(&user("user-a"), compatible).await.unwrap().unwrap();
+    assert_eq!(stored.endpoint, moved.endpoint);
+    // A provider with a fixed root stores none.
+    let groq = credential("user-a", "groq", "r1");
+    store.insert(&groq, &[]).await.unwrap();
+    assert_eq!(store.get(&user("user-a"), self::groq()).await.unwrap().unwrap().endpoint, None);
 }
 
 pub async fn error_state_round_trips(store: Arc<impl Store>) {
@@ -1008,6 +1029,7 @@ macro_rules! store_contract_tests {
     ($make:expr) => {
         $crate::store_contract_tests!(@each $make;
             insert_then_get_round_trips,
+            a_keys_own_endpoint_round_trips_and_moves_with_a_replacement,
             error_state_round_trips,
             second_insert_conflicts_and_changes_nothing,
             concurrent_inserts_have_exactly_one_winner,

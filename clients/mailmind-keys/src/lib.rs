@@ -324,7 +324,15 @@ impl KeyClient {
                 answer
             }
         };
-        let context = seal::Context { user_id, provider };
+        let endpoint = answer
+            .sealed_key
+            .names_an_endpoint()
+            .then_some(answer.base_url.as_str());
+        let context = seal::Context {
+            user_id,
+            provider,
+            endpoint,
+        };
         let data_key = self.data_key(&answer.sealed_key, &context).await?;
         let api_key = seal::open(&data_key, &context, &answer.sealed_key)?;
         Ok(ResolvedKey {

@@ -49,33 +49,49 @@ fn base64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Erro
     BASE64.decode(text).map_err(serde::de::Error::custom)
 }
 
-/// Whose key the consumer asked for.
+impl SealedKey {
+    /// Whether the key is bound to an endpoint of the user's (`azure_openai`,
+    /// `openai_compatible`): then that endpoint is the answer's `base_url`,
+    /// and KMS refuses the data key if the two differ from what was sealed.
+    pub fn names_an_endpoint(&self) -> bool {
+        self.encryption_context.contains_key("endpoint")
+    }
+}
+
+/// Whose key the consumer asked for, and where the answer says it is used.
 pub(crate) struct Context<'a> {
     pub user_id: &'a str,
     pub provider: &'a str,
+    pub endpoint: Option<&'a str>,
 }
 
 impl Context<'_> {
-    /// The KMS encryption context.
-    pub fn pairs(&self) -> HashMap<String, String> {
-        HashMap::from([
-            ("app".to_owned(), APP.to_owned()),
-            ("provider".to_owned(), self.provider.to_owned()),
-            ("user".to_owned(), self.user_id.to_owned()),
-        ])
+    /// The context's pairs, sorted by name.
+    fn sorted(&self) -> Vec<(&'static str, &str)> {
+        let mut pairs = vec![("app", APP)];
+        pairs.extend(self.endpoint.map(|url| ("endpoint", url)));
+        pairs.extend([("provider", self.provider), ("user", self.user_id)]);
+        pairs
     }
 
-    /// The AES-GCM associated data: the context as canonical JSON, keys in
-    /// this order, strings as serde_json writes them (what the service uses).
+    /// The KMS encryption context.
+    pub fn pairs(&self) -> HashMap<String, String> {
+        self.sorted()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    /// The AES-GCM associated data: the context as canonical JSON, keys
+    /// sorted, strings as serde_json writes them (what the service uses).
     fn aad(&self) -> Vec<u8> {
         let quoted = |s: &str| serde_json::Value::from(s).to_string();
-        format!(
-            "{{\"app\":{},\"provider\":{},\"user\":{}}}",
-            quoted(APP),
-            quoted(self.provider),
-            quoted(self.user_id)
-        )
-        .into_bytes()
+        let fields: Vec<String> = self
+            .sorted()
+            .into_iter()
+            .map(|(name, value)| format!("{}:{}", quoted(name), quoted(value)))
+            .collect();
+        format!("{{{}}}", fields.join(",")).into_bytes()
     }
 }
 
@@ -141,6 +157,7 @@ mod tests {
         let alice = Context {
             user_id: "alice",
             provider: "groq",
+            endpoint: None,
         };
         let sealed = seal(&data_key, &alice, "gsk_secret");
         check_context(&sealed, &alice).unwrap();
@@ -150,6 +167,7 @@ mod tests {
         let bob = Context {
             user_id: "bob",
             provider: "groq",
+            endpoint: None,
         };
         assert!(matches!(check_context(&sealed, &bob), Err(KeyError::Tampered)));
         assert!(matches!(open(&data_key, &bob, &sealed), Err(KeyError::Tampered)));
@@ -164,10 +182,37 @@ mod tests {
         let context = Context {
             user_id: r#"a"b"#,
             provider: "groq",
+            endpoint: None,
         };
         assert_eq!(
             String::from_utf8(context.aad()).unwrap(),
             r#"{"app":"mailmind","provider":"groq","user":"a\"b"}"#
         );
+        let at = Context {
+            user_id: "alice",
+            provider: "openai_compatible",
+            endpoint: Some("https://llm.example.com/v1"),
+        };
+        assert_eq!(
+            String::from_utf8(at.aad()).unwrap(),
+            r#"{"app":"mailmind","endpoint":"https://llm.example.com/v1","provider":"openai_compatible","user":"alice"}"#
+        );
+    }
+
+    #[test]
+    fn a_key_bound_to_an_endpoint_opens_only_at_that_endpoint() {
+        let data_key = [5u8; 32];
+        let context = |endpoint| Context {
+            user_id: "alice",
+            provider: "openai_compatible",
+            endpoint: Some(endpoint),
+        };
+        let sealed = seal(&data_key, &context("https://llm.example.com/v1"), "sk-local");
+        assert!(sealed.names_an_endpoint());
+        check_context(&sealed, &context("https://llm.example.com/v1")).unwrap();
+        // An answer whose base_url was moved elsewhere does not open.
+        let moved = context("https://evil.example/v1");
+        assert!(matches!(check_context(&sealed, &moved), Err(KeyError::Tampered)));
+        assert!(matches!(open(&data_key, &moved, &sealed), Err(KeyError::Tampered)));
     }
 }

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::activity::ConsumerUses;
+use crate::domain::endpoint::Endpoint;
 use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, FailedAttempt, SealedKey, StoredCredential, UserId, provider,
 };
@@ -136,6 +137,7 @@ pub fn credential<F: Fields>(user: UserId, fields: &F) -> Result<StoredCredentia
         provider: r.parsed("provider", provider::find)?,
         sealed,
         key_hint: r.text("key_hint")?,
+        endpoint: r.opt_parsed("endpoint", |url| Some(Endpoint::accepted(url.to_owned())))?,
         check,
         models_count: r.number("models_count")?,
         revision: r.text("revision")?,

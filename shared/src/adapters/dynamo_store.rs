@@ -451,6 +451,7 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
         ("nonce", Some(b(&c.sealed.nonce))),
         ("ciphertext", Some(b(&c.sealed.ciphertext))),
         ("key_hint", Some(s(&c.key_hint))),
+        ("endpoint", c.endpoint.as_ref().map(|e| s(e.as_str()))),
         ("revision", Some(s(&c.revision))),
         ("models_count", Some(n(c.models_count))),
         ("updated_at", Some(s(time::to_stored(&c.updated_at)))),

@@ -29,6 +29,8 @@ use std::sync::Arc;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+pub use crate::domain::endpoint::EndpointRefusal;
+
 /// What a deployment lets user-given endpoints be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointPolicy {
@@ -37,47 +39,21 @@ pub struct EndpointPolicy {
     pub allow_loopback_http: bool,
     /// Ports besides 443 an operator allows.
     pub extra_ports: Vec<u16>,
+    /// Hosts an operator allows (`llm.example.com`, or `*.openai.azure.com`
+    /// for any name below it); empty for any host.
+    pub allowed_hosts: Vec<String>,
 }
 
-/// Why an endpoint is refused: a sentence a user can act on, naming at
-/// most the host (`400 endpoint_not_allowed`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndpointRefusal {
-    /// Not a URL at all.
-    #[error("the endpoint is not a URL")]
-    NotAUrl,
-    /// `http://` (or anything but `https://`) where it is not allowed.
-    #[error("the endpoint must use https")]
-    NotHttps,
-    /// `user:password@` in the URL.
-    #[error("the endpoint must not carry a user name or password")]
-    Userinfo,
-    /// A query or a fragment.
-    #[error("the endpoint must not have a query or a fragment")]
-    QueryOrFragment,
-    /// A port not allowed.
-    #[error("port {0} is not allowed for endpoints")]
-    Port(u16),
-    /// An address (literal or resolved) in a forbidden range.
-    #[error("{address} is {reason}")]
-    Address {
-        /// The address.
-        address: IpAddr,
-        /// Which range, e.g. `a link-local address`.
-        reason: &'static str,
-    },
-    /// A name that resolves to an address in a forbidden range. The
-    /// address itself is not said: it may come from a private zone.
-    #[error("the endpoint's host {host} resolves to {reason}")]
-    ResolvesTo {
-        /// The host as the user gave it.
-        host: String,
-        /// Which range, e.g. `a private address`.
-        reason: &'static str,
-    },
-    /// The host's name does not resolve.
-    #[error("the endpoint's host {0} does not resolve")]
-    Unresolvable(String),
+impl EndpointPolicy {
+    /// Whether `host` (lowercase, as the URL parser leaves it) is on the
+    /// operator's list, or there is no list.
+    fn lists(&self, host: &str) -> bool {
+        self.allowed_hosts.is_empty()
+            || self.allowed_hosts.iter().any(|allowed| match allowed.strip_prefix("*.") {
+                Some(parent) => host.strip_suffix(parent).is_some_and(|rest| rest.ends_with('.')),
+                None => host == allowed,
+            })
+    }
 }
 
 /// Why `ip` must not be called on a user's behalf, or `None` when it may.
@@ -85,16 +61,29 @@ pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => {
-            // The IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d)
-            // forms reach the IPv4 address: judge that.
+            let segments = v6.segments();
+            let embedded = |high: u16, low: u16| {
+                let [a, b] = high.to_be_bytes();
+                let [c, d] = low.to_be_bytes();
+                Ipv4Addr::new(a, b, c, d)
+            };
+            // IPv4-mapped (::ffff:a.b.c.d): never a real DNS answer; refused
+            // whatever it maps to, naming the range when it has one.
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return forbidden_v4(v4).or(Some("an IPv4-mapped address"));
             }
-            let segments = v6.segments();
+            // NAT64 (64:ff9b::/96) is how an IPv6-only network reaches public
+            // IPv4 hosts: judged by the IPv4 address it carries. 6to4
+            // (2002::/16) likewise. The local-use NAT64 prefix
+            // (64:ff9b:1::/48) leads into someone's own network: refused.
             if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [a, b] = segments[6].to_be_bytes();
-                let [c, d] = segments[7].to_be_bytes();
-                return forbidden_v4(Ipv4Addr::new(a, b, c, d)).or(Some("a NAT64 address"));
+                return forbidden_v4(embedded(segments[6], segments[7]));
+            }
+            if segments[0] == 0x2002 {
+                return forbidden_v4(embedded(segments[1], segments[2]));
+            }
+            if segments[..3] == [0x64, 0xff9b, 1] {
+                return Some("a local-use NAT64 address");
             }
             forbidden_v6(v6)
         }
@@ -111,6 +100,7 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         _ if ip.is_link_local() => "a link-local address",
         _ if ip.is_multicast() => "a multicast address",
         _ if ip.is_broadcast() => "the broadcast address",
+        _ if ip.is_documentation() => "a documentation address",
         // 240.0.0.0/4, reserved; 192.0.0.0/24, protocol assignments;
         // 198.18.0.0/15, benchmarking.
         _ if a >= 240 || (a, b, ip.octets()[2]) == (192, 0, 0) || (a == 198 && (b & 0xfe) == 18) => {
@@ -130,6 +120,11 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ if ip.is_multicast() => "a multicast address",
         // ::a.b.c.d (IPv4-compatible, deprecated) and the rest of ::/96.
         _ if ip.segments()[..6] == [0; 6] => "a reserved address",
+        // Teredo (2001::/32) tunnels to an address it hides.
+        _ if ip.segments()[..2] == [0x2001, 0] => "a Teredo address",
+        _ if ip.segments()[..2] == [0x2001, 0xdb8] => "a documentation address",
+        // 100::/64, discard only.
+        _ if ip.segments()[..4] == [0x100, 0, 0, 0] => "a reserved address",
         _ => return None,
     })
 }
@@ -146,6 +141,9 @@ fn allowed(policy: &EndpointPolicy, ip: IpAddr) -> Result<(), EndpointRefusal> {
 /// The URL a user gave, checked: see the module comment. Returns it with
 /// any trailing `/` of the path dropped.
 pub fn check_base_url(policy: &EndpointPolicy, given: &str) -> Result<Url, EndpointRefusal> {
+    if given.len() > crate::domain::endpoint::MAX_ENDPOINT_BYTES {
+        return Err(EndpointRefusal::TooLong);
+    }
     let url = Url::parse(given.trim()).map_err(|_| EndpointRefusal::NotAUrl)?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(EndpointRefusal::Userinfo);
@@ -159,6 +157,10 @@ pub fn check_base_url(policy: &EndpointPolicy, given: &str) -> Result<Url, Endpo
         Some(url::Host::Domain(_)) => None,
         None => return Err(EndpointRefusal::NotAUrl),
     };
+    let host = url.host_str().unwrap_or_default();
+    if !policy.lists(host.trim_matches(['[', ']'])) {
+        return Err(EndpointRefusal::HostNotListed(host.to_owned()));
+    }
     let loopback_name =
         url.host_str() == Some("localhost") || literal.is_some_and(|ip| ip.to_canonical().is_loopback());
     match url.scheme() {
@@ -211,19 +213,17 @@ impl NameLookup for StaticLookup {
 }
 
 /// reqwest's resolver for user-given endpoints: see the module comment.
-pub struct GuardedResolver<L> {
+#[derive(Clone)]
+pub struct GuardedResolver {
     policy: EndpointPolicy,
-    lookup: Arc<L>,
+    lookup: Arc<dyn NameLookup>,
 }
 
-impl<L: NameLookup> GuardedResolver<L> {
+impl GuardedResolver {
     /// A resolver that looks names up with `lookup` and lets through what
     /// `policy` allows.
-    pub fn new(policy: EndpointPolicy, lookup: L) -> GuardedResolver<L> {
-        GuardedResolver {
-            policy,
-            lookup: Arc::new(lookup),
-        }
+    pub fn new(policy: EndpointPolicy, lookup: Arc<dyn NameLookup>) -> GuardedResolver {
+        GuardedResolver { policy, lookup }
     }
 
     /// The checked addresses of `host`: all of them, or a refusal when any
@@ -251,12 +251,9 @@ impl<L: NameLookup> GuardedResolver<L> {
     }
 }
 
-impl<L: NameLookup> Resolve for GuardedResolver<L> {
+impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let resolver = GuardedResolver {
-            policy: self.policy.clone(),
-            lookup: Arc::clone(&self.lookup),
-        };
+        let resolver = self.clone();
         Box::pin(async move {
             let addresses = resolver.checked(name.as_str()).await?;
             // Port 0: reqwest puts the URL's port (or the scheme's) in.
@@ -269,10 +266,10 @@ impl<L: NameLookup> Resolve for GuardedResolver<L> {
 /// A reqwest client builder for user-given endpoints: the guarded resolver,
 /// no redirects, no proxy from the environment, https only unless the
 /// policy is the local server's. Timeouts are the caller's.
-pub fn guarded_client_builder<L: NameLookup>(policy: EndpointPolicy, lookup: L) -> reqwest::ClientBuilder {
-    let https_only = !policy.allow_loopback_http;
+pub fn guarded_client_builder(resolver: GuardedResolver) -> reqwest::ClientBuilder {
+    let https_only = !resolver.policy.allow_loopback_http;
     reqwest::Client::builder()
-        .dns_resolver(Arc::new(GuardedResolver::new(policy, lookup)))
+        .dns_resolver(Arc::new(resolver))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .https_only(https_only)
@@ -289,7 +286,31 @@ mod tests {
     fn local() -> EndpointPolicy {
         EndpointPolicy {
             allow_loopback_http: true,
-            extra_ports: Vec::new(),
+            ..EndpointPolicy::default()
+        }
+    }
+
+    #[test]
+    fn an_operators_host_list_admits_only_its_hosts() {
+        let listed = EndpointPolicy {
+            allowed_hosts: vec!["llm.example.com".into(), "*.openai.azure.com".into()],
+            ..strict()
+        };
+        assert!(check_base_url(&listed, "https://llm.example.com/v1").is_ok());
+        assert!(check_base_url(&listed, "https://my-resource.openai.azure.com").is_ok());
+        for refused in [
+            "https://openai.azure.com",
+            "https://evilopenai.azure.com",
+            "https://llm.example.com.evil.example/v1",
+            "https://other.example.com/v1",
+        ] {
+            assert_eq!(
+                check_base_url(&listed, refused),
+                Err(EndpointRefusal::HostNotListed(
+                    Url::parse(refused).unwrap().host_str().unwrap().to_owned()
+                )),
+                "{refused}"
+            );
         }
     }
 
@@ -337,6 +358,19 @@ mod tests {
             ("::ffff:10.0.0.1", true),
             ("::ffff:8.8.8.8", true),
             ("64:ff9b::a9fe:a9fe", true),
+            // NAT64 and 6to4 reach their IPv4 address: a public one may be called.
+            ("64:ff9b::808:808", false),
+            ("64:ff9b::a00:1", true),
+            ("64:ff9b:1::808:808", true),
+            ("2002:808:808::1", false),
+            ("2002:c0a8:101::1", true),
+            ("2002:7f00:1::1", true),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", true),
+            ("2001:db8::1", true),
+            ("100::1", true),
+            ("192.0.2.1", true),
+            ("198.51.100.7", true),
+            ("203.0.113.9", true),
             ("::a9fe:a9fe", true),
             ("2001:4860:4860::8888", false),
         ];
@@ -386,13 +420,13 @@ mod tests {
         }
     }
 
-    fn lookup(entries: &[(&str, &[&str])]) -> StaticLookup {
-        StaticLookup(
+    fn lookup(entries: &[(&str, &[&str])]) -> Arc<dyn NameLookup> {
+        Arc::new(StaticLookup(
             entries
                 .iter()
                 .map(|(host, ips)| ((*host).to_owned(), ips.iter().map(|a| ip(a)).collect()))
                 .collect(),
-        )
+        ))
     }
 
     #[tokio::test]
@@ -460,10 +494,10 @@ mod tests {
         let names = || lookup(&[("gateway.test", &["127.0.0.1"])]);
         let url = format!("http://gateway.test:{port}/v1/models");
 
-        let strict_client = guarded_client_builder(strict(), names()).build().unwrap();
+        let strict_client = guarded_client_builder(GuardedResolver::new(strict(), names())).build().unwrap();
         let refused = strict_client.get(&url).send().await.unwrap_err();
         assert!(!refused.is_status(), "{refused:?}");
-        let strict_https = guarded_client_builder(strict(), names()).build().unwrap();
+        let strict_https = guarded_client_builder(GuardedResolver::new(strict(), names())).build().unwrap();
         let refused = strict_https
             .get(format!("https://gateway.test:{port}/"))
             .send()
@@ -476,7 +510,7 @@ mod tests {
             "no connection was made"
         );
 
-        let local_client = guarded_client_builder(local(), names()).build().unwrap();
+        let local_client = guarded_client_builder(GuardedResolver::new(local(), names())).build().unwrap();
         let answer = local_client.get(&url).send().await.unwrap();
         assert_eq!(answer.status(), 302, "the redirect is not followed");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);

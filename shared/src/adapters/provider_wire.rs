@@ -153,11 +153,11 @@ wire_struct! {
     pub struct WireModel {
         /// The text field a shape names (`None` for a name no provider uses).
         fn text -> &str = text(String) {
-            id, name, display_name, displayName, owned_by, organization
+            id, name, display_name, displayName, owned_by, organization, model, owner
         }
         /// The number field a shape names.
         fn number -> u64 = copied(u64) {
-            context_window, max_context_length, context_length, inputTokenLimit, outputTokenLimit
+            context_window, max_context_length, context_length, max_model_len, inputTokenLimit, outputTokenLimit
         }
         /// The flag field a shape names.
         fn flag -> bool = copied(bool) { active }

@@ -4,7 +4,7 @@
 //! that functions which never call a provider never pay for TLS setup.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -12,11 +12,13 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
+use super::egress::{self, EndpointPolicy, GuardedResolver, NameLookup, SystemLookup};
 use super::provider_wire::{Entry, WireBody, WireError, WireModel};
 use serde_json::Value;
 
 use crate::domain::model::{MAX_MODELS, bounded, canonical};
-use crate::domain::provider::{BadRequestMeans, KeyPlacement, ListShape, PROVIDERS, Paging};
+use crate::domain::endpoint::{Endpoint, EndpointRefusal};
+use crate::domain::provider::{BadRequestMeans, BaseUrl, KeyPlacement, ListShape, PROVIDERS, Paging};
 use crate::domain::quota::Quota;
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ModelInfo, ProviderSpec};
 use crate::ports::ProviderClient;
@@ -44,6 +46,13 @@ const QUOTA_CODES: &[&str] = &[
 /// loopback host: for the tests, whose fake providers speak plain HTTP on
 /// 127.0.0.1.
 pub const ALLOW_LOOPBACK_HTTP: &str = "PROVIDER_BASE_URL_ALLOW_LOOPBACK_HTTP";
+
+/// Ports besides 443 that user-given endpoints may use (an operator's choice).
+pub const ENDPOINT_ALLOWED_PORTS: &str = "ENDPOINT_ALLOWED_PORTS";
+
+/// Hosts user-given endpoints may name (an operator's choice; unset, any
+/// host the guard allows).
+pub const ENDPOINT_ALLOWED_HOSTS: &str = "ENDPOINT_ALLOWED_HOSTS";
 
 /// Whether a base URL override may be `http://`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +89,9 @@ pub enum ProviderConfigError {
         /// The variable.
         var: &'static str,
     },
+    /// `ENDPOINT_ALLOWED_PORTS` that is not a list of ports.
+    #[error("{ENDPOINT_ALLOWED_PORTS} must be a comma-separated list of port numbers")]
+    BadPorts,
     /// The provider sandbox asked for inside AWS Lambda, where it must never run.
     #[error("the provider sandbox is for development only and refuses to run in AWS Lambda ({marker} is set)")]
     SandboxInLambda {
@@ -97,12 +109,15 @@ pub struct ProviderClientConfig {
     pub connect_timeout: Duration,
     /// Bound on a whole check, every page included.
     pub check_timeout: Duration,
+    /// What user-given endpoints may be.
+    pub endpoint_policy: EndpointPolicy,
 }
 
 impl Default for ProviderClientConfig {
     fn default() -> Self {
         ProviderClientConfig {
             base_urls: HashMap::new(),
+            endpoint_policy: EndpointPolicy::default(),
             connect_timeout: Duration::from_secs(3),
             check_timeout: Duration::from_secs(10),
         }
@@ -123,7 +138,22 @@ impl ProviderClientConfig {
     ) -> Result<ProviderClientConfig, ProviderConfigError> {
         let mut config = ProviderClientConfig::default();
         let loopback_http_allowed = lookup(ALLOW_LOOPBACK_HTTP).is_some_and(|v| v.trim() == "1");
-        for provider in PROVIDERS {
+        config.endpoint_policy.allow_loopback_http = plain_http == PlainHttp::Allowed || loopback_http_allowed;
+        if let Some(ports) = lookup(ENDPOINT_ALLOWED_PORTS).filter(|v| !v.trim().is_empty()) {
+            config.endpoint_policy.extra_ports = ports
+                .split(',')
+                .map(|port| port.trim().parse::<u16>().ok().filter(|p| *p > 0))
+                .collect::<Option<Vec<u16>>>()
+                .ok_or(ProviderConfigError::BadPorts)?;
+        }
+        if let Some(hosts) = lookup(ENDPOINT_ALLOWED_HOSTS).filter(|v| !v.trim().is_empty()) {
+            config.endpoint_policy.allowed_hosts = hosts
+                .split(',')
+                .map(|host| host.trim().to_ascii_lowercase())
+                .filter(|host| !host.is_empty())
+                .collect();
+        }
+        for provider in PROVIDERS.iter().filter(|p| !p.endpoint_per_key()) {
             let var = provider.base_url_env_var();
             if let Some(value) = lookup(&var).filter(|v| !v.trim().is_empty()) {
                 let url = Url::parse(value.trim()).map_err(|_| ProviderConfigError::BadBaseUrl { var: var.clone() })?;
@@ -168,19 +198,26 @@ impl ProviderClientConfig {
         Ok(config)
     }
 
-    /// Where `provider`'s API is: its override, else its production URL.
+    /// Where `provider`'s API is: its override, else its production URL
+    /// (empty for a provider whose keys name their own).
     pub fn base_url(&self, provider: &ProviderSpec) -> &str {
         self.base_urls
             .get(provider.id)
             .map(String::as_str)
-            .unwrap_or(provider.default_base_url)
+            .or(provider.default_base_url())
+            .unwrap_or_default()
     }
 }
 
 /// The `reqwest` implementation of [`ProviderClient`].
 pub struct HttpProviderClient {
     config: ProviderClientConfig,
+    /// For the providers' own hosts.
     client: OnceLock<Result<reqwest::Client, String>>,
+    /// Resolves (and guards) the names of user-given endpoints.
+    resolver: GuardedResolver,
+    /// For user-given endpoints: through `resolver`, nothing else.
+    guarded: OnceLock<Result<reqwest::Client, String>>,
 }
 
 /// Early exit of a check with its final outcome.
@@ -194,21 +231,35 @@ fn failed(reason: ErrorReason) -> CheckOutcome {
 }
 
 impl HttpProviderClient {
-    /// The client; its HTTP connection pool is built on first use.
+    /// The client; its HTTP connection pools are built on first use.
     pub fn new(config: ProviderClientConfig) -> HttpProviderClient {
+        Self::with_lookup(config, Arc::new(SystemLookup))
+    }
+
+    /// [`new`](Self::new), looking up user-given endpoints' names with `lookup` (tests).
+    pub fn with_lookup(config: ProviderClientConfig, lookup: Arc<dyn NameLookup>) -> HttpProviderClient {
         HttpProviderClient {
+            resolver: GuardedResolver::new(config.endpoint_policy.clone(), lookup),
             config,
             client: OnceLock::new(),
+            guarded: OnceLock::new(),
         }
     }
 
-    fn client(&self) -> Step<&reqwest::Client> {
-        let built = self.client.get_or_init(|| {
-            reqwest::Client::builder()
+    /// The client for `provider`'s calls: the guarded one where the user
+    /// named the endpoint.
+    fn client(&self, provider: &ProviderSpec) -> Step<&reqwest::Client> {
+        let (cell, builder) = if provider.endpoint_per_key() {
+            (&self.guarded, egress::guarded_client_builder(self.resolver.clone()))
+        } else {
+            // A redirect could carry a key header to another host: never follow one.
+            let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+            (&self.client, builder)
+        };
+        let built = cell.get_or_init(|| {
+            builder
                 .connect_timeout(self.config.connect_timeout)
                 .timeout(self.config.check_timeout)
-                // A redirect could carry a key header to another host: never follow one.
-                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("mailmind-credentials/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| e.to_string())
@@ -219,18 +270,36 @@ impl HttpProviderClient {
         })
     }
 
+    /// Where `provider`'s API is for this key: the provider's root, or the
+    /// key's own endpoint checked again (the policy may have changed since
+    /// it was stored, and an IP literal never reaches the resolver).
+    fn base_for(&self, provider: &ProviderSpec, endpoint: Option<&Endpoint>) -> Step<String> {
+        match (provider.base_url, endpoint) {
+            (BaseUrl::Fixed(_), _) => Ok(self.config.base_url(provider).to_owned()),
+            (BaseUrl::PerKey { .. }, Some(endpoint)) => {
+                match egress::check_base_url(&self.config.endpoint_policy, endpoint.as_str()) {
+                    Ok(url) => Ok(url.as_str().trim_end_matches('/').to_owned()),
+                    Err(refusal) => Err(refused_endpoint(&refusal)),
+                }
+            }
+            (BaseUrl::PerKey { .. }, None) => Err(failed(ErrorReason::EndpointNotAllowed)),
+        }
+    }
+
     async fn run_check(
         &self,
         provider: &'static ProviderSpec,
+        endpoint: Option<&Endpoint>,
         key: &ApiKey,
         quota: &mut Option<Quota>,
     ) -> Step<Vec<ModelInfo>> {
-        let base = self.config.base_url(provider);
+        let base = self.base_for(provider, endpoint)?;
         let auth = key_header(provider, key)?;
+        let auth = auth.as_ref();
         if let Some(path) = provider.key_check_path {
             // The key endpoint's answer is one small object (still under the
             // page cap); read loosely, as its fields are all optional.
-            let body: Value = self.get_json(provider, &auth, &format!("{base}{path}"), &[]).await?;
+            let body: Value = self.get_json(provider, auth, &format!("{base}{path}"), &[]).await?;
             if !body.is_object() {
                 return Err(failed(ErrorReason::BadResponse));
             }
@@ -248,7 +317,7 @@ impl HttpProviderClient {
             if let Some((param, value)) = &next_page {
                 query.push((param, value));
             }
-            let body: WireBody = self.get_json(provider, &auth, &url, &query).await?;
+            let body: WireBody = self.get_json(provider, auth, &url, &query).await?;
             models.extend(extract_models(&listing.shape, &body).ok_or_else(|| failed(ErrorReason::BadResponse))?);
             // Keep no more than the stores would: memory stays bounded
             // however many pages come, and the cut is the same as at the end.
@@ -271,16 +340,18 @@ impl HttpProviderClient {
     async fn get_json<T: DeserializeOwned>(
         &self,
         provider: &'static ProviderSpec,
-        auth: &(reqwest::header::HeaderName, HeaderValue),
+        auth: Option<&(reqwest::header::HeaderName, HeaderValue)>,
         url: &str,
         query: &[(&str, &str)],
     ) -> Step<T> {
         let mut request = self
-            .client()?
+            .client(provider)?
             .get(url)
             .query(query)
-            .header(ACCEPT, "application/json")
-            .header(auth.0.clone(), auth.1.clone());
+            .header(ACCEPT, "application/json");
+        if let Some((name, value)) = auth {
+            request = request.header(name.clone(), value.clone());
+        }
         for (name, value) in provider.extra_headers {
             request = request.header(*name, *value);
         }
@@ -320,14 +391,27 @@ impl ProviderClient for HttpProviderClient {
         self.config.base_url(provider).to_owned()
     }
 
-    async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome {
-        self.check_with_quota(provider, key).await.0
+    async fn admit_endpoint(&self, given: &str) -> Result<Endpoint, EndpointRefusal> {
+        let url = egress::check_base_url(&self.config.endpoint_policy, given)?;
+        if let Some(url::Host::Domain(host)) = url.host() {
+            self.resolver.checked(host).await?;
+        }
+        Ok(Endpoint::accepted(url.as_str().trim_end_matches('/').to_owned()))
     }
 
-    async fn check_with_quota(&self, provider: &'static ProviderSpec, key: &ApiKey) -> (CheckOutcome, Option<Quota>) {
+    async fn check(&self, provider: &'static ProviderSpec, endpoint: Option<&Endpoint>, key: &ApiKey) -> CheckOutcome {
+        self.check_with_quota(provider, endpoint, key).await.0
+    }
+
+    async fn check_with_quota(
+        &self,
+        provider: &'static ProviderSpec,
+        endpoint: Option<&Endpoint>,
+        key: &ApiKey,
+    ) -> (CheckOutcome, Option<Quota>) {
         let started = Instant::now();
         let mut quota = None;
-        let run = self.run_check(provider, key, &mut quota);
+        let run = self.run_check(provider, endpoint, key, &mut quota);
         let outcome = match tokio::time::timeout(self.config.check_timeout, run).await {
             Ok(Ok(models)) => CheckOutcome::Valid {
                 models: bounded(canonical(models)),
@@ -347,8 +431,12 @@ impl ProviderClient for HttpProviderClient {
     }
 }
 
-/// The header that carries the key, marked sensitive so no debug output shows it.
-fn key_header(provider: &ProviderSpec, key: &ApiKey) -> Step<(reqwest::header::HeaderName, HeaderValue)> {
+/// The header that carries the key, marked sensitive so no debug output
+/// shows it; none for the empty key of a server that needs none.
+fn key_header(provider: &ProviderSpec, key: &ApiKey) -> Step<Option<(reqwest::header::HeaderName, HeaderValue)>> {
+    if key.is_empty() {
+        return Ok(None);
+    }
     let (name, value) = match provider.key_placement {
         KeyPlacement::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose())),
         KeyPlacement::Header(name) => (reqwest::header::HeaderName::from_static(name), key.expose().to_owned()),
@@ -357,10 +445,29 @@ fn key_header(provider: &ProviderSpec, key: &ApiKey) -> Step<(reqwest::header::H
     // A key that cannot travel in an HTTP header (non-ASCII) is no provider's key.
     let mut value = HeaderValue::from_str(&value).map_err(|_| CheckOutcome::Invalid)?;
     value.set_sensitive(true);
-    Ok((name, value))
+    Ok(Some((name, value)))
+}
+
+/// A user's endpoint the guard refused at the moment of the call: a name
+/// that no longer resolves is an outage like any other; anything else is
+/// the endpoint's own fault, and says so.
+fn refused_endpoint(refusal: &EndpointRefusal) -> CheckOutcome {
+    tracing::info!(refusal = %refusal, "user endpoint refused by the egress guard");
+    match refusal {
+        EndpointRefusal::Unresolvable(_) => failed(ErrorReason::ProviderUnavailable),
+        _ => failed(ErrorReason::EndpointNotAllowed),
+    }
 }
 
 fn transport_failure(error: reqwest::Error) -> CheckOutcome {
+    // The guarded resolver's refusal travels inside reqwest's error.
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<EndpointRefusal>() {
+            return refused_endpoint(refusal);
+        }
+        source = cause.source();
+    }
     // Never log the error's URL or request: only its kind.
     let reason = if error.is_timeout() {
         ErrorReason::Timeout

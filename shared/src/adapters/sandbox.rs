@@ -13,6 +13,7 @@
 use async_trait::async_trait;
 
 use super::providers::ProviderConfigError;
+use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::model::canonical;
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ModelInfo, ProviderSpec};
 use crate::ports::ProviderClient;
@@ -91,7 +92,19 @@ pub fn simulate(provider: &ProviderSpec, key: &str) -> CheckOutcome {
 
 #[async_trait]
 impl ProviderClient for SandboxProviderClient {
-    async fn check(&self, provider: &'static ProviderSpec, key: &ApiKey) -> CheckOutcome {
+    /// The same guard as the real client's, on the local server's policy,
+    /// without the name lookup: the sandbox calls nobody, but a frontend
+    /// should meet the same refusals.
+    async fn admit_endpoint(&self, given: &str) -> Result<Endpoint, EndpointRefusal> {
+        let policy = super::egress::EndpointPolicy {
+            allow_loopback_http: true,
+            ..Default::default()
+        };
+        let url = super::egress::check_base_url(&policy, given)?;
+        Ok(Endpoint::accepted(url.as_str().trim_end_matches('/').to_owned()))
+    }
+
+    async fn check(&self, provider: &'static ProviderSpec, _: Option<&Endpoint>, key: &ApiKey) -> CheckOutcome {
         let outcome = simulate(provider, key.expose());
         let (verdict, reason) = outcome.verdict();
         tracing::info!(
@@ -111,6 +124,9 @@ const CATALOGUE: &[(&str, &str, &str, u64)] = &[
     ("anthropic", "claude-3-5-haiku-20241022", "Claude Haiku 3.5", 200_000),
     ("anthropic", "claude-opus-4-1-20250805", "Claude Opus 4.1", 200_000),
     ("anthropic", "claude-sonnet-4-20250514", "Claude Sonnet 4", 200_000),
+    // A resource's deployments, named by whoever deployed them.
+    ("azure_openai", "gpt-4o-mini-prod", "gpt-4o-mini", 128_000),
+    ("azure_openai", "gpt-4o-prod", "gpt-4o", 128_000),
     ("cohere", "command-a-03-2025", "command-a-03-2025", 256_000),
     ("cohere", "command-r-08-2024", "command-r-08-2024", 128_000),
     ("cohere", "command-r-plus-08-2024", "command-r-plus-08-2024", 128_000),
@@ -128,6 +144,9 @@ const CATALOGUE: &[(&str, &str, &str, u64)] = &[
     ("openai", "gpt-4.1", "gpt-4.1", 1_047_576),
     ("openai", "gpt-4o", "gpt-4o", 128_000),
     ("openai", "gpt-4o-mini", "gpt-4o-mini", 128_000),
+    // What a local Ollama lists.
+    ("openai_compatible", "llama3.2:latest", "llama3.2:latest", 131_072),
+    ("openai_compatible", "qwen2.5:7b", "qwen2.5:7b", 32_768),
     (
         "openrouter",
         "anthropic/claude-sonnet-4",

@@ -97,6 +97,10 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX activity_expiry ON activity (user_id, expires_at);
 "#,
+    // The endpoint a user gave (openai_compatible, azure_openai).
+    r#"
+    ALTER TABLE credentials ADD COLUMN endpoint TEXT;
+"#,
 ];
 
 /// The SQLite adapter. One connection behind a mutex: the local server is one
@@ -239,6 +243,7 @@ const CREDENTIAL_COLUMNS: &[&str] = &[
     "nonce",
     "ciphertext",
     "key_hint",
+    "endpoint",
     "status",
     "status_reason",
     "retry_after_secs",
@@ -297,6 +302,7 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
         ("nonce", Value::Blob(c.sealed.nonce.clone())),
         ("ciphertext", Value::Blob(c.sealed.ciphertext.clone())),
         ("key_hint", text(&c.key_hint)),
+        ("endpoint", optional(c.endpoint.as_ref().map(|e| text(e.as_str())))),
         ("status", text(c.check.status.as_str())),
         ("status_reason", optional(c.check.reason.map(|r| text(r.as_str())))),
         (

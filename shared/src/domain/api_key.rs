@@ -6,6 +6,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::provider::ProviderSpec;
 
+/// The hint of the empty key.
+pub const NO_KEY_HINT: &str = "(no key)";
+
 /// Longest accepted key, in bytes, after trimming.
 pub const MAX_KEY_BYTES: usize = 4096;
 
@@ -44,6 +47,20 @@ impl ApiKey {
         Ok(ApiKey(SecretString::from(key)))
     }
 
+    /// [`parse`](Self::parse) for `provider`: where a key is optional (a
+    /// local model server), nothing but whitespace is the empty key.
+    pub fn parse_for(provider: &ProviderSpec, raw: &str) -> Result<ApiKey, KeyInputError> {
+        match ApiKey::parse(raw) {
+            Err(KeyInputError::Empty) if provider.key_optional => Ok(ApiKey(SecretString::from(""))),
+            parsed => parsed,
+        }
+    }
+
+    /// Whether this is the empty key of a server that needs none.
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+
     /// Restores a key decrypted from storage (already validated when stored).
     pub(crate) fn from_decrypted(bytes: zeroize::Zeroizing<Vec<u8>>) -> Option<ApiKey> {
         let text = std::str::from_utf8(&bytes).ok()?;
@@ -60,6 +77,9 @@ impl ApiKey {
     /// meaningful part of a key.
     pub fn hint(&self, provider: &ProviderSpec) -> String {
         let key = self.expose();
+        if key.is_empty() {
+            return NO_KEY_HINT.to_owned();
+        }
         let prefix = provider
             .key_prefixes
             .iter()
@@ -134,6 +154,22 @@ mod tests {
         assert_eq!(ApiKey::parse("abc").unwrap().hint(groq), "…");
         // A key that is only the prefix does not count as having it.
         assert_eq!(ApiKey::parse("gsk_").unwrap().hint(groq), "…");
+    }
+
+    #[test]
+    fn only_a_provider_with_optional_keys_takes_an_empty_one() {
+        let compatible = provider::find("openai_compatible").unwrap();
+        let key = ApiKey::parse_for(compatible, "  ").unwrap();
+        assert!(key.is_empty());
+        assert_eq!(key.hint(compatible), "(no key)");
+        assert_eq!(
+            ApiKey::parse_for(provider::find("groq").unwrap(), "").unwrap_err(),
+            KeyInputError::Empty
+        );
+        assert_eq!(
+            ApiKey::parse_for(compatible, "a b").unwrap_err(),
+            KeyInputError::ForbiddenCharacter
+        );
     }
 
     #[test]

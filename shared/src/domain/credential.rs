@@ -37,6 +37,9 @@ wire_enum! {
         ProviderUnavailable = "provider_unavailable",
         /// A 2xx that is not a model list.
         BadResponse = "bad_response",
+        /// The key's own endpoint is one this deployment may not call (it
+        /// now resolves to an internal address, or the operator's policy changed).
+        EndpointNotAllowed = "endpoint_not_allowed",
     }
 }
 
@@ -46,7 +49,7 @@ impl ErrorReason {
     /// so keeps the stored verdict. `quota_exhausted` is about the account,
     /// and is stored like any verdict.
     pub fn is_transient(self) -> bool {
-        !matches!(self, ErrorReason::QuotaExhausted)
+        !matches!(self, ErrorReason::QuotaExhausted | ErrorReason::EndpointNotAllowed)
     }
 }
 
@@ -150,6 +153,9 @@ impl CheckState {
                     ErrorReason::BadResponse => {
                         format!("{name} sent an answer that could not be read.")
                     }
+                    ErrorReason::EndpointNotAllowed => {
+                        "its endpoint is not one this service may call.".to_owned()
+                    }
                 };
                 format!("Could not check the {name} API key: {why} The key was kept.")
             }
@@ -193,6 +199,9 @@ pub struct StoredCredential {
     pub sealed: SealedKey,
     /// What may be shown of the key, e.g. `gsk_…9xQa`.
     pub key_hint: String,
+    /// Where the key is used, for a provider whose keys name their endpoint
+    /// (bound to the sealed key by its encryption context).
+    pub endpoint: Option<super::endpoint::Endpoint>,
     /// The last check.
     pub check: CheckState,
     /// How many models the stored list holds.
@@ -236,6 +245,9 @@ pub struct CredentialView {
     /// Known prefix and last four characters of the key.
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "gsk_…9xQa"))]
     pub key_hint: Option<String>,
+    /// The key's own endpoint, for `azure_openai` and `openai_compatible`.
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "https://llm.example.com/v1"))]
+    pub base_url: Option<String>,
     /// `unchecked`, `valid`, `invalid` or `error`.
     pub status: CredentialStatus,
     /// The sentence the settings page shows.
@@ -282,6 +294,7 @@ impl CredentialView {
             provider_name: provider.display_name,
             api_key_set: true,
             key_hint: Some(stored.key_hint.clone()),
+            base_url: stored.endpoint.as_ref().map(|e| e.as_str().to_owned()),
             status: stored.check.status,
             status_message: stored.check.message(provider),
             status_reason: stored.check.reason,
@@ -304,6 +317,7 @@ impl CredentialView {
             provider_name: provider.display_name,
             api_key_set: false,
             key_hint: None,
+            base_url: None,
             status: CredentialStatus::Unchecked,
             status_message: format!("No {} API key is set.", provider.display_name),
             status_reason: None,

@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod api_key;
 pub mod credential;
+pub mod endpoint;
 pub mod key_prefix;
 pub mod model;
 pub mod provider;

@@ -112,6 +112,20 @@ impl ModelListing {
     };
 }
 
+/// Where a provider's API is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseUrl {
+    /// One production root for every user; `PROVIDER_BASE_URL_<ID>` overrides it.
+    Fixed(&'static str),
+    /// Each key names its own root (`base_url` on create and replace): a
+    /// user's gateway or model server. It is bound to the sealed key and goes
+    /// through the egress guard (`adapters::egress`) at every use.
+    PerKey {
+        /// What one looks like, for the settings page and the docs.
+        example: &'static str,
+    },
+}
+
 /// Everything the service knows about one provider.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProviderSpec {
@@ -119,8 +133,10 @@ pub struct ProviderSpec {
     pub id: &'static str,
     /// Name shown to people.
     pub display_name: &'static str,
-    /// Production base URL; `PROVIDER_BASE_URL_<ID>` overrides it.
-    pub default_base_url: &'static str,
+    /// Where its API is.
+    pub base_url: BaseUrl,
+    /// A key may be empty (a local model server that needs none).
+    pub key_optional: bool,
     /// How the key is sent.
     pub key_placement: KeyPlacement,
     /// Headers every request needs besides the key (API version pins).
@@ -136,6 +152,27 @@ pub struct ProviderSpec {
 }
 
 impl ProviderSpec {
+    /// The production root of a provider with one, `None` where each key names its own.
+    pub fn default_base_url(&self) -> Option<&'static str> {
+        match self.base_url {
+            BaseUrl::Fixed(url) => Some(url),
+            BaseUrl::PerKey { .. } => None,
+        }
+    }
+
+    /// Whether each key names its own endpoint.
+    pub fn endpoint_per_key(&self) -> bool {
+        self.endpoint_example().is_some()
+    }
+
+    /// What a key's own endpoint looks like, where keys name one.
+    pub fn endpoint_example(&self) -> Option<&'static str> {
+        match self.base_url {
+            BaseUrl::Fixed(_) => None,
+            BaseUrl::PerKey { example } => Some(example),
+        }
+    }
+
     /// The environment variable that overrides this provider's base URL.
     pub fn base_url_env_var(&self) -> String {
         format!("PROVIDER_BASE_URL_{}", self.id.to_ascii_uppercase())
@@ -147,7 +184,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         id: "anthropic",
         display_name: "Anthropic",
-        default_base_url: "https://api.anthropic.com",
+        base_url: BaseUrl::Fixed("https://api.anthropic.com"),
+        key_optional: false,
         key_placement: KeyPlacement::Header("x-api-key"),
         extra_headers: &[("anthropic-version", "2023-06-01")],
         key_check_path: None,
@@ -171,9 +209,38 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         key_prefixes: &["sk-ant-api03-", "sk-ant-"],
     },
     ProviderSpec {
+        id: "azure_openai",
+        display_name: "Azure OpenAI",
+        base_url: BaseUrl::PerKey {
+            example: "https://my-resource.openai.azure.com",
+        },
+        key_optional: false,
+        key_placement: KeyPlacement::Header("api-key"),
+        extra_headers: &[],
+        key_check_path: None,
+        // The resource's deployments are what a key can call: they are its
+        // models. Azure lists them on the data plane up to this API version.
+        models: ModelListing {
+            path: "/openai/deployments",
+            query: &[("api-version", "2022-12-01")],
+            paging: Paging::None,
+            shape: ListShape {
+                name_field: Some("model"),
+                context_window_fields: &[],
+                owner_field: Some("owner"),
+                active_field: None,
+                ..ListShape::OPENAI
+            },
+            public: false,
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &[],
+    },
+    ProviderSpec {
         id: "cohere",
         display_name: "Cohere",
-        default_base_url: "https://api.cohere.com",
+        base_url: BaseUrl::Fixed("https://api.cohere.com"),
+        key_optional: false,
         key_placement: KeyPlacement::Bearer,
         extra_headers: &[],
         key_check_path: None,
@@ -202,7 +269,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         id: "deepseek",
         display_name: "DeepSeek",
-        default_base_url: "https://api.deepseek.com",
+        base_url: BaseUrl::Fixed("https://api.deepseek.com"),
+        key_optional: false,
         key_placement: KeyPlacement::Bearer,
         extra_headers: &[],
         key_check_path: None,
@@ -216,7 +284,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         id: "google_gemini",
         display_name: "Google Gemini",
-        default_base_url: "https://generativelanguage.googleapis.com",
+        base_url: BaseUrl::Fixed("https://generativelanguage.googleapis.com"),
+        key_optional: false,
         key_placement: KeyPlacement::Header("x-goog-api-key"),
         extra_headers: &[],
         key_check_path: None,
@@ -245,7 +314,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         id: "groq",
         display_name: "Groq",
-        default_base_url: "https://api.groq.com",
+        base_url: BaseUrl::Fixed("https://api.groq.com"),
+        key_optional: false,
         key_placement: KeyPlacement::Bearer,
         extra_headers: &[],
         key_check_path: None,
@@ -259,7 +329,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         id: "mistral",
         display_name: "Mistral AI",
-        default_base_url: "https://api.mistral.ai",
+        base_url: BaseUrl::Fixed("https://api.mistral.ai"),
+        key_optional: false,
         key_placement: KeyPlacement::Bearer,
         extra_headers: &[],
         key_check_path: None,
@@ -276,7 +347,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         id: "openai",
         display_name: "OpenAI",
-        default_base_url: "https://api.openai.com",
+        base_url: BaseUrl::Fixed("https://api.openai.com"),
+        key_optional: false,
         key_placement: KeyPlacement::Bearer,
         extra_headers: &[],
         key_check_path: None,
@@ -285,9 +357,33 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         key_prefixes: &["sk-svcacct-", "sk-admin-", "sk-proj-", "sk-"],
     },
     ProviderSpec {
+        id: "openai_compatible",
+        display_name: "OpenAI-compatible",
+        base_url: BaseUrl::PerKey {
+            example: "https://llm.example.com/v1",
+        },
+        key_optional: true,
+        key_placement: KeyPlacement::Bearer,
+        extra_headers: &[],
+        key_check_path: None,
+        // The base URL includes the version (`…/v1`), as these servers document it.
+        models: ModelListing {
+            path: "/models",
+            shape: ListShape {
+                // vLLM names the context window `max_model_len`.
+                context_window_fields: &["context_window", "max_model_len", "context_length"],
+                ..ListShape::OPENAI
+            },
+            ..ModelListing::OPENAI
+        },
+        bad_request: BadRequestMeans::NotAKeyVerdict,
+        key_prefixes: &[],
+    },
+    ProviderSpec {
         id: "openrouter",
         display_name: "OpenRouter",
-        default_base_url: "https://openrouter.ai",
+        base_url: BaseUrl::Fixed("https://openrouter.ai"),
+        key_optional: false,
         key_placement: KeyPlacement::Bearer,
         extra_headers: &[],
         // The model list answers without a key: the key endpoint judges it.
@@ -307,7 +403,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         id: "together",
         display_name: "Together AI",
-        default_base_url: "https://api.together.xyz",
+        base_url: BaseUrl::Fixed("https://api.together.xyz"),
+        key_optional: false,
         key_placement: KeyPlacement::Bearer,
         extra_headers: &[],
         key_check_path: None,
@@ -327,7 +424,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         id: "xai",
         display_name: "xAI",
-        default_base_url: "https://api.x.ai",
+        base_url: BaseUrl::Fixed("https://api.x.ai"),
+        key_optional: false,
         key_placement: KeyPlacement::Bearer,
         extra_headers: &[],
         key_check_path: None,
@@ -348,6 +446,16 @@ pub fn supported_ids() -> String {
     PROVIDERS.iter().map(|p| p.id).collect::<Vec<_>>().join(", ")
 }
 
+/// `"a, b"`: the ids of the providers whose keys name their own endpoint.
+pub fn per_key_endpoint_ids() -> String {
+    PROVIDERS
+        .iter()
+        .filter(|p| p.endpoint_per_key())
+        .map(|p| p.id)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,8 +473,12 @@ mod tests {
                 "{} is not a lowercase id",
                 p.id
             );
-            assert!(p.default_base_url.starts_with("https://"), "{}", p.id);
-            assert!(!p.default_base_url.ends_with('/'), "{}", p.id);
+            let url = match p.base_url {
+                BaseUrl::Fixed(url) | BaseUrl::PerKey { example: url } => url,
+            };
+            assert!(url.starts_with("https://"), "{}", p.id);
+            assert!(!url.ends_with('/'), "{}", p.id);
+            assert!(!p.key_optional || p.endpoint_per_key(), "{}: only a user's own server may need no key", p.id);
             assert!(p.models.path.starts_with('/'), "{}", p.id);
             assert!(
                 p.key_prefixes.windows(2).all(|w| w[0].len() >= w[1].len()),

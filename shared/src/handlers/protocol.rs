@@ -193,6 +193,10 @@ impl From<ServiceError> for ApiError {
                     owner.display_name
                 ),
             ),
+            ServiceError::EndpointNotAllowed(refusal) => (
+                400,
+                format!("This endpoint is not allowed: {refusal}. Nothing was stored."),
+            ),
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "dependency unavailable");
                 (
@@ -381,6 +385,12 @@ mod tests {
                 "This looks like an Anthropic key.",
             ),
             (
+                ServiceError::EndpointNotAllowed(crate::domain::endpoint::EndpointRefusal::Userinfo),
+                400,
+                "endpoint_not_allowed",
+                "This endpoint is not allowed: the endpoint must not carry a user name or password. Nothing was stored.",
+            ),
+            (
                 ServiceError::Unavailable("ThrottlingException".into()),
                 503,
                 "service_unavailable",
@@ -413,7 +423,7 @@ mod tests {
                 provider::supported_ids()
             )
         );
-        assert!(short.detail.contains("anthropic, cohere"));
+        assert!(short.detail.contains("anthropic, azure_openai, cohere"));
         let pasted_key = "gsk_0123456789abcdefghijklmnopqrstuvwxyz";
         let long = ApiError::unknown_provider(400, pasted_key);
         assert!(!long.detail.contains("gsk_"), "{}", long.detail);

@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::domain::activity::{self, ActivityPageView, ActivityPosition, ActivityQuery};
 use crate::domain::provider;
 use crate::domain::{ApiKey, ProviderSpec, UserId};
+use crate::service::KeyInput;
 
 /// `GET /api/v1/credentials/`
 pub async fn list_credentials(state: &AppState, req: Request) -> Response<Body> {
@@ -33,7 +34,7 @@ pub async fn create_credential(state: &AppState, req: Request) -> Response<Body>
         let mut body = json_object(&bytes)?;
         let provider_id = take_string(&mut body, "provider")?;
         let provider = provider::find(&provider_id).ok_or_else(|| ApiError::unknown_provider(400, &provider_id))?;
-        let key = api_key_field(&mut body)?;
+        let key = key_input(&mut body, provider, Required::OnCreate)?;
         let view = state.credentials.create(&user, provider, key).await?;
         Ok(json_response(201, &view))
     })
@@ -112,7 +113,7 @@ pub async fn update_credential(state: &AppState, req: Request) -> Response<Body>
         let bytes = body_bytes(req);
         let mut body = json_object(&bytes)?;
         refuse_other_provider(&mut body, provider)?;
-        let key = api_key_field(&mut body)?;
+        let key = key_input(&mut body, provider, Required::OnReplace)?;
         let view = state.credentials.update(&user, provider, key).await?;
         Ok(json_response(200, &view))
     })
@@ -128,9 +129,51 @@ pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body>
     .await
 }
 
-fn api_key_field(body: &mut serde_json::Map<String, serde_json::Value>) -> Result<ApiKey, ApiError> {
-    let raw = take_string(body, "api_key")?;
-    ApiKey::parse(&raw).map_err(|e| ApiError::invalid_request(e.to_string()))
+/// Which write a key comes with: a new credential's endpoint must be given,
+/// a replacement may keep the stored one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Required {
+    OnCreate,
+    OnReplace,
+}
+
+/// `api_key` (absent or blank only where the provider's keys are optional)
+/// and `base_url` (only, and on create always, for a provider whose keys
+/// name their endpoint).
+fn key_input(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+    provider: &'static ProviderSpec,
+    write: Required,
+) -> Result<KeyInput, ApiError> {
+    let raw = match optional_string(body, "api_key")? {
+        Some(raw) => raw,
+        None if provider.key_optional => Default::default(),
+        None => return Err(ApiError::invalid_request("Field 'api_key' is required.")),
+    };
+    let key = ApiKey::parse_for(provider, &raw).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let base_url = optional_string(body, "base_url")?.map(|url| url.trim().to_owned());
+    match (provider.endpoint_per_key(), &base_url, write) {
+        (true, None, Required::OnCreate) => Err(ApiError::invalid_request(format!(
+            "Field 'base_url' is required for {} keys.",
+            provider.display_name
+        ))),
+        (false, Some(_), _) => Err(ApiError::invalid_request(format!(
+            "Field 'base_url' is only for providers whose keys name their own endpoint ({}).",
+            provider::per_key_endpoint_ids()
+        ))),
+        _ => Ok(KeyInput { key, base_url }),
+    }
+}
+
+/// An optional string field: `None` when absent or null.
+fn optional_string(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<Option<zeroize::Zeroizing<String>>, ApiError> {
+    match body.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(_) => take_string(body, field).map(Some),
+    }
 }
 
 /// PUT names its provider in the path; a body naming another is a mistake.

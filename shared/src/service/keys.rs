@@ -94,11 +94,14 @@ impl CredentialService {
             "key resolved"
         );
         Ok(ResolvedKey {
+            context: EncryptionContext::of(&existing),
+            base_url: match &existing.endpoint {
+                Some(endpoint) => endpoint.as_str().to_owned(),
+                None => self.providers.base_url(provider),
+            },
             sealed: existing.sealed,
-            context: EncryptionContext::new(user, provider),
             key_revision: existing.revision,
             status: existing.check.status,
-            base_url: self.providers.base_url(provider),
         })
     }
 

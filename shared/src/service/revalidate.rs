@@ -263,7 +263,7 @@ impl CredentialService {
             run
         };
         let user = credential.user_id.clone();
-        let context = EncryptionContext::new(&user, provider);
+        let context = EncryptionContext::of(&credential);
         let key = match envelope::open(self.keyring.as_ref(), &context, &credential.sealed).await {
             Ok(key) => key,
             Err(e) => {
@@ -271,7 +271,7 @@ impl CredentialService {
                 return done(|r| r.failed += 1);
             }
         };
-        let (outcome, quota) = self.ask_provider(provider, &key).await;
+        let (outcome, quota) = self.ask_provider(provider, credential.endpoint.as_ref(), &key).await;
         drop(key);
         match outcome {
             CheckOutcome::Failed {

@@ -94,6 +94,7 @@ async fn check_with_page(bytes: usize) -> CheckOutcome {
     HttpProviderClient::new(config)
         .check(
             mailmind::domain::provider::find("groq").unwrap(),
+            None,
             &ApiKey::parse(GROQ_KEY).unwrap(),
         )
         .await
@@ -144,6 +145,7 @@ async fn a_page_of_millions_of_entries_is_a_bad_response() {
     let outcome = HttpProviderClient::new(config)
         .check(
             mailmind::domain::provider::find("groq").unwrap(),
+            None,
             &ApiKey::parse(GROQ_KEY).unwrap(),
         )
         .await;

@@ -165,13 +165,13 @@ async fn no_write_starts_once_it_could_outlast_the_deadline() {
     // 2 s in all: the write's reserve (750 ms) is gone once the push has
     // taken its 1.5 s.
     let short = Budgets::new(Duration::from_secs(2));
-    let refused = deadline::scope(short, service.create(&user, groq, ApiKey::parse(KEY).unwrap())).await;
+    let refused = deadline::scope(short, service.create(&user, groq, ApiKey::parse(KEY).unwrap().into())).await;
     assert!(matches!(refused, Err(ServiceError::Unavailable(_))), "{refused:?}");
     assert!(store.get(&user, groq).await.unwrap().is_none(), "nothing stored");
 
     // The retry, with time to spare: a create, not a conflict.
     let roomy = Budgets::new(Duration::from_secs(10));
-    let created = deadline::scope(roomy, service.create(&user, groq, ApiKey::parse(KEY).unwrap()))
+    let created = deadline::scope(roomy, service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()))
         .await
         .expect("the retry creates the key");
     assert_eq!(created.status, CredentialStatus::Valid);

@@ -48,6 +48,7 @@ async fn seed(store: &DynamoStore, keyring: &KmsKeyring, user: &str, key: &str, 
         provider: spec,
         sealed,
         key_hint: api_key.hint(spec),
+        endpoint: None,
         check: CheckState {
             status: CredentialStatus::Valid,
             reason: None,

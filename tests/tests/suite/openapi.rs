@@ -109,6 +109,7 @@ fn service_error_codes() -> Vec<(String, String)> {
         },
         ServiceError::TooManyConnections(1),
         ServiceError::KeyProviderMismatch(groq),
+        ServiceError::EndpointNotAllowed(mailmind::domain::endpoint::EndpointRefusal::NotHttps),
         ServiceError::Unavailable(String::new()),
         ServiceError::Internal(String::new()),
     ];
@@ -120,6 +121,7 @@ fn service_error_codes() -> Vec<(String, String)> {
             | ServiceError::TooManyRequests { .. }
             | ServiceError::TooManyConnections(_)
             | ServiceError::KeyProviderMismatch(_)
+            | ServiceError::EndpointNotAllowed(_)
             | ServiceError::Unavailable(_)
             | ServiceError::Internal(_) => {}
         }

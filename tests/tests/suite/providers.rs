@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mailmind::adapters::providers::{HttpProviderClient, ProviderClientConfig};
 use mailmind::domain::provider::{KeyPlacement, PROVIDERS, Paging};
+use mailmind::domain::endpoint::Endpoint;
 use mailmind::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use mailmind::ports::ProviderClient;
 use mailmind_tests::fake_providers::{BEHAVIOURS, FakeProvider, PAGE_SIZE};
@@ -17,12 +18,14 @@ fn client_for(fake: &FakeProvider, timeout: Duration) -> HttpProviderClient {
     let mut config = ProviderClientConfig::default();
     config.base_urls.insert(fake.id, fake.base_url());
     config.check_timeout = timeout;
+    // The fakes are plain HTTP on loopback, as the local server allows.
+    config.endpoint_policy.allow_loopback_http = true;
     HttpProviderClient::new(config)
 }
 
 async fn check(fake: &FakeProvider, key: &str) -> CheckOutcome {
     client_for(fake, Duration::from_secs(5))
-        .check(spec(fake.id), &ApiKey::parse(key).unwrap())
+        .check(spec(fake.id), fake.endpoint().as_ref(), &ApiKey::parse(key).unwrap())
         .await
 }
 
@@ -309,7 +312,7 @@ async fn a_slow_provider_times_out() {
             .await;
         let started = std::time::Instant::now();
         let outcome = client_for(&fake, Duration::from_millis(300))
-            .check(p, &ApiKey::parse(GOOD).unwrap())
+            .check(p, fake.endpoint().as_ref(), &ApiKey::parse(GOOD).unwrap())
             .await;
         assert_eq!(
             outcome,
@@ -395,8 +398,12 @@ async fn an_unreachable_provider_is_provider_unavailable() {
     for p in PROVIDERS {
         let mut config = ProviderClientConfig::default();
         config.base_urls.insert(p.id, format!("http://127.0.0.1:{port}"));
+        config.endpoint_policy.allow_loopback_http = true;
+        let endpoint = p
+            .endpoint_per_key()
+            .then(|| Endpoint::accepted(format!("http://127.0.0.1:{port}")));
         let outcome = HttpProviderClient::new(config)
-            .check(p, &ApiKey::parse(GOOD).unwrap())
+            .check(p, endpoint.as_ref(), &ApiKey::parse(GOOD).unwrap())
             .await;
         assert!(
             matches!(

@@ -116,13 +116,12 @@ async fn every_outcome_arrives_over_http_and_live_for_every_provider() {
         let user = format!("sandbox-user-{i}");
         let mut socket = connect(&s, &user).await;
         let key = format!("test-sandbox-{}-0123456789abcdef", case.outcome);
+        let mut body = json!({"provider": provider.id, "api_key": key});
+        if let Some(example) = provider.endpoint_example() {
+            body["base_url"] = json!(example);
+        }
         let answer = s
-            .call_as(
-                &user,
-                "POST",
-                "/api/v1/credentials/",
-                Some(&json!({"provider": provider.id, "api_key": key}).to_string()),
-            )
+            .call_as(&user, "POST", "/api/v1/credentials/", Some(&body.to_string()))
             .await;
         let what = format!("{} at {}: {}", case.outcome, provider.id, answer.text);
         assert_eq!(answer.status, case.http_status, "{what}");

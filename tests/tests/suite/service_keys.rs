@@ -140,7 +140,7 @@ struct AcceptsAll;
 
 #[async_trait]
 impl ProviderClient for AcceptsAll {
-    async fn check(&self, _: &'static ProviderSpec, _: &ApiKey) -> CheckOutcome {
+    async fn check(&self, _: &'static ProviderSpec, _: Option<&mailmind::domain::endpoint::Endpoint>, _: &ApiKey) -> CheckOutcome {
         CheckOutcome::Valid { models: Vec::new() }
     }
 }
@@ -181,7 +181,7 @@ async fn a_failing_use_write_never_fails_the_resolve() {
     let service = service_over(&store);
     let user = UserId::parse("user-a").unwrap();
     let groq = provider::find("groq").unwrap();
-    service.create(&user, groq, ApiKey::parse(KEY).unwrap()).await.unwrap();
+    service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()).await.unwrap();
 
     for attempt in 1..=2 {
         let key = service
@@ -195,7 +195,7 @@ async fn a_failing_use_write_never_fails_the_resolve() {
             .unwrap();
         assert_eq!(opened.expose(), KEY);
         assert_eq!(key.status, CredentialStatus::Valid);
-        assert_eq!(key.base_url, groq.default_base_url);
+        assert_eq!(Some(key.base_url.as_str()), groq.default_base_url());
         // Not recorded, so tried again on the next resolve.
         assert_eq!(store.attempts.load(Ordering::SeqCst), attempt);
     }
@@ -213,7 +213,7 @@ async fn a_steady_state_resolve_writes_nothing() {
     let service = service_over(&store);
     let user = UserId::parse("user-a").unwrap();
     let groq = provider::find("groq").unwrap();
-    service.create(&user, groq, ApiKey::parse(KEY).unwrap()).await.unwrap();
+    service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()).await.unwrap();
 
     let (reads, uses, writes) = store.counts();
     service.resolve(&user, groq, &consumer("digest")).await.unwrap();
@@ -261,7 +261,7 @@ async fn concurrent_resolves_record_one_use() {
     let service = Arc::new(service_over(&store));
     let user = UserId::parse("user-a").unwrap();
     let groq = provider::find("groq").unwrap();
-    service.create(&user, groq, ApiKey::parse(KEY).unwrap()).await.unwrap();
+    service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()).await.unwrap();
     let resolves = (0..2).map(|_| {
         let (service, user) = (Arc::clone(&service), user.clone());
         tokio::spawn(async move { service.resolve(&user, groq, &consumer("digest")).await.map(|_| ()) })

@@ -199,7 +199,7 @@ async fn a_steady_state_resolve_is_one_read_and_no_write() {
     struct AcceptsAll;
     #[async_trait::async_trait]
     impl ProviderClient for AcceptsAll {
-        async fn check(&self, _: &'static ProviderSpec, _: &ApiKey) -> CheckOutcome {
+        async fn check(&self, _: &'static ProviderSpec, _: Option<&mailmind::domain::endpoint::Endpoint>, _: &ApiKey) -> CheckOutcome {
             CheckOutcome::Valid { models: Vec::new() }
         }
     }
@@ -218,7 +218,7 @@ async fn a_steady_state_resolve_is_one_read_and_no_write() {
     .with_activity(Arc::clone(&store) as _);
     let u = user("user-a");
     let key = ApiKey::parse("gsk_service0123456789abcdefghijklmnopqrstuvwxyzAB9xQa").unwrap();
-    service.create(&u, groq(), key).await.unwrap();
+    service.create(&u, groq(), key.into()).await.unwrap();
     proxy.take();
     let digest = Consumer::parse("digest").unwrap();
     service.resolve(&u, groq(), &digest).await.unwrap();

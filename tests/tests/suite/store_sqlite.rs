@@ -30,7 +30,7 @@ async fn reopening_keeps_data_and_uses_wal() {
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
@@ -61,6 +61,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
              ALTER TABLE credentials DROP COLUMN quota_json;
              ALTER TABLE credentials DROP COLUMN consumer_uses;
              DROP TABLE activity;
+             ALTER TABLE credentials DROP COLUMN endpoint;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -75,7 +76,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     assert_eq!(due.len(), 1, "{due:?}");
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 }
 
 /// A row of a provider this build does not know (written by a newer build,
