@@ -159,6 +159,9 @@ mod tests {
             String::from_utf8(aad(&at("https://llm.example.com/v1"))).unwrap(),
             r#"{"app":"mailmind","endpoint":"https://llm.example.com/v1","provider":"openai_compatible","user":"user-a"}"#
         );
-        assert_ne!(aad(&at("https://llm.example.com/v1")), aad(&at("https://evil.example/v1")));
+        assert_ne!(
+            aad(&at("https://llm.example.com/v1")),
+            aad(&at("https://evil.example/v1"))
+        );
     }
 }

@@ -32,13 +32,13 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, Required, Schema, ServerBuilder, Tag};
 
 use crate::domain::activity::{ActivityEntryView, ActivityKind, ActivityPageView, CheckedBy};
-use crate::domain::endpoint::MAX_ENDPOINT_BYTES;
 use crate::domain::api_key::MAX_KEY_BYTES;
+use crate::domain::endpoint::MAX_ENDPOINT_BYTES;
 use crate::domain::provider::{self, PROVIDERS};
 use crate::domain::{CredentialStatus, CredentialView, ErrorReason, ModelInfo, ModelView, UsageOutcome};
 use crate::handlers::Route;
@@ -50,19 +50,47 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
 /// The name of the bearer JWT security scheme.
 const BEARER: &str = "bearerAuth";
 
-/// `POST /credentials/`'s body. The handler reads the body field by field
-/// (so each fault gets its own `detail`); this struct only describes it.
-#[derive(Serialize, ToSchema)]
-struct CreateCredentialRequest {
-    /// A provider id.
-    #[schema(schema_with = provider_id_schema)]
-    provider: String,
-    /// The key; see [`api_key_schema`].
-    #[schema(schema_with = api_key_schema)]
-    api_key: String,
-    /// See [`base_url_schema`].
-    #[schema(schema_with = base_url_schema)]
-    base_url: Option<String>,
+/// `POST /credentials/`'s body: one branch per kind of provider, told apart
+/// by `provider` (grouped from [`PROVIDERS`]): a provider with a fixed root
+/// takes no `base_url`; one whose keys name their endpoint needs it, and may
+/// take a blank key. The handler reads the body field by field (so each fault
+/// gets its own `detail`); this only describes it.
+fn create_request_schema() -> Schema {
+    let mut branches = OneOfBuilder::new().description(Some(
+        "A provider id and its key; for azure_openai and openai_compatible also the key's own endpoint.",
+    ));
+    for (per_key, optional) in [(false, false), (true, false), (true, true)] {
+        let ids: Vec<&str> = PROVIDERS
+            .iter()
+            .filter(|p| p.endpoint_per_key() == per_key && p.key_optional == optional)
+            .map(|p| p.id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let provider = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A provider id."))
+            .enum_values(Some(ids));
+        let mut branch = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("provider", provider)
+            .required("provider")
+            .property("api_key", api_key_schema(optional));
+        if !optional {
+            branch = branch.required("api_key");
+        }
+        branch = if per_key {
+            branch.property("base_url", base_url_schema()).required("base_url")
+        } else {
+            let none = ObjectBuilder::new()
+                .schema_type(Type::Null)
+                .description(Some("Only for providers whose keys name their own endpoint."));
+            branch.property("base_url", none)
+        };
+        branches = branches.item(branch);
+    }
+    branches.build().into()
 }
 
 /// `PUT /credentials/{provider}/`'s body (described only, as above). The
@@ -72,11 +100,30 @@ struct CreateCredentialRequest {
 #[derive(Serialize, ToSchema)]
 struct UpdateCredentialRequest {
     /// The new key; see [`api_key_schema`].
-    #[schema(schema_with = api_key_schema)]
+    #[schema(schema_with = required_api_key_schema)]
     api_key: String,
-    /// See [`base_url_schema`]; left out, the stored endpoint stays.
-    #[schema(schema_with = base_url_schema)]
+    /// See [`base_url_schema`]; left out or `null`, the stored endpoint stays.
+    #[schema(schema_with = replacement_base_url_schema)]
     base_url: Option<String>,
+}
+
+fn required_api_key_schema() -> Schema {
+    api_key_schema(false)
+}
+
+/// `PUT`'s `base_url`: an endpoint, or `null` to keep the stored one.
+fn replacement_base_url_schema() -> Schema {
+    OneOfBuilder::new()
+        .item(base_url_schema())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "azure_openai and openai_compatible only: the key's new endpoint (see base_url of \
+             CreateCredentialRequest); left out or null, the stored endpoint stays. Any other \
+             provider answers 400 invalid_request (JSON Schema cannot tie a body field to the \
+             path's provider).",
+        ))
+        .build()
+        .into()
 }
 
 /// The document schemas the derive collects (with what they refer to).
@@ -93,7 +140,6 @@ struct UpdateCredentialRequest {
     CredentialStatus,
     ErrorReason,
     ErrorBody,
-    CreateCredentialRequest,
     UpdateCredentialRequest
 )))]
 struct Schemas;
@@ -116,18 +162,25 @@ const WHITE_SPACE: &str = r"\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028
 /// whitespace, then at least one character that is neither whitespace nor a
 /// control character. The byte limit is stated, not patterned (JSON Schema
 /// counts characters, not bytes).
-fn api_key_schema() -> Schema {
+fn api_key_schema(blank_allowed: bool) -> Schema {
+    // The key's characters, one or more; optional where a blank key is allowed.
+    let key = format!("[^{WHITE_SPACE}\\u0000-\\u001F\\u007F-\\u009F]+");
+    let key = if blank_allowed { format!("(?:{key})?") } else { key };
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(format!(
-            "^[{WHITE_SPACE}]*[^{WHITE_SPACE}\\u0000-\\u001F\\u007F-\\u009F]+[{WHITE_SPACE}]*$"
-        )))
+        .pattern(Some(format!("^[{WHITE_SPACE}]*{key}[{WHITE_SPACE}]*$")))
         .description(Some(format!(
-            "The provider API key. Surrounding whitespace is trimmed; the rest must be 1 to \
+            "The provider API key. Surrounding whitespace is trimmed; the rest must be {} to \
              {MAX_KEY_BYTES} bytes (UTF-8) with no whitespace or control characters. A key \
              carrying another provider's distinctive prefix (`sk-ant-`, `sk-or-`, `gsk_`, \
              `AIza`, `xai-`, `tgp_v1_`) answers `400 key_provider_mismatch` (a rule across \
-             two fields, so not in this schema)."
+             two fields, so not in this schema).{}",
+            if blank_allowed { 0 } else { 1 },
+            if blank_allowed {
+                " Blank or left out: a server that needs no key."
+            } else {
+                ""
+            }
         )))
         // Provider-neutral, so the example is valid under every provider.
         .examples(["key-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH9xQa"])
@@ -147,8 +200,7 @@ fn base_url_schema() -> Schema {
              without user name, query or fragment, on port 443 unless the operator allows more; \
              its host must not be or resolve to a loopback, private, carrier-grade NAT, link-local, \
              unique-local, multicast or reserved address. Otherwise `400 endpoint_not_allowed`, \
-             saying why. `openai_compatible` keys may then be blank or left out, for a server \
-             that needs none (a rule across fields, so not in the `api_key` schema).",
+             saying why.",
             crate::domain::provider::per_key_endpoint_ids()
         )))
         .examples(["https://llm.example.com/v1"])
@@ -186,6 +238,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.tags = Some(vec![Tag::new("credentials"), Tag::new("models"), Tag::new("meta")]);
 
     let components = doc.components.get_or_insert_with(Default::default);
+    components
+        .schemas
+        .insert("CreateCredentialRequest".into(), RefOr::T(create_request_schema()));
     components.security_schemes.insert(
         BEARER.into(),
         SecurityScheme::Http(

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery, ConsumerUses};
+use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::{
     ApiKey, CheckOutcome, CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
 };
@@ -522,8 +522,17 @@ mod tests {
             pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "groq"), ("x", "y")]),
             pairs(&[("app", "mailmind"), ("usr", "alice"), ("provider", "groq")]),
             // An endpoint only with a provider whose keys name one, and always with it.
-            pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "groq"), ("endpoint", "https://a.example")]),
-            pairs(&[("app", "mailmind"), ("user", "alice"), ("provider", "openai_compatible")]),
+            pairs(&[
+                ("app", "mailmind"),
+                ("user", "alice"),
+                ("provider", "groq"),
+                ("endpoint", "https://a.example"),
+            ]),
+            pairs(&[
+                ("app", "mailmind"),
+                ("user", "alice"),
+                ("provider", "openai_compatible"),
+            ]),
         ] {
             assert!(EncryptionContext::from_pairs(&bad).is_none(), "{bad:?}");
         }

@@ -251,7 +251,12 @@ impl CredentialService {
 
     /// Stores a new key once the provider has had its say (see the module
     /// comment). Writes an audit line ([`crate::audit`]) whatever the outcome.
-    pub async fn create(&self, user: &UserId, provider: &'static ProviderSpec, key: KeyInput) -> Result<CredentialView> {
+    pub async fn create(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: KeyInput,
+    ) -> Result<CredentialView> {
         let result = self.put_key(user, provider, key, KeyWrite::Create).await;
         audit::record_result(user, AuditAction::Create, provider, &result);
         result
@@ -259,7 +264,12 @@ impl CredentialService {
 
     /// Replaces a stored key; a rejected new key leaves the old one untouched.
     /// Writes an audit line ([`crate::audit`]) whatever the outcome.
-    pub async fn update(&self, user: &UserId, provider: &'static ProviderSpec, key: KeyInput) -> Result<CredentialView> {
+    pub async fn update(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: KeyInput,
+    ) -> Result<CredentialView> {
         let result = self.put_key(user, provider, key, KeyWrite::Update).await;
         audit::record_result(user, AuditAction::Update, provider, &result);
         result
@@ -307,7 +317,9 @@ impl CredentialService {
             check,
             models,
             mut audience,
-        } = self.seal_and_check(user, provider, endpoint.as_ref(), &key, audience).await?;
+        } = self
+            .seal_and_check(user, provider, endpoint.as_ref(), &key, audience)
+            .await?;
         let now = check.checked_at.unwrap_or_else(Utc::now);
         // Only a discovery reads the old list (for the models' history); no
         // verdict just leaves the list empty.
@@ -405,7 +417,9 @@ impl CredentialService {
                 tracing::error!(provider = provider.id, error = %e, "stored key does not open");
                 audit::record_if_tampered(user, AuditAction::Check, provider, e);
             })?;
-        let (outcome, quota, audience) = self.validate(provider, existing.endpoint.as_ref(), &key, audience).await;
+        let (outcome, quota, audience) = self
+            .validate(provider, existing.endpoint.as_ref(), &key, audience)
+            .await;
         drop(key);
         self.record_outcome(user, provider, existing, (outcome, quota), audience, by)
             .await

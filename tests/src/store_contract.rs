@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use mailmind::domain::endpoint::Endpoint;
 use mailmind::domain::activity::{
     ActivityEntry, ActivityEvent, ActivityQuery, CheckedBy, Consumer, ConsumerUses, RETENTION,
 };
+use mailmind::domain::endpoint::Endpoint;
 use mailmind::domain::{
     CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ProviderSpec, SealedKey, StoredCredential,
     UserId,
@@ -187,7 +187,15 @@ pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store:
     // A provider with a fixed root stores none.
     let groq = credential("user-a", "groq", "r1");
     store.insert(&groq, &[]).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), self::groq()).await.unwrap().unwrap().endpoint, None);
+    assert_eq!(
+        store
+            .get(&user("user-a"), self::groq())
+            .await
+            .unwrap()
+            .unwrap()
+            .endpoint,
+        None
+    );
 }
 
 pub async fn error_state_round_trips(store: Arc<impl Store>) {

@@ -49,10 +49,13 @@ impl EndpointPolicy {
     /// operator's list, or there is no list.
     fn lists(&self, host: &str) -> bool {
         self.allowed_hosts.is_empty()
-            || self.allowed_hosts.iter().any(|allowed| match allowed.strip_prefix("*.") {
-                Some(parent) => host.strip_suffix(parent).is_some_and(|rest| rest.ends_with('.')),
-                None => host == allowed,
-            })
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|allowed| match allowed.strip_prefix("*.") {
+                    Some(parent) => host.strip_suffix(parent).is_some_and(|rest| rest.ends_with('.')),
+                    None => host == allowed,
+                })
     }
 }
 
@@ -494,10 +497,14 @@ mod tests {
         let names = || lookup(&[("gateway.test", &["127.0.0.1"])]);
         let url = format!("http://gateway.test:{port}/v1/models");
 
-        let strict_client = guarded_client_builder(GuardedResolver::new(strict(), names())).build().unwrap();
+        let strict_client = guarded_client_builder(GuardedResolver::new(strict(), names()))
+            .build()
+            .unwrap();
         let refused = strict_client.get(&url).send().await.unwrap_err();
         assert!(!refused.is_status(), "{refused:?}");
-        let strict_https = guarded_client_builder(GuardedResolver::new(strict(), names())).build().unwrap();
+        let strict_https = guarded_client_builder(GuardedResolver::new(strict(), names()))
+            .build()
+            .unwrap();
         let refused = strict_https
             .get(format!("https://gateway.test:{port}/"))
             .send()
@@ -510,7 +517,9 @@ mod tests {
             "no connection was made"
         );
 
-        let local_client = guarded_client_builder(GuardedResolver::new(local(), names())).build().unwrap();
+        let local_client = guarded_client_builder(GuardedResolver::new(local(), names()))
+            .build()
+            .unwrap();
         let answer = local_client.get(&url).send().await.unwrap();
         assert_eq!(answer.status(), 302, "the redirect is not followed");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);

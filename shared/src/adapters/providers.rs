@@ -16,8 +16,8 @@ use super::egress::{self, EndpointPolicy, GuardedResolver, NameLookup, SystemLoo
 use super::provider_wire::{Entry, WireBody, WireError, WireModel};
 use serde_json::Value;
 
-use crate::domain::model::{MAX_MODELS, bounded, canonical};
 use crate::domain::endpoint::{Endpoint, EndpointRefusal};
+use crate::domain::model::{MAX_MODELS, bounded, canonical};
 use crate::domain::provider::{BadRequestMeans, BaseUrl, KeyPlacement, ListShape, PROVIDERS, Paging};
 use crate::domain::quota::Quota;
 use crate::domain::{ApiKey, CheckOutcome, ErrorReason, ModelInfo, ProviderSpec};

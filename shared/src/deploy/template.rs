@@ -426,6 +426,9 @@ fn environment(f: &FunctionSpec) -> Vec<(&'static str, String)> {
     let mut variables = Vec::new();
     if f.uses_key() {
         variables.push(("KMS_KEY_ID", "!GetAtt CredentialsKey.Arn".to_owned()));
+        // Whoever opens or seals a key calls its provider, a user's endpoint included.
+        variables.push(("ENDPOINT_ALLOWED_HOSTS", "!Ref EndpointAllowedHosts".to_owned()));
+        variables.push(("ENDPOINT_ALLOWED_PORTS", "!Ref EndpointAllowedPorts".to_owned()));
     }
     if let Some(function) = f.grants.iter().find_map(|g| match g {
         Grant::RelayReportsTo(function) => crate::deploy::function(function),

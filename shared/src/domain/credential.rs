@@ -153,9 +153,7 @@ impl CheckState {
                     ErrorReason::BadResponse => {
                         format!("{name} sent an answer that could not be read.")
                     }
-                    ErrorReason::EndpointNotAllowed => {
-                        "its endpoint is not one this service may call.".to_owned()
-                    }
+                    ErrorReason::EndpointNotAllowed => "its endpoint is not one this service may call.".to_owned(),
                 };
                 format!("Could not check the {name} API key: {why} The key was kept.")
             }
@@ -246,7 +244,10 @@ pub struct CredentialView {
     #[cfg_attr(feature = "openapi", schema(nullable = false, example = "gsk_…9xQa"))]
     pub key_hint: Option<String>,
     /// The key's own endpoint, for `azure_openai` and `openai_compatible`.
-    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "https://llm.example.com/v1"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, example = "https://llm.example.com/v1")
+    )]
     pub base_url: Option<String>,
     /// `unchecked`, `valid`, `invalid` or `error`.
     pub status: CredentialStatus,

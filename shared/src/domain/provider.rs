@@ -478,7 +478,11 @@ mod tests {
             };
             assert!(url.starts_with("https://"), "{}", p.id);
             assert!(!url.ends_with('/'), "{}", p.id);
-            assert!(!p.key_optional || p.endpoint_per_key(), "{}: only a user's own server may need no key", p.id);
+            assert!(
+                !p.key_optional || p.endpoint_per_key(),
+                "{}: only a user's own server may need no key",
+                p.id
+            );
             assert!(p.models.path.starts_with('/'), "{}", p.id);
             assert!(
                 p.key_prefixes.windows(2).all(|w| w[0].len() >= w[1].len()),

@@ -18,14 +18,14 @@ pub enum RevalidateAnswer {
     /// A scheduled run (whose event says nothing the run needs).
     Run(RevalidationRun),
     /// A relayed report, answered as `credentials-resolve` answers.
-    Report(KeyAnswer),
+    Report(Box<KeyAnswer>),
 }
 
 /// A relayed report (an event with `"action": "report"`) is answered as
 /// `credentials-resolve` would; any other event starts a run.
 pub async fn revalidate(state: &RevalidationState, event: Value) -> RevalidateAnswer {
     if event.get("action").and_then(Value::as_str) == Some("report") {
-        return RevalidateAnswer::Report(keys::invoke(&state.app, None, event).await);
+        return RevalidateAnswer::Report(Box::new(keys::invoke(&state.app, None, event).await));
     }
     RevalidateAnswer::Run(state.app.credentials.revalidate_due(&state.policy).await)
 }

@@ -505,3 +505,84 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     assert_eq!(d.status(OTHER).await["status"], "valid");
     assert!(d.logs().contains("key usage reported"));
 }
+
+/// A key with its own endpoint through the Lambda functions on moto: stored
+/// at its endpoint by credentials-create, answered with it by resolve, and
+/// bound to it: KMS opens the key for the consumer only at that endpoint.
+/// A refused endpoint costs no KMS call and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_its_own_endpoint_is_sealed_to_it_and_refused_endpoints_store_nothing() {
+    let d = Deployment::start().await;
+    let gateway = FakeProvider::start("openai_compatible").await;
+    const GATEWAY_KEY: &str = "sk-gateway-0123456789abcdefghijklmnop";
+    gateway.accept(GATEWAY_KEY, &["llama-3.3-70b", "qwen2.5-72b"]).await;
+    let create = |body: Value| with_body(rest_event("credentials-create", USER), body);
+
+    d.proxy.take();
+    for refused in [
+        "https://169.254.169.254/v1",
+        "https://good@10.0.0.1/v1",
+        "https://[fd00::1]/v1",
+    ] {
+        let answer = d
+            .create
+            .invoke(create(
+                json!({"provider": "openai_compatible", "api_key": GATEWAY_KEY, "base_url": refused}),
+            ))
+            .await
+            .response();
+        assert_eq!(answer["statusCode"], 400, "{answer}");
+        let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["code"], "endpoint_not_allowed", "{body}");
+    }
+    // Each refusal read whether a key exists and who listens, and nothing
+    // else: no KMS call, no write.
+    let mut calls = d.proxy.take();
+    calls.sort();
+    assert_eq!(calls, ["GetItem", "GetItem", "GetItem", "Query", "Query", "Query"]);
+    assert!(gateway.requests().await.is_empty());
+
+    let answer = d
+        .create
+        .invoke(create(json!({"provider": "openai_compatible", "api_key": GATEWAY_KEY,
+                              "base_url": gateway.base_url()})))
+        .await
+        .response();
+    assert_eq!(answer["statusCode"], 201, "{answer}");
+    let resolved = d
+        .call(json!({"action": "resolve", "user_id": USER, "provider": "openai_compatible"}))
+        .await;
+    assert_eq!(resolved["base_url"], gateway.base_url());
+    assert_eq!(
+        resolved["sealed_key"]["encryption_context"],
+        json!({"app": "mailmind", "endpoint": gateway.base_url(), "provider": "openai_compatible", "user": USER})
+    );
+    let keys = d.consumer().await;
+    let key = keys.resolve(USER, "openai_compatible").await.unwrap();
+    assert_eq!(key.api_key.expose_secret(), GATEWAY_KEY);
+    assert_eq!(key.base_url, gateway.base_url());
+
+    // Someone with write access to the table points the key elsewhere: the
+    // consumer's KMS call refuses the changed context, the key stays sealed.
+    let config = moto().sdk_config().await;
+    aws_sdk_dynamodb::Client::new(&config)
+        .update_item()
+        .table_name(&d.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{USER}")))
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CRED#openai_compatible".into()),
+        )
+        .update_expression("SET endpoint = :elsewhere")
+        .expression_attribute_values(
+            ":elsewhere",
+            aws_sdk_dynamodb::types::AttributeValue::S("https://collector.example/v1".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let fresh = d.consumer().await;
+    let refused = fresh.resolve(USER, "openai_compatible").await;
+    assert!(refused.is_err(), "a moved endpoint must not open: {refused:?}");
+    assert!(!d.logs().contains(GATEWAY_KEY), "a key reached the logs");
+}

@@ -17,6 +17,7 @@ mod deadline;
 mod e2e_local;
 mod e2e_revalidate;
 mod e2e_websocket;
+mod egress_guard;
 mod keyring_kms;
 mod keyring_local;
 mod lambda_functions;

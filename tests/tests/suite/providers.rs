@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use mailmind::adapters::providers::{HttpProviderClient, ProviderClientConfig};
-use mailmind::domain::provider::{KeyPlacement, PROVIDERS, Paging};
 use mailmind::domain::endpoint::Endpoint;
+use mailmind::domain::provider::{KeyPlacement, PROVIDERS, Paging};
 use mailmind::domain::{ApiKey, CheckOutcome, ErrorReason, ProviderSpec};
 use mailmind::ports::ProviderClient;
 use mailmind_tests::fake_providers::{BEHAVIOURS, FakeProvider, PAGE_SIZE};
+use serde_json::json;
 use wiremock::ResponseTemplate;
 
 const GOOD: &str = "test-good-key-0123456789abcdefghijklmnop";
@@ -501,4 +502,72 @@ async fn openrouter_credit_used_up_is_quota_exhausted() {
             "{limit:?} {usage}"
         );
     }
+}
+
+/// `openai_compatible` servers answer `GET {base_url}/models` each in their
+/// own dialect of the OpenAI list; Azure answers a wrong endpoint path with
+/// its `404 Resource not found`, which says nothing about the key.
+#[tokio::test]
+async fn user_endpoint_servers_are_read_in_their_own_shapes() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer};
+    let compatible = spec("openai_compatible");
+    let mut config = ProviderClientConfig::default();
+    config.endpoint_policy.allow_loopback_http = true;
+    let client = HttpProviderClient::new(config);
+    let key = ApiKey::parse(GOOD).unwrap();
+    for (server_kind, body, expected) in [
+        (
+            "LM Studio",
+            json!({"data": [{"id": "qwen2.5-7b-instruct", "object": "model", "owned_by": "organization_owner"},
+                            {"id": "text-embedding-nomic-embed-text-v1.5", "object": "model", "owned_by": "organization_owner"}],
+                   "object": "list"}),
+            vec![
+                ("qwen2.5-7b-instruct", None),
+                ("text-embedding-nomic-embed-text-v1.5", None),
+            ],
+        ),
+        (
+            "Ollama",
+            json!({"object": "list", "data": [{"id": "llama3.2:latest", "object": "model", "created": 1730000000, "owned_by": "library"}]}),
+            vec![("llama3.2:latest", None)],
+        ),
+        (
+            "vLLM",
+            json!({"object": "list", "data": [{"id": "meta-llama/Llama-3.1-8B-Instruct", "object": "model",
+                   "owned_by": "vllm", "root": "meta-llama/Llama-3.1-8B-Instruct", "parent": null, "max_model_len": 131072}]}),
+            vec![("meta-llama/Llama-3.1-8B-Instruct", Some(131072))],
+        ),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/models"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+        let endpoint = Endpoint::accepted(format!("{}/v1", server.uri()));
+        let outcome = client.check(compatible, Some(&endpoint), &key).await;
+        let CheckOutcome::Valid { models } = outcome else {
+            panic!("{server_kind}: {outcome:?}")
+        };
+        let got: Vec<(&str, Option<u64>)> = models.iter().map(|m| (m.model_id.as_str(), m.context_window)).collect();
+        assert_eq!(got, expected, "{server_kind}");
+    }
+
+    let azure = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"error": {"code": "404", "message": "Resource not found"}})),
+        )
+        .mount(&azure)
+        .await;
+    let endpoint = Endpoint::accepted(azure.uri());
+    assert_eq!(
+        client.check(spec("azure_openai"), Some(&endpoint), &key).await,
+        CheckOutcome::Failed {
+            reason: ErrorReason::BadResponse,
+            retry_after_secs: None
+        }
+    );
 }

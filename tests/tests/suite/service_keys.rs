@@ -140,7 +140,12 @@ struct AcceptsAll;
 
 #[async_trait]
 impl ProviderClient for AcceptsAll {
-    async fn check(&self, _: &'static ProviderSpec, _: Option<&mailmind::domain::endpoint::Endpoint>, _: &ApiKey) -> CheckOutcome {
+    async fn check(
+        &self,
+        _: &'static ProviderSpec,
+        _: Option<&mailmind::domain::endpoint::Endpoint>,
+        _: &ApiKey,
+    ) -> CheckOutcome {
         CheckOutcome::Valid { models: Vec::new() }
     }
 }
@@ -181,7 +186,10 @@ async fn a_failing_use_write_never_fails_the_resolve() {
     let service = service_over(&store);
     let user = UserId::parse("user-a").unwrap();
     let groq = provider::find("groq").unwrap();
-    service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()).await.unwrap();
+    service
+        .create(&user, groq, ApiKey::parse(KEY).unwrap().into())
+        .await
+        .unwrap();
 
     for attempt in 1..=2 {
         let key = service
@@ -213,7 +221,10 @@ async fn a_steady_state_resolve_writes_nothing() {
     let service = service_over(&store);
     let user = UserId::parse("user-a").unwrap();
     let groq = provider::find("groq").unwrap();
-    service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()).await.unwrap();
+    service
+        .create(&user, groq, ApiKey::parse(KEY).unwrap().into())
+        .await
+        .unwrap();
 
     let (reads, uses, writes) = store.counts();
     service.resolve(&user, groq, &consumer("digest")).await.unwrap();
@@ -261,7 +272,10 @@ async fn concurrent_resolves_record_one_use() {
     let service = Arc::new(service_over(&store));
     let user = UserId::parse("user-a").unwrap();
     let groq = provider::find("groq").unwrap();
-    service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()).await.unwrap();
+    service
+        .create(&user, groq, ApiKey::parse(KEY).unwrap().into())
+        .await
+        .unwrap();
     let resolves = (0..2).map(|_| {
         let (service, user) = (Arc::clone(&service), user.clone());
         tokio::spawn(async move { service.resolve(&user, groq, &consumer("digest")).await.map(|_| ()) })

@@ -25,7 +25,12 @@ struct CountingProvider(AtomicUsize);
 
 #[async_trait]
 impl ProviderClient for CountingProvider {
-    async fn check(&self, _: &'static ProviderSpec, _: Option<&mailmind::domain::endpoint::Endpoint>, _: &ApiKey) -> CheckOutcome {
+    async fn check(
+        &self,
+        _: &'static ProviderSpec,
+        _: Option<&mailmind::domain::endpoint::Endpoint>,
+        _: &ApiKey,
+    ) -> CheckOutcome {
         self.0.fetch_add(1, Ordering::SeqCst);
         CheckOutcome::Valid { models: Vec::new() }
     }
@@ -51,7 +56,10 @@ async fn validations_spend_the_budget_and_report_rechecks_do_not() {
     let groq = provider::find("groq").unwrap();
     let gemini = provider::find("google_gemini").unwrap();
 
-    service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()).await.unwrap();
+    service
+        .create(&user, groq, ApiKey::parse(KEY).unwrap().into())
+        .await
+        .unwrap();
     service.check(&user, groq).await.unwrap();
     assert_eq!(providers.0.load(Ordering::SeqCst), 2);
     // Answers that call no provider spend nothing: a duplicate, a missing key.
@@ -112,5 +120,8 @@ async fn validations_spend_the_budget_and_report_rechecks_do_not() {
     assert_eq!(providers.0.load(Ordering::SeqCst), 3);
 
     // Another user has a budget of their own.
-    service.create(&other, groq, ApiKey::parse(KEY).unwrap().into()).await.unwrap();
+    service
+        .create(&other, groq, ApiKey::parse(KEY).unwrap().into())
+        .await
+        .unwrap();
 }

@@ -199,7 +199,12 @@ async fn a_steady_state_resolve_is_one_read_and_no_write() {
     struct AcceptsAll;
     #[async_trait::async_trait]
     impl ProviderClient for AcceptsAll {
-        async fn check(&self, _: &'static ProviderSpec, _: Option<&mailmind::domain::endpoint::Endpoint>, _: &ApiKey) -> CheckOutcome {
+        async fn check(
+            &self,
+            _: &'static ProviderSpec,
+            _: Option<&mailmind::domain::endpoint::Endpoint>,
+            _: &ApiKey,
+        ) -> CheckOutcome {
             CheckOutcome::Valid { models: Vec::new() }
         }
     }

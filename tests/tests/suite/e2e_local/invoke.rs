@@ -217,3 +217,28 @@ fn local_sdk_config(server: &LocalServer) -> aws_config::SdkConfig {
         .credentials_provider(SharedCredentialsProvider::new(server.sdk_credentials()))
         .build()
 }
+
+/// The Python consumer opens a key bound to its own endpoint (the context
+/// and associated data carry it, sorted), as the service sealed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_opens_a_key_bound_to_its_endpoint() {
+    let w = world().await;
+    let gateway = mailmind_tests::fake_providers::FakeProvider::start("openai_compatible").await;
+    const GATEWAY_KEY: &str = "sk-gateway-0123456789abcdefghijklmnop";
+    gateway.accept(GATEWAY_KEY, &["llama-3.3-70b"]).await;
+    let body = json!({"provider": "openai_compatible", "api_key": GATEWAY_KEY, "base_url": gateway.base_url()});
+    let created = w
+        .server
+        .call_as("alice", "POST", "/api/v1/credentials/", Some(&body.to_string()))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let answer = run_python(
+        &w.server,
+        r#"
+key = resolve_key("alice", "openai_compatible")
+print(json.dumps({"api_key": key["api_key"], "base_url": key["base_url"]}))
+"#,
+    )
+    .await;
+    assert_eq!(answer, json!({"api_key": GATEWAY_KEY, "base_url": gateway.base_url()}));
+}

@@ -5,6 +5,7 @@
 mod activity;
 mod audit;
 mod bad_input;
+mod endpoints;
 mod errors;
 mod faults;
 mod invoke;
