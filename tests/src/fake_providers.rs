@@ -733,3 +733,28 @@ pub fn page_of_zeros() -> String {
     let count = (mailmind::adapters::providers::MAX_BODY_BYTES - 64) / 2;
     format!(r#"{{"data":[{}0]}}"#, "0,".repeat(count - 1))
 }
+
+/// A provider client that accepts every key, unlocking nothing, and counts
+/// the checks: for tests about everything around the provider call.
+#[derive(Default)]
+pub struct AcceptsAll(pub std::sync::atomic::AtomicUsize);
+
+impl AcceptsAll {
+    /// Checks made so far.
+    pub fn checks(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl mailmind::ports::ProviderClient for AcceptsAll {
+    async fn check(
+        &self,
+        _: &'static mailmind::domain::ProviderSpec,
+        _: Option<&mailmind::domain::endpoint::Endpoint>,
+        _: &mailmind::domain::ApiKey,
+    ) -> mailmind::domain::CheckOutcome {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        mailmind::domain::CheckOutcome::Valid { models: Vec::new() }
+    }
+}

@@ -235,8 +235,29 @@ impl LocalServer {
 
     /// `POST /api/v1/credentials/` of `api_key` for `provider`, as `user`.
     pub async fn post_key(&self, user: &str, provider: &str, api_key: &str) -> Answer {
-        let body = serde_json::json!({"provider": provider, "api_key": api_key}).to_string();
-        self.call_as(user, "POST", "/api/v1/credentials/", Some(&body)).await
+        self.post_body(user, &serde_json::json!({"provider": provider, "api_key": api_key}))
+            .await
+    }
+
+    /// `POST /api/v1/credentials/` of `body`, as `user`.
+    pub async fn post_body(&self, user: &str, body: &serde_json::Value) -> Answer {
+        self.call_as(user, "POST", "/api/v1/credentials/", Some(&body.to_string()))
+            .await
+    }
+
+    /// The ids `GET /api/v1/credentials/{provider}/models/` lists for `user`, in its order.
+    pub async fn model_ids(&self, user: &str, provider: &str) -> Vec<String> {
+        let listed = self
+            .call_as(user, "GET", &format!("/api/v1/credentials/{provider}/models/"), None)
+            .await;
+        let models = listed
+            .json
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {}", listed.text));
+        models
+            .iter()
+            .map(|m| m["model_id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// `PUT /api/v1/credentials/{provider}/` replacing the key with `api_key`, as `user`.

@@ -13,14 +13,14 @@ use mailmind::adapters::notifier::NoNotifier;
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::domain::activity::{ActivityEntry, ActivityEvent, ActivityPage, ActivityQuery, Consumer};
 use mailmind::domain::{
-    ApiKey, CheckOutcome, CheckState, CredentialStatus, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
-    provider,
+    ApiKey, CheckState, CredentialStatus, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId, provider,
 };
 use mailmind::ports::{
     ActivityStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, KeyUse, ModelsUpdate,
-    OncePerWindow, ProviderClient, StoreError,
+    OncePerWindow, StoreError,
 };
 use mailmind::service::CredentialService;
+use mailmind_tests::fake_providers::AcceptsAll;
 use zeroize::Zeroizing;
 
 const KEY: &str = "gsk_service0123456789abcdefghijklmnopqrstuvwxyzAB9xQa";
@@ -135,26 +135,11 @@ impl CredentialStore for Counting {
     }
 }
 
-/// Every key is valid and unlocks nothing.
-struct AcceptsAll;
-
-#[async_trait]
-impl ProviderClient for AcceptsAll {
-    async fn check(
-        &self,
-        _: &'static ProviderSpec,
-        _: Option<&mailmind::domain::endpoint::Endpoint>,
-        _: &ApiKey,
-    ) -> CheckOutcome {
-        CheckOutcome::Valid { models: Vec::new() }
-    }
-}
-
 fn service_over(store: &Arc<Counting>) -> CredentialService {
     CredentialService::new(
         Arc::clone(store) as _,
         Arc::new(LocalKeyring::from_master(Zeroizing::new([7u8; 32]))),
-        Arc::new(AcceptsAll),
+        Arc::new(AcceptsAll::default()),
         Arc::new(NoNotifier),
     )
     .with_activity(Arc::clone(store) as _)

@@ -3,44 +3,25 @@
 //! re-checks do not spend it and still run when it is spent.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use mailmind::adapters::local_keyring::LocalKeyring;
 use mailmind::adapters::notifier::NoNotifier;
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::domain::activity::Consumer;
-use mailmind::domain::{ApiKey, CheckOutcome, ProviderSpec, ReportResult, UsageOutcome, UserId, provider};
-use mailmind::ports::ProviderClient;
+use mailmind::domain::{ApiKey, ReportResult, UsageOutcome, UserId, provider};
 use mailmind::service::{CredentialService, ServiceError, ValidationLimit};
+use mailmind_tests::fake_providers::AcceptsAll;
 use zeroize::Zeroizing;
 
 const KEY: &str = "gsk_limits0123456789abcdefghijklmnopqrstuvwxyzAB9xQa";
 const GEMINI_KEY: &str = "limits-gemini-0123456789abcdefghijklmnopqrstu";
 const KEY_2: &str = "gsk_limits2123456789abcdefghijklmnopqrstuvwxyzAB9xQb";
 
-/// Accepts every key and counts the calls.
-#[derive(Default)]
-struct CountingProvider(AtomicUsize);
-
-#[async_trait]
-impl ProviderClient for CountingProvider {
-    async fn check(
-        &self,
-        _: &'static ProviderSpec,
-        _: Option<&mailmind::domain::endpoint::Endpoint>,
-        _: &ApiKey,
-    ) -> CheckOutcome {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        CheckOutcome::Valid { models: Vec::new() }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validations_spend_the_budget_and_report_rechecks_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("mailmind.db")).unwrap());
-    let providers = Arc::new(CountingProvider::default());
+    let providers = Arc::new(AcceptsAll::default());
     let limit = ValidationLimit {
         per_window: 2,
         window: chrono::Duration::hours(1),
@@ -61,7 +42,7 @@ async fn validations_spend_the_budget_and_report_rechecks_do_not() {
         .await
         .unwrap();
     service.check(&user, groq).await.unwrap();
-    assert_eq!(providers.0.load(Ordering::SeqCst), 2);
+    assert_eq!(providers.checks(), 2);
     // Answers that call no provider spend nothing: a duplicate, a missing key.
     assert!(matches!(
         service.create(&user, groq, ApiKey::parse(KEY).unwrap().into()).await,
@@ -93,7 +74,7 @@ async fn validations_spend_the_budget_and_report_rechecks_do_not() {
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
-    assert_eq!(providers.0.load(Ordering::SeqCst), 2, "a refusal calls no provider");
+    assert_eq!(providers.checks(), 2, "a refusal calls no provider");
     let stored = service.get(&user, groq).await.unwrap();
     assert_eq!(
         stored.key_hint.as_deref(),
@@ -117,7 +98,7 @@ async fn validations_spend_the_budget_and_report_rechecks_do_not() {
         .await
         .unwrap();
     assert_eq!(report.result, ReportResult::Rechecked);
-    assert_eq!(providers.0.load(Ordering::SeqCst), 3);
+    assert_eq!(providers.checks(), 3);
 
     // Another user has a budget of their own.
     service

@@ -191,23 +191,9 @@ async fn activity_items_carry_the_ttl_of_ninety_days() {
 async fn a_steady_state_resolve_is_one_read_and_no_write() {
     use mailmind::adapters::local_keyring::LocalKeyring;
     use mailmind::adapters::notifier::NoNotifier;
+    use mailmind::domain::ApiKey;
     use mailmind::domain::activity::Consumer;
-    use mailmind::domain::{ApiKey, CheckOutcome, ProviderSpec};
-    use mailmind::ports::ProviderClient;
     use mailmind::service::CredentialService;
-
-    struct AcceptsAll;
-    #[async_trait::async_trait]
-    impl ProviderClient for AcceptsAll {
-        async fn check(
-            &self,
-            _: &'static ProviderSpec,
-            _: Option<&mailmind::domain::endpoint::Endpoint>,
-            _: &ApiKey,
-        ) -> CheckOutcome {
-            CheckOutcome::Valid { models: Vec::new() }
-        }
-    }
 
     let moto = moto();
     let table = moto.create_table().await;
@@ -217,7 +203,7 @@ async fn a_steady_state_resolve_is_one_read_and_no_write() {
     let service = CredentialService::new(
         Arc::clone(&store) as _,
         Arc::new(LocalKeyring::from_master(zeroize::Zeroizing::new([7u8; 32]))),
-        Arc::new(AcceptsAll),
+        Arc::new(mailmind_tests::fake_providers::AcceptsAll::default()),
         Arc::new(NoNotifier),
     )
     .with_activity(Arc::clone(&store) as _);

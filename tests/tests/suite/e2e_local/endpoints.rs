@@ -29,12 +29,12 @@ async fn ollama() -> MockServer {
     server
 }
 
-fn key_body(provider: &str, api_key: Option<&str>, base_url: &str) -> String {
+fn key_body(provider: &str, api_key: Option<&str>, base_url: &str) -> Value {
     let mut body = json!({"provider": provider, "base_url": base_url});
     if let Some(key) = api_key {
         body["api_key"] = json!(key);
     }
-    body.to_string()
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,12 +44,7 @@ async fn a_local_ollama_needs_no_key_and_its_models_are_listed() {
     let endpoint = format!("{}/v1/", ollama.uri());
     let created = w
         .server
-        .call_as(
-            "alice",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&key_body("openai_compatible", None, &endpoint)),
-        )
+        .post_body("alice", &key_body("openai_compatible", None, &endpoint))
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.json["status"], "valid");
@@ -57,17 +52,7 @@ async fn a_local_ollama_needs_no_key_and_its_models_are_listed() {
     // Stored as the guard accepted it: no trailing slash.
     assert_eq!(created.json["base_url"], format!("{}/v1", ollama.uri()));
     assert_eq!(created.json["models_count"], 2);
-    let models = w
-        .server
-        .call_as("alice", "GET", "/api/v1/credentials/openai_compatible/models/", None)
-        .await;
-    let ids: Vec<&str> = models
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["model_id"].as_str().unwrap())
-        .collect();
+    let ids = w.server.model_ids("alice", "openai_compatible").await;
     assert_eq!(ids, ["llama3.2:latest", "qwen2.5:7b"]);
     // The empty key is sent as no key at all.
     let requests = ollama.received_requests().await.unwrap();
@@ -96,12 +81,7 @@ async fn an_azure_resource_is_asked_for_its_deployments_with_its_api_key_header(
     azure.accept(AZURE_KEY, &["gpt-4o-prod", "gpt-4o-mini-prod"]).await;
     let created = w
         .server
-        .call_as(
-            "alice",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&key_body("azure_openai", Some(AZURE_KEY), &azure.base_url())),
-        )
+        .post_body("alice", &key_body("azure_openai", Some(AZURE_KEY), &azure.base_url()))
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.json["status"], "valid", "{}", created.text);
@@ -125,15 +105,13 @@ async fn an_azure_resource_is_asked_for_its_deployments_with_its_api_key_header(
     // Azure's own answer to a wrong key is a verdict: nothing stored.
     let rejected = w
         .server
-        .call_as(
+        .post_body(
             "bob",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&key_body(
+            &key_body(
                 "azure_openai",
                 Some("ffffffffffffffffffffffffffffffff"),
                 &azure.base_url(),
-            )),
+            ),
         )
         .await;
     assert_error(&rejected, 422, "key_rejected");
@@ -147,12 +125,7 @@ async fn a_replacement_keeps_or_moves_the_endpoint() {
     let at = |server: &MockServer| format!("{}/v1", server.uri());
     let created = w
         .server
-        .call_as(
-            "alice",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&key_body("openai_compatible", Some(""), &at(&first))),
-        )
+        .post_body("alice", &key_body("openai_compatible", Some(""), &at(&first)))
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
 
@@ -197,22 +170,12 @@ async fn a_replacement_keeps_or_moves_the_endpoint() {
     // base_url belongs to these providers only; they cannot do without one.
     let groq = w
         .server
-        .call_as(
-            "alice",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&key_body("groq", Some(super::GROQ_KEY), &at(&first))),
-        )
+        .post_body("alice", &key_body("groq", Some(super::GROQ_KEY), &at(&first)))
         .await;
     assert_error(&groq, 400, "invalid_request");
     let missing = w
         .server
-        .call_as(
-            "bob",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&json!({"provider": "azure_openai", "api_key": AZURE_KEY}).to_string()),
-        )
+        .post_body("bob", &json!({"provider": "azure_openai", "api_key": AZURE_KEY}))
         .await;
     assert_error(&missing, 400, "invalid_request");
     assert_eq!(
@@ -265,12 +228,7 @@ async fn endpoints_the_guard_refuses_answer_400_and_store_nothing() {
         for provider in ["openai_compatible", "azure_openai"] {
             let answer = w
                 .server
-                .call_as(
-                    "alice",
-                    "POST",
-                    "/api/v1/credentials/",
-                    Some(&key_body(provider, Some(AZURE_KEY), url)),
-                )
+                .post_body("alice", &key_body(provider, Some(AZURE_KEY), url))
                 .await;
             assert_error(&answer, 400, "endpoint_not_allowed");
             assert_eq!(
@@ -305,19 +263,12 @@ async fn an_endpoint_changed_in_the_table_leaves_the_key_sealed() {
     let w = world().await;
     let honest = ollama().await;
     let attacker = ollama().await;
-    let created = w
-        .server
-        .call_as(
-            "alice",
-            "POST",
-            "/api/v1/credentials/",
-            Some(&key_body(
-                "openai_compatible",
-                Some("sk-local-secret-0123456789"),
-                &format!("{}/v1", honest.uri()),
-            )),
-        )
-        .await;
+    let body = key_body(
+        "openai_compatible",
+        Some("sk-local-secret-0123456789"),
+        &format!("{}/v1", honest.uri()),
+    );
+    let created = w.server.post_body("alice", &body).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let db = rusqlite::Connection::open(w.server.data_dir.join("mailmind.db")).unwrap();
     db.execute(
