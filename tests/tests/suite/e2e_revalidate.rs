@@ -217,3 +217,20 @@ async fn a_provider_that_hangs_does_not_hold_up_another_providers_checks() {
     assert_eq!(anthropic_now["status"], "valid", "{anthropic_now}");
     assert!(anthropic_now.get("last_attempt_at").is_none(), "{anthropic_now}");
 }
+
+/// A key with its own endpoint is re-checked there, opened under the
+/// context that binds it (an Azure resource revoking the key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_its_own_endpoint_is_rechecked_at_that_endpoint() {
+    const AZURE_KEY: &str = "0123456789abcdef0123456789abcdef";
+    let azure = FakeProvider::start("azure_openai").await;
+    azure.accept(AZURE_KEY, &["gpt-4o-prod"]).await;
+    let (_dir, server) = server(&[], &[]).await;
+    let body = json!({"provider": "azure_openai", "api_key": AZURE_KEY, "base_url": azure.base_url()});
+    let created = server.post_body(USER, &body).await;
+    assert_eq!(created.json["status"], "valid", "{}", created.text);
+    azure.answer(AZURE_KEY, azure.invalid_key_response()).await;
+    let stored = wait_for_status(&server, "azure_openai", |s| s["status"] == "invalid").await;
+    assert_eq!(stored["base_url"], azure.base_url(), "{stored}");
+    assert!(asked_with(&azure, AZURE_KEY).await >= 2);
+}
