@@ -16,6 +16,23 @@ use axum::response::{IntoResponse, Response};
 
 const PAGE: &str = include_str!("settings_page.html");
 
+/// The providers whose keys name their own endpoint, for the page's URL
+/// field: `{"<id>": {"example": .., "key_optional": ..}}`, from the registry.
+fn endpoint_providers() -> String {
+    let map: serde_json::Map<String, serde_json::Value> = mailmind::domain::provider::PROVIDERS
+        .iter()
+        .filter_map(|p| {
+            let example = p.endpoint_example()?;
+            Some((
+                p.id.to_owned(),
+                serde_json::json!({"example": example, "key_optional": p.key_optional}),
+            ))
+        })
+        .collect();
+    // Inside a <script> element: no `<` may close it early.
+    serde_json::Value::Object(map).to_string().replace('<', "\\u003c")
+}
+
 /// What the page is told when it is served.
 pub struct SettingsPage {
     /// Signs the page in until the user pastes a token of their own.
@@ -31,7 +48,8 @@ impl SettingsPage {
         let html = PAGE
             .replace("{{NONCE}}", &nonce)
             .replace("{{DEMO_TOKEN}}", &self.demo_token)
-            .replace("{{SANDBOX}}", if self.sandbox { "on" } else { "off" });
+            .replace("{{SANDBOX}}", if self.sandbox { "on" } else { "off" })
+            .replace("{{ENDPOINT_PROVIDERS}}", &endpoint_providers());
         let policy = format!(
             "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; \
              img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

@@ -119,16 +119,30 @@ async fn stored(base_url: &str, token: &str, provider: &str) -> (u16, Value) {
 }
 
 async fn add_key(c: &Client, provider: &str, key: &str) {
+    choose_provider(c, provider).await;
+    let input = c.find(Locator::Id("key-value")).await.expect("key input");
+    input.clear().await.expect("clear key input");
+    // Typed and submitted from the keyboard, as a user would.
+    input.send_keys(&format!("{key}{ENTER}")).await.expect("type the key");
+}
+
+async fn choose_provider(c: &Client, provider: &str) {
     c.find(Locator::Id("key-provider"))
         .await
         .expect("provider select")
         .select_by_value(provider)
         .await
         .expect("provider selectable");
-    let input = c.find(Locator::Id("key-value")).await.expect("key input");
-    input.clear().await.expect("clear key input");
-    // Typed and submitted from the keyboard, as a user would.
-    input.send_keys(&format!("{key}{ENTER}")).await.expect("type the key");
+}
+
+/// [`add_key`] for a provider whose keys name their endpoint: the URL field first.
+async fn add_key_at(c: &Client, provider: &str, endpoint: &str, key: &str) {
+    choose_provider(c, provider).await;
+    let field = c.find(Locator::Id("key-endpoint")).await.expect("endpoint input");
+    assert!(field.is_displayed().await.unwrap(), "{provider} asks for its endpoint");
+    field.clear().await.unwrap();
+    field.send_keys(endpoint).await.expect("type the endpoint");
+    add_key(c, provider, key).await;
 }
 
 async fn scenario(c: Client, base_url: String, demo_token: String, pasted_token: String) {
@@ -213,6 +227,47 @@ async fn scenario(c: Client, base_url: String, demo_token: String, pasted_token:
     assert_eq!(error.attr("role").await.unwrap().as_deref(), Some("alert"));
     shown(&c, &with_text("hint-google_gemini", "No key")).await;
     assert_eq!(stored(&base_url, &demo_token, "google_gemini").await.0, 404);
+
+    // A key with its own endpoint: a local OpenAI-compatible server, shown
+    // with its URL; an internal address is refused with the API's reason.
+    add_key_at(
+        &c,
+        "openai_compatible",
+        "http://127.0.0.1:11434/v1/",
+        "sandbox-valid-local",
+    )
+    .await;
+    shown(&c, &with_text("status-openai_compatible", "valid")).await;
+    shown(
+        &c,
+        &with_text("endpoint-openai_compatible", "http://127.0.0.1:11434/v1"),
+    )
+    .await;
+    let (status, body) = stored(&base_url, &demo_token, "openai_compatible").await;
+    assert_eq!(
+        (status, body["base_url"].as_str()),
+        (200, Some("http://127.0.0.1:11434/v1")),
+        "{body}"
+    );
+    add_key_at(
+        &c,
+        "azure_openai",
+        "https://169.254.169.254/",
+        "sandbox-valid-0123456789abcdef",
+    )
+    .await;
+    shown(
+        &c,
+        &with_text(
+            "error",
+            "This endpoint is not allowed: 169.254.169.254 is a link-local address. Nothing was stored.",
+        ),
+    )
+    .await;
+    assert_eq!(stored(&base_url, &demo_token, "azure_openai").await.0, 404);
+    choose_provider(&c, "groq").await;
+    let field = c.find(Locator::Id("endpoint-field")).await.unwrap();
+    assert!(!field.is_displayed().await.unwrap(), "Groq keys have no endpoint");
 
     if std::env::var_os("MAILMIND_UPDATE_SCREENSHOT").is_some() {
         let png = c.screenshot().await.expect("screenshot");
