@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery, ConsumerUses};
 use crate::domain::endpoint::{Endpoint, EndpointRefusal};
+use crate::domain::named_key::KeyId;
 use crate::domain::{
     ApiKey, CheckOutcome, CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
 };
@@ -57,6 +58,8 @@ pub struct KeyRevision {
     pub user: UserId,
     /// The provider.
     pub provider: &'static ProviderSpec,
+    /// Which of the provider's keys.
+    pub key: KeyId,
     /// The key's revision as it was read.
     pub revision: String,
 }
@@ -67,6 +70,7 @@ impl KeyRevision {
         KeyRevision {
             user: credential.user_id.clone(),
             provider: credential.provider,
+            key: credential.key.id.clone(),
             revision: credential.revision.clone(),
         }
     }
@@ -113,6 +117,8 @@ pub struct DueCredential {
     pub user: UserId,
     /// The provider.
     pub provider: &'static ProviderSpec,
+    /// Which of the provider's keys.
+    pub key: KeyId,
     /// Its freshness time as the index showed it; a claim holds only if it is unchanged.
     pub fresh_at: DateTime<Utc>,
 }
@@ -131,8 +137,17 @@ pub struct Deferral {
 /// Credentials and their model lists, always scoped to one user.
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
-    /// The user's credential for a provider (strongly consistent).
-    async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError>;
+    /// The user's key `key` of a provider (strongly consistent).
+    async fn get(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<StoredCredential>, StoreError>;
+
+    /// Every key the user keeps for a provider, in the provider's order
+    /// (priority, then age, then id), in one read.
+    async fn keys(&self, user: &UserId, provider: &ProviderSpec) -> Result<Vec<StoredCredential>, StoreError>;
 
     /// All of the user's credentials of supported providers, in any order.
     async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError>;
@@ -162,11 +177,20 @@ pub trait CredentialStore: Send + Sync {
     /// re-check in the window was claimed already.
     async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError>;
 
-    /// Deletes the credential and its models together. `NotFound` when there is none.
+    /// Deletes every key of the provider and their models together.
+    /// `NotFound` when there is none.
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError>;
 
-    /// The stored model list, if any.
-    async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError>;
+    /// Deletes one key and its models together. `NotFound` when there is none.
+    async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError>;
+
+    /// The stored model list of key `key`, if any.
+    async fn models(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<ModelList>, StoreError>;
 
     // Background re-validation. Every credential carries a freshness time
     // `fresh_at`: the check time of its stored verdict (insert, replace and

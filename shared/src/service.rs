@@ -16,6 +16,7 @@ use crate::domain::activity::{ActivityEvent, CheckedBy};
 use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::key_prefix;
 use crate::domain::model::{ListChange, carry_history};
+use crate::domain::named_key::{KeyId, KeyMeta};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::quota::Quota;
 use crate::domain::{
@@ -154,6 +155,10 @@ impl KeyWrite {
 }
 
 /// A new key, sealed and checked, ready to be stored.
+/// The key the contract's routes act on: the provider's first key. (Several
+/// keys per provider are stored by key; their routes come with issue 19.)
+pub(crate) static FIRST_KEY: std::sync::LazyLock<KeyId> = std::sync::LazyLock::new(KeyId::default_key);
+
 /// A key as a user gives it: the key, and for a provider whose keys name
 /// their endpoint, that endpoint (required on create; a replacement without
 /// one keeps the stored endpoint).
@@ -234,16 +239,18 @@ impl CredentialService {
         let stored = self.store.list(user).await?;
         Ok(PROVIDERS
             .iter()
-            .map(|p| match stored.iter().find(|c| c.provider.id == p.id) {
-                Some(c) => CredentialView::of(p, c),
-                None => CredentialView::not_set(p),
-            })
+            .map(
+                |p| match stored.iter().find(|c| c.provider.id == p.id && c.key.id == *FIRST_KEY) {
+                    Some(c) => CredentialView::of(p, c),
+                    None => CredentialView::not_set(p),
+                },
+            )
             .collect())
     }
 
     /// One credential's status.
     pub async fn get(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView> {
-        match self.store.get(user, provider).await? {
+        match self.store.get(user, provider, &FIRST_KEY).await? {
             Some(c) => Ok(CredentialView::of(provider, &c)),
             None => Err(ServiceError::CredentialNotFound(provider)),
         }
@@ -288,7 +295,8 @@ impl CredentialService {
         // Not a guard (the write's condition is): a duplicate, or a PUT that
         // would create, is answered at once, without a provider call or a
         // stray `checking` message.
-        let (existing, audience) = tokio::join!(self.store.get(user, provider), self.notifier.audience(user));
+        let (existing, audience) =
+            tokio::join!(self.store.get(user, provider, &FIRST_KEY), self.notifier.audience(user));
         let existing = match (write, existing?) {
             (KeyWrite::Create, Some(_)) => return Err(ServiceError::CredentialExists(provider)),
             (KeyWrite::Update, None) => return Err(ServiceError::CredentialNotFound(provider)),
@@ -324,13 +332,14 @@ impl CredentialService {
         // Only a discovery reads the old list (for the models' history); no
         // verdict just leaves the list empty.
         let previous = match (&existing, check.status) {
-            (Some(_), CredentialStatus::Valid) => self.store.models(user, provider).await?,
+            (Some(_), CredentialStatus::Valid) => self.store.models(user, provider, &FIRST_KEY).await?,
             _ => None,
         };
         let (models, change) = carry_history(previous.as_ref(), models, &now);
         let mut credential = StoredCredential {
             user_id: user.clone(),
             provider,
+            key: KeyMeta::default_key(),
             sealed,
             key_hint,
             endpoint,
@@ -347,7 +356,8 @@ impl CredentialService {
         };
         let old_check = existing.as_ref().map(|old| old.check.clone());
         if let Some(old) = existing {
-            // The credential keeps its birth and last use.
+            // The credential keeps its name, place, birth and last use.
+            credential.key = old.key;
             credential.created_at = old.created_at;
             credential.last_used_at = old.last_used_at;
             credential.consumer_uses = old.consumer_uses;
@@ -391,7 +401,8 @@ impl CredentialService {
 
     /// Checks the stored key again, now.
     pub async fn check(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView> {
-        let (existing, audience) = tokio::join!(self.store.get(user, provider), self.notifier.audience(user));
+        let (existing, audience) =
+            tokio::join!(self.store.get(user, provider, &FIRST_KEY), self.notifier.audience(user));
         let Some(existing) = existing? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
@@ -442,7 +453,7 @@ impl CredentialService {
             // Only a fresh list needs the stored one (for the models'
             // history): one read, and only then.
             CheckOutcome::Valid { models } => {
-                let previous = self.store.models(user, provider).await?;
+                let previous = self.store.models(user, provider, &existing.key.id).await?;
                 let (models, change) = carry_history(previous.as_ref(), models, &now);
                 (CheckOutcome::Valid { models }, change)
             }
@@ -526,7 +537,7 @@ impl CredentialService {
 
     /// The stored model list, sorted by id; empty when nothing was discovered.
     pub async fn models(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<ModelView>> {
-        Ok(match self.store.models(user, provider).await? {
+        Ok(match self.store.models(user, provider, &FIRST_KEY).await? {
             Some(list) => ModelView::list(provider.id, list),
             None => Vec::new(),
         })

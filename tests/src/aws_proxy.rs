@@ -16,6 +16,8 @@ pub struct CountingProxy {
     upstream: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<String>>>,
+    /// Every call as the IAM action it needs (`dynamodb:GetItem`), never taken.
+    actions: Arc<Mutex<std::collections::BTreeSet<String>>>,
     /// Operations held without an answer and never forwarded (see [`CountingProxy::stall`]).
     stalled: Arc<Mutex<Vec<String>>>,
 }
@@ -27,12 +29,14 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let operation = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let operation = target
         .map(|t| t.rsplit('.').next().unwrap_or(t).to_owned())
         .unwrap_or_else(|| format!("{method} {}", uri.path()));
     proxy.calls.lock().unwrap().push(operation.clone());
+    if let Some(action) = target.and_then(iam_action) {
+        proxy.actions.lock().unwrap().insert(action);
+    }
     if proxy.stalled.lock().unwrap().contains(&operation) {
         // A hung endpoint: no answer until the client gives up (which drops
         // this future), and nothing reaches moto.
@@ -66,6 +70,19 @@ async fn forward(
     }
 }
 
+/// The IAM action an `x-amz-target` needs: `DynamoDB_20120810.GetItem` is
+/// `dynamodb:GetItem`, `TrentService.Decrypt` is `kms:Decrypt`.
+fn iam_action(target: &str) -> Option<String> {
+    let (service, operation) = target.split_once('.')?;
+    let prefix = match service {
+        s if s.starts_with("DynamoDB_") => "dynamodb",
+        "TrentService" => "kms",
+        "AWSEvents" => "events",
+        _ => return None,
+    };
+    Some(format!("{prefix}:{operation}"))
+}
+
 impl CountingProxy {
     /// A proxy on a free loopback port in front of `upstream`; its URL.
     pub async fn start(upstream: &str) -> (CountingProxy, String) {
@@ -73,6 +90,7 @@ impl CountingProxy {
             upstream: upstream.to_owned(),
             http: reqwest::Client::new(),
             calls: Arc::new(Mutex::new(Vec::new())),
+            actions: Arc::default(),
             stalled: Arc::new(Mutex::new(Vec::new())),
         };
         let app = Router::new().fallback(forward).with_state(proxy.clone());
@@ -91,6 +109,11 @@ impl CountingProxy {
     /// Ends every [`CountingProxy::stall`].
     pub fn unstall(&self) {
         self.stalled.lock().unwrap().clear();
+    }
+
+    /// Every action the calls so far needed, as IAM names them.
+    pub fn actions(&self) -> std::collections::BTreeSet<String> {
+        self.actions.lock().unwrap().clone()
     }
 
     /// The operations received since the last `take`, in order.

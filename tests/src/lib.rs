@@ -132,3 +132,51 @@ pub async fn run_venv_python(script: &str, args: &[&str], env: impl IntoIterator
     );
     stdout
 }
+
+/// The IAM actions template.yaml lets function `name`'s role take: its
+/// inline statements and the managed policies it references, `Allow` only.
+pub fn granted_actions(name: &str) -> std::collections::BTreeSet<String> {
+    let path = repo_root().join("template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let root: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let resources = &root["Resources"];
+    let spec = mailmind::deploy::function(name).unwrap_or_else(|| panic!("{name} is not declared"));
+    let policies = resources[spec.logical_id().as_str()]["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name} has no Policies"));
+    let mut actions = std::collections::BTreeSet::new();
+    for policy in policies {
+        let document = match policy {
+            // `!Ref SomePolicy`: a managed policy of the template.
+            serde_yaml_ng::Value::Tagged(tagged) => {
+                let referenced = tagged.value.as_str().unwrap();
+                resources[referenced]["Properties"]["PolicyDocument"].clone()
+            }
+            inline => inline.clone(),
+        };
+        for statement in document["Statement"].as_sequence().into_iter().flatten() {
+            if statement["Effect"] != "Allow" {
+                continue;
+            }
+            let listed = match &statement["Action"] {
+                serde_yaml_ng::Value::Sequence(list) => list.clone(),
+                one => vec![one.clone()],
+            };
+            actions.extend(listed.iter().filter_map(|a| a.as_str()).map(str::to_owned));
+        }
+    }
+    actions
+}
+
+/// Whether `granted` covers `action` as AWS authorizes it: a transaction
+/// is allowed per item, so `TransactWriteItems` needs the item actions
+/// (any one of them, at least) and `TransactGetItems` needs `GetItem`.
+pub fn covers(granted: &std::collections::BTreeSet<String>, action: &str) -> bool {
+    match action {
+        "dynamodb:TransactWriteItems" => ["PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem"]
+            .iter()
+            .any(|a| granted.contains(&format!("dynamodb:{a}"))),
+        "dynamodb:TransactGetItems" => granted.contains("dynamodb:GetItem"),
+        _ => granted.contains(action),
+    }
+}

@@ -8,6 +8,7 @@ use mailmind::domain::activity::{
     ActivityEntry, ActivityEvent, ActivityQuery, CheckedBy, Consumer, ConsumerUses, RETENTION,
 };
 use mailmind::domain::endpoint::Endpoint;
+use mailmind::domain::named_key::{KeyId, KeyMeta};
 use mailmind::domain::{
     CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ProviderSpec, SealedKey, StoredCredential,
     UserId,
@@ -47,6 +48,7 @@ pub fn key(user: &UserId, provider: &str, revision: &str) -> KeyRevision {
     KeyRevision {
         user: user.clone(),
         provider: self::provider(provider),
+        key: first_key(),
         revision: revision.to_owned(),
     }
 }
@@ -75,10 +77,17 @@ pub fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_795_000_000 + secs, 0).single().expect("valid time")
 }
 
+/// The provider's first key, which every credential from before several
+/// keys per provider is.
+pub fn first_key() -> KeyId {
+    KeyId::default_key()
+}
+
 pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredential {
     StoredCredential {
         user_id: self::user(user),
         provider: self::provider(provider),
+        key: KeyMeta::default_key(),
         sealed: SealedKey {
             format_version: 1,
             key_id: "local:0011223344556677".to_owned(),
@@ -161,16 +170,19 @@ pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
 pub async fn insert_then_get_round_trips(store: Arc<impl Store>) {
     let c = credential("user-a", "groq", "r1");
     store.insert(&c, &models(&["a", "b"])).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(c));
+    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), Some(c));
     let list = store
-        .models(&user("user-a"), groq())
+        .models(&user("user-a"), groq(), &first_key())
         .await
         .unwrap()
         .expect("models stored");
     assert_eq!(list.models, models(&["a", "b"]));
     assert_eq!(list.discovered_at, at(1));
-    assert_eq!(store.get(&user("user-a"), gemini()).await.unwrap(), None);
-    assert_eq!(store.models(&user("user-a"), gemini()).await.unwrap(), None);
+    assert_eq!(store.get(&user("user-a"), gemini(), &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store.models(&user("user-a"), gemini(), &first_key()).await.unwrap(),
+        None
+    );
 }
 
 pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store: Arc<impl Store>) {
@@ -178,24 +190,131 @@ pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store:
     let c = credential("user-a", "openai_compatible", "r1");
     assert!(c.endpoint.is_some());
     store.insert(&c, &models(&["llama3.2:latest"])).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), compatible).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        store.get(&user("user-a"), compatible, &first_key()).await.unwrap(),
+        Some(c.clone())
+    );
     let mut moved = credential("user-a", "openai_compatible", "r2");
     moved.endpoint = Some(Endpoint::accepted("https://other.example/v1".to_owned()));
     store.replace(&moved, &[]).await.unwrap();
-    let stored = store.get(&user("user-a"), compatible).await.unwrap().unwrap();
+    let stored = store
+        .get(&user("user-a"), compatible, &first_key())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.endpoint, moved.endpoint);
     // A provider with a fixed root stores none.
     let groq = credential("user-a", "groq", "r1");
     store.insert(&groq, &[]).await.unwrap();
     assert_eq!(
         store
-            .get(&user("user-a"), self::groq())
+            .get(&user("user-a"), self::groq(), &first_key())
             .await
             .unwrap()
             .unwrap()
             .endpoint,
         None
     );
+}
+
+/// Another key of `provider` for `user`: named, placed at `priority`.
+pub fn another_key(user: &str, provider: &str, revision: &str, name: &str, priority: u32) -> StoredCredential {
+    let mut c = credential(user, provider, revision);
+    c.key = KeyMeta {
+        id: KeyId::random(),
+        name: name.to_owned(),
+        priority,
+        enabled: true,
+    };
+    c
+}
+
+pub async fn several_keys_of_a_provider_are_kept_apart_and_listed_in_order(store: Arc<impl Store>) {
+    let u = user("user-a");
+    let first = credential("user-a", "openai", "r1");
+    let mut backup = another_key("user-a", "openai", "r2", "backup", 2);
+    backup.created_at = at(5);
+    let mut work = another_key("user-a", "openai", "r3", "work", 1);
+    work.key.enabled = false;
+    store.insert(&first, &models(&["gpt-4o"])).await.unwrap();
+    store.insert(&backup, &models(&["gpt-4o-mini"])).await.unwrap();
+    store.insert(&work, &models(&["o3", "o4-mini"])).await.unwrap();
+    // A provider whose id begins with this one's is another provider.
+    store
+        .insert(
+            &credential("user-a", "openai_compatible", "r4"),
+            &models(&["llama3.2:latest"]),
+        )
+        .await
+        .unwrap();
+    let openai = provider("openai");
+    assert_eq!(
+        store.keys(&u, openai).await.unwrap(),
+        [first.clone(), work.clone(), backup.clone()]
+    );
+    assert_eq!(store.get(&u, openai, &work.key.id).await.unwrap(), Some(work.clone()));
+    let listed = |key: &KeyId| {
+        let (store, u, key) = (Arc::clone(&store), u.clone(), key.clone());
+        async move {
+            let list = store.models(&u, openai, &key).await.unwrap();
+            list.map(|l| l.models.into_iter().map(|m| m.model_id).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(listed(&backup.key.id).await, Some(vec!["gpt-4o-mini".to_owned()]));
+    assert_eq!(listed(&first.key.id).await, Some(vec!["gpt-4o".to_owned()]));
+    assert_eq!(store.list(&u).await.unwrap().len(), 4);
+
+    // A check of one key is that key's alone; a stale revision of it is refused.
+    let mut check = backup.check.clone();
+    check.status = CredentialStatus::Invalid;
+    check.checked_at = Some(at(9));
+    store
+        .record_check(KeyRevision::of(&backup), &check, ModelsUpdate::Replace(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&u, openai, &backup.key.id).await.unwrap().unwrap().check,
+        check
+    );
+    assert_eq!(store.get(&u, openai, &first.key.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(listed(&first.key.id).await, Some(vec!["gpt-4o".to_owned()]));
+    let mut stale = KeyRevision::of(&work);
+    stale.revision = "r-old".into();
+    assert!(matches!(
+        store.record_check(stale, &check, ModelsUpdate::Keep).await,
+        Err(StoreError::Conflict)
+    ));
+
+    // One key goes with its list; then the provider's others, all at once.
+    store.delete_key(&u, openai, &backup.key.id).await.unwrap();
+    assert_eq!(listed(&backup.key.id).await, None);
+    assert!(matches!(
+        store.delete_key(&u, openai, &backup.key.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.keys(&u, openai).await.unwrap(), [first.clone(), work.clone()]);
+    store.delete(&u, openai).await.unwrap();
+    assert_eq!(store.keys(&u, openai).await.unwrap(), []);
+    assert_eq!(listed(&first.key.id).await, None);
+    assert_eq!(listed(&work.key.id).await, None);
+    assert!(matches!(store.delete(&u, openai).await, Err(StoreError::NotFound)));
+    assert_eq!(store.keys(&u, provider("openai_compatible")).await.unwrap().len(), 1);
+}
+
+pub async fn another_key_is_due_and_claimed_on_its_own(store: Arc<impl Store>) {
+    let first = checked_at("user-a", "groq", "5d01", 40);
+    let mut second = another_key("user-a", "groq", "5d02", "backup", 1);
+    second.check.checked_at = Some(at(10));
+    store.insert(&first, &[]).await.unwrap();
+    store.insert(&second, &[]).await.unwrap();
+    let due = store.due(due_query("groq", at(50), 10)).await.unwrap();
+    let keys: Vec<&KeyId> = due.iter().map(|d| &d.key).collect();
+    assert_eq!(keys, [&second.key.id, &first.key.id], "oldest first");
+    let claimed = store.claim_due(&due[0], at(500)).await.unwrap().unwrap();
+    assert_eq!(claimed.key, second.key);
+    let after = store.due(due_query("groq", at(50), 10)).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].key, first.key.id);
 }
 
 pub async fn error_state_round_trips(store: Arc<impl Store>) {
@@ -209,9 +328,13 @@ pub async fn error_state_round_trips(store: Arc<impl Store>) {
     };
     c.models_count = 0;
     store.insert(&c, &[]).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(c));
+    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), Some(c));
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().map(|l| l.models),
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .map(|l| l.models),
         Some(vec![])
     );
 }
@@ -224,9 +347,17 @@ pub async fn second_insert_conflicts_and_changes_nothing(store: Arc<impl Store>)
         store.insert(&second, &models(&["z"])).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(first));
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store.get(&user("user-a"), groq(), &first_key()).await.unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         models(&["a"])
     );
 }
@@ -247,10 +378,15 @@ pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<impl Store>) 
         .count();
     assert_eq!((wins, conflicts), (1, 7), "{results:?}");
     // The winner's models are the ones stored.
-    let stored = store.get(&user("user-a"), groq()).await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
     let winner = stored.revision.trim_start_matches('r').to_owned();
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         models(&[&format!("m{winner}")])
     );
 }
@@ -261,8 +397,8 @@ pub async fn replace_needs_an_existing_credential(store: Arc<impl Store>) {
         store.replace(&c, &models(&["a"])).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), None);
-    assert_eq!(store.models(&user("user-a"), groq()).await.unwrap(), None);
+    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
 }
 
 pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc<impl Store>) {
@@ -275,14 +411,18 @@ pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc
     newer.check.checked_at = Some(at(200));
     newer.models_count = 1;
     store.replace(&newer, &models(&["c"])).await.unwrap();
-    let stored = store.get(&user("user-a"), groq()).await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.created_at, original.created_at);
     assert_eq!(stored.revision, "r2");
     assert_eq!(stored.sealed, newer.sealed);
     assert_eq!(stored.key_hint, "gsk_…NEW1");
     assert_eq!(stored.updated_at, at(200));
     assert_eq!(stored.models_count, 1);
-    let list = store.models(&user("user-a"), groq()).await.unwrap().unwrap();
+    let list = store
+        .models(&user("user-a"), groq(), &first_key())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(list.models, models(&["c"]));
     assert_eq!(list.discovered_at, at(200));
 }
@@ -303,12 +443,17 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         .record_check(key(&user("user-a"), "groq", "r1"), &rate_limited, ModelsUpdate::Keep)
         .await
         .unwrap();
-    let stored = store.get(&user("user-a"), groq()).await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.check, rate_limited);
     assert_eq!(stored.models_count, 2, "Keep leaves the count");
     assert_eq!(stored.updated_at, at(50));
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         models(&["a", "b"])
     );
 
@@ -328,10 +473,14 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         )
         .await
         .unwrap();
-    let stored = store.get(&user("user-a"), groq()).await.unwrap().unwrap();
+    let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.check, valid);
     assert_eq!(stored.models_count, 3);
-    let list = store.models(&user("user-a"), groq()).await.unwrap().unwrap();
+    let list = store
+        .models(&user("user-a"), groq(), &first_key())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(list.models, three);
     assert_eq!(list.discovered_at, at(60));
 }
@@ -366,9 +515,17 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<impl S
             .await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(original));
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store.get(&user("user-a"), groq(), &first_key()).await.unwrap(),
+        Some(original)
+    );
+    assert_eq!(
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         models(&["a"])
     );
 }
@@ -387,15 +544,27 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
         .await
         .unwrap();
     store.delete(&user("user-a"), groq()).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), None);
-    assert_eq!(store.models(&user("user-a"), groq()).await.unwrap(), None);
+    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
     assert!(matches!(
         store.delete(&user("user-a"), groq()).await,
         Err(StoreError::NotFound)
     ));
     // The other provider is untouched.
-    assert!(store.get(&user("user-a"), gemini()).await.unwrap().is_some());
-    assert!(store.models(&user("user-a"), gemini()).await.unwrap().is_some());
+    assert!(
+        store
+            .get(&user("user-a"), gemini(), &first_key())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .models(&user("user-a"), gemini(), &first_key())
+            .await
+            .unwrap()
+            .is_some()
+    );
     // A deleted credential can be created again.
     store.insert(&credential("user-a", "groq", "r9"), &[]).await.unwrap();
 }
@@ -403,9 +572,9 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
 pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     let a = credential("user-a", "groq", "r1");
     store.insert(&a, &models(&["a"])).await.unwrap();
-    assert_eq!(store.get(&user("user-b"), groq()).await.unwrap(), None);
+    assert_eq!(store.get(&user("user-b"), groq(), &first_key()).await.unwrap(), None);
     assert!(store.list(&user("user-b")).await.unwrap().is_empty());
-    assert_eq!(store.models(&user("user-b"), groq()).await.unwrap(), None);
+    assert_eq!(store.models(&user("user-b"), groq(), &first_key()).await.unwrap(), None);
     assert!(matches!(
         store.delete(&user("user-b"), groq()).await,
         Err(StoreError::NotFound)
@@ -427,9 +596,14 @@ pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     ));
     // B may have its own credential for the same provider.
     store.insert(&b_version, &models(&["b"])).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(a));
+    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), Some(a));
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         models(&["a"])
     );
     assert_eq!(store.list(&user("user-a")).await.unwrap().len(), 1);
@@ -486,9 +660,9 @@ pub async fn readers_never_see_a_half_written_model_list(store: Arc<impl Store>)
         })
     };
     let mut reads = 0;
-    let reader = user("user-a");
+    let (reader, key) = (user("user-a"), first_key());
     while !writer.is_finished() {
-        let (credential, list) = tokio::join!(store.get(&reader, groq()), store.models(&reader, groq()));
+        let (credential, list) = tokio::join!(store.get(&reader, groq(), &key), store.models(&reader, groq(), &key));
         let list = list.unwrap().unwrap().models;
         assert!(list == small || list == large, "a mixed list of {} models", list.len());
         assert!(credential.unwrap().is_some());
@@ -553,7 +727,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
         .unwrap();
     let first = key_use(&none, "digest", at(100));
     assert!(store.record_use(key(&u, "groq", "r1"), &first).await.unwrap());
-    let stored = store.get(&u, groq()).await.unwrap().unwrap();
+    let stored = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(100)));
     assert_eq!(stored.consumer_uses, first.uses);
     assert!(stored.consumer_uses.recorded_since(&consumer("digest"), at(100)));
@@ -574,7 +748,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
     // Another consumer, over the map as it stands: written, both kept.
     let second = key_use(&first.uses, "other", at(500));
     assert!(store.record_use(key(&u, "groq", "r1"), &second).await.unwrap());
-    let stored = store.get(&u, groq()).await.unwrap().unwrap();
+    let stored = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(500)));
     assert_eq!(stored.consumer_uses.len(), 2);
     // Nothing else changed, and a key replacement keeps last use and map.
@@ -582,7 +756,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
     let mut replaced = credential("user-a", "groq", "r2");
     replaced.created_at = at(600);
     store.replace(&replaced, &models(&["b"])).await.unwrap();
-    let stored = store.get(&u, groq()).await.unwrap().unwrap();
+    let stored = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(500)));
     assert_eq!(stored.consumer_uses, second.uses);
     // One entry per write that won, newest first.
@@ -595,7 +769,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
         vec![second.entry, first.entry]
     );
     // Nobody else's credential is touched.
-    assert_eq!(store.get(&user("user-b"), groq()).await.unwrap(), None);
+    assert_eq!(store.get(&user("user-b"), groq(), &first_key()).await.unwrap(), None);
 }
 
 pub async fn concurrent_uses_record_one_entry(store: Arc<impl Store>) {
@@ -735,7 +909,12 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
     .await;
     assert_eq!(claims.iter().filter(|won| **won).count(), 1, "{claims:?}");
     assert_eq!(
-        store.get(&u, groq()).await.unwrap().unwrap().last_recheck_at,
+        store
+            .get(&u, groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .last_recheck_at,
         Some(at(100))
     );
     assert!(
@@ -759,7 +938,15 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
         .replace(&credential("user-a", "groq", "r2"), &models(&["b"]))
         .await
         .unwrap();
-    assert_eq!(store.get(&u, groq()).await.unwrap().unwrap().last_recheck_at, None);
+    assert_eq!(
+        store
+            .get(&u, groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .last_recheck_at,
+        None
+    );
     assert!(
         store
             .claim_recheck(key(&u, "groq", "r2"), once(at(402), at(102)))
@@ -977,13 +1164,22 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         )
         .await
         .unwrap();
-    let after = store.get(&u, groq()).await.unwrap().unwrap();
+    let after = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(after.check.status, CredentialStatus::Valid);
     assert_eq!(after.check.reason, None);
     assert_eq!(after.check.checked_at, Some(at(10)));
     assert_eq!(after.models_count, 2);
     assert_eq!(after.last_attempt, Some(attempt));
-    assert_eq!(store.models(&u, groq()).await.unwrap().unwrap().models.len(), 2);
+    assert_eq!(
+        store
+            .models(&u, groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models
+            .len(),
+        2
+    );
     // Due again only after the back-off.
     assert!(store.due(due_query("groq", at(399), 10)).await.unwrap().is_empty());
     assert_eq!(
@@ -1011,7 +1207,10 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         .record_check(key(&u, "groq", "9a01"), &verdict, ModelsUpdate::Keep)
         .await
         .unwrap();
-    assert_eq!(store.get(&u, groq()).await.unwrap().unwrap().last_attempt, None);
+    assert_eq!(
+        store.get(&u, groq(), &first_key()).await.unwrap().unwrap().last_attempt,
+        None
+    );
     // So does a new key.
     store
         .record_attempt(
@@ -1027,7 +1226,10 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         .replace(&checked_at("user-a", "groq", "ab02", 700), &models(&["m3"]))
         .await
         .unwrap();
-    assert_eq!(store.get(&u, groq()).await.unwrap().unwrap().last_attempt, None);
+    assert_eq!(
+        store.get(&u, groq(), &first_key()).await.unwrap().unwrap().last_attempt,
+        None
+    );
 }
 
 /// Expands to one `#[tokio::test]` per contract rule, each on a fresh store from `$make`
@@ -1038,6 +1240,8 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@each $make;
             insert_then_get_round_trips,
             a_keys_own_endpoint_round_trips_and_moves_with_a_replacement,
+            several_keys_of_a_provider_are_kept_apart_and_listed_in_order,
+            another_key_is_due_and_claimed_on_its_own,
             error_state_round_trips,
             second_insert_conflicts_and_changes_nothing,
             concurrent_inserts_have_exactly_one_winner,
@@ -1127,7 +1331,11 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
     let mut c = credential("user-a", "groq", "r1");
     c.models_count = 1800;
     store.insert(&c, &large).await.unwrap();
-    let list = store.models(&user("user-a"), groq()).await.unwrap().unwrap();
+    let list = store
+        .models(&user("user-a"), groq(), &first_key())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(list.models, large);
     assert_eq!(list.discovered_at, c.updated_at);
     // And through the other two writes that store a list.
@@ -1150,7 +1358,12 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
         .await
         .unwrap();
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         large
     );
 }
@@ -1160,7 +1373,12 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
     assert!(huge.len() > 3000, "{}", huge.len());
     store.insert(&credential("user-a", "groq", "r1"), &huge).await.unwrap();
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         huge
     );
     // Shrink it, then grow it to a mid size, then shrink again: each read
@@ -1181,18 +1399,33 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         .await
         .unwrap();
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         models(&["short"])
     );
     let half = &huge[..huge.len() / 2];
     store.replace(&credential("user-a", "groq", "r2"), half).await.unwrap();
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         half
     );
     store.replace(&credential("user-a", "groq", "r3"), &[]).await.unwrap();
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         vec![]
     );
 }
@@ -1203,14 +1436,19 @@ pub async fn delete_removes_every_part_of_a_large_list(store: Arc<impl Store>) {
         .await
         .unwrap();
     store.delete(&user("user-a"), groq()).await.unwrap();
-    assert_eq!(store.models(&user("user-a"), groq()).await.unwrap(), None);
+    assert_eq!(store.models(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
     // Created again with a short list, only that list is there.
     store
         .insert(&credential("user-a", "groq", "r2"), &models(&["a"]))
         .await
         .unwrap();
     assert_eq!(
-        store.models(&user("user-a"), groq()).await.unwrap().unwrap().models,
+        store
+            .models(&user("user-a"), groq(), &first_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .models,
         models(&["a"])
     );
 }

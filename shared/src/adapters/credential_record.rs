@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::activity::ConsumerUses;
 use crate::domain::endpoint::Endpoint;
+use crate::domain::named_key::{KeyId, KeyMeta};
 use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, FailedAttempt, SealedKey, StoredCredential, UserId, provider,
 };
@@ -132,9 +133,20 @@ pub fn credential<F: Fields>(user: UserId, fields: &F) -> Result<StoredCredentia
             failures: r.number("attempt_failures")?,
         }),
     };
+    // A record from before keys had ids is the first key, `default`.
+    let default = KeyMeta::default_key();
+    let key = KeyMeta {
+        id: r.opt_parsed("key_ref", KeyId::parse)?.unwrap_or(default.id),
+        name: r.opt_text("key_name")?.unwrap_or(default.name),
+        priority: r.opt_number("priority")?.unwrap_or(default.priority),
+        enabled: r
+            .opt_number::<i64>("enabled")?
+            .map_or(default.enabled, |flag| flag != 0),
+    };
     Ok(StoredCredential {
         user_id: user,
         provider: r.parsed("provider", provider::find)?,
+        key,
         sealed,
         key_hint: r.text("key_hint")?,
         endpoint: r.opt_parsed("endpoint", |url| Some(Endpoint::accepted(url.to_owned())))?,

@@ -2,12 +2,19 @@
 //!
 //! | item | pk | sk |
 //! |---|---|---|
-//! | credential + status | `USER#<sub>` | `CRED#<provider>` |
-//! | model list (deflated JSON, first chunk) | `USER#<sub>` | `MODELS#<provider>` |
-//! | model list, further chunks (large lists only) | `USER#<sub>` | `MODELS#<provider>#<n>` |
+//! | key + status | `USER#<sub>` | `CRED#<stem>` |
+//! | its model list (deflated JSON, first chunk) | `USER#<sub>` | `MODELS#<stem>` |
+//! | its model list, further chunks (large lists only) | `USER#<sub>` | `MODELS#<stem>#<n>` |
 //! | WebSocket connection (TTL `expires_at`) | `USER#<sub>` | `CONN#<connection id>` |
 //! | budget window, e.g. validations (TTL `expires_at`) | `USER#<sub>` | `LIMIT#<bucket>` |
 //! | activity entry (TTL `expires_at`) | `USER#<sub>` | `ACTIVITY#<provider>#<time>#<id>` |
+//!
+//! A key's `<stem>` is its provider's id for the provider's first key,
+//! `default` (so every item from before several keys per provider is that
+//! key, unchanged), and `<provider>#<key id>` for the others (key ids start
+//! with `k`, chunk numbers with a digit). A provider's keys are the one
+//! `Query` `sk BETWEEN CRED#<provider> AND CRED#<provider>#~`: `#` sorts
+//! before `_`, so `CRED#openai_compatible` is outside `openai`'s range.
 //!
 //! The sparse global secondary index `DueIndex` (keys only) lists credential
 //! items alone, the only ones with `due_shard` (`<provider>#<0..7>`, from the
@@ -39,6 +46,7 @@ use super::aws_errors::{AwsFailure, Sorted};
 use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
+use crate::domain::named_key::KeyId;
 use crate::domain::{CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 use crate::metrics::AwsService;
 use crate::ports::{
@@ -85,8 +93,8 @@ impl DynamoStore {
         HashMap::from([("pk".to_owned(), s(format!("USER#{user}"))), ("sk".to_owned(), s(sk))])
     }
 
-    fn credential_key(user: &UserId, provider: &str) -> Item {
-        Self::key(user, format!("CRED#{provider}"))
+    fn credential_key(user: &UserId, stem: &str) -> Item {
+        Self::key(user, format!("CRED#{stem}"))
     }
 
     /// The key of an activity entry: newest last in the user's partition,
@@ -103,13 +111,13 @@ impl DynamoStore {
         item
     }
 
-    fn models_key(user: &UserId, provider: &str) -> Item {
-        Self::key(user, format!("MODELS#{provider}"))
+    fn models_key(user: &UserId, stem: &str) -> Item {
+        Self::key(user, format!("MODELS#{stem}"))
     }
 
     /// Chunk `index` (1 and up) of a model list too large for one item.
-    fn models_chunk_key(user: &UserId, provider: &str, index: usize) -> Item {
-        Self::key(user, format!("MODELS#{provider}#{index}"))
+    fn models_chunk_key(user: &UserId, stem: &str, index: usize) -> Item {
+        Self::key(user, format!("MODELS#{stem}#{index}"))
     }
 
     /// The writes that store `models`: the head item (first chunk, chunk
@@ -119,7 +127,7 @@ impl DynamoStore {
     fn put_models(
         &self,
         user: &UserId,
-        provider: &str,
+        stem: &str,
         discovered_at: &DateTime<Utc>,
         models: &[ModelInfo],
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
@@ -127,29 +135,40 @@ impl DynamoStore {
         let mut writes = Vec::with_capacity(MAX_CHUNKS);
         for (index, chunk) in chunks.iter().enumerate() {
             let mut item = if index == 0 {
-                let mut head = Self::models_key(user, provider);
+                let mut head = Self::models_key(user, stem);
                 head.insert("discovered_at".into(), s(time::to_stored(discovered_at)));
                 head.insert("chunks".into(), n(chunks.len()));
                 head
             } else {
-                Self::models_chunk_key(user, provider, index)
+                Self::models_chunk_key(user, stem, index)
             };
             item.insert("models_z".into(), b(chunk));
             writes.push(self.transact_item(Write::Put(item), None)?);
         }
-        writes.extend(self.delete_model_chunks(user, provider, chunks.len())?);
+        writes.extend(self.delete_model_chunks(user, stem, chunks.len())?);
         Ok(writes)
+    }
+
+    /// The deletes of one key (which must exist) and its whole model list.
+    fn delete_key_items(&self, user: &UserId, stem: &str) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let credential = Write::Delete(Self::credential_key(user, stem));
+        let mut items = vec![
+            self.transact_item(credential, Some("attribute_exists(pk)"))?,
+            self.transact_item(Write::Delete(Self::models_key(user, stem)), None)?,
+        ];
+        items.extend(self.delete_model_chunks(user, stem, 1)?);
+        Ok(items)
     }
 
     /// Deletes of chunks `from..MAX_CHUNKS` (never the head item).
     fn delete_model_chunks(
         &self,
         user: &UserId,
-        provider: &str,
+        stem: &str,
         from: usize,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         (from.max(1)..MAX_CHUNKS)
-            .map(|index| self.transact_item(Write::Delete(Self::models_chunk_key(user, provider, index)), None))
+            .map(|index| self.transact_item(Write::Delete(Self::models_chunk_key(user, stem, index)), None))
             .collect()
     }
 
@@ -159,11 +178,11 @@ impl DynamoStore {
     async fn read_model_chunks(
         &self,
         user: &UserId,
-        provider: &str,
+        stem: &str,
         count: usize,
     ) -> Result<Option<(Item, Vec<ModelInfo>)>, StoreError> {
-        let keys = std::iter::once(Self::models_key(user, provider))
-            .chain((1..count).map(|index| Self::models_chunk_key(user, provider, index)));
+        let keys = std::iter::once(Self::models_key(user, stem))
+            .chain((1..count).map(|index| Self::models_chunk_key(user, stem, index)));
         let mut gets = Vec::with_capacity(count);
         for key in keys {
             let get = Get::builder()
@@ -239,7 +258,7 @@ impl DynamoStore {
 
     /// After a failed `revision` condition: was the credential gone, or replaced?
     async fn gone_or_changed(&self, key: &KeyRevision) -> StoreError {
-        match self.get(&key.user, key.provider).await {
+        match self.get(&key.user, key.provider, &key.key).await {
             Ok(Some(_)) => StoreError::Conflict,
             Ok(None) => StoreError::NotFound,
             Err(e) => e,
@@ -355,7 +374,7 @@ impl DynamoStore {
         let mut items = vec![write];
         items.extend(self.put_models(
             &credential.user_id,
-            credential.provider.id,
+            &stem(credential.provider.id, &credential.key.id),
             &credential.updated_at,
             models,
         )?);
@@ -527,8 +546,12 @@ fn update_expression(
 }
 
 fn credential_item(c: &StoredCredential) -> Item {
-    let mut item = DynamoStore::credential_key(&c.user_id, c.provider.id);
+    let mut item = DynamoStore::credential_key(&c.user_id, &stem(c.provider.id, &c.key.id));
     item.insert("provider".into(), s(c.provider.id));
+    item.insert("key_ref".into(), s(c.key.id.as_str()));
+    item.insert("key_name".into(), s(&c.key.name));
+    item.insert("priority".into(), n(c.key.priority));
+    item.insert("enabled".into(), n(u8::from(c.key.enabled)));
     item.insert("created_at".into(), s(time::to_stored(&c.created_at)));
     if let Some(t) = &c.last_used_at {
         item.insert("last_used_at".into(), s(time::to_stored(t)));
@@ -542,15 +565,59 @@ fn credential_item(c: &StoredCredential) -> Item {
     item
 }
 
+/// The sort-key stem of `provider`'s key `key` (see the module comment).
+fn stem(provider: &str, key: &KeyId) -> String {
+    if key.is_default() {
+        provider.to_owned()
+    } else {
+        format!("{provider}#{key}")
+    }
+}
+
+/// The stem of the key `key` names.
+fn stem_of(key: &KeyRevision) -> String {
+    stem(key.provider.id, &key.key)
+}
+
 fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, StoreError> {
     Ok(credential_record::credential(user.clone(), item)?)
 }
 
 #[async_trait]
 impl CredentialStore for DynamoStore {
-    async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError> {
-        let item = self.get_item(Self::credential_key(user, provider.id), None).await?;
+    async fn get(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<StoredCredential>, StoreError> {
+        let item = self
+            .get_item(Self::credential_key(user, &stem(provider.id, key)), None)
+            .await?;
         item.map(|item| credential_from_item(user, &item)).transpose()
+    }
+
+    async fn keys(&self, user: &UserId, provider: &ProviderSpec) -> Result<Vec<StoredCredential>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+            .expression_attribute_values(":pk", s(format!("USER#{user}")))
+            .expression_attribute_values(":first", s(format!("CRED#{}", provider.id)))
+            .expression_attribute_values(":last", s(format!("CRED#{}#~", provider.id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        // At most five small items: one page.
+        let mut keys = output
+            .items()
+            .iter()
+            .map(|item| credential_from_item(user, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        keys.sort_by(|a, b| (a.key.priority, a.created_at, &a.key.id).cmp(&(b.key.priority, b.created_at, &b.key.id)));
+        Ok(keys)
     }
 
     async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError> {
@@ -571,7 +638,7 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
-        let key = Self::credential_key(&credential.user_id, credential.provider.id);
+        let key = Self::credential_key(&credential.user_id, &stem(credential.provider.id, &credential.key.id));
         let update = self.credential_update(key, key_and_status_attributes(credential), None)?;
         let write = TransactWriteItem::builder().update(update).build();
         self.write_key(write, credential, models, StoreError::NotFound).await
@@ -588,13 +655,13 @@ impl CredentialStore for DynamoStore {
         if let ModelsUpdate::Replace(list) = &models {
             attributes.push(("models_count", Some(n(list.len()))));
         }
-        let item_key = Self::credential_key(&key.user, key.provider.id);
+        let item_key = Self::credential_key(&key.user, &stem_of(&key));
         let update = self.credential_update(item_key, attributes, Some(&key.revision))?;
         match models {
             ModelsUpdate::Keep => self.send_update(update).await,
             ModelsUpdate::Replace(list) => {
                 let mut items = vec![TransactWriteItem::builder().update(update).build()];
-                items.extend(self.put_models(&key.user, key.provider.id, &now, &list)?);
+                items.extend(self.put_models(&key.user, &stem_of(&key), &now, &list)?);
                 match self.transact(items, StoreError::Conflict).await {
                     Err(StoreError::Conflict) => Err(self.gone_or_changed(&key).await),
                     other => other,
@@ -611,7 +678,7 @@ impl CredentialStore for DynamoStore {
         // next resolve).
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&key.user, key.provider.id)))
+            .set_key(Some(Self::credential_key(&key.user, &stem_of(&key))))
             .update_expression("SET #used = :at, #uses = :uses")
             .condition_expression("#revision = :revision AND (attribute_not_exists(#uses) OR #uses = :seen)")
             .expression_attribute_names("#used", "last_used_at")
@@ -649,18 +716,32 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError> {
-        let provider = provider.id;
-        let credential = Write::Delete(Self::credential_key(user, provider));
-        let mut items = vec![
-            self.transact_item(credential, Some("attribute_exists(pk)"))?,
-            self.transact_item(Write::Delete(Self::models_key(user, provider)), None)?,
-        ];
-        items.extend(self.delete_model_chunks(user, provider, 1)?);
+        let keys = self.keys(user, provider).await?;
+        if keys.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        // Every key with its list, in one transaction (5 keys × 9 items at
+        // most, under its 100); a key added meanwhile is left, not half-deleted.
+        let mut items = Vec::new();
+        for key in &keys {
+            items.extend(self.delete_key_items(user, &stem(provider.id, &key.key.id))?);
+        }
         self.transact(items, StoreError::NotFound).await
     }
 
-    async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
-        let Some(item) = self.get_item(Self::models_key(user, provider.id), None).await? else {
+    async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError> {
+        let items = self.delete_key_items(user, &stem(provider.id, key))?;
+        self.transact(items, StoreError::NotFound).await
+    }
+
+    async fn models(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<ModelList>, StoreError> {
+        let stem = stem(provider.id, key);
+        let Some(item) = self.get_item(Self::models_key(user, &stem), None).await? else {
             return Ok(None);
         };
         let r = Read(&item);
@@ -683,16 +764,16 @@ impl CredentialStore for DynamoStore {
         // A large list: read all its chunks at once; if it was replaced by a
         // list of another size meanwhile, read again with the new count.
         for _ in 0..TRANSACTION_ATTEMPTS {
-            match self.read_model_chunks(user, provider.id, count).await? {
+            match self.read_model_chunks(user, &stem, count).await? {
                 Some((head, models)) => {
                     return Ok(Some(ModelList {
                         discovered_at: Read(&head).time("discovered_at")?,
                         models,
                     }));
                 }
-                None => match self.models_head_chunks(user, provider.id).await? {
+                None => match self.models_head_chunks(user, &stem).await? {
                     None => return Ok(None),
-                    Some(now) if now <= 1 => return Box::pin(self.models(user, provider)).await,
+                    Some(now) if now <= 1 => return Box::pin(self.models(user, provider, key)).await,
                     Some(now) => count = now,
                 },
             }
@@ -720,6 +801,13 @@ impl CredentialStore for DynamoStore {
         for item in pages.iter().flat_map(|page| page.items()) {
             let r = Read(item);
             let user = r.text("pk")?;
+            // `CRED#<provider>` or `CRED#<provider>#<key id>`.
+            let sk = r.text("sk")?;
+            let key = match sk.strip_prefix(&format!("CRED#{}", query.provider.id)) {
+                Some("") => Some(KeyId::default_key()),
+                Some(rest) => rest.strip_prefix('#').and_then(KeyId::parse),
+                None => None,
+            };
             due.push(DueCredential {
                 user: user
                     .strip_prefix("USER#")
@@ -727,6 +815,7 @@ impl CredentialStore for DynamoStore {
                     .ok_or_else(|| corrupt("pk"))?,
                 // The shard key names the provider: every item here is its.
                 provider: query.provider,
+                key: key.ok_or_else(|| corrupt("sk"))?,
                 fresh_at: r.time("fresh_at")?,
             });
         }
@@ -746,7 +835,7 @@ impl CredentialStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&due.user, due.provider.id)))
+            .set_key(Some(Self::credential_key(&due.user, &stem(due.provider.id, &due.key))))
             .update_expression("SET fresh_at = :until")
             .condition_expression("fresh_at = :seen")
             .expression_attribute_values(":until", s(time::to_stored(&fresh_until)))
@@ -767,7 +856,7 @@ impl CredentialStore for DynamoStore {
     async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
         let mut attributes = attempt_attributes(Some(&deferral.attempt));
         attributes.push(("fresh_at", Some(s(time::to_stored(&deferral.fresh_until)))));
-        let item_key = Self::credential_key(&key.user, key.provider.id);
+        let item_key = Self::credential_key(&key.user, &stem_of(&key));
         self.send_update(self.credential_update(item_key, attributes, Some(&key.revision))?)
             .await
     }
@@ -775,8 +864,8 @@ impl CredentialStore for DynamoStore {
 
 impl DynamoStore {
     /// The chunk count the head item states now (`None`: no list).
-    async fn models_head_chunks(&self, user: &UserId, provider: &str) -> Result<Option<usize>, StoreError> {
-        let head = self.get_item(Self::models_key(user, provider), Some("chunks")).await?;
+    async fn models_head_chunks(&self, user: &UserId, stem: &str) -> Result<Option<usize>, StoreError> {
+        let head = self.get_item(Self::models_key(user, stem), Some("chunks")).await?;
         head.map(|item| Ok(Read(&item).opt_number("chunks")?.unwrap_or(1)))
             .transpose()
     }
@@ -845,7 +934,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&key.user, key.provider.id)))
+            .set_key(Some(Self::credential_key(&key.user, &stem_of(key))))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .update_expression("SET #t = :at")
             .condition_expression("#revision = :revision AND (attribute_not_exists(#t) OR #t < :since)")

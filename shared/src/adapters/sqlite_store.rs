@@ -12,6 +12,7 @@ use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, na
 
 use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
+use crate::domain::named_key::KeyId;
 use crate::domain::{CheckState, ErrorReason, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 use crate::ports::{
     ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
@@ -101,6 +102,68 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE credentials ADD COLUMN endpoint TEXT;
 "#,
+    // Several keys per provider: each row is one key, `key_ref` its id
+    // within the provider (rows from before are the key `default`), with
+    // the user's name, order and switch; a model list per key. SQLite
+    // cannot change a primary key in place: the tables are rebuilt.
+    r#"
+    CREATE TABLE credentials_by_key (
+        user_id             TEXT    NOT NULL,
+        provider            TEXT    NOT NULL,
+        key_ref             TEXT    NOT NULL DEFAULT 'default',
+        key_name            TEXT    NOT NULL DEFAULT 'default',
+        priority            INTEGER NOT NULL DEFAULT 0,
+        enabled             INTEGER NOT NULL DEFAULT 1,
+        format_version      INTEGER NOT NULL,
+        key_id              TEXT    NOT NULL,
+        wrapped_data_key    BLOB    NOT NULL,
+        nonce               BLOB    NOT NULL,
+        ciphertext          BLOB    NOT NULL,
+        key_hint            TEXT    NOT NULL,
+        endpoint            TEXT,
+        status              TEXT    NOT NULL,
+        status_reason       TEXT,
+        retry_after_secs    INTEGER,
+        last_checked_at     TEXT,
+        models_count        INTEGER NOT NULL,
+        revision            TEXT    NOT NULL,
+        created_at          TEXT    NOT NULL,
+        updated_at          TEXT    NOT NULL,
+        last_used_at        TEXT,
+        last_recheck_at     TEXT,
+        fresh_at            TEXT,
+        last_attempt_at     TEXT,
+        last_attempt_reason TEXT,
+        attempt_failures    INTEGER NOT NULL DEFAULT 0,
+        quota_json          TEXT,
+        consumer_uses       TEXT,
+        PRIMARY KEY (user_id, provider, key_ref)
+    ) WITHOUT ROWID;
+    INSERT INTO credentials_by_key (user_id, provider, format_version, key_id, wrapped_data_key, nonce,
+        ciphertext, key_hint, endpoint, status, status_reason, retry_after_secs, last_checked_at, models_count,
+        revision, created_at, updated_at, last_used_at, last_recheck_at, fresh_at, last_attempt_at,
+        last_attempt_reason, attempt_failures, quota_json, consumer_uses)
+    SELECT user_id, provider, format_version, key_id, wrapped_data_key, nonce,
+        ciphertext, key_hint, endpoint, status, status_reason, retry_after_secs, last_checked_at, models_count,
+        revision, created_at, updated_at, last_used_at, last_recheck_at, fresh_at, last_attempt_at,
+        last_attempt_reason, attempt_failures, quota_json, consumer_uses
+    FROM credentials;
+    DROP TABLE credentials;
+    ALTER TABLE credentials_by_key RENAME TO credentials;
+    CREATE INDEX credentials_due ON credentials (provider, fresh_at);
+    CREATE TABLE models_by_key (
+        user_id       TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        key_ref       TEXT NOT NULL DEFAULT 'default',
+        discovered_at TEXT NOT NULL,
+        models_json   TEXT NOT NULL,
+        PRIMARY KEY (user_id, provider, key_ref)
+    ) WITHOUT ROWID;
+    INSERT INTO models_by_key (user_id, provider, discovered_at, models_json)
+    SELECT user_id, provider, discovered_at, models_json FROM models;
+    DROP TABLE models;
+    ALTER TABLE models_by_key RENAME TO models;
+"#,
 ];
 
 /// The SQLite adapter. One connection behind a mutex: the local server is one
@@ -182,7 +245,7 @@ impl SqliteStore {
             if execute_named(tx, sql, &credential_values(&c))? == 0 {
                 return Err(on_miss);
             }
-            write_models(tx, &c.user_id, c.provider.id, &c.updated_at, &models)
+            write_models(tx, &KeyRevision::of(&c), &c.updated_at, &models)
         })
         .await
     }
@@ -237,6 +300,10 @@ fn corrupt(what: &str) -> rusqlite::Error {
 const CREDENTIAL_COLUMNS: &[&str] = &[
     "user_id",
     "provider",
+    "key_ref",
+    "key_name",
+    "priority",
+    "enabled",
     "format_version",
     "key_id",
     "wrapped_data_key",
@@ -262,8 +329,19 @@ const CREDENTIAL_COLUMNS: &[&str] = &[
     "consumer_uses",
 ];
 
-/// What a key replacement leaves alone: the row's identity, birth and last use.
-const KEPT_ON_REPLACE: &[&str] = &["user_id", "provider", "created_at", "last_used_at", "consumer_uses"];
+/// What a key replacement leaves alone: the row's identity, the user's
+/// decisions about it, its birth and last use.
+const KEPT_ON_REPLACE: &[&str] = &[
+    "user_id",
+    "provider",
+    "key_ref",
+    "key_name",
+    "priority",
+    "enabled",
+    "created_at",
+    "last_used_at",
+    "consumer_uses",
+];
 
 static SELECT_CREDENTIAL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM credentials", CREDENTIAL_COLUMNS.join(", ")));
@@ -271,7 +349,7 @@ static SELECT_CREDENTIAL: LazyLock<String> =
 static INSERT_CREDENTIAL: LazyLock<String> = LazyLock::new(|| {
     let placeholders: Vec<String> = CREDENTIAL_COLUMNS.iter().map(|c| format!(":{c}")).collect();
     format!(
-        "INSERT INTO credentials ({}) VALUES ({}) ON CONFLICT (user_id, provider) DO NOTHING",
+        "INSERT INTO credentials ({}) VALUES ({}) ON CONFLICT (user_id, provider, key_ref) DO NOTHING",
         CREDENTIAL_COLUMNS.join(", "),
         placeholders.join(", ")
     )
@@ -283,11 +361,11 @@ static REPLACE_CREDENTIAL: LazyLock<String> = LazyLock::new(|| {
         .filter(|c| !KEPT_ON_REPLACE.contains(c))
         .map(|c| format!("{c} = :{c}"))
         .collect();
-    format!(
-        "UPDATE credentials SET {} WHERE user_id = :user_id AND provider = :provider",
-        sets.join(", ")
-    )
+    format!("UPDATE credentials SET {} WHERE {ONE_KEY}", sets.join(", "))
 });
+
+/// The condition that picks one key's row (`:user_id`, `:provider`, `:key_ref`).
+const ONE_KEY: &str = "user_id = :user_id AND provider = :provider AND key_ref = :key_ref";
 
 /// A credential as column values, by column name.
 fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
@@ -296,6 +374,10 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
     vec![
         ("user_id", text(c.user_id.as_str())),
         ("provider", text(c.provider.id)),
+        ("key_ref", text(c.key.id.as_str())),
+        ("key_name", text(&c.key.name)),
+        ("priority", Value::Integer(c.key.priority.into())),
+        ("enabled", Value::Integer(c.key.enabled.into())),
         ("format_version", Value::Integer(c.sealed.format_version.into())),
         ("key_id", text(&c.sealed.key_id)),
         ("wrapped_data_key", Value::Blob(c.sealed.wrapped_data_key.clone())),
@@ -406,8 +488,8 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
 fn stale_or_gone(tx: &rusqlite::Transaction, key: &KeyRevision) -> Result<StoreError, StoreError> {
     let exists: bool = tx
         .query_row(
-            "SELECT EXISTS (SELECT 1 FROM credentials WHERE user_id = :user_id AND provider = :provider)",
-            named_params! {":user_id": key.user.as_str(), ":provider": key.provider.id},
+            &format!("SELECT EXISTS (SELECT 1 FROM credentials WHERE {ONE_KEY})"),
+            named_params! {":user_id": key.user.as_str(), ":provider": key.provider.id, ":key_ref": key.key.as_str()},
             |row| row.get(0),
         )
         .map_err(internal)?;
@@ -418,22 +500,23 @@ fn stale_or_gone(tx: &rusqlite::Transaction, key: &KeyRevision) -> Result<StoreE
     })
 }
 
+/// Stores the model list of `key` (its revision is not checked here).
 fn write_models(
     tx: &rusqlite::Transaction<'_>,
-    user: &UserId,
-    provider: &str,
+    key: &KeyRevision,
     discovered_at: &DateTime<Utc>,
     models: &[ModelInfo],
 ) -> Result<(), StoreError> {
     let json = serde_json::to_string(models).map_err(|e| StoreError::Internal(e.to_string()))?;
     tx.execute(
-        "INSERT INTO models (user_id, provider, discovered_at, models_json)
-         VALUES (:user_id, :provider, :discovered_at, :models_json)
-         ON CONFLICT (user_id, provider) DO UPDATE SET discovered_at = excluded.discovered_at,
-                                                       models_json = excluded.models_json",
+        "INSERT INTO models (user_id, provider, key_ref, discovered_at, models_json)
+         VALUES (:user_id, :provider, :key_ref, :discovered_at, :models_json)
+         ON CONFLICT (user_id, provider, key_ref) DO UPDATE SET discovered_at = excluded.discovered_at,
+                                                                models_json = excluded.models_json",
         named_params! {
-            ":user_id": user.as_str(),
-            ":provider": provider,
+            ":user_id": key.user.as_str(),
+            ":provider": key.provider.id,
+            ":key_ref": key.key.as_str(),
             ":discovered_at": ts(discovered_at),
             ":models_json": json,
         },
@@ -489,7 +572,7 @@ fn set_time_unless_since(
     let sql = match column {
         Column::LastRecheckAt => {
             "UPDATE credentials SET last_recheck_at = :at
-             WHERE user_id = :user_id AND provider = :provider AND revision = :revision
+             WHERE user_id = :user_id AND provider = :provider AND key_ref = :key_ref AND revision = :revision
                AND (last_recheck_at IS NULL OR last_recheck_at < :since)"
         }
     };
@@ -499,6 +582,7 @@ fn set_time_unless_since(
             named_params! {
                 ":user_id": key.user.as_str(),
                 ":provider": key.provider.id,
+                ":key_ref": key.key.as_str(),
                 ":revision": key.revision,
                 ":at": ts(&when.at),
                 ":since": ts(&when.unless_since),
@@ -510,21 +594,43 @@ fn set_time_unless_since(
 
 #[async_trait]
 impl CredentialStore for SqliteStore {
-    async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError> {
+    async fn get(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<StoredCredential>, StoreError> {
+        let (user, provider, key) = (user.clone(), provider.id, key.clone());
+        self.with_db(move |db| {
+            db.prepare_cached(&format!("{} WHERE {ONE_KEY}", *SELECT_CREDENTIAL))
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        named_params! {":user_id": user.as_str(), ":provider": provider, ":key_ref": key.as_str()},
+                        credential_from_row,
+                    )
+                    .optional()
+                })
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn keys(&self, user: &UserId, provider: &ProviderSpec) -> Result<Vec<StoredCredential>, StoreError> {
         let (user, provider) = (user.clone(), provider.id);
         self.with_db(move |db| {
-            db.prepare_cached(&format!(
-                "{} WHERE user_id = :user_id AND provider = :provider",
-                *SELECT_CREDENTIAL
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(
+            let mut stmt = db
+                .prepare_cached(&format!(
+                    "{} WHERE user_id = :user_id AND provider = :provider ORDER BY priority, created_at, key_ref",
+                    *SELECT_CREDENTIAL
+                ))
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(
                     named_params! {":user_id": user.as_str(), ":provider": provider},
                     credential_from_row,
                 )
-                .optional()
-            })
-            .map_err(internal)
+                .map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
         })
         .await
     }
@@ -576,10 +682,12 @@ impl CredentialStore for SqliteStore {
                             models_count = COALESCE(:models_count, models_count), updated_at = :updated_at,
                             fresh_at = :updated_at, last_attempt_at = NULL, last_attempt_reason = NULL,
                             attempt_failures = 0, quota_json = :quota_json
-                     WHERE user_id = :user_id AND provider = :provider AND revision = :revision",
+                     WHERE user_id = :user_id AND provider = :provider AND key_ref = :key_ref
+                       AND revision = :revision",
                     named_params! {
                         ":user_id": key.user.as_str(),
                         ":provider": key.provider.id,
+                        ":key_ref": key.key.as_str(),
                         ":revision": key.revision,
                         ":status": check.status.as_str(),
                         ":status_reason": check.reason.map(ErrorReason::as_str),
@@ -595,7 +703,7 @@ impl CredentialStore for SqliteStore {
                 return Err(stale_or_gone(tx, &key)?);
             }
             if let Some(models) = &models {
-                write_models(tx, &key.user, key.provider.id, &now, models)?;
+                write_models(tx, &key, &now, models)?;
             }
             Ok(())
         })
@@ -608,11 +716,12 @@ impl CredentialStore for SqliteStore {
             let updated = tx
                 .execute(
                     "UPDATE credentials SET last_used_at = :at, consumer_uses = :uses
-                     WHERE user_id = :user_id AND provider = :provider AND revision = :revision
-                       AND COALESCE(consumer_uses, '{}') = :seen",
+                     WHERE user_id = :user_id AND provider = :provider AND key_ref = :key_ref
+                       AND revision = :revision AND COALESCE(consumer_uses, '{}') = :seen",
                     named_params! {
                         ":user_id": key.user.as_str(),
                         ":provider": key.provider.id,
+                        ":key_ref": key.key.as_str(),
                         ":revision": key.revision,
                         ":at": ts(&use_.entry.at),
                         ":uses": use_.uses.to_json(),
@@ -636,8 +745,8 @@ impl CredentialStore for SqliteStore {
             }
             let stored: Option<String> = tx
                 .query_row(
-                    "SELECT revision FROM credentials WHERE user_id = :user_id AND provider = :provider",
-                    named_params! {":user_id": key.user.as_str(), ":provider": key.provider.id},
+                    &format!("SELECT revision FROM credentials WHERE {ONE_KEY}"),
+                    named_params! {":user_id": key.user.as_str(), ":provider": key.provider.id, ":key_ref": key.key.as_str()},
                     |row| row.get(0),
                 )
                 .optional()
@@ -674,13 +783,35 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
-        let (user, provider) = (user.clone(), provider.id);
+    async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError> {
+        let (user, provider, key) = (user.clone(), provider.id, key.clone());
+        self.in_transaction(move |tx| {
+            let params = named_params! {":user_id": user.as_str(), ":provider": provider, ":key_ref": key.as_str()};
+            let deleted = tx
+                .execute(&format!("DELETE FROM credentials WHERE {ONE_KEY}"), params)
+                .map_err(internal)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(&format!("DELETE FROM models WHERE {ONE_KEY}"), params)
+                .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn models(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<ModelList>, StoreError> {
+        let (user, provider, key) = (user.clone(), provider.id, key.clone());
         self.with_db(move |db| {
             let row = db
                 .query_row(
-                    "SELECT discovered_at, models_json FROM models WHERE user_id = :user_id AND provider = :provider",
-                    named_params! {":user_id": user.as_str(), ":provider": provider},
+                    &format!("SELECT discovered_at, models_json FROM models WHERE {ONE_KEY}"),
+                    named_params! {":user_id": user.as_str(), ":provider": provider, ":key_ref": key.as_str()},
                     |row| {
                         Ok((
                             row.get::<_, String>("discovered_at")?,
@@ -706,7 +837,7 @@ impl CredentialStore for SqliteStore {
         self.with_db(move |db| {
             let mut stmt = db
                 .prepare_cached(
-                    "SELECT user_id, fresh_at FROM credentials
+                    "SELECT user_id, key_ref, fresh_at FROM credentials
                      WHERE provider = :provider AND fresh_at <= :before ORDER BY fresh_at LIMIT :limit",
                 )
                 .map_err(internal)?;
@@ -719,10 +850,12 @@ impl CredentialStore for SqliteStore {
                     },
                     |row| {
                         let user: String = row.get(0)?;
+                        let key: String = row.get(1)?;
                         Ok(DueCredential {
                             user: UserId::parse(&user).ok_or_else(|| corrupt("user id"))?,
                             provider: query.provider,
-                            fresh_at: parse_ts(&row.get::<_, String>(1)?)?,
+                            key: KeyId::parse(&key).ok_or_else(|| corrupt("key_ref"))?,
+                            fresh_at: parse_ts(&row.get::<_, String>(2)?)?,
                         })
                     },
                 )
@@ -739,14 +872,15 @@ impl CredentialStore for SqliteStore {
     ) -> Result<Option<StoredCredential>, StoreError> {
         let due = due.clone();
         self.in_transaction(move |tx| {
-            let params = named_params! {":user_id": due.user.as_str(), ":provider": due.provider.id};
+            let params = named_params! {":user_id": due.user.as_str(), ":provider": due.provider.id, ":key_ref": due.key.as_str()};
             let claimed = tx
                 .execute(
                     "UPDATE credentials SET fresh_at = :until
-                     WHERE user_id = :user_id AND provider = :provider AND fresh_at = :seen",
+                     WHERE user_id = :user_id AND provider = :provider AND key_ref = :key_ref AND fresh_at = :seen",
                     named_params! {
                         ":user_id": due.user.as_str(),
                         ":provider": due.provider.id,
+                        ":key_ref": due.key.as_str(),
                         ":until": ts(&fresh_until),
                         ":seen": ts(&due.fresh_at),
                     },
@@ -757,10 +891,7 @@ impl CredentialStore for SqliteStore {
             }
             let credential = tx
                 .query_row(
-                    &format!(
-                        "{} WHERE user_id = :user_id AND provider = :provider",
-                        *SELECT_CREDENTIAL
-                    ),
+                    &format!("{} WHERE {ONE_KEY}", *SELECT_CREDENTIAL),
                     params,
                     credential_from_row,
                 )
@@ -777,10 +908,12 @@ impl CredentialStore for SqliteStore {
                 .execute(
                     "UPDATE credentials SET last_attempt_at = :at, last_attempt_reason = :reason,
                             attempt_failures = :failures, fresh_at = :fresh_until
-                     WHERE user_id = :user_id AND provider = :provider AND revision = :revision",
+                     WHERE user_id = :user_id AND provider = :provider AND key_ref = :key_ref
+                       AND revision = :revision",
                     named_params! {
                         ":user_id": key.user.as_str(),
                         ":provider": key.provider.id,
+                        ":key_ref": key.key.as_str(),
                         ":revision": key.revision,
                         ":at": ts(&attempt.at),
                         ":reason": attempt.reason.as_str(),

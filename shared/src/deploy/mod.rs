@@ -177,12 +177,13 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
         name: "credentials-delete",
         summary: "DELETE /api/v1/credentials/{provider} - remove a key and its models",
-        notes: "The credential and its model list go in one TransactWriteItems of deletes; \
-                then the deleted entry of the key's history (PutItem; the history stays).",
+        notes: "One Query of the provider's keys, then every key and its model list in one \
+                TransactWriteItems of deletes; then the deleted entry of the key's history \
+                (PutItem; the history stays).",
         trigger: Trigger::Rest(Route::DeleteCredential),
         grants: &[Grant::Table {
             sid: "DeleteOwnItemsNoteActivity",
-            actions: &["DeleteItem", "PutItem"],
+            actions: &["Query", "DeleteItem", "PutItem"],
         }],
         ..BASE
     },

@@ -193,6 +193,8 @@ pub struct StoredCredential {
     pub user_id: UserId,
     /// The provider (stored as its id).
     pub provider: &'static ProviderSpec,
+    /// Which of the provider's keys this is, and what the user decided about it.
+    pub key: super::named_key::KeyMeta,
     /// The key, envelope-encrypted.
     pub sealed: SealedKey,
     /// What may be shown of the key, e.g. `gsk_…9xQa`.

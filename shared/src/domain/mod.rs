@@ -6,6 +6,7 @@ pub mod credential;
 pub mod endpoint;
 pub mod key_prefix;
 pub mod model;
+pub mod named_key;
 pub mod provider;
 pub mod quota;
 pub mod status_change;

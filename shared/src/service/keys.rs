@@ -13,6 +13,7 @@ use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, SealedKey, UsageOutcome, UserId,
 };
 use crate::ports::{EncryptionContext, KeyRevision, KeyUse, ModelsUpdate, OncePerWindow, StoreError};
+use crate::service::FIRST_KEY;
 
 /// At most one report-triggered re-check per credential and key in this window.
 pub const RECHECK_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
@@ -84,7 +85,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         consumer: &Consumer,
     ) -> Result<ResolvedKey> {
-        let Some(existing) = self.store.get(user, provider).await? else {
+        let Some(existing) = self.store.get(user, provider, &FIRST_KEY).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         self.record_use(&existing, consumer).await;
@@ -188,7 +189,7 @@ impl CredentialService {
             outcome,
             consumer,
         } = report;
-        let Some(existing) = self.store.get(user, provider).await? else {
+        let Some(existing) = self.store.get(user, provider, &FIRST_KEY).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         let answer = |result, status| {

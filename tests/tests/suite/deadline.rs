@@ -167,7 +167,14 @@ async fn no_write_starts_once_it_could_outlast_the_deadline() {
     let short = Budgets::new(Duration::from_secs(2));
     let refused = deadline::scope(short, service.create(&user, groq, ApiKey::parse(KEY).unwrap().into())).await;
     assert!(matches!(refused, Err(ServiceError::Unavailable(_))), "{refused:?}");
-    assert!(store.get(&user, groq).await.unwrap().is_none(), "nothing stored");
+    assert!(
+        store
+            .get(&user, groq, &mailmind_tests::store_contract::first_key())
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing stored"
+    );
 
     // The retry, with time to spare: a create, not a conflict.
     let roomy = Budgets::new(Duration::from_secs(10));

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::moto::moto;
@@ -26,6 +27,8 @@ fn answer(response: &Value) -> (u16, Value) {
 
 struct Deployment {
     functions: HashMap<String, LambdaProcess>,
+    /// Each function's own view of AWS: what its calls needed.
+    proxies: HashMap<String, CountingProxy>,
     groq: FakeProvider,
 }
 
@@ -40,12 +43,34 @@ impl Deployment {
         groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
         let mut env = moto.function_env(&table, &key);
         env.extend([("MAILMIND_LOG".to_owned(), "debug".to_owned()), groq.env()]);
-        let mut functions = HashMap::new();
+        let (mut functions, mut proxies) = (HashMap::new(), HashMap::new());
         for name in rest_function_names() {
-            let process = LambdaProcess::start(&workspace_binary(&name), &env).await;
-            functions.insert(name, process);
+            let (proxy, url) = CountingProxy::start(&moto.endpoint).await;
+            let process = LambdaProcess::start(&workspace_binary(&name), &through_proxy(env.clone(), &url)).await;
+            functions.insert(name.clone(), process);
+            proxies.insert(name, proxy);
         }
-        Deployment { functions, groq }
+        Deployment {
+            functions,
+            proxies,
+            groq,
+        }
+    }
+
+    /// Every function called AWS only as its role in template.yaml allows.
+    fn assert_calls_within_grants(&self) {
+        let mut checked = 0;
+        for (name, proxy) in &self.proxies {
+            let granted = mailmind_tests::granted_actions(name);
+            for action in proxy.actions() {
+                assert!(
+                    mailmind_tests::covers(&granted, &action),
+                    "{name} called {action}, which its role does not grant ({granted:?})"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no AWS call was seen");
     }
 
     async fn invoke(&self, function: &str, event: Value) -> (u16, Value) {
@@ -134,6 +159,7 @@ async fn the_full_flow_through_every_function() {
     for key in [GROQ_KEY, GROQ_KEY_2] {
         assert!(!logs.contains(key), "a key reached a function's logs");
     }
+    d.assert_calls_within_grants();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

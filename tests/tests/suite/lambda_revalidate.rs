@@ -47,6 +47,7 @@ async fn seed(store: &DynamoStore, keyring: &KmsKeyring, user: &str, key: &str, 
         user_id: user,
         provider: spec,
         sealed,
+        key: mailmind::domain::named_key::KeyMeta::default_key(),
         key_hint: api_key.hint(spec),
         endpoint: None,
         check: CheckState {
@@ -120,14 +121,22 @@ async fn two_overlapping_runs_check_each_due_credential_once_and_nothing_else_wi
 
     // The verdicts are stored as a user's check stores them.
     let revoked = store
-        .get(&UserId::parse("user-0").unwrap(), provider::find("groq").unwrap())
+        .get(
+            &UserId::parse("user-0").unwrap(),
+            provider::find("groq").unwrap(),
+            &mailmind_tests::store_contract::first_key(),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(revoked.check.status, CredentialStatus::Invalid);
     assert_eq!(revoked.models_count, 0);
     let renewed = store
-        .get(&UserId::parse("user-1").unwrap(), provider::find("groq").unwrap())
+        .get(
+            &UserId::parse("user-1").unwrap(),
+            provider::find("groq").unwrap(),
+            &mailmind_tests::store_contract::first_key(),
+        )
         .await
         .unwrap()
         .unwrap();

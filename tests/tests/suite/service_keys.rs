@@ -12,6 +12,7 @@ use mailmind::adapters::local_keyring::LocalKeyring;
 use mailmind::adapters::notifier::NoNotifier;
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::domain::activity::{ActivityEntry, ActivityEvent, ActivityPage, ActivityQuery, Consumer};
+use mailmind::domain::named_key::KeyId;
 use mailmind::domain::{
     ApiKey, CheckState, CredentialStatus, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId, provider,
 };
@@ -81,9 +82,18 @@ impl ActivityStore for Counting {
 
 #[async_trait]
 impl CredentialStore for Counting {
-    async fn get(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<StoredCredential>, StoreError> {
+    async fn get(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<StoredCredential>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(user, provider).await
+        self.inner.get(user, provider, key).await
+    }
+    async fn keys(&self, user: &UserId, provider: &ProviderSpec) -> Result<Vec<StoredCredential>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.keys(user, provider).await
     }
     async fn list(&self, user: &UserId) -> Result<Vec<StoredCredential>, StoreError> {
         self.inner.list(user).await
@@ -115,8 +125,17 @@ impl CredentialStore for Counting {
         self.wrote();
         self.inner.delete(user, provider).await
     }
-    async fn models(&self, user: &UserId, provider: &ProviderSpec) -> Result<Option<ModelList>, StoreError> {
-        self.inner.models(user, provider).await
+    async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError> {
+        self.wrote();
+        self.inner.delete_key(user, provider, key).await
+    }
+    async fn models(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<ModelList>, StoreError> {
+        self.inner.models(user, provider, key).await
     }
     async fn due(&self, query: DueQuery) -> Result<Vec<DueCredential>, StoreError> {
         self.inner.due(query).await

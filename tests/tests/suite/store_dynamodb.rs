@@ -62,6 +62,41 @@ async fn items_follow_the_single_table_layout() {
     assert_eq!(credential["key_hint"].as_s().unwrap(), "gsk_…9xQa");
 }
 
+/// Another key of a provider lives beside the first under its own sort
+/// keys; an item written before keys had ids (no key attributes) reads as
+/// the first key, `default`, without a backfill.
+#[tokio::test]
+async fn another_key_has_its_own_items_and_an_old_item_is_the_default_key() {
+    let (store, client, table) = fresh_store().await;
+    let first = credential("user-a", "groq", "r1");
+    let backup = mailmind_tests::store_contract::another_key("user-a", "groq", "r2", "backup", 1);
+    store.insert(&first, &models(&["a"])).await.unwrap();
+    store.insert(&backup, &models(&["b"])).await.unwrap();
+    let mut keys = sort_keys(&client, &table).await;
+    keys.sort();
+    let id = backup.key.id.as_str();
+    assert_eq!(
+        keys,
+        [
+            "CRED#groq".to_owned(),
+            format!("CRED#groq#{id}"),
+            "MODELS#groq".to_owned(),
+            format!("MODELS#groq#{id}"),
+        ]
+    );
+    // As a build before several keys per provider wrote it.
+    client
+        .update_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("USER#user-a".into()))
+        .key("sk", AttributeValue::S("CRED#groq".into()))
+        .update_expression("REMOVE key_ref, key_name, priority, enabled")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(store.keys(&user("user-a"), groq()).await.unwrap(), [first, backup]);
+}
+
 /// An item of a provider this build does not know (written by a newer
 /// build, before a rollback) is left out of the list instead of failing it.
 #[tokio::test]
@@ -97,7 +132,9 @@ async fn a_missing_table_is_an_internal_error() {
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
     let store = DynamoStore::new(client, "no-such-table");
     assert!(matches!(
-        store.get(&user("user-a"), groq()).await,
+        store
+            .get(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+            .await,
         Err(StoreError::Internal(_))
     ));
 }
@@ -107,7 +144,9 @@ async fn an_unreachable_dynamodb_is_unavailable() {
     let config = mailmind_tests::moto::unreachable_sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "t");
     assert!(matches!(
-        store.get(&user("user-a"), groq()).await,
+        store
+            .get(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+            .await,
         Err(StoreError::Unavailable(_))
     ));
     assert!(matches!(
@@ -154,7 +193,11 @@ async fn an_ordinary_large_catalogue_is_one_item_read_with_one_request() {
     store.insert(&credential("user-a", "groq", "r1"), &large).await.unwrap();
     assert_eq!(sort_keys(&client, &table).await, ["CRED#groq", "MODELS#groq"]);
     proxy.take();
-    let list = store.models(&user("user-a"), groq()).await.unwrap().unwrap();
+    let list = store
+        .models(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(list.models, large);
     assert_eq!(proxy.take(), ["GetItem"]);
 }

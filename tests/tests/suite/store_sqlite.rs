@@ -25,14 +25,83 @@ async fn reopening_keeps_data_and_uses_wal() {
         store.insert(&c, &models(&["a"])).await.unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(c));
+    assert_eq!(
+        store
+            .get(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+            .await
+            .unwrap(),
+        Some(c)
+    );
     let db = rusqlite::Connection::open(&path).unwrap();
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// Rebuilds the tables as schema 7 had them (one key per provider: no
+/// `key_ref`, `key_name`, `priority` or `enabled`), rows kept.
+fn roll_back_to_schema_7(db: &rusqlite::Connection) {
+    let columns: Vec<String> = db
+        .prepare("SELECT name FROM pragma_table_info('credentials')")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|name: &String| !["key_ref", "key_name", "priority", "enabled"].contains(&name.as_str()))
+        .collect();
+    let columns = columns.join(", ");
+    db.execute_batch(&format!(
+        "CREATE TABLE credentials_v7 AS SELECT {columns} FROM credentials;
+         DROP TABLE credentials;
+         ALTER TABLE credentials_v7 RENAME TO credentials;
+         CREATE UNIQUE INDEX credentials_pk ON credentials (user_id, provider);
+         CREATE INDEX credentials_due ON credentials (provider, fresh_at);
+         CREATE TABLE models_v7 AS SELECT user_id, provider, discovered_at, models_json FROM models;
+         DROP TABLE models;
+         ALTER TABLE models_v7 RENAME TO models;
+         CREATE UNIQUE INDEX models_pk ON models (user_id, provider);
+         PRAGMA user_version = 7;"
+    ))
+    .unwrap();
+}
+
+/// A database of schema 7 (one key per provider) is migrated on open: each
+/// credential becomes its provider's key `default`, models and all, and a
+/// second key can be stored beside it.
+#[tokio::test]
+async fn a_version_7_database_is_migrated_to_keys_and_keeps_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailmind.db");
+    let c = credential("user-a", "groq", "r1");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.insert(&c, &models(&["a", "b"])).await.unwrap();
+    }
+    roll_back_to_schema_7(&rusqlite::Connection::open(&path).unwrap());
+    let store = SqliteStore::open(&path).unwrap();
+    let first = mailmind_tests::store_contract::first_key();
+    assert_eq!(
+        store.get(&user("user-a"), groq(), &first).await.unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(store.keys(&user("user-a"), groq()).await.unwrap(), std::slice::from_ref(&c));
+    let list = store.models(&user("user-a"), groq(), &first).await.unwrap().unwrap();
+    assert_eq!(list.models, models(&["a", "b"]));
+    let mut second = credential("user-a", "groq", "r2");
+    second.key = mailmind::domain::named_key::KeyMeta {
+        id: mailmind::domain::named_key::KeyId::random(),
+        name: "backup".into(),
+        priority: 1,
+        enabled: true,
+    };
+    store.insert(&second, &models(&["c"])).await.unwrap();
+    assert_eq!(store.keys(&user("user-a"), groq()).await.unwrap(), [c, second]);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 8);
 }
 
 /// A database of the first schema (before `last_used_at`) is migrated on
@@ -49,6 +118,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     {
         // Back to schema 1: what the later migrations add removed.
         let db = rusqlite::Connection::open(&path).unwrap();
+        roll_back_to_schema_7(&db);
         db.execute_batch(
             "DROP INDEX credentials_due;
              ALTER TABLE credentials DROP COLUMN fresh_at;
@@ -67,7 +137,13 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
         .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.get(&user("user-a"), groq()).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        store
+            .get(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+            .await
+            .unwrap(),
+        Some(c.clone())
+    );
     // Fresh from its last check: in the due queue from then on.
     let due = store
         .due(due_query("groq", c.check.checked_at.unwrap(), 10))
@@ -76,7 +152,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     assert_eq!(due.len(), 1, "{due:?}");
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 }
 
 /// A row of a provider this build does not know (written by a newer build,

@@ -1,0 +1,149 @@
+//! Several keys per provider (issue 19): each stored key has an id, a name
+//! the user chooses, a place in the provider's priority order and an
+//! `enabled` flag. A credential stored before keys had ids is the key
+//! [`KeyId::DEFAULT`], named `default`, first, enabled: it reads as such
+//! with no backfill.
+
+use std::fmt;
+
+/// Keys one user may keep per provider.
+pub const MAX_KEYS_PER_PROVIDER: usize = 5;
+
+/// Longest key name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A key's id within its provider: `default`, or `k` and 10 lowercase hex
+/// digits. Lowercase ASCII only, so it sorts and compares the same in every
+/// store, and never looks like a model-list chunk number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// The id of the first key, and of every key stored before keys had ids.
+    pub const DEFAULT: &'static str = "default";
+
+    /// The first key's id.
+    pub fn default_key() -> KeyId {
+        KeyId(Self::DEFAULT.to_owned())
+    }
+
+    /// A fresh id for another key.
+    pub fn random() -> KeyId {
+        KeyId(format!("k{}", crate::ids::random_hex(5)))
+    }
+
+    /// An id as a path or a store gives it, if it is one.
+    pub fn parse(text: &str) -> Option<KeyId> {
+        let generated = text.len() == 11
+            && text.starts_with('k')
+            && text[1..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (text == Self::DEFAULT || generated).then(|| KeyId(text.to_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the first key's id.
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a key name was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Nothing but whitespace.
+    #[error("name must not be empty.")]
+    Empty,
+    /// Over [`MAX_NAME_CHARS`].
+    #[error("name must be at most 64 characters.")]
+    TooLong,
+    /// A control character.
+    #[error("name must not contain control characters.")]
+    ControlCharacter,
+}
+
+/// A key name as the user typed it: trimmed, 1 to 64 characters, no control
+/// characters. Names are unique per provider (the service's rule).
+pub fn parse_name(raw: &str) -> Result<String, NameError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(NameError::TooLong);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameError::ControlCharacter);
+    }
+    Ok(name.to_owned())
+}
+
+/// What the user decides about one key besides the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMeta {
+    /// Its id within the provider.
+    pub id: KeyId,
+    /// The user's name for it.
+    pub name: String,
+    /// Its place in the provider's order: lower first.
+    pub priority: u32,
+    /// Whether it may be chosen at all.
+    pub enabled: bool,
+}
+
+impl KeyMeta {
+    /// The first key: `default`, first, enabled.
+    pub fn default_key() -> KeyMeta {
+        KeyMeta {
+            id: KeyId::default_key(),
+            name: KeyId::DEFAULT.to_owned(),
+            priority: 0,
+            enabled: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_default_or_generated_and_nothing_else() {
+        assert!(KeyId::parse("default").unwrap().is_default());
+        let fresh = KeyId::random();
+        assert_eq!(KeyId::parse(fresh.as_str()), Some(fresh.clone()));
+        assert_ne!(fresh, KeyId::random());
+        for bad in [
+            "",
+            "Default",
+            "k012345678",
+            "k0123456789ab",
+            "kABCDEF0123",
+            "x0123456789",
+            "1",
+            "k012345678g",
+        ] {
+            assert_eq!(KeyId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_bounded_and_printable() {
+        assert_eq!(parse_name("  Work key "), Ok("Work key".to_owned()));
+        assert_eq!(parse_name(&"é".repeat(64)), Ok("é".repeat(64)));
+        assert_eq!(parse_name(&"é".repeat(65)), Err(NameError::TooLong));
+        assert_eq!(parse_name(" \t"), Err(NameError::Empty));
+        assert_eq!(parse_name("a\u{7}b"), Err(NameError::ControlCharacter));
+    }
+}
