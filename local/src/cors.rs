@@ -84,7 +84,7 @@ impl AllowedOrigins {
         }
         let layer = CorsLayer::new()
             .allow_origin(AllowOrigin::list(self.0.clone()))
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
             .allow_headers([AUTHORIZATION, CONTENT_TYPE])
             // The 429 of the rate limit and the 401's challenge are worth reading.
             .expose_headers([RETRY_AFTER, WWW_AUTHENTICATE])

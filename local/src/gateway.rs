@@ -30,12 +30,19 @@ pub async fn rest(
     request: Request<AxumBody>,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let (route, route_key, provider) = match Route::resolve(&parts.method, parts.uri.path()) {
+    let (route, route_key, parameters) = match Route::resolve(&parts.method, parts.uri.path()) {
         RouteMatch::Found {
             route,
             route_key,
             provider,
-        } => (route, route_key, provider),
+            key_id,
+        } => {
+            let parameters: HashMap<String, String> = [("provider", provider), ("key_id", key_id)]
+                .into_iter()
+                .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+                .collect();
+            (route, route_key, parameters)
+        }
         // API Gateway answers unknown routes itself, before any authorizer.
         RouteMatch::NotFound => return lambda_to_axum(ApiError::not_found().into_response()),
         RouteMatch::MethodNotAllowed { allow } => {
@@ -57,7 +64,7 @@ pub async fn rest(
         &parts.headers,
         &body,
         route_key,
-        provider,
+        parameters,
         &claims,
         peer,
     );
@@ -76,7 +83,7 @@ pub fn http_api_event(
     headers: &HeaderMap,
     body: &[u8],
     route_key: &str,
-    provider: Option<String>,
+    path_parameters: HashMap<String, String>,
     claims: &VerifiedClaims,
     peer: SocketAddr,
 ) -> ApiGatewayV2httpRequest {
@@ -114,9 +121,7 @@ pub fn http_api_event(
     event.raw_path = Some(uri.path().to_owned());
     event.raw_query_string = Some(uri.query().unwrap_or_default().to_owned());
     event.headers = headers.clone();
-    event.path_parameters = provider
-        .map(|p| HashMap::from([("provider".to_owned(), p)]))
-        .unwrap_or_default();
+    event.path_parameters = path_parameters;
     event.request_context = context;
     // API Gateway passes text as is and base64-encodes what is not UTF-8.
     if !body.is_empty() {

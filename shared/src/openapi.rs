@@ -126,6 +126,79 @@ fn replacement_base_url_schema() -> Schema {
         .into()
 }
 
+/// `POST .../keys/`'s body (described only, as above).
+#[derive(Serialize, ToSchema)]
+struct CreateKeyRequest {
+    /// See [`key_name_schema`].
+    #[schema(schema_with = key_name_schema)]
+    name: String,
+    /// The key; see [`api_key_schema`] (blank allowed for `openai_compatible`).
+    #[schema(schema_with = required_api_key_schema)]
+    api_key: String,
+    /// Its place in the provider's order, lower first; default after the others.
+    #[schema(minimum = 0, maximum = 1000, example = 1)]
+    priority: Option<u32>,
+    /// See [`base_url_schema`].
+    #[schema(schema_with = replacement_base_url_schema)]
+    base_url: Option<String>,
+}
+
+/// A key's name, as `named_key::parse_name` takes it: surrounding
+/// whitespace trimmed, then 1 to 64 characters with no control character.
+fn key_name_schema() -> Schema {
+    let printable = "[^\\u0000-\\u001F\\u007F-\\u009F]";
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(crate::domain::named_key::MAX_NAME_CHARS))
+        .pattern(Some(format!(
+            "^{printable}*[^{WHITE_SPACE}\\u0000-\\u001F\\u007F-\\u009F]{printable}*$"
+        )))
+        .description(Some(
+            "The user's name for the key: surrounding whitespace trimmed, then 1 to 64 characters, \
+             no control characters; unique per provider (case aside), else `409 key_name_taken`.",
+        ))
+        .examples(["work"])
+        .build()
+        .into()
+}
+
+/// `PATCH .../keys/{key_id}/`'s body: at least one of its fields.
+fn patch_key_request_schema() -> Schema {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("Any of the key's name, place and switch; at least one."))
+        .property("name", key_name_schema())
+        .property(
+            "priority",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(1000))
+                .description(Some("A new place in the order, lower first.")),
+        )
+        .property(
+            "enabled",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .description(Some("Off: never chosen; on: chosen in its turn.")),
+        )
+        .build();
+    // At least one of the three (other fields are ignored, as everywhere).
+    let one_of_them =
+        ["name", "priority", "enabled"].map(|field| Schema::Object(ObjectBuilder::new().required(field).build()));
+    Schema::AllOf(
+        AllOfBuilder::new()
+            .item(Schema::Object(schema))
+            .item(Schema::AnyOf(
+                one_of_them
+                    .into_iter()
+                    .fold(utoipa::openapi::schema::AnyOfBuilder::new(), |any, s| any.item(s))
+                    .build(),
+            ))
+            .build(),
+    )
+}
+
 /// The document schemas the derive collects (with what they refer to).
 #[derive(OpenApi)]
 #[openapi(components(schemas(
@@ -140,7 +213,9 @@ fn replacement_base_url_schema() -> Schema {
     CredentialStatus,
     ErrorReason,
     ErrorBody,
-    UpdateCredentialRequest
+    UpdateCredentialRequest,
+    CreateKeyRequest,
+    crate::domain::credential::KeySummary
 )))]
 struct Schemas;
 
@@ -235,12 +310,20 @@ pub fn document() -> utoipa::openapi::OpenApi {
             .build(),
     ]);
     doc.security = Some(vec![SecurityRequirement::new::<_, [&str; 0], &str>(BEARER, [])]);
-    doc.tags = Some(vec![Tag::new("credentials"), Tag::new("models"), Tag::new("meta")]);
+    doc.tags = Some(vec![
+        Tag::new("credentials"),
+        Tag::new("keys"),
+        Tag::new("models"),
+        Tag::new("meta"),
+    ]);
 
     let components = doc.components.get_or_insert_with(Default::default);
     components
         .schemas
         .insert("CreateCredentialRequest".into(), RefOr::T(create_request_schema()));
+    components
+        .schemas
+        .insert("PatchKeyRequest".into(), RefOr::T(patch_key_request_schema()));
     components.security_schemes.insert(
         BEARER.into(),
         SecurityScheme::Http(
@@ -445,6 +528,40 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
              including when no key was ever set. Consumer names are labels the calling MailMind \
              function chose, not proof of who called.",
         ),
+        Route::ListKeys => (
+            "listKeys",
+            "keys",
+            "The provider's keys, in its order",
+            "Up to 5 named keys, each with its status, sorted by `priority`, then age. The \
+             provider routes act on the primary key: the first enabled one. `[]` without keys.",
+        ),
+        Route::CreateKey => (
+            "createKey",
+            "keys",
+            "Add another key",
+            "Named (unique per provider), placed at `priority` (default: after the others), \
+             checked like `POST /credentials/`: `valid` or `error` store it (`201`), `invalid` \
+             stores nothing (`422`). The provider's first key gets the id `default`.",
+        ),
+        Route::GetKey => (
+            "getKey",
+            "keys",
+            "One key's status",
+            "`404 key_not_found` when the provider has no key with this id.",
+        ),
+        Route::PatchKey => (
+            "patchKey",
+            "keys",
+            "Rename, reorder or switch a key",
+            "Any of `name`, `priority`, `enabled`; the key and its status stay. Disabling the \
+             primary key makes the next enabled one primary.",
+        ),
+        Route::DeleteKey => (
+            "deleteKey",
+            "keys",
+            "Delete one key and its models",
+            "Answers `204` with no body; the provider's other keys stay.",
+        ),
     };
     let mut op = OperationBuilder::new()
         .operation_id(Some(id))
@@ -479,6 +596,21 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                     ))
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
             );
+    }
+    if route.path_template().contains("{key_id}") {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("key_id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(
+                    "A key's id: `default` or `k` and 10 hex digits. Any other is `404 key_not_found`.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new().schema_type(Type::String).max_length(Some(64)),
+                ))
+                .example(Some(json!("default"))),
+        );
     }
     if provider_in_path {
         op = op.parameter(
@@ -521,6 +653,22 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             status.to_owned(),
             json_response(what, CredentialView::name().as_ref(), example, false),
         )
+    };
+    let key_not_found = ApiError::new(404, "key_not_found", "No such Groq API key.");
+    let name_taken = ApiError::new(
+        409,
+        "key_name_taken",
+        "Another Groq API key has this name. Choose another one.",
+    );
+    let key_view = || {
+        let mut view = example_valid();
+        view["priority"] = json!(0);
+        view["enabled"] = json!(true);
+        if let Some(object) = view.as_object_mut() {
+            object.remove("keys_count");
+            object.remove("keys");
+        }
+        view
     };
     let (success, body, errors): (Vec<Answer>, Option<&str>, Vec<ErrorAnswers>) = match route {
         Route::ListCredentials => (
@@ -621,6 +769,74 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             )],
             None,
             vec![("404", vec![unknown_in_path.clone()])],
+        ),
+        Route::ListKeys => (
+            vec![(
+                "200".into(),
+                json_response(
+                    "One status object per key, in the provider's order",
+                    CredentialView::name().as_ref(),
+                    json!([key_view()]),
+                    true,
+                ),
+            )],
+            None,
+            vec![("404", vec![unknown_in_path.clone()])],
+        ),
+        Route::CreateKey => (
+            vec![status_object(
+                "201",
+                "Added: the check found `valid`, or `error`",
+                key_view(),
+            )],
+            Some("CreateKeyRequest"),
+            vec![
+                ("400", vec![invalid.clone(), mismatch.clone(), endpoint_refused.clone()]),
+                ("404", vec![unknown_in_path.clone()]),
+                (
+                    "409",
+                    vec![
+                        name_taken.clone(),
+                        ApiError::new(
+                            409,
+                            "too_many_keys",
+                            "At most 5 Groq API keys per provider; delete one to add another.",
+                        ),
+                    ],
+                ),
+                ("422", vec![rejected.clone()]),
+                ("429", vec![too_many.clone()]),
+            ],
+        ),
+        Route::GetKey => (
+            vec![status_object("200", "The key's status object", key_view())],
+            None,
+            vec![("404", vec![unknown_in_path.clone(), key_not_found.clone()])],
+        ),
+        Route::PatchKey => (
+            vec![status_object("200", "The key's status object, as changed", key_view())],
+            Some("PatchKeyRequest"),
+            vec![
+                (
+                    "400",
+                    vec![ApiError::invalid_request(
+                        "Give at least one of 'name', 'priority' and 'enabled'.",
+                    )],
+                ),
+                ("404", vec![unknown_in_path.clone(), key_not_found.clone()]),
+                ("409", vec![name_taken]),
+            ],
+        ),
+        Route::DeleteKey => (
+            vec![(
+                "204".into(),
+                ResponseBuilder::new()
+                    .description("Deleted, with its models; no body")
+                    .header("Cache-Control", cache_control_header())
+                    .build(),
+            )],
+            None,
+            vec![("404", vec![unknown_in_path.clone(), key_not_found])],
         ),
         Route::CredentialActivity => (
             vec![(

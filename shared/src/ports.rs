@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery, ConsumerUses};
 use crate::domain::endpoint::{Endpoint, EndpointRefusal};
-use crate::domain::named_key::KeyId;
+use crate::domain::named_key::{KeyId, KeyMeta};
 use crate::domain::{
     ApiKey, CheckOutcome, CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
 };
@@ -180,6 +180,10 @@ pub trait CredentialStore: Send + Sync {
     /// Deletes every key of the provider and their models together.
     /// `NotFound` when there is none.
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError>;
+
+    /// Sets what the user decided about a key (name, priority, enabled),
+    /// nothing else. `NotFound` when there is no such key.
+    async fn set_meta(&self, user: &UserId, provider: &ProviderSpec, meta: &KeyMeta) -> Result<(), StoreError>;
 
     /// Deletes one key and its models together. `NotFound` when there is none.
     async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError>;

@@ -16,7 +16,7 @@ use crate::domain::activity::{ActivityEvent, CheckedBy};
 use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::key_prefix;
 use crate::domain::model::{ListChange, carry_history};
-use crate::domain::named_key::{KeyId, KeyMeta};
+use crate::domain::named_key::{self, KeyMeta};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::quota::Quota;
 use crate::domain::{
@@ -24,10 +24,13 @@ use crate::domain::{
     StatusChange, StatusEvent, StoredCredential, UserId,
 };
 use crate::envelope;
+pub use named_keys::KeyPatch;
+use named_keys::admit_another;
 
 mod activity;
 mod keys;
 mod limits;
+mod named_keys;
 mod revalidate;
 
 use crate::ports::{
@@ -73,6 +76,15 @@ pub enum ServiceError {
     /// under the wrong provider. Refused before any network call.
     #[error("the key carries a {} key prefix", .0.id)]
     KeyProviderMismatch(&'static ProviderSpec),
+    /// No such key of the provider.
+    #[error("no such {} key", .0.id)]
+    KeyNotFound(&'static ProviderSpec),
+    /// Another key of the provider has that name.
+    #[error("a {} key is named so already", .0.id)]
+    KeyNameTaken(&'static ProviderSpec, String),
+    /// The provider has as many keys as allowed.
+    #[error("the {} keys are at their limit", .0.id)]
+    TooManyKeys(&'static ProviderSpec),
     /// The endpoint a user gave is not one this deployment may call.
     #[error("endpoint refused: {0}")]
     EndpointNotAllowed(EndpointRefusal),
@@ -94,6 +106,9 @@ impl ServiceError {
             ServiceError::KeyRejected(_) => "key_rejected",
             ServiceError::KeyProviderMismatch(_) => "key_provider_mismatch",
             ServiceError::EndpointNotAllowed(_) => "endpoint_not_allowed",
+            ServiceError::KeyNotFound(_) => "key_not_found",
+            ServiceError::KeyNameTaken(..) => "key_name_taken",
+            ServiceError::TooManyKeys(_) => "too_many_keys",
             ServiceError::Unavailable(_) => "service_unavailable",
             ServiceError::TooManyRequests { .. } => "too_many_requests",
             ServiceError::TooManyConnections(_) => "too_many_connections",
@@ -136,28 +151,22 @@ impl From<KeyringError> for ServiceError {
 }
 
 /// Which write stores a new key.
-#[derive(Debug, Clone, Copy)]
-enum KeyWrite {
-    /// `POST`: there must be none yet.
-    Create,
-    /// `PUT`: there must be one, which the new key replaces.
-    Update,
+#[derive(Debug, Clone)]
+enum Slot {
+    /// `POST /credentials/`: the provider's first key; it must have none.
+    First,
+    /// `PUT /credentials/{provider}/`: the new key replaces the primary one.
+    Primary,
+    /// `POST .../keys/`: one more key, named and placed so.
+    Another(KeyMeta),
 }
 
-impl KeyWrite {
-    /// What the log line says was done.
-    fn done(self) -> &'static str {
-        match self {
-            KeyWrite::Create => "created",
-            KeyWrite::Update => "replaced",
-        }
+impl Slot {
+    /// Whether the write adds a key (else it replaces one).
+    fn adds(&self) -> bool {
+        !matches!(self, Slot::Primary)
     }
 }
-
-/// A new key, sealed and checked, ready to be stored.
-/// The key the contract's routes act on: the provider's first key. (Several
-/// keys per provider are stored by key; their routes come with issue 19.)
-pub(crate) static FIRST_KEY: std::sync::LazyLock<KeyId> = std::sync::LazyLock::new(KeyId::default_key);
 
 /// A key as a user gives it: the key, and for a provider whose keys name
 /// their endpoint, that endpoint (required on create; a replacement without
@@ -175,6 +184,7 @@ impl From<ApiKey> for KeyInput {
     }
 }
 
+/// A new key, sealed and checked, ready to be stored.
 struct NewKey {
     sealed: SealedKey,
     key_hint: String,
@@ -234,26 +244,39 @@ impl CredentialService {
         }
     }
 
-    /// One entry per supported provider, sorted by id.
+    /// One entry per supported provider, sorted by id: its primary key's
+    /// status, with its keys in brief.
     pub async fn list(&self, user: &UserId) -> Result<Vec<CredentialView>> {
-        let stored = self.store.list(user).await?;
+        let mut stored = self.store.list(user).await?;
+        stored.sort_by(named_key::provider_order);
         Ok(PROVIDERS
             .iter()
-            .map(
-                |p| match stored.iter().find(|c| c.provider.id == p.id && c.key.id == *FIRST_KEY) {
-                    Some(c) => CredentialView::of(p, c),
-                    None => CredentialView::not_set(p),
-                },
-            )
+            .map(|p| {
+                let keys: Vec<StoredCredential> = stored.iter().filter(|c| c.provider.id == p.id).cloned().collect();
+                CredentialView::of_provider(p, &keys)
+            })
             .collect())
     }
 
-    /// One credential's status.
+    /// The provider's status: its primary key's, with its keys in brief.
     pub async fn get(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView> {
-        match self.store.get(user, provider, &FIRST_KEY).await? {
-            Some(c) => Ok(CredentialView::of(provider, &c)),
-            None => Err(ServiceError::CredentialNotFound(provider)),
+        let keys = self.keys_of(user, provider).await?;
+        Ok(CredentialView::of_provider(provider, &keys))
+    }
+
+    /// The provider's primary key, if it has any (one read).
+    async fn primary_key(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Option<StoredCredential>> {
+        let keys = self.store.keys(user, provider).await?;
+        Ok(named_key::primary(&keys).cloned())
+    }
+
+    /// The provider's keys in its order; `CredentialNotFound` when it has none.
+    async fn keys_of(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<StoredCredential>> {
+        let keys = self.store.keys(user, provider).await?;
+        if keys.is_empty() {
+            return Err(ServiceError::CredentialNotFound(provider));
         }
+        Ok(keys)
     }
 
     /// Stores a new key once the provider has had its say (see the module
@@ -264,7 +287,10 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: KeyInput,
     ) -> Result<CredentialView> {
-        let result = self.put_key(user, provider, key, KeyWrite::Create).await;
+        let result = self
+            .put_key(user, provider, key, Slot::First)
+            .await
+            .map(|(_, keys)| CredentialView::of_provider(provider, &keys));
         audit::record_result(user, AuditAction::Create, provider, &result);
         result
     }
@@ -277,30 +303,41 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: KeyInput,
     ) -> Result<CredentialView> {
-        let result = self.put_key(user, provider, key, KeyWrite::Update).await;
+        let result = self
+            .put_key(user, provider, key, Slot::Primary)
+            .await
+            .map(|(_, keys)| CredentialView::of_provider(provider, &keys));
         audit::record_result(user, AuditAction::Update, provider, &result);
         result
     }
 
-    /// Create and update, one path: they differ only in whether a key must
-    /// be stored already and which write stores the new one.
+    /// Create, update and adding a key, one path: they differ in which key
+    /// must be stored already and which write stores the new one. The key
+    /// written, and the provider's keys after the write, in order.
     async fn put_key(
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
         KeyInput { key, base_url }: KeyInput,
-        write: KeyWrite,
-    ) -> Result<CredentialView> {
+        slot: Slot,
+    ) -> Result<(StoredCredential, Vec<StoredCredential>)> {
         refuse_foreign_key(provider, &key)?;
         // Not a guard (the write's condition is): a duplicate, or a PUT that
         // would create, is answered at once, without a provider call or a
         // stray `checking` message.
-        let (existing, audience) =
-            tokio::join!(self.store.get(user, provider, &FIRST_KEY), self.notifier.audience(user));
-        let existing = match (write, existing?) {
-            (KeyWrite::Create, Some(_)) => return Err(ServiceError::CredentialExists(provider)),
-            (KeyWrite::Update, None) => return Err(ServiceError::CredentialNotFound(provider)),
-            (_, existing) => existing,
+        let (keys, audience) = tokio::join!(self.store.keys(user, provider), self.notifier.audience(user));
+        let mut keys = keys?;
+        let existing = match &slot {
+            Slot::First if !keys.is_empty() => return Err(ServiceError::CredentialExists(provider)),
+            Slot::Primary => match named_key::primary(&keys) {
+                Some(primary) => Some(primary.clone()),
+                None => return Err(ServiceError::CredentialNotFound(provider)),
+            },
+            Slot::Another(meta) => {
+                admit_another(provider, &keys, meta)?;
+                None
+            }
+            Slot::First => None,
         };
         // A new endpoint is guarded before anything is sealed or counted; a
         // replaced key keeps its endpoint unless another is given.
@@ -318,6 +355,11 @@ impl CredentialService {
             return Err(ServiceError::EndpointNotAllowed(EndpointRefusal::NotAUrl));
         }
         self.admit_validation(user).await?;
+        let meta = match (&slot, &existing) {
+            (Slot::Another(meta), _) => meta.clone(),
+            (_, Some(old)) => old.key.clone(),
+            _ => KeyMeta::default_key(),
+        };
         // A rejected key ends here: an old key stays exactly as it was.
         let NewKey {
             sealed,
@@ -326,20 +368,20 @@ impl CredentialService {
             models,
             mut audience,
         } = self
-            .seal_and_check(user, provider, endpoint.as_ref(), &key, audience)
+            .seal_and_check(user, provider, &meta, endpoint.as_ref(), &key, audience)
             .await?;
         let now = check.checked_at.unwrap_or_else(Utc::now);
         // Only a discovery reads the old list (for the models' history); no
         // verdict just leaves the list empty.
         let previous = match (&existing, check.status) {
-            (Some(_), CredentialStatus::Valid) => self.store.models(user, provider, &FIRST_KEY).await?,
+            (Some(old), CredentialStatus::Valid) => self.store.models(user, provider, &old.key.id).await?,
             _ => None,
         };
         let (models, change) = carry_history(previous.as_ref(), models, &now);
         let mut credential = StoredCredential {
             user_id: user.clone(),
             provider,
-            key: KeyMeta::default_key(),
+            key: meta,
             sealed,
             key_hint,
             endpoint,
@@ -363,32 +405,40 @@ impl CredentialService {
             credential.consumer_uses = old.consumer_uses;
         }
         write_fits_before_deadline(provider)?;
-        let written = match write {
-            KeyWrite::Create => self.store.insert(&credential, &models).await,
-            KeyWrite::Update => self.store.replace(&credential, &models).await,
+        let written = if slot.adds() {
+            self.store.insert(&credential, &models).await
+        } else {
+            self.store.replace(&credential, &models).await
         };
-        match (write, written) {
+        match (&slot, written) {
             (_, Ok(())) => {}
-            (KeyWrite::Create, Err(StoreError::Conflict)) => return Err(ServiceError::CredentialExists(provider)),
-            (KeyWrite::Update, Err(StoreError::NotFound)) => return Err(ServiceError::CredentialNotFound(provider)),
+            (Slot::First, Err(StoreError::Conflict)) => return Err(ServiceError::CredentialExists(provider)),
+            // Two adds raced for one id: astronomically rare, and safe to retry.
+            (Slot::Another(_), Err(StoreError::Conflict)) => {
+                return Err(ServiceError::Unavailable("key id taken".into()));
+            }
+            (Slot::Primary, Err(StoreError::NotFound)) => return Err(ServiceError::CredentialNotFound(provider)),
             (_, Err(e)) => return Err(e.into()),
         }
         tracing::info!(
             provider = provider.id,
+            key = credential.key.id.as_str(),
             status = credential.check.status.as_str(),
             models = credential.models_count,
             "credential {}",
-            write.done()
+            if slot.adds() { "created" } else { "replaced" }
         );
         let key_hint = credential.key_hint.clone();
-        let event = match write {
-            KeyWrite::Create => ActivityEvent::Set { key_hint },
-            KeyWrite::Update => ActivityEvent::Replaced { key_hint },
+        let event = if slot.adds() {
+            ActivityEvent::Set { key_hint }
+        } else {
+            ActivityEvent::Replaced { key_hint }
         };
         self.note(user, provider, event).await;
         self.announce_change(
             &mut audience,
             provider,
+            &credential.key,
             &credential.check,
             credential.models_count,
             change,
@@ -396,18 +446,25 @@ impl CredentialService {
         .await;
         self.publish_change(user, provider, old_check.as_ref(), &credential.check, CheckedBy::User)
             .await;
-        Ok(CredentialView::of(provider, &credential))
+        keys.retain(|k| k.key.id != credential.key.id);
+        keys.push(credential.clone());
+        keys.sort_by(named_key::provider_order);
+        Ok((credential, keys))
     }
 
-    /// Checks the stored key again, now.
+    /// Checks the provider's primary key again, now.
     pub async fn check(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<CredentialView> {
-        let (existing, audience) =
-            tokio::join!(self.store.get(user, provider, &FIRST_KEY), self.notifier.audience(user));
-        let Some(existing) = existing? else {
+        let (keys, audience) = tokio::join!(self.keys_of(user, provider), self.notifier.audience(user));
+        let mut keys = keys?;
+        let Some(primary) = named_key::primary(&keys).cloned() else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         self.admit_validation(user).await?;
-        self.recheck(user, provider, existing, audience, CheckedBy::User).await
+        let checked = self.recheck(user, provider, primary, audience, CheckedBy::User).await?;
+        for key in keys.iter_mut().filter(|k| k.key.id == checked.key.id) {
+            *key = checked.clone();
+        }
+        Ok(CredentialView::of_provider(provider, &keys))
     }
 
     /// The check of a stored key, for `check` and for a usage report: open
@@ -420,7 +477,7 @@ impl CredentialService {
         existing: StoredCredential,
         audience: Audience,
         by: CheckedBy,
-    ) -> Result<CredentialView> {
+    ) -> Result<StoredCredential> {
         let context = EncryptionContext::of(&existing);
         let key = envelope::open(self.keyring.as_ref(), &context, &existing.sealed)
             .await
@@ -429,7 +486,7 @@ impl CredentialService {
                 audit::record_if_tampered(user, AuditAction::Check, provider, e);
             })?;
         let (outcome, quota, audience) = self
-            .validate(provider, existing.endpoint.as_ref(), &key, audience)
+            .validate(provider, &existing.key, existing.endpoint.as_ref(), &key, audience)
             .await;
         drop(key);
         self.record_outcome(user, provider, existing, (outcome, quota), audience, by)
@@ -447,7 +504,7 @@ impl CredentialService {
         (outcome, quota): (CheckOutcome, Option<Quota>),
         mut audience: Audience,
         by: CheckedBy,
-    ) -> Result<CredentialView> {
+    ) -> Result<StoredCredential> {
         let now = Utc::now();
         let (outcome, change) = match outcome {
             // Only a fresh list needs the stored one (for the models'
@@ -483,7 +540,13 @@ impl CredentialService {
             Err(StoreError::NotFound) => return Err(ServiceError::CredentialNotFound(provider)),
             // The key was replaced while we checked the old one: the newer
             // state wins, and its own validation announces itself.
-            Err(StoreError::Conflict) => return self.get(user, provider).await,
+            Err(StoreError::Conflict) => {
+                return self
+                    .store
+                    .get(user, provider, &existing.key.id)
+                    .await?
+                    .ok_or(ServiceError::CredentialNotFound(provider));
+            }
             Err(e) => return Err(e.into()),
         }
         let old_check = existing.check.clone();
@@ -507,11 +570,18 @@ impl CredentialService {
             by,
         };
         self.note(user, provider, checked).await;
-        self.announce_change(&mut audience, provider, &credential.check, models_count, change)
-            .await;
+        self.announce_change(
+            &mut audience,
+            provider,
+            &credential.key,
+            &credential.check,
+            models_count,
+            change,
+        )
+        .await;
         self.publish_change(user, provider, Some(&old_check), &credential.check, by)
             .await;
-        Ok(CredentialView::of(provider, &credential))
+        Ok(credential)
     }
 
     /// Deletes the key and its models. Writes an audit line ([`crate::audit`]).
@@ -535,12 +605,21 @@ impl CredentialService {
         }
     }
 
-    /// The stored model list, sorted by id; empty when nothing was discovered.
+    /// What the provider's enabled keys unlock together (not those found
+    /// `invalid`: a key without a verdict keeps what it was known to unlock),
+    /// sorted by id, each model with the keys that unlock it; empty when
+    /// nothing was discovered. One read of the keys and one of each list.
     pub async fn models(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<ModelView>> {
-        Ok(match self.store.models(user, provider, &FIRST_KEY).await? {
-            Some(list) => ModelView::list(provider.id, list),
-            None => Vec::new(),
-        })
+        let keys = self.store.keys(user, provider).await?;
+        let usable = keys
+            .iter()
+            .filter(|k| k.key.enabled && k.check.status != CredentialStatus::Invalid);
+        let lists = futures_util::future::try_join_all(usable.map(|k| async move {
+            let list = self.store.models(user, provider, &k.key.id).await?;
+            Ok::<_, StoreError>(list.map(|list| (k.key.id.clone(), list)))
+        }))
+        .await?;
+        Ok(ModelView::union(provider.id, lists.into_iter().flatten().collect()))
     }
 
     /// The part of create and update that is the same: seal the new key (a
@@ -552,20 +631,21 @@ impl CredentialService {
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
+        meta: &KeyMeta,
         endpoint: Option<&Endpoint>,
         key: &ApiKey,
         audience: Audience,
     ) -> Result<NewKey> {
         let context = EncryptionContext::new(user, provider).at(endpoint);
         let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
-        let (outcome, quota, mut audience) = self.validate(provider, endpoint, key, audience).await;
+        let (outcome, quota, mut audience) = self.validate(provider, meta, endpoint, key, audience).await;
         let check = CheckState {
             quota,
             ..CheckState::from_outcome(&outcome, Utc::now())
         };
         let models = match outcome {
             CheckOutcome::Invalid => {
-                self.announce(&mut audience, provider, &check, 0).await;
+                self.announce(&mut audience, provider, meta, &check, 0).await;
                 return Err(ServiceError::KeyRejected(provider));
             }
             CheckOutcome::Valid { models } => models,
@@ -584,11 +664,12 @@ impl CredentialService {
     async fn validate(
         &self,
         provider: &'static ProviderSpec,
+        meta: &KeyMeta,
         endpoint: Option<&Endpoint>,
         key: &ApiKey,
         mut audience: Audience,
     ) -> (CheckOutcome, Option<Quota>, Audience) {
-        let checking = StatusEvent::checking(provider).to_message();
+        let checking = StatusEvent::checking(provider).for_key(meta).to_message();
         let ((), (outcome, quota)) = tokio::join!(
             self.notifier.push(&mut audience, &checking),
             self.ask_provider(provider, endpoint, key)
@@ -626,10 +707,11 @@ impl CredentialService {
         &self,
         audience: &mut Audience,
         provider: &'static ProviderSpec,
+        meta: &KeyMeta,
         check: &CheckState,
         models_count: u32,
     ) {
-        self.announce_change(audience, provider, check, models_count, None)
+        self.announce_change(audience, provider, meta, check, models_count, None)
             .await;
     }
 
@@ -638,11 +720,13 @@ impl CredentialService {
         &self,
         audience: &mut Audience,
         provider: &'static ProviderSpec,
+        meta: &KeyMeta,
         check: &CheckState,
         models_count: u32,
         change: Option<ListChange>,
     ) {
         let message = StatusEvent::finished(provider, check, models_count)
+            .for_key(meta)
             .with_list_change(change)
             .to_message();
         self.notifier.push(audience, &message).await;

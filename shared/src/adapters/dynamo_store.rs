@@ -46,7 +46,7 @@ use super::aws_errors::{AwsFailure, Sorted};
 use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
-use crate::domain::named_key::KeyId;
+use crate::domain::named_key::{KeyId, KeyMeta};
 use crate::domain::{CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 use crate::metrics::AwsService;
 use crate::ports::{
@@ -727,6 +727,17 @@ impl CredentialStore for DynamoStore {
             items.extend(self.delete_key_items(user, &stem(provider.id, &key.key.id))?);
         }
         self.transact(items, StoreError::NotFound).await
+    }
+
+    async fn set_meta(&self, user: &UserId, provider: &ProviderSpec, meta: &KeyMeta) -> Result<(), StoreError> {
+        let attributes = vec![
+            ("key_ref", Some(s(meta.id.as_str()))),
+            ("key_name", Some(s(&meta.name))),
+            ("priority", Some(n(meta.priority))),
+            ("enabled", Some(n(u8::from(meta.enabled)))),
+        ];
+        let key = Self::credential_key(user, &stem(provider.id, &meta.id));
+        self.send_update(self.credential_update(key, attributes, None)?).await
     }
 
     async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, na
 
 use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
-use crate::domain::named_key::KeyId;
+use crate::domain::named_key::{KeyId, KeyMeta};
 use crate::domain::{CheckState, ErrorReason, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
 use crate::ports::{
     ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
@@ -778,6 +778,30 @@ impl CredentialStore for SqliteStore {
                 params,
             )
             .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_meta(&self, user: &UserId, provider: &ProviderSpec, meta: &KeyMeta) -> Result<(), StoreError> {
+        let (user, provider, meta) = (user.clone(), provider.id, meta.clone());
+        self.in_transaction(move |tx| {
+            let updated = tx
+                .execute(
+                    &format!("UPDATE credentials SET key_name = :name, priority = :priority, enabled = :enabled WHERE {ONE_KEY}"),
+                    named_params! {
+                        ":user_id": user.as_str(),
+                        ":provider": provider,
+                        ":key_ref": meta.id.as_str(),
+                        ":name": meta.name,
+                        ":priority": meta.priority,
+                        ":enabled": meta.enabled,
+                    },
+                )
+                .map_err(internal)?;
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
             Ok(())
         })
         .await

@@ -189,11 +189,12 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
     },
     FunctionSpec {
         name: "credentials-get",
-        summary: "GET /api/v1/credentials/{provider} - status of one key",
+        summary: "GET /api/v1/credentials/{provider} - status of the provider's primary key",
+        notes: "One Query of the provider's keys.",
         trigger: Trigger::Rest(Route::GetCredential),
         grants: &[Grant::Table {
             sid: "ReadOwnItems",
-            actions: &["GetItem"],
+            actions: &["Query"],
         }],
         ..BASE
     },
@@ -262,12 +263,65 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         ..VALIDATING
     },
     FunctionSpec {
-        name: "models-list",
-        summary: "GET /api/v1/credentials/{provider}/models - discovered models of a key",
-        trigger: Trigger::Rest(Route::ListModels),
+        name: "keys-create",
+        summary: "POST /api/v1/credentials/{provider}/keys - add another named key",
+        notes: "A create's work (seal, check, one TransactWriteItems), after one Query of the \
+                provider's keys for the limit and the names.",
+        trigger: Trigger::Rest(Route::CreateKey),
+        grants: STORES_NEW_KEYS,
+        ..VALIDATING
+    },
+    FunctionSpec {
+        name: "keys-delete",
+        summary: "DELETE /api/v1/credentials/{provider}/keys/{key_id} - remove one key and its models",
+        notes: "One TransactWriteItems of deletes; then the deleted entry of the history (PutItem).",
+        trigger: Trigger::Rest(Route::DeleteKey),
+        grants: &[Grant::Table {
+            sid: "DeleteOwnItemsNoteActivity",
+            actions: &["DeleteItem", "PutItem"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "keys-get",
+        summary: "GET /api/v1/credentials/{provider}/keys/{key_id} - status of one named key",
+        trigger: Trigger::Rest(Route::GetKey),
         grants: &[Grant::Table {
             sid: "ReadOwnItems",
             actions: &["GetItem"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "keys-list",
+        summary: "GET /api/v1/credentials/{provider}/keys - the provider's keys in order",
+        trigger: Trigger::Rest(Route::ListKeys),
+        grants: &[Grant::Table {
+            sid: "ReadOwnItems",
+            actions: &["Query"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "keys-patch",
+        summary: "PATCH /api/v1/credentials/{provider}/keys/{key_id} - rename, reorder or switch a key",
+        notes: "One Query (the names), one conditional UpdateItem.",
+        trigger: Trigger::Rest(Route::PatchKey),
+        grants: &[Grant::Table {
+            sid: "ReadUpdateOwnItems",
+            actions: &["Query", "UpdateItem"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "models-list",
+        summary: "GET /api/v1/credentials/{provider}/models - what the provider's usable keys unlock",
+        notes: "One Query of the provider's keys, then each enabled, valid key's list (GetItem, \
+                or TransactGetItems for a chunked one).",
+        trigger: Trigger::Rest(Route::ListModels),
+        grants: &[Grant::Table {
+            sid: "ReadOwnItems",
+            actions: &["Query", "GetItem"],
         }],
         ..BASE
     },

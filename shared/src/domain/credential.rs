@@ -287,6 +287,44 @@ pub struct CredentialView {
     /// where the provider tells nothing.
     #[serialize_always]
     pub quota: Option<Quota>,
+    /// The key's id within its provider (on the provider routes: the
+    /// primary key's).
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "default"))]
+    pub key_id: Option<String>,
+    /// The user's name for the key.
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "default"))]
+    pub key_name: Option<String>,
+    /// The key's place in the provider's order, lower first (key routes).
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 0))]
+    pub priority: Option<u32>,
+    /// Whether the key may be chosen (key routes).
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = true))]
+    pub enabled: Option<bool>,
+    /// How many keys the provider has (provider routes, key set).
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = 1))]
+    pub keys_count: Option<u32>,
+    /// Each of the provider's keys, in its order (provider routes, key set).
+    pub keys: Option<Vec<KeySummary>>,
+}
+
+/// One key of a provider, as the provider's status lists it.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeySummary {
+    /// The key's id.
+    #[cfg_attr(feature = "openapi", schema(example = "default"))]
+    pub key_id: String,
+    /// The user's name for it.
+    #[cfg_attr(feature = "openapi", schema(example = "default"))]
+    pub key_name: String,
+    /// Whether it may be chosen.
+    pub enabled: bool,
+    /// Its status.
+    pub status: CredentialStatus,
+    /// Why there is no verdict (with `error` only).
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub status_reason: Option<ErrorReason>,
 }
 
 impl CredentialView {
@@ -310,6 +348,39 @@ impl CredentialView {
             last_attempt_at: stored.last_attempt.as_ref().map(|a| time::to_api(&a.at)),
             last_attempt_reason: stored.last_attempt.map(|a| a.reason),
             quota: stored.check.quota.clone(),
+            key_id: Some(stored.key.id.to_string()),
+            key_name: Some(stored.key.name.clone()),
+            priority: Some(stored.key.priority),
+            enabled: Some(stored.key.enabled),
+            keys_count: None,
+            keys: None,
+        }
+    }
+
+    /// The provider's status: its primary key's ([`super::named_key::primary`]),
+    /// with how many keys it has and each one briefly; unset without keys.
+    /// `keys` in the provider's order.
+    pub fn of_provider(provider: &'static ProviderSpec, keys: &[StoredCredential]) -> CredentialView {
+        let Some(primary) = super::named_key::primary(keys) else {
+            return CredentialView::not_set(provider);
+        };
+        CredentialView {
+            // The key's own order and switch belong to the key routes.
+            priority: None,
+            enabled: None,
+            keys_count: Some(keys.len() as u32),
+            keys: Some(
+                keys.iter()
+                    .map(|k| KeySummary {
+                        key_id: k.key.id.to_string(),
+                        key_name: k.key.name.clone(),
+                        enabled: k.key.enabled,
+                        status: k.check.status,
+                        status_reason: k.check.reason,
+                    })
+                    .collect(),
+            ),
+            ..CredentialView::of(provider, primary)
         }
     }
 
@@ -333,6 +404,12 @@ impl CredentialView {
             last_attempt_at: None,
             last_attempt_reason: None,
             quota: None,
+            key_id: None,
+            key_name: None,
+            priority: None,
+            enabled: None,
+            keys_count: None,
+            keys: None,
         }
     }
 }
@@ -365,6 +442,10 @@ pub struct StatusEvent {
     pub models_added: Option<u32>,
     /// Models a re-discovery removed from the stored list (with `models_added`).
     pub models_removed: Option<u32>,
+    /// Which of the provider's keys (its id).
+    pub key_id: Option<String>,
+    /// The user's name for that key.
+    pub key_name: Option<String>,
 }
 
 impl StatusEvent {
@@ -381,7 +462,16 @@ impl StatusEvent {
             checked_at: None,
             models_added: None,
             models_removed: None,
+            key_id: None,
+            key_name: None,
         }
+    }
+
+    /// Says which of the provider's keys the message is about.
+    pub fn for_key(mut self, key: &super::named_key::KeyMeta) -> StatusEvent {
+        self.key_id = Some(key.id.to_string());
+        self.key_name = Some(key.name.clone());
+        self
     }
 
     /// Sent with the verdict, once it is stored.
@@ -397,6 +487,8 @@ impl StatusEvent {
             checked_at: check.checked_at.as_ref().map(time::to_api),
             models_added: None,
             models_removed: None,
+            key_id: None,
+            key_name: None,
         }
     }
 

@@ -70,6 +70,10 @@ pub struct ModelView {
     /// RFC 3339 time of the discovery.
     #[cfg_attr(feature = "openapi", schema(example = "2026-11-24T19:00:00Z", format = DateTime))]
     pub discovered_at: String,
+    /// The provider's keys that unlock the model (the provider's list only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = json!(["default"])))]
+    pub key_ids: Option<Vec<String>>,
 }
 
 impl ModelView {
@@ -82,8 +86,30 @@ impl ModelView {
                 provider,
                 model,
                 discovered_at: discovered_at.clone(),
+                key_ids: None,
             })
             .collect()
+    }
+
+    /// What several keys' lists unlock together, sorted by id: each model
+    /// once, as the first key (in the order given) lists it, with every key
+    /// that lists it; `discovered_at` is the latest of those keys' lists.
+    pub fn union(provider: &'static str, lists: Vec<(super::named_key::KeyId, ModelList)>) -> Vec<ModelView> {
+        let mut by_id: std::collections::BTreeMap<String, ModelView> = std::collections::BTreeMap::new();
+        for (key, list) in lists {
+            let discovered_at = time::to_api(&list.discovered_at);
+            for model in list.models {
+                let view = by_id.entry(model.model_id.clone()).or_insert_with(|| ModelView {
+                    provider,
+                    model,
+                    discovered_at: discovered_at.clone(),
+                    key_ids: Some(Vec::new()),
+                });
+                view.discovered_at = view.discovered_at.clone().max(discovered_at.clone());
+                view.key_ids.get_or_insert_with(Vec::new).push(key.to_string());
+            }
+        }
+        by_id.into_values().collect()
     }
 }
 

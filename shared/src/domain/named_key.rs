@@ -114,6 +114,17 @@ impl KeyMeta {
     }
 }
 
+/// The provider's order of its keys: priority, then age, then id.
+pub fn provider_order(a: &super::StoredCredential, b: &super::StoredCredential) -> std::cmp::Ordering {
+    (a.key.priority, a.created_at, &a.key.id).cmp(&(b.key.priority, b.created_at, &b.key.id))
+}
+
+/// The provider's primary key among `keys` (in the provider's order): the
+/// first enabled one, else the first. The contract's routes act on it.
+pub fn primary(keys: &[super::StoredCredential]) -> Option<&super::StoredCredential> {
+    keys.iter().find(|k| k.key.enabled).or(keys.first())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,6 +193,20 @@ impl From<ServiceError> for ApiError {
                     owner.display_name
                 ),
             ),
+            ServiceError::KeyNotFound(p) => (404, format!("No such {} API key.", p.display_name)),
+            // The name is not echoed: a key pasted into the wrong field would be.
+            ServiceError::KeyNameTaken(p, _) => (
+                409,
+                format!("Another {} API key has this name. Choose another one.", p.display_name),
+            ),
+            ServiceError::TooManyKeys(p) => (
+                409,
+                format!(
+                    "At most {} {} API keys per provider; delete one to add another.",
+                    crate::domain::named_key::MAX_KEYS_PER_PROVIDER,
+                    p.display_name
+                ),
+            ),
             ServiceError::EndpointNotAllowed(refusal) => (
                 400,
                 format!("This endpoint is not allowed: {refusal}. Nothing was stored."),

@@ -14,9 +14,10 @@ use super::protocol::{
 };
 use crate::AppState;
 use crate::domain::activity::{self, ActivityPageView, ActivityPosition, ActivityQuery};
+use crate::domain::named_key::{self, KeyId};
 use crate::domain::provider;
 use crate::domain::{ApiKey, ProviderSpec, UserId};
-use crate::service::KeyInput;
+use crate::service::{KeyInput, KeyPatch};
 
 /// `GET /api/v1/credentials/`
 pub async fn list_credentials(state: &AppState, req: Request) -> Response<Body> {
@@ -127,6 +128,131 @@ pub async fn delete_credential(state: &AppState, req: Request) -> Response<Body>
         Ok(no_content())
     })
     .await
+}
+
+/// `GET /api/v1/credentials/{provider}/keys/`
+pub async fn list_keys(state: &AppState, req: Request) -> Response<Body> {
+    read_at_provider(Route::ListKeys, req, |user, provider| async move {
+        state.credentials.list_keys(&user, provider).await
+    })
+    .await
+}
+
+/// `POST /api/v1/credentials/{provider}/keys/` with `{"name", "api_key",
+/// "priority"?, "base_url"?}`
+pub async fn create_key(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_provider(Route::CreateKey, req, |user, provider, req| async move {
+        let bytes = body_bytes(req);
+        let mut body = json_object(&bytes)?;
+        refuse_other_provider(&mut body, provider)?;
+        let name = key_name(&take_string(&mut body, "name")?)?;
+        let priority = priority_field(&mut body)?;
+        let key = key_input(&mut body, provider, Required::OnCreate)?;
+        let view = state.credentials.add_key(&user, provider, name, priority, key).await?;
+        Ok(json_response(201, &view))
+    })
+    .await
+}
+
+/// `GET /api/v1/credentials/{provider}/keys/{key_id}/`
+pub async fn get_key(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_key(Route::GetKey, req, |user, provider, key, _| async move {
+        Ok(json_response(
+            200,
+            &state.credentials.get_key(&user, provider, &key).await?,
+        ))
+    })
+    .await
+}
+
+/// `PATCH /api/v1/credentials/{provider}/keys/{key_id}/` with any of
+/// `{"name", "priority", "enabled"}`
+pub async fn patch_key(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_key(Route::PatchKey, req, |user, provider, key, req| async move {
+        let bytes = body_bytes(req);
+        let mut body = json_object(&bytes)?;
+        let patch = KeyPatch {
+            name: optional_string(&mut body, "name")?.map(|n| key_name(&n)).transpose()?,
+            priority: priority_field(&mut body)?,
+            enabled: match body.remove("enabled") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Bool(on)) => Some(on),
+                Some(_) => return Err(ApiError::invalid_request("Field 'enabled' must be true or false.")),
+            },
+        };
+        if patch == KeyPatch::default() {
+            return Err(ApiError::invalid_request(
+                "Give at least one of 'name', 'priority' and 'enabled'.",
+            ));
+        }
+        let view = state.credentials.patch_key(&user, provider, &key, patch).await?;
+        Ok(json_response(200, &view))
+    })
+    .await
+}
+
+/// `DELETE /api/v1/credentials/{provider}/keys/{key_id}/`
+pub async fn delete_key(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_key(Route::DeleteKey, req, |user, provider, key, _| async move {
+        state.credentials.delete_named_key(&user, provider, &key).await?;
+        Ok(no_content())
+    })
+    .await
+}
+
+/// A key name as the user typed it ([`named_key::parse_name`]).
+fn key_name(raw: &str) -> Result<String, ApiError> {
+    named_key::parse_name(raw).map_err(|e| ApiError::invalid_request(e.to_string()))
+}
+
+/// The optional `priority`: a whole number from 0 to [`MAX_PRIORITY`].
+fn priority_field(body: &mut serde_json::Map<String, serde_json::Value>) -> Result<Option<u32>, ApiError> {
+    match body.remove("priority") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        // A whole number, however JSON spells it (`3` or `3.0`).
+        Some(value) => value
+            .as_f64()
+            .filter(|p| p.fract() == 0.0 && (0.0..=f64::from(MAX_PRIORITY)).contains(p))
+            .map(|p| Some(p as u32))
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "Field 'priority' must be a whole number from 0 to {MAX_PRIORITY}."
+                ))
+            }),
+    }
+}
+
+/// Highest `priority` a key may be given (places beyond a handful mean nothing more).
+const MAX_PRIORITY: u32 = 1000;
+
+/// [`respond_at_provider`] for the routes of one key: `work` also gets the
+/// key id the path names (one that cannot be an id is `404 key_not_found`).
+async fn respond_at_key<F, Fut>(route: Route, req: Request, work: F) -> Response<Body>
+where
+    F: FnOnce(UserId, &'static ProviderSpec, KeyId, Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    respond_at_provider(route, req, |user, provider, req| async move {
+        let key = path_key(&req).ok_or_else(|| ApiError::from(crate::service::ServiceError::KeyNotFound(provider)))?;
+        work(user, provider, key, req).await
+    })
+    .await
+}
+
+/// The `{key_id}` path parameter (or, without one, the segment after `keys`).
+fn path_key(req: &Request) -> Option<KeyId> {
+    let given = req
+        .path_parameters_ref()
+        .and_then(|p| p.first("key_id"))
+        .map(str::to_owned)
+        .or_else(|| {
+            let path = req.raw_http_path();
+            let path = if path.is_empty() { req.uri().path() } else { path };
+            let mut segments = path.split('/').skip_while(|s| *s != "keys");
+            segments.next()?;
+            segments.next().map(str::to_owned)
+        })?;
+    KeyId::parse(&given)
 }
 
 /// Which write a key comes with: a new credential's endpoint must be given,
@@ -274,6 +400,16 @@ pub enum Route {
     ListModels,
     /// `GET /api/v1/credentials/{provider}/activity`
     CredentialActivity,
+    /// `GET /api/v1/credentials/{provider}/keys`
+    ListKeys,
+    /// `POST /api/v1/credentials/{provider}/keys`
+    CreateKey,
+    /// `GET /api/v1/credentials/{provider}/keys/{key_id}`
+    GetKey,
+    /// `PATCH /api/v1/credentials/{provider}/keys/{key_id}`
+    PatchKey,
+    /// `DELETE /api/v1/credentials/{provider}/keys/{key_id}`
+    DeleteKey,
 }
 
 /// What a method and path resolve to.
@@ -287,6 +423,8 @@ pub enum RouteMatch {
         route_key: &'static str,
         /// The `{provider}` segment of the path, if the route has one.
         provider: Option<String>,
+        /// The `{key_id}` segment of the path, if the route has one.
+        key_id: Option<String>,
     },
     /// The path exists, not with this method; `allow` lists the methods it has
     /// (the `Allow` header of the `405`, RFC 9110).
@@ -300,7 +438,7 @@ pub enum RouteMatch {
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 13] = [
         Route::ListCredentials,
         Route::CreateCredential,
         Route::GetCredential,
@@ -309,6 +447,11 @@ impl Route {
         Route::CheckCredential,
         Route::ListModels,
         Route::CredentialActivity,
+        Route::ListKeys,
+        Route::CreateKey,
+        Route::GetKey,
+        Route::PatchKey,
+        Route::DeleteKey,
     ];
 
     /// The API Gateway route key, `<METHOD> <path template>` (no trailing slash).
@@ -322,6 +465,11 @@ impl Route {
             Route::CheckCredential => "POST /api/v1/credentials/{provider}/check",
             Route::ListModels => "GET /api/v1/credentials/{provider}/models",
             Route::CredentialActivity => "GET /api/v1/credentials/{provider}/activity",
+            Route::ListKeys => "GET /api/v1/credentials/{provider}/keys",
+            Route::CreateKey => "POST /api/v1/credentials/{provider}/keys",
+            Route::GetKey => "GET /api/v1/credentials/{provider}/keys/{key_id}",
+            Route::PatchKey => "PATCH /api/v1/credentials/{provider}/keys/{key_id}",
+            Route::DeleteKey => "DELETE /api/v1/credentials/{provider}/keys/{key_id}",
         }
     }
 
@@ -359,6 +507,11 @@ impl Route {
             Route::CheckCredential => check_credential(state, req).await,
             Route::ListModels => list_models(state, req).await,
             Route::CredentialActivity => credential_activity(state, req).await,
+            Route::ListKeys => list_keys(state, req).await,
+            Route::CreateKey => create_key(state, req).await,
+            Route::GetKey => get_key(state, req).await,
+            Route::PatchKey => patch_key(state, req).await,
+            Route::DeleteKey => delete_key(state, req).await,
         }
     }
 
@@ -379,12 +532,14 @@ impl Route {
         if segments.iter().any(|s| s.is_empty()) {
             return RouteMatch::NotFound;
         }
-        let (template, provider) = match segments.as_slice() {
-            [] => ("/api/v1/credentials", None),
-            [p] => ("/api/v1/credentials/{provider}", Some(*p)),
-            [p, "check"] => ("/api/v1/credentials/{provider}/check", Some(*p)),
-            [p, "models"] => ("/api/v1/credentials/{provider}/models", Some(*p)),
-            [p, "activity"] => ("/api/v1/credentials/{provider}/activity", Some(*p)),
+        let (template, provider, key_id) = match segments.as_slice() {
+            [] => ("/api/v1/credentials", None, None),
+            [p] => ("/api/v1/credentials/{provider}", Some(*p), None),
+            [p, "check"] => ("/api/v1/credentials/{provider}/check", Some(*p), None),
+            [p, "models"] => ("/api/v1/credentials/{provider}/models", Some(*p), None),
+            [p, "activity"] => ("/api/v1/credentials/{provider}/activity", Some(*p), None),
+            [p, "keys"] => ("/api/v1/credentials/{provider}/keys", Some(*p), None),
+            [p, "keys", k] => ("/api/v1/credentials/{provider}/keys/{key_id}", Some(*p), Some(*k)),
             _ => return RouteMatch::NotFound,
         };
         match Route::ALL
@@ -395,6 +550,7 @@ impl Route {
                 route: *route,
                 route_key: route.route_key(),
                 provider: provider.map(str::to_owned),
+                key_id: key_id.map(str::to_owned),
             },
             None => RouteMatch::MethodNotAllowed {
                 allow: Route::ALL
@@ -416,7 +572,10 @@ mod tests {
     #[test]
     fn every_route_resolves_to_itself() {
         for route in Route::ALL {
-            let path = route.path_template().replace("{provider}", "groq");
+            let path = route
+                .path_template()
+                .replace("{provider}", "groq")
+                .replace("{key_id}", "default");
             for path in [path.clone(), format!("{path}/")] {
                 assert!(
                     matches!(Route::resolve(&route.method(), &path), RouteMatch::Found { route: r, .. } if r == route),
@@ -444,7 +603,8 @@ mod tests {
                 RouteMatch::Found {
                     route: Route::CheckCredential,
                     route_key: "POST /api/v1/credentials/{provider}/check",
-                    provider: Some("groq".into())
+                    provider: Some("groq".into()),
+                    key_id: None,
                 }
             );
         }

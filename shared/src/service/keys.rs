@@ -13,7 +13,6 @@ use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, SealedKey, UsageOutcome, UserId,
 };
 use crate::ports::{EncryptionContext, KeyRevision, KeyUse, ModelsUpdate, OncePerWindow, StoreError};
-use crate::service::FIRST_KEY;
 
 /// At most one report-triggered re-check per credential and key in this window.
 pub const RECHECK_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
@@ -85,7 +84,7 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         consumer: &Consumer,
     ) -> Result<ResolvedKey> {
-        let Some(existing) = self.store.get(user, provider, &FIRST_KEY).await? else {
+        let Some(existing) = self.primary_key(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         self.record_use(&existing, consumer).await;
@@ -189,7 +188,7 @@ impl CredentialService {
             outcome,
             consumer,
         } = report;
-        let Some(existing) = self.store.get(user, provider, &FIRST_KEY).await? else {
+        let Some(existing) = self.primary_key(user, provider).await? else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         let answer = |result, status| {
@@ -235,7 +234,7 @@ impl CredentialService {
                     Err(e) => return Err(e.into()),
                 }
                 let mut audience = self.notifier.audience(user).await;
-                self.announce(&mut audience, provider, &check, existing.models_count)
+                self.announce(&mut audience, provider, &existing.key, &check, existing.models_count)
                     .await;
                 self.publish_change(user, provider, Some(&existing.check), &check, CheckedBy::Report)
                     .await;
@@ -257,10 +256,10 @@ impl CredentialService {
                     Err(e) => return Err(e.into()),
                 }
                 let audience = self.notifier.audience(user).await;
-                let view = self
+                let checked = self
                     .recheck(user, provider, existing, audience, CheckedBy::Report)
                     .await?;
-                answer(ReportResult::Rechecked, view.status)
+                answer(ReportResult::Rechecked, checked.check.status)
             }
         }
     }

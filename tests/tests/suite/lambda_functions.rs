@@ -147,6 +147,49 @@ async fn the_full_flow_through_every_function() {
     assert_eq!(updated["models_count"], 1);
     assert_eq!(updated["created_at"], created["created_at"]);
 
+    // A second, named key through its own functions.
+    let (status, spare) = d
+        .invoke(
+            "keys-create",
+            with_body(
+                event("keys-create", user),
+                json!({"name": "spare", "api_key": GROQ_KEY, "priority": 3}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{spare}");
+    let spare_id = spare["key_id"].as_str().unwrap().to_owned();
+    let at_spare = |name: &str| {
+        let mut e = event(name, user);
+        e["pathParameters"]["key_id"] = json!(spare_id);
+        e["rawPath"] = json!(format!("/api/v1/credentials/groq/keys/{spare_id}"));
+        e
+    };
+    let (status, keys) = d.invoke("keys-list", event("keys-list", user)).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "spare"]);
+    let (status, got) = d.invoke("keys-get", at_spare("keys-get")).await;
+    assert_eq!((status, &got["key_hint"]), (200, &json!("gsk_…9xQa")), "{got}");
+    let (status, patched) = d
+        .invoke(
+            "keys-patch",
+            with_body(at_spare("keys-patch"), json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!((status, &patched["enabled"]), (200, &json!(false)), "{patched}");
+    let (status, provider) = d.invoke("credentials-get", event("credentials-get", user)).await;
+    assert_eq!((status, &provider["keys_count"]), (200, &json!(2)));
+    let (status, body) = d.invoke("keys-delete", at_spare("keys-delete")).await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (status, missing) = d.invoke("keys-get", at_spare("keys-get")).await;
+    assert_eq!((status, missing["code"].as_str()), (404, Some("key_not_found")));
+
     let (status, body) = d.invoke("credentials-delete", event("credentials-delete", user)).await;
     assert_eq!((status, body), (204, Value::Null));
     let (status, missing) = d.invoke("credentials-get", event("credentials-get", user)).await;

@@ -72,8 +72,8 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
         sorted(proxy.take()),
         [
             "GenerateDataKey",
-            "GetItem",
             "PutItem",
+            "Query",
             "TransactWriteItems",
             "UpdateItem",
             "UpdateItem"
@@ -89,8 +89,8 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
             [
                 "Decrypt",
                 "GetItem",
-                "GetItem",
                 "PutItem",
+                "Query",
                 "TransactWriteItems",
                 "UpdateItem"
             ]
@@ -110,7 +110,7 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
             .response(),
     ];
     // Each refusal: the existence read and the refused spend, no KMS call, no write.
-    assert_eq!(sorted(proxy.take()), ["GetItem", "GetItem", "UpdateItem", "UpdateItem"]);
+    assert_eq!(sorted(proxy.take()), ["Query", "Query", "UpdateItem", "UpdateItem"]);
     for refused in refusals {
         let (status, body) = status_and_body(&refused);
         assert_eq!(status, 429, "{refused}");

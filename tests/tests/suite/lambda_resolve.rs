@@ -219,7 +219,7 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     assert!(!revision.is_empty());
     // One read, and the consumer's first use of the hour recorded (the
     // credential's use and the activity entry in one transaction).
-    assert_eq!(d.proxy.take(), ["GetItem", "TransactWriteItems"]);
+    assert_eq!(d.proxy.take(), ["Query", "TransactWriteItems"]);
     let used = d.status(USER).await;
     let last_used_at = used["last_used_at"].as_str().expect("last_used_at recorded").to_owned();
 
@@ -235,13 +235,13 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     assert_eq!(key.base_url, d.groq.base_url());
     assert_eq!(keys.calls(), calls(1, 1));
     // The function reads and, this consumer's first use of the hour, records it.
-    assert_eq!(d.proxy.take(), ["GetItem", "TransactWriteItems", "Decrypt"]);
+    assert_eq!(d.proxy.take(), ["Query", "TransactWriteItems", "Decrypt"]);
 
     // Warm: one invoke (one read), no KMS call; the use within the hour is not rewritten.
     let warm = keys.resolve(USER, "groq").await.unwrap();
     assert_eq!(warm.api_key.expose_secret(), GROQ_KEY);
     assert_eq!(keys.calls(), calls(2, 1));
-    assert_eq!(d.proxy.take(), ["GetItem"], "one DynamoDB read, no KMS call");
+    assert_eq!(d.proxy.take(), ["Query"], "one DynamoDB read, no KMS call");
     assert_eq!(
         d.status(USER).await["last_used_at"],
         last_used_at,
@@ -264,7 +264,7 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     assert_eq!(replaced.api_key.expose_secret(), GROQ_KEY_2);
     assert_ne!(replaced.key_revision, revision);
     assert_eq!(keys.calls(), calls(3, 2));
-    assert_eq!(d.proxy.take(), ["GetItem", "Decrypt"]);
+    assert_eq!(d.proxy.take(), ["Query", "Decrypt"]);
     // The record cache drops its record when told the revision changed.
     cached
         .report(
@@ -404,7 +404,7 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     assert_eq!(
         d.proxy.take(),
         [
-            "GetItem",
+            "Query",
             "PutItem",
             "UpdateItem",
             "Query",
@@ -445,7 +445,7 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     let debounced = d.report(USER, &revision, "rejected").await;
     // The claim's condition fails, and the refusal carries the item (no
     // second read); the report itself is on the record (PutItem).
-    assert_eq!(d.proxy.take(), ["GetItem", "PutItem", "UpdateItem"]);
+    assert_eq!(d.proxy.take(), ["Query", "PutItem", "UpdateItem"]);
     assert_eq!(
         debounced,
         json!({"ok": true, "result": "debounced", "status": "invalid"})
@@ -470,7 +470,7 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     let recorded = d.report(USER, &revision, "quota_exhausted").await;
     assert_eq!(
         d.proxy.take(),
-        ["GetItem", "PutItem", "UpdateItem", "Query"],
+        ["Query", "PutItem", "UpdateItem", "Query"],
         "no KMS call"
     );
     assert_eq!(recorded, json!({"ok": true, "result": "recorded", "status": "error"}));
@@ -490,7 +490,7 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     // rate_limited: for metrics only, the status stays.
     d.proxy.take();
     let limited = d.report(USER, &revision, "rate_limited").await;
-    assert_eq!(d.proxy.take(), ["GetItem", "PutItem"], "on the record only");
+    assert_eq!(d.proxy.take(), ["Query", "PutItem"], "on the record only");
     assert_eq!(limited, json!({"ok": true, "result": "recorded", "status": "error"}));
     assert_eq!(d.groq.requests().await.len(), calls);
     assert_eq!(d.pushes_to("conn-user").await.len(), pushes_before + 1);
@@ -535,11 +535,11 @@ async fn a_key_with_its_own_endpoint_is_sealed_to_it_and_refused_endpoints_store
         let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["code"], "endpoint_not_allowed", "{body}");
     }
-    // Each refusal read whether a key exists and who listens, and nothing
+    // Each refusal read the provider's keys and who listens, and nothing
     // else: no KMS call, no write.
     let mut calls = d.proxy.take();
     calls.sort();
-    assert_eq!(calls, ["GetItem", "GetItem", "GetItem", "Query", "Query", "Query"]);
+    assert_eq!(calls, ["Query"; 6]);
     assert!(gateway.requests().await.is_empty());
 
     let answer = d

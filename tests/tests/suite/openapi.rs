@@ -110,6 +110,9 @@ fn service_error_codes() -> Vec<(String, String)> {
         ServiceError::TooManyConnections(1),
         ServiceError::KeyProviderMismatch(groq),
         ServiceError::EndpointNotAllowed(mailmind::domain::endpoint::EndpointRefusal::NotHttps),
+        ServiceError::KeyNotFound(groq),
+        ServiceError::KeyNameTaken(groq, String::new()),
+        ServiceError::TooManyKeys(groq),
         ServiceError::Unavailable(String::new()),
         ServiceError::Internal(String::new()),
     ];
@@ -122,6 +125,9 @@ fn service_error_codes() -> Vec<(String, String)> {
             | ServiceError::TooManyConnections(_)
             | ServiceError::KeyProviderMismatch(_)
             | ServiceError::EndpointNotAllowed(_)
+            | ServiceError::KeyNotFound(_)
+            | ServiceError::KeyNameTaken(..)
+            | ServiceError::TooManyKeys(_)
             | ServiceError::Unavailable(_)
             | ServiceError::Internal(_) => {}
         }

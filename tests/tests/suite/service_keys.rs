@@ -125,6 +125,15 @@ impl CredentialStore for Counting {
         self.wrote();
         self.inner.delete(user, provider).await
     }
+    async fn set_meta(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        meta: &mailmind::domain::named_key::KeyMeta,
+    ) -> Result<(), StoreError> {
+        self.wrote();
+        self.inner.set_meta(user, provider, meta).await
+    }
     async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError> {
         self.wrote();
         self.inner.delete_key(user, provider, key).await

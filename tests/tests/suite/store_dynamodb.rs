@@ -256,9 +256,9 @@ async fn a_steady_state_resolve_is_one_read_and_no_write() {
     proxy.take();
     let digest = Consumer::parse("digest").unwrap();
     service.resolve(&u, groq(), &digest).await.unwrap();
-    assert_eq!(proxy.take(), ["GetItem", "TransactWriteItems"]);
+    assert_eq!(proxy.take(), ["Query", "TransactWriteItems"]);
     for _ in 0..3 {
         service.resolve(&u, groq(), &digest).await.unwrap();
-        assert_eq!(proxy.take(), ["GetItem"]);
+        assert_eq!(proxy.take(), ["Query"]);
     }
 }

@@ -87,7 +87,10 @@ async fn a_version_7_database_is_migrated_to_keys_and_keeps_its_credentials() {
         store.get(&user("user-a"), groq(), &first).await.unwrap(),
         Some(c.clone())
     );
-    assert_eq!(store.keys(&user("user-a"), groq()).await.unwrap(), std::slice::from_ref(&c));
+    assert_eq!(
+        store.keys(&user("user-a"), groq()).await.unwrap(),
+        std::slice::from_ref(&c)
+    );
     let list = store.models(&user("user-a"), groq(), &first).await.unwrap().unwrap();
     assert_eq!(list.models, models(&["a", "b"]));
     let mut second = credential("user-a", "groq", "r2");

@@ -141,7 +141,11 @@ fn key_policy_lets_exactly_the_service_roles_and_the_listed_consumers_use_the_ke
     );
     assert_eq!(
         sealers,
-        names(&["CredentialsCreateFunctionRole", "CredentialsUpdateFunctionRole"])
+        names(&[
+            "CredentialsCreateFunctionRole",
+            "CredentialsUpdateFunctionRole",
+            "KeysCreateFunctionRole"
+        ])
     );
     for consumers in [false, true] {
         check_key_policy(&template, consumers, &decrypters, &sealers);

@@ -93,7 +93,7 @@ async fn an_azure_resource_is_asked_for_its_deployments_with_its_api_key_header(
     assert_eq!(
         models.json[0],
         json!({"provider": "azure_openai", "model_id": "gpt-4o-mini-prod", "model_name": "gpt-4o",
-               "owned_by": "organization-owner", "discovered_at": models.json[0]["discovered_at"],
+               "owned_by": "organization-owner", "key_ids": ["default"], "discovered_at": models.json[0]["discovered_at"],
                "first_seen_at": models.json[0]["first_seen_at"]})
     );
     let request = &azure.requests().await[0];

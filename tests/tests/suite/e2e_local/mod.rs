@@ -10,6 +10,7 @@ mod errors;
 mod faults;
 mod invoke;
 mod isolation;
+mod keys;
 mod limits;
 mod permissions;
 mod restarts_and_secrecy;

@@ -1,0 +1,161 @@
+//! The routes of one named key (`/credentials/{provider}/keys/...`): list,
+//! add, read, rename / reorder / switch, delete. Adding runs the same path
+//! as `POST /credentials/` (guard, seal, check, one write).
+
+use super::{CredentialService, KeyInput, Result, ServiceError, Slot};
+use crate::audit::{self, AuditAction};
+use crate::domain::activity::ActivityEvent;
+use crate::domain::named_key::{KeyId, KeyMeta, MAX_KEYS_PER_PROVIDER};
+use crate::domain::{CredentialView, ProviderSpec, StoredCredential, UserId};
+use crate::ports::StoreError;
+
+/// What `PATCH .../keys/{key_id}/` may change; `None` leaves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPatch {
+    /// A new name (already parsed).
+    pub name: Option<String>,
+    /// A new place in the order.
+    pub priority: Option<u32>,
+    /// Switched on or off.
+    pub enabled: Option<bool>,
+}
+
+/// Refuses one more key beside `keys`: over the limit, or a name one of
+/// them has (names are compared as typed, case-insensitively).
+pub(super) fn admit_another(provider: &'static ProviderSpec, keys: &[StoredCredential], meta: &KeyMeta) -> Result<()> {
+    if keys.len() >= MAX_KEYS_PER_PROVIDER {
+        return Err(ServiceError::TooManyKeys(provider));
+    }
+    refuse_taken_name(provider, keys, &meta.name, None)
+}
+
+fn refuse_taken_name(
+    provider: &'static ProviderSpec,
+    keys: &[StoredCredential],
+    name: &str,
+    except: Option<&KeyId>,
+) -> Result<()> {
+    let taken = keys
+        .iter()
+        .filter(|k| Some(&k.key.id) != except)
+        .any(|k| k.key.name.to_lowercase() == name.to_lowercase());
+    if taken {
+        return Err(ServiceError::KeyNameTaken(provider, name.to_owned()));
+    }
+    Ok(())
+}
+
+impl CredentialService {
+    /// Every key of the provider, in its order; empty when it has none.
+    pub async fn list_keys(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<CredentialView>> {
+        let keys = self.store.keys(user, provider).await?;
+        Ok(keys.iter().map(|k| CredentialView::of(provider, k)).collect())
+    }
+
+    /// Adds a key named `name`, placed at `priority` (default: last), once
+    /// the provider has had its say, as `POST /credentials/` stores one.
+    /// Writes an audit line whatever the outcome.
+    pub async fn add_key(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        name: String,
+        priority: Option<u32>,
+        input: KeyInput,
+    ) -> Result<CredentialView> {
+        let result = self.add_key_unaudited(user, provider, name, priority, input).await;
+        audit::record_result(user, AuditAction::Create, provider, &result);
+        result
+    }
+
+    async fn add_key_unaudited(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        name: String,
+        priority: Option<u32>,
+        input: KeyInput,
+    ) -> Result<CredentialView> {
+        // A cheap answer before any provider call; the write re-reads.
+        let keys = self.store.keys(user, provider).await?;
+        let priority = priority.unwrap_or_else(|| keys.iter().map(|k| k.key.priority + 1).max().unwrap_or(0));
+        let meta = KeyMeta {
+            id: if keys.is_empty() {
+                KeyId::default_key()
+            } else {
+                KeyId::random()
+            },
+            name,
+            priority,
+            enabled: true,
+        };
+        admit_another(provider, &keys, &meta)?;
+        let (written, _) = self.put_key(user, provider, input, Slot::Another(meta)).await?;
+        Ok(CredentialView::of(provider, &written))
+    }
+
+    /// One key's status.
+    pub async fn get_key(&self, user: &UserId, provider: &'static ProviderSpec, key: &KeyId) -> Result<CredentialView> {
+        match self.store.get(user, provider, key).await? {
+            Some(stored) => Ok(CredentialView::of(provider, &stored)),
+            None => Err(ServiceError::KeyNotFound(provider)),
+        }
+    }
+
+    /// Renames, moves or switches a key; the key itself and its status stay.
+    pub async fn patch_key(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: &KeyId,
+        patch: KeyPatch,
+    ) -> Result<CredentialView> {
+        let keys = self.store.keys(user, provider).await?;
+        let Some(mut stored) = keys.iter().find(|k| &k.key.id == key).cloned() else {
+            return Err(ServiceError::KeyNotFound(provider));
+        };
+        if let Some(name) = &patch.name {
+            refuse_taken_name(provider, &keys, name, Some(key))?;
+        }
+        let meta = KeyMeta {
+            id: key.clone(),
+            name: patch.name.unwrap_or(stored.key.name.clone()),
+            priority: patch.priority.unwrap_or(stored.key.priority),
+            enabled: patch.enabled.unwrap_or(stored.key.enabled),
+        };
+        match self.store.set_meta(user, provider, &meta).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(ServiceError::KeyNotFound(provider)),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(provider = provider.id, key = key.as_str(), "key settings changed");
+        stored.key = meta;
+        Ok(CredentialView::of(provider, &stored))
+    }
+
+    /// Deletes one key and its models. Writes an audit line whatever the outcome.
+    pub async fn delete_named_key(&self, user: &UserId, provider: &'static ProviderSpec, key: &KeyId) -> Result<()> {
+        let result = match self.store.delete_key(user, provider, key).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::NotFound) => Err(ServiceError::KeyNotFound(provider)),
+            Err(e) => Err(e.into()),
+        };
+        audit::record_result(user, AuditAction::Delete, provider, &result);
+        if result.is_ok() {
+            tracing::info!(provider = provider.id, key = key.as_str(), "key deleted");
+            self.note(user, provider, ActivityEvent::Deleted).await;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_per_provider_whatever_their_case() {
+        let groq = crate::domain::provider::find("groq").unwrap();
+        assert!(refuse_taken_name(groq, &[], "Work", None).is_ok());
+    }
+}

@@ -1,0 +1,198 @@
+//! Several named keys per provider over the local server: added, listed,
+//! renamed, reordered, switched off and deleted; the provider routes act on
+//! the primary key (the first enabled one) and list every key in brief.
+
+use serde_json::{Value, json};
+
+use super::{GROQ_KEY, GROQ_KEY_2, GROQ_MODELS, assert_error, world};
+
+const KEYS: &str = "/api/v1/credentials/groq/keys/";
+
+async fn add(w: &super::World, user: &str, body: Value) -> mailmind_tests::local_server::Answer {
+    w.server.call_as(user, "POST", KEYS, Some(&body.to_string())).await
+}
+
+async fn patch(w: &super::World, user: &str, key_id: &str, body: Value) -> mailmind_tests::local_server::Answer {
+    w.server
+        .call_as(user, "PATCH", &format!("{KEYS}{key_id}/"), Some(&body.to_string()))
+        .await
+}
+
+fn ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_keys_are_added_ordered_switched_and_deleted_and_the_provider_routes_follow_the_primary() {
+    let w = world().await;
+    let empty = w.server.call_as("alice", "GET", KEYS, None).await;
+    assert_eq!((empty.status, &empty.json), (200, &json!([])));
+
+    // The first key is `default`; the next gets an id of its own, placed after it.
+    let work = add(&w, "alice", json!({"name": " work ", "api_key": GROQ_KEY})).await;
+    assert_eq!(work.status, 201, "{}", work.text);
+    assert_eq!(
+        (
+            &work.json["key_id"],
+            &work.json["key_name"],
+            &work.json["priority"],
+            &work.json["enabled"]
+        ),
+        (&json!("default"), &json!("work"), &json!(0), &json!(true))
+    );
+    assert_eq!(work.json["status"], "valid");
+    let backup = add(&w, "alice", json!({"name": "backup", "api_key": GROQ_KEY_2})).await;
+    assert_eq!(backup.status, 201, "{}", backup.text);
+    let backup_id = backup.json["key_id"].as_str().unwrap().to_owned();
+    assert!(backup_id.starts_with('k') && backup_id.len() == 11, "{backup_id}");
+    assert_eq!(backup.json["priority"], 1);
+    assert_eq!(
+        ids(&w.server.call_as("alice", "GET", KEYS, None).await.json),
+        ["default", backup_id.as_str()]
+    );
+
+    // Names are unique per provider, whatever their case; the name is never echoed.
+    let taken = add(&w, "alice", json!({"name": "WORK", "api_key": GROQ_KEY_2})).await;
+    assert_error(&taken, 409, "key_name_taken");
+    assert!(!taken.text.contains("WORK"));
+    let unnamed = add(&w, "alice", json!({"name": " ", "api_key": GROQ_KEY_2})).await;
+    assert_error(&unnamed, 400, "invalid_request");
+    // The contract's create still says a key is set.
+    let again = w.server.post_key("alice", "groq", GROQ_KEY).await;
+    assert_error(&again, 409, "credential_exists");
+
+    // The provider's status is its primary key's, with every key in brief.
+    let status = w
+        .server
+        .call_as("alice", "GET", "/api/v1/credentials/groq/", None)
+        .await;
+    assert_eq!(status.json["key_id"], "default", "{}", status.text);
+    assert_eq!(status.json["keys_count"], 2);
+    assert_eq!(
+        status.json["keys"],
+        json!([
+            {"key_id": "default", "key_name": "work", "enabled": true, "status": "valid"},
+            {"key_id": backup_id, "key_name": "backup", "enabled": true, "status": "valid"}
+        ])
+    );
+    let models = w
+        .server
+        .call_as("alice", "GET", "/api/v1/credentials/groq/models/", None)
+        .await;
+    let shared = models
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model_id"] == "llama-3.1-8b-instant")
+        .unwrap();
+    assert_eq!(
+        shared["key_ids"],
+        json!(["default", backup_id]),
+        "what both keys unlock"
+    );
+    assert_eq!(models.json.as_array().unwrap().len(), GROQ_MODELS.len());
+
+    // Switched off, the first key is skipped: the backup is primary, and only its models count.
+    let off = patch(&w, "alice", "default", json!({"enabled": false})).await;
+    assert_eq!((off.status, &off.json["enabled"]), (200, &json!(false)), "{}", off.text);
+    let status = w
+        .server
+        .call_as("alice", "GET", "/api/v1/credentials/groq/", None)
+        .await;
+    assert_eq!(status.json["key_id"], backup_id);
+    assert_eq!(status.json["key_hint"], "gsk_…zzZZ");
+    assert_eq!(w.server.model_ids("alice", "groq").await, ["llama-3.1-8b-instant"]);
+    // A rename and a move: the backup first.
+    let moved = patch(&w, "alice", &backup_id, json!({"name": "spare", "priority": 0})).await;
+    assert_eq!(
+        (moved.json["key_name"].as_str(), moved.json["priority"].as_u64()),
+        (Some("spare"), Some(0))
+    );
+    let on = patch(&w, "alice", "default", json!({"enabled": true, "priority": 5})).await;
+    assert_eq!(on.status, 200, "{}", on.text);
+    assert_eq!(
+        ids(&w.server.call_as("alice", "GET", KEYS, None).await.json),
+        [backup_id.as_str(), "default"]
+    );
+    assert_error(&patch(&w, "alice", "default", json!({})).await, 400, "invalid_request");
+    assert_error(
+        &patch(&w, "alice", "default", json!({"name": "Spare"})).await,
+        409,
+        "key_name_taken",
+    );
+    assert_error(
+        &patch(&w, "alice", "default", json!({"priority": -1})).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &patch(&w, "alice", "k0000000000", json!({"enabled": false})).await,
+        404,
+        "key_not_found",
+    );
+
+    // Nobody else sees them.
+    let bob = w
+        .server
+        .call_as("bob", "GET", &format!("{KEYS}{backup_id}/"), None)
+        .await;
+    assert_error(&bob, 404, "key_not_found");
+    assert_eq!(w.server.call_as("bob", "GET", KEYS, None).await.json, json!([]));
+
+    // One key goes; the other stays; then the contract's DELETE takes them all.
+    let gone = w
+        .server
+        .call_as("alice", "DELETE", &format!("{KEYS}{backup_id}/"), None)
+        .await;
+    assert_eq!(gone.status, 204, "{}", gone.text);
+    assert_error(
+        &w.server
+            .call_as("alice", "GET", &format!("{KEYS}{backup_id}/"), None)
+            .await,
+        404,
+        "key_not_found",
+    );
+    assert_error(
+        &w.server
+            .call_as("alice", "GET", &format!("{KEYS}not-an-id/"), None)
+            .await,
+        404,
+        "key_not_found",
+    );
+    assert_eq!(
+        ids(&w.server.call_as("alice", "GET", KEYS, None).await.json),
+        ["default"]
+    );
+    let all = w
+        .server
+        .call_as("alice", "DELETE", "/api/v1/credentials/groq/", None)
+        .await;
+    assert_eq!(all.status, 204);
+    assert_eq!(w.server.call_as("alice", "GET", KEYS, None).await.json, json!([]));
+    assert!(!w.server.logs().contains(GROQ_KEY), "a key reached the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_keeps_at_most_five_keys() {
+    let w = world().await;
+    for n in 0..5 {
+        let added = add(&w, "alice", json!({"name": format!("key {n}"), "api_key": GROQ_KEY})).await;
+        assert_eq!(added.status, 201, "{}", added.text);
+    }
+    let sixth = add(&w, "alice", json!({"name": "key 5", "api_key": GROQ_KEY})).await;
+    assert_error(&sixth, 409, "too_many_keys");
+    let list = w.server.call_as("alice", "GET", "/api/v1/credentials/", None).await;
+    let groq = list
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "groq")
+        .unwrap();
+    assert_eq!(groq["keys_count"], 5, "{groq}");
+}
