@@ -425,6 +425,10 @@ pub struct StatusEvent {
     pub provider: &'static str,
     /// Provider name for people.
     pub provider_name: &'static str,
+    /// Which of the provider's keys (its id).
+    pub key_id: Option<String>,
+    /// The user's name for that key.
+    pub key_name: Option<String>,
     /// `checking`, then `valid`, `invalid` or `error`.
     pub status: &'static str,
     /// The sentence to show.
@@ -442,10 +446,6 @@ pub struct StatusEvent {
     pub models_added: Option<u32>,
     /// Models a re-discovery removed from the stored list (with `models_added`).
     pub models_removed: Option<u32>,
-    /// Which of the provider's keys (its id).
-    pub key_id: Option<String>,
-    /// The user's name for that key.
-    pub key_name: Option<String>,
 }
 
 impl StatusEvent {
