@@ -181,6 +181,12 @@ pub trait CredentialStore: Send + Sync {
     /// `NotFound` when there is none.
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError>;
 
+    /// Rests `key` until `until` (a rate limit met in use), only while it
+    /// is `key.revision`, and never sooner than a rest already stored:
+    /// concurrent reports agree on the latest. `Conflict` / `NotFound` as
+    /// for [`Self::record_check`].
+    async fn cool_down(&self, key: KeyRevision, until: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Sets what the user decided about a key (name, priority, enabled),
     /// nothing else. `NotFound` when there is no such key.
     async fn set_meta(&self, user: &UserId, provider: &ProviderSpec, meta: &KeyMeta) -> Result<(), StoreError>;

@@ -38,7 +38,7 @@ use crate::ports::{
     KeyringError, ModelsUpdate, Notifier, ProviderClient, StatusEvents, StoreError,
 };
 pub use activity::NoActivity;
-pub use keys::{LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
+pub use keys::{Chosen, LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
 pub use limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, VALIDATIONS_BUCKET, ValidationLimit};
 pub use revalidate::{RevalidationPolicy, RevalidationRun};
 
@@ -82,6 +82,12 @@ pub enum ServiceError {
     /// Another key of the provider has that name.
     #[error("a {} key is named so already", .0.id)]
     KeyNameTaken(&'static ProviderSpec, String),
+    /// Every key of the provider is off, invalid, out of credit or resting.
+    #[error("no {} key can be used now", .0.id)]
+    NoUsableKey(
+        &'static ProviderSpec,
+        Vec<(crate::domain::named_key::KeyId, crate::domain::named_key::Unusable)>,
+    ),
     /// The provider has as many keys as allowed.
     #[error("the {} keys are at their limit", .0.id)]
     TooManyKeys(&'static ProviderSpec),
@@ -109,6 +115,7 @@ impl ServiceError {
             ServiceError::KeyNotFound(_) => "key_not_found",
             ServiceError::KeyNameTaken(..) => "key_name_taken",
             ServiceError::TooManyKeys(_) => "too_many_keys",
+            ServiceError::NoUsableKey(..) => "no_usable_key",
             ServiceError::Unavailable(_) => "service_unavailable",
             ServiceError::TooManyRequests { .. } => "too_many_requests",
             ServiceError::TooManyConnections(_) => "too_many_connections",
@@ -264,12 +271,6 @@ impl CredentialService {
         Ok(CredentialView::of_provider(provider, &keys))
     }
 
-    /// The provider's primary key, if it has any (one read).
-    async fn primary_key(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Option<StoredCredential>> {
-        let keys = self.store.keys(user, provider).await?;
-        Ok(named_key::primary(&keys).cloned())
-    }
-
     /// The provider's keys in its order; `CredentialNotFound` when it has none.
     async fn keys_of(&self, user: &UserId, provider: &'static ProviderSpec) -> Result<Vec<StoredCredential>> {
         let keys = self.store.keys(user, provider).await?;
@@ -392,9 +393,10 @@ impl CredentialService {
             updated_at: now,
             last_used_at: None,
             consumer_uses: Default::default(),
-            // A new key has a re-check window of its own.
+            // A new key has a re-check window of its own, and no rest.
             last_recheck_at: None,
             last_attempt: None,
+            cooling_until: None,
         };
         let old_check = existing.as_ref().map(|old| old.check.clone());
         if let Some(old) = existing {

@@ -114,6 +114,7 @@ pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredentia
         consumer_uses: ConsumerUses::default(),
         last_recheck_at: None,
         last_attempt: None,
+        cooling_until: None,
     }
 }
 

@@ -72,6 +72,12 @@ pub enum Outcome {
     RateLimited,
 }
 
+/// `chosen` of a resolve's answer.
+#[derive(Debug, Clone, Deserialize)]
+struct ChosenAnswer {
+    because: String,
+}
+
 /// A user's key. `Debug` shows everything but the key.
 #[derive(Debug)]
 pub struct ResolvedKey {
@@ -81,11 +87,17 @@ pub struct ResolvedKey {
     pub api_key: SecretString,
     /// Identifies this key; pass it back in [`KeyClient::report`].
     pub key_revision: String,
-    /// The stored status (`valid`, `invalid`, `error`, `unchecked`): the key is
-    /// returned whatever it is, the caller decides.
+    /// The stored status (`valid`, `error` without a verdict, `unchecked`).
     pub status: String,
     /// The provider root the key is for, e.g. `https://api.groq.com`.
     pub base_url: String,
+    /// Which of the provider's keys the service chose (the user's order,
+    /// passing over keys switched off, invalid, out of credit or resting).
+    pub key_id: String,
+    /// The user's name for it.
+    pub key_name: String,
+    /// `true` when it is not the primary key: one before it was passed over.
+    pub fallback: bool,
 }
 
 /// What a report did.
@@ -185,6 +197,9 @@ struct SealedAnswer {
     provider: String,
     sealed_key: seal::SealedKey,
     key_revision: String,
+    key_id: String,
+    key_name: String,
+    chosen: ChosenAnswer,
     status: String,
     base_url: String,
 }
@@ -341,6 +356,9 @@ impl KeyClient {
             key_revision: answer.key_revision,
             status: answer.status,
             base_url: answer.base_url,
+            key_id: answer.key_id,
+            key_name: answer.key_name,
+            fallback: answer.chosen.because == "fallback",
         })
     }
 
@@ -470,7 +488,8 @@ mod tests {
     #[test]
     fn answers_are_read() {
         let answer: SealedAnswer = read(
-            br#"{"ok":true,"provider":"groq","key_revision":"r1","status":"valid","base_url":"https://api.groq.com",
+            br#"{"ok":true,"provider":"groq","key_id":"default","key_name":"work","key_revision":"r1","status":"valid",
+                 "base_url":"https://api.groq.com","chosen":{"key_id":"default","because":"primary"},
                  "sealed_key":{"format":1,"kms_key_id":"k","wrapped_data_key":"AQID","nonce":"BAQEBAQEBAQEBAQE",
                                "ciphertext":"//4=","encryption_context":{"app":"mailmind","provider":"groq","user":"u"}}}"#,
         )
@@ -496,6 +515,9 @@ mod tests {
             key_revision: "r1".into(),
             status: "valid".into(),
             base_url: "https://api.groq.com".into(),
+            key_id: "default".into(),
+            key_name: "default".into(),
+            fallback: false,
         };
         assert_eq!(key.api_key.expose_secret(), "gsk_secret");
         assert!(!format!("{key:?}").contains("gsk_secret"));

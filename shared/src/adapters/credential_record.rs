@@ -161,6 +161,7 @@ pub fn credential<F: Fields>(user: UserId, fields: &F) -> Result<StoredCredentia
             .unwrap_or_default(),
         last_recheck_at: r.opt_time("last_recheck_at")?,
         last_attempt,
+        cooling_until: r.opt_time("cooling_until")?,
     })
 }
 

@@ -471,6 +471,8 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
         ("ciphertext", Some(b(&c.sealed.ciphertext))),
         ("key_hint", Some(s(&c.key_hint))),
         ("endpoint", c.endpoint.as_ref().map(|e| s(e.as_str()))),
+        // A new key does not rest.
+        ("cooling_until", c.cooling_until.as_ref().map(|t| s(time::to_stored(t)))),
         ("revision", Some(s(&c.revision))),
         ("models_count", Some(n(c.models_count))),
         ("updated_at", Some(s(time::to_stored(&c.updated_at)))),
@@ -727,6 +729,37 @@ impl CredentialStore for DynamoStore {
             items.extend(self.delete_key_items(user, &stem(provider.id, &key.key.id))?);
         }
         self.transact(items, StoreError::NotFound).await
+    }
+
+    async fn cool_down(&self, key: KeyRevision, until: DateTime<Utc>) -> Result<(), StoreError> {
+        // Stored times are fixed-width RFC 3339 UTC: they compare as strings.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::credential_key(&key.user, &stem_of(&key))))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .update_expression("SET #c = :until")
+            .condition_expression("#revision = :revision AND (attribute_not_exists(#c) OR #c < :until)")
+            .expression_attribute_names("#c", "cooling_until")
+            .expression_attribute_names("#revision", "revision")
+            .expression_attribute_values(":until", s(time::to_stored(&until)))
+            .expression_attribute_values(":revision", s(&key.revision))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => match failed.item() {
+                    None => Err(StoreError::NotFound),
+                    // Resting until later already: nothing to move.
+                    Some(item) if Read(item).opt_text("revision")?.as_deref() == Some(key.revision.as_str()) => Ok(()),
+                    Some(_) => Err(StoreError::Conflict),
+                },
+                _ => Err(sdk_error(SdkError::ServiceError(e))),
+            },
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     async fn set_meta(&self, user: &UserId, provider: &ProviderSpec, meta: &KeyMeta) -> Result<(), StoreError> {

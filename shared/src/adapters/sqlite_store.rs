@@ -164,6 +164,10 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE models;
     ALTER TABLE models_by_key RENAME TO models;
 "#,
+    // A key rate limited in use rests until then (resolve passes it over).
+    r#"
+    ALTER TABLE credentials ADD COLUMN cooling_until TEXT;
+"#,
 ];
 
 /// The SQLite adapter. One connection behind a mutex: the local server is one
@@ -327,6 +331,7 @@ const CREDENTIAL_COLUMNS: &[&str] = &[
     "attempt_failures",
     "quota_json",
     "consumer_uses",
+    "cooling_until",
 ];
 
 /// What a key replacement leaves alone: the row's identity, the user's
@@ -427,6 +432,10 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
         ),
         ("quota_json", optional(quota_json(&c.check))),
         ("consumer_uses", text(&c.consumer_uses.to_json())),
+        (
+            "cooling_until",
+            optional(c.cooling_until.as_ref().map(|t| Value::Text(ts(t)))),
+        ),
     ]
 }
 
@@ -778,6 +787,30 @@ impl CredentialStore for SqliteStore {
                 params,
             )
             .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cool_down(&self, key: KeyRevision, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.in_transaction(move |tx| {
+            let updated = tx
+                .execute(
+                    "UPDATE credentials SET cooling_until = MAX(COALESCE(cooling_until, ''), :until)
+                     WHERE user_id = :user_id AND provider = :provider AND key_ref = :key_ref
+                       AND revision = :revision",
+                    named_params! {
+                        ":user_id": key.user.as_str(),
+                        ":provider": key.provider.id,
+                        ":key_ref": key.key.as_str(),
+                        ":revision": key.revision,
+                        ":until": ts(&until),
+                    },
+                )
+                .map_err(internal)?;
+            if updated == 0 {
+                return Err(stale_or_gone(tx, &key)?);
+            }
             Ok(())
         })
         .await

@@ -225,6 +225,9 @@ pub struct StoredCredential {
     /// The last background re-check, if it reached no verdict; any verdict
     /// (and a new key) clears it.
     pub last_attempt: Option<FailedAttempt>,
+    /// Rate limited in use (a report): resolve passes the key over until
+    /// then. A new key starts without.
+    pub cooling_until: Option<DateTime<Utc>>,
 }
 
 /// The credential status object of the REST API (docs/API.md). Never holds the key.

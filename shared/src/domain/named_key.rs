@@ -125,6 +125,98 @@ pub fn primary(keys: &[super::StoredCredential]) -> Option<&super::StoredCredent
     keys.iter().find(|k| k.key.enabled).or(keys.first())
 }
 
+/// How long a key rate limited in use rests when the provider named no wait.
+pub const DEFAULT_COOLDOWN_SECS: u64 = 60;
+
+/// Why a key is passed over when one is chosen for use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// Switched off by the user.
+    Disabled,
+    /// The provider said it is not valid.
+    Invalid,
+    /// Its account is out of credit, until a check finds it valid again.
+    QuotaExhausted,
+    /// Rate limited in use, resting until then.
+    RateLimited(chrono::DateTime<chrono::Utc>),
+}
+
+impl Unusable {
+    /// The wire word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unusable::Disabled => "disabled",
+            Unusable::Invalid => "invalid",
+            Unusable::QuotaExhausted => "quota_exhausted",
+            Unusable::RateLimited(_) => "rate_limited",
+        }
+    }
+
+    /// Until when, for a resting key.
+    pub fn until(self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Unusable::RateLimited(until) => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Why `key` cannot be used at `now`, or `None` when it can.
+    pub fn of(key: &super::StoredCredential, now: chrono::DateTime<chrono::Utc>) -> Option<Unusable> {
+        use super::{CredentialStatus, ErrorReason};
+        Some(match () {
+            _ if !key.key.enabled => Unusable::Disabled,
+            _ if key.check.status == CredentialStatus::Invalid => Unusable::Invalid,
+            _ if key.check.status == CredentialStatus::Error
+                && key.check.reason == Some(ErrorReason::QuotaExhausted) =>
+            {
+                Unusable::QuotaExhausted
+            }
+            _ => match key.cooling_until {
+                Some(until) if until > now => Unusable::RateLimited(until),
+                _ => return None,
+            },
+        })
+    }
+}
+
+/// The key chosen for use and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice<'a> {
+    /// The key.
+    pub key: &'a super::StoredCredential,
+    /// It is not the primary key: those before it were passed over.
+    pub fallback: bool,
+    /// The enabled keys before it that were passed over, and why.
+    pub skipped: Vec<(&'a KeyId, Unusable)>,
+}
+
+/// The first usable key of `keys` (in the provider's order) at `now`; when
+/// none is, every key with why it is not.
+pub fn choose(
+    keys: &[super::StoredCredential],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Choice<'_>, Vec<(&KeyId, Unusable)>> {
+    let mut passed = Vec::new();
+    for key in keys {
+        match Unusable::of(key, now) {
+            None => {
+                let skipped: Vec<_> = passed
+                    .iter()
+                    .copied()
+                    .filter(|(_, why)| *why != Unusable::Disabled)
+                    .collect();
+                return Ok(Choice {
+                    key,
+                    fallback: !skipped.is_empty(),
+                    skipped,
+                });
+            }
+            Some(why) => passed.push((&key.key.id, why)),
+        }
+    }
+    Err(passed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

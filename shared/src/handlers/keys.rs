@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use super::protocol::ApiError;
 use crate::AppState;
 use crate::domain::activity::Consumer;
+use crate::domain::named_key::{KeyId, Unusable};
 use crate::domain::{CredentialStatus, ProviderSpec, ReportResult, UsageOutcome, UserId, provider};
 use crate::ports::ReportRelay;
 use crate::service::{ReportAnswer, ResolvedKey};
@@ -35,6 +36,7 @@ const ERROR_CODES: &[&str] = &[
     "invalid_request",
     "unknown_provider",
     "credential_not_found",
+    "no_usable_key",
     "service_unavailable",
     "internal",
 ];
@@ -53,6 +55,7 @@ enum KeyRequest {
         revision: String,
         outcome: UsageOutcome,
         consumer: Consumer,
+        retry_after_secs: Option<u64>,
     },
 }
 
@@ -98,9 +101,13 @@ pub async fn invoke(state: &AppState, relay: Option<&dyn ReportRelay>, event: Va
                     "resolve",
                     Answer::Resolved {
                         provider: provider.id,
-                        key,
+                        key: Box::new(key),
                     },
                 ),
+                Err(crate::service::ServiceError::NoUsableKey(p, states)) => {
+                    let error = ApiError::from(crate::service::ServiceError::NoUsableKey(p, states.clone()));
+                    ("resolve", Answer::Unusable(error, states))
+                }
                 Err(e) => ("resolve", Answer::Failed(ApiError::from(e))),
             },
             Ok(KeyRequest::Report {
@@ -109,9 +116,10 @@ pub async fn invoke(state: &AppState, relay: Option<&dyn ReportRelay>, event: Va
                 revision,
                 outcome,
                 consumer,
+                retry_after_secs,
             }) => match state
                 .credentials
-                .report(user, provider, revision, *outcome, consumer)
+                .report(user, provider, revision, *outcome, consumer, *retry_after_secs)
                 .await
             {
                 Ok(report) => ("report", Answer::Reported(report)),
@@ -161,19 +169,21 @@ pub struct KeyAnswer(Answer);
 enum Answer {
     Resolved {
         provider: &'static str,
-        key: ResolvedKey,
+        key: Box<ResolvedKey>,
     },
     Reported(ReportAnswer),
     /// What the function that ran a relayed report answered, as it answered.
     Relayed(Value),
     Failed(ApiError),
+    /// `no_usable_key`, with why each key cannot be used.
+    Unusable(ApiError, Vec<(KeyId, Unusable)>),
 }
 
 impl KeyAnswer {
     /// The error code, when the answer is a failure.
     pub fn error_code(&self) -> Option<&'static str> {
         match &self.0 {
-            Answer::Failed(error) => Some(error.code),
+            Answer::Failed(error) | Answer::Unusable(error, _) => Some(error.code),
             Answer::Relayed(answer) => {
                 let code = answer.pointer("/error/code").and_then(Value::as_str)?;
                 Some(
@@ -195,10 +205,36 @@ impl Serialize for KeyAnswer {
         struct Resolved<'a> {
             ok: bool,
             provider: &'a str,
+            key_id: &'a str,
+            key_name: &'a str,
             sealed_key: Sealed<'a>,
             key_revision: &'a str,
             status: CredentialStatus,
             base_url: &'a str,
+            chosen: ChosenView<'a>,
+        }
+        #[derive(Serialize)]
+        struct ChosenView<'a> {
+            key_id: &'a str,
+            because: &'static str,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            skipped: Vec<KeyState<'a>>,
+        }
+        #[serde_with::skip_serializing_none]
+        #[derive(Serialize)]
+        struct KeyState<'a> {
+            key_id: &'a str,
+            reason: &'static str,
+            until: Option<String>,
+        }
+        fn states(list: &[(KeyId, Unusable)]) -> Vec<KeyState<'_>> {
+            list.iter()
+                .map(|(id, why)| KeyState {
+                    key_id: id.as_str(),
+                    reason: why.as_str(),
+                    until: why.until().as_ref().map(crate::time::to_api),
+                })
+                .collect()
         }
         /// Binary fields in standard base64, as KMS's own JSON API has them.
         #[derive(Serialize)]
@@ -225,11 +261,20 @@ impl Serialize for KeyAnswer {
         struct ErrorBody<'a> {
             code: &'a str,
             detail: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            keys: Option<Vec<KeyState<'a>>>,
         }
         match &self.0 {
             Answer::Resolved { provider, key } => Resolved {
                 ok: true,
                 provider,
+                key_id: key.chosen.key.id.as_str(),
+                key_name: &key.chosen.key.name,
+                chosen: ChosenView {
+                    key_id: key.chosen.key.id.as_str(),
+                    because: if key.chosen.fallback { "fallback" } else { "primary" },
+                    skipped: states(&key.chosen.skipped),
+                },
                 sealed_key: Sealed {
                     format: key.sealed.format_version,
                     kms_key_id: &key.sealed.key_id,
@@ -255,6 +300,16 @@ impl Serialize for KeyAnswer {
                 error: ErrorBody {
                     code: error.code,
                     detail: &error.detail,
+                    keys: None,
+                },
+            }
+            .serialize(serializer),
+            Answer::Unusable(error, list) => Failed {
+                ok: false,
+                error: ErrorBody {
+                    code: error.code,
+                    detail: &error.detail,
+                    keys: Some(states(list)),
                 },
             }
             .serialize(serializer),
@@ -294,12 +349,22 @@ fn parse(event: &Value) -> Result<KeyRequest, ApiError> {
             }
             let outcome = UsageOutcome::parse(string(fields, "outcome")?)
                 .ok_or_else(|| invalid("outcome must be one of rejected, quota_exhausted, rate_limited."))?;
+            // The wait the provider named with a 429, if the caller passes it on.
+            let retry_after_secs = match fields.get("retry_after_seconds") {
+                None | Some(Value::Null) => None,
+                Some(wait) => Some(
+                    wait.as_u64()
+                        .filter(|s| *s <= 86_400)
+                        .ok_or_else(|| invalid("retry_after_seconds must be a whole number from 0 to 86400."))?,
+                ),
+            };
             Ok(KeyRequest::Report {
                 user,
                 provider,
                 revision: revision.to_owned(),
                 outcome,
                 consumer,
+                retry_after_secs,
             })
         }
         _ => Err(invalid("action must be resolve or report.")),
@@ -385,7 +450,7 @@ mod tests {
         let groq = provider::find("groq").unwrap();
         let resolved = KeyAnswer(Answer::Resolved {
             provider: "groq",
-            key: ResolvedKey {
+            key: Box::new(ResolvedKey {
                 sealed: crate::domain::SealedKey {
                     format_version: 1,
                     key_id: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
@@ -397,12 +462,28 @@ mod tests {
                 key_revision: "r1".into(),
                 status: CredentialStatus::Valid,
                 base_url: "https://api.groq.com".into(),
-            },
+                chosen: crate::service::Chosen {
+                    key: crate::domain::named_key::KeyMeta {
+                        id: KeyId::parse("k0123456789").unwrap(),
+                        name: "spare".into(),
+                        priority: 1,
+                        enabled: true,
+                    },
+                    fallback: true,
+                    skipped: vec![(
+                        KeyId::default_key(),
+                        Unusable::RateLimited(crate::time::parse("2026-11-24T19:01:00.000Z").unwrap()),
+                    )],
+                },
+            }),
         });
         assert_eq!(
             serde_json::to_value(&resolved).unwrap(),
-            json!({"ok": true, "provider": "groq", "key_revision": "r1", "status": "valid",
+            json!({"ok": true, "provider": "groq", "key_id": "k0123456789", "key_name": "spare",
+                   "key_revision": "r1", "status": "valid",
                    "base_url": "https://api.groq.com",
+                   "chosen": {"key_id": "k0123456789", "because": "fallback",
+                              "skipped": [{"key_id": "default", "reason": "rate_limited", "until": "2026-11-24T19:01:00Z"}]},
                    "sealed_key": {"format": 1, "kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/k",
                                   "wrapped_data_key": "AQID", "nonce": "BAQEBAQEBAQEBAQE", "ciphertext": "//4=",
                                   "encryption_context": {"app": "mailmind", "provider": "groq", "user": "u-1"}}})

@@ -199,6 +199,13 @@ impl From<ServiceError> for ApiError {
                 409,
                 format!("Another {} API key has this name. Choose another one.", p.display_name),
             ),
+            ServiceError::NoUsableKey(p, _) => (
+                409,
+                format!(
+                    "No {} API key can be used now: each is switched off, invalid, out of credit or rate limited.",
+                    p.display_name
+                ),
+            ),
             ServiceError::TooManyKeys(p) => (
                 409,
                 format!(

@@ -9,6 +9,7 @@ use super::{CredentialService, Result, ServiceError};
 use crate::audit::AuditAction;
 use crate::domain::StoredCredential;
 use crate::domain::activity::{ActivityEntry, ActivityEvent, CheckedBy, Consumer};
+use crate::domain::named_key::{self, KeyId, KeyMeta, Unusable};
 use crate::domain::{
     CheckState, CredentialStatus, ErrorReason, ProviderSpec, ReportResult, SealedKey, UsageOutcome, UserId,
 };
@@ -37,6 +38,19 @@ pub struct ResolvedKey {
     pub status: CredentialStatus,
     /// The provider root the key is for (the same one checks use).
     pub base_url: String,
+    /// Which of the provider's keys was chosen, and why.
+    pub chosen: Chosen,
+}
+
+/// Which key a resolve chose, and which it passed over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chosen {
+    /// The key.
+    pub key: KeyMeta,
+    /// Not the primary key: the keys in `skipped` came first.
+    pub fallback: bool,
+    /// Enabled keys passed over, in order, and why.
+    pub skipped: Vec<(KeyId, Unusable)>,
 }
 
 /// One usage report, as a consumer made it.
@@ -45,6 +59,8 @@ struct UsageReport<'a> {
     revision: &'a str,
     outcome: UsageOutcome,
     consumer: &'a Consumer,
+    /// The provider's wait with a `rate_limited`, when the caller passed it on.
+    retry_after_secs: Option<u64>,
 }
 
 /// What a usage report did, and the credential's status afterwards.
@@ -84,16 +100,30 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         consumer: &Consumer,
     ) -> Result<ResolvedKey> {
-        let Some(existing) = self.primary_key(user, provider).await? else {
+        let keys = self.store.keys(user, provider).await?;
+        if keys.is_empty() {
             return Err(ServiceError::CredentialNotFound(provider));
+        }
+        let choice = named_key::choose(&keys, Utc::now()).map_err(|states| {
+            let states = states.into_iter().map(|(id, why)| (id.clone(), why)).collect();
+            ServiceError::NoUsableKey(provider, states)
+        })?;
+        let chosen = Chosen {
+            key: choice.key.key.clone(),
+            fallback: choice.fallback,
+            skipped: choice.skipped.iter().map(|(id, why)| ((*id).clone(), *why)).collect(),
         };
+        let existing = choice.key.clone();
         self.record_use(&existing, consumer).await;
         tracing::info!(
             provider = provider.id,
+            key = existing.key.id.as_str(),
+            fallback = chosen.fallback,
             status = existing.check.status.as_str(),
             "key resolved"
         );
         Ok(ResolvedKey {
+            chosen,
             context: EncryptionContext::of(&existing),
             base_url: match &existing.endpoint {
                 Some(endpoint) => endpoint.as_str().to_owned(),
@@ -154,11 +184,13 @@ impl CredentialService {
         revision: &str,
         outcome: UsageOutcome,
         consumer: &Consumer,
+        retry_after_secs: Option<u64>,
     ) -> Result<ReportAnswer> {
         let report = UsageReport {
             revision,
             outcome,
             consumer,
+            retry_after_secs,
         };
         let result = self.report_use(user, provider, report).await;
         let done = match &result {
@@ -187,8 +219,16 @@ impl CredentialService {
             revision,
             outcome,
             consumer,
+            retry_after_secs,
         } = report;
-        let Some(existing) = self.primary_key(user, provider).await? else {
+        // The report names the key by its revision (each key has its own).
+        let keys = self.store.keys(user, provider).await?;
+        let Some(existing) = keys
+            .iter()
+            .find(|k| k.revision == revision)
+            .or(named_key::primary(&keys))
+            .cloned()
+        else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
         let answer = |result, status| {
@@ -210,7 +250,17 @@ impl CredentialService {
         };
         self.note(user, provider, reported).await;
         match outcome {
-            UsageOutcome::RateLimited => answer(ReportResult::Recorded, existing.check.status),
+            UsageOutcome::RateLimited => {
+                // Rests until the provider's wait is over; resolve takes the next key meanwhile.
+                let wait = retry_after_secs.unwrap_or(named_key::DEFAULT_COOLDOWN_SECS).min(86_400);
+                let until = Utc::now() + chrono::Duration::seconds(wait as i64);
+                match self.store.cool_down(KeyRevision::of(&existing), until).await {
+                    Ok(()) => answer(ReportResult::Recorded, existing.check.status),
+                    Err(StoreError::Conflict) => answer(ReportResult::Stale, existing.check.status),
+                    Err(StoreError::NotFound) => Err(ServiceError::CredentialNotFound(provider)),
+                    Err(e) => Err(e.into()),
+                }
+            }
             UsageOutcome::QuotaExhausted => {
                 let check = CheckState {
                     status: CredentialStatus::Error,

@@ -36,6 +36,7 @@ struct Deployment {
     invoke_api: InvokeApi,
     proxy_url: String,
     create: LambdaProcess,
+    add_key: LambdaProcess,
     update: LambdaProcess,
     check: LambdaProcess,
     get: LambdaProcess,
@@ -89,6 +90,7 @@ impl Deployment {
             invoke_api,
             proxy_url,
             create: start("credentials-create").await,
+            add_key: start("keys-create").await,
             update: start("credentials-update").await,
             check: start("credentials-check").await,
             get: start("credentials-get").await,
@@ -221,7 +223,7 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     // credential's use and the activity entry in one transaction).
     assert_eq!(d.proxy.take(), ["Query", "TransactWriteItems"]);
     let used = d.status(USER).await;
-    let last_used_at = used["last_used_at"].as_str().expect("last_used_at recorded").to_owned();
+    assert!(used["last_used_at"].is_string(), "last_used_at recorded");
 
     // A consumer, cold: one invoke and one Decrypt of its own.
     let keys = d.consumer().await;
@@ -238,6 +240,9 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     assert_eq!(d.proxy.take(), ["Query", "TransactWriteItems", "Decrypt"]);
 
     // Warm: one invoke (one read), no KMS call; the use within the hour is not rewritten.
+    // (The cold resolve above was this consumer's first use: it wrote the time.)
+    let last_used_at = d.status(USER).await["last_used_at"].clone();
+    d.proxy.take();
     let warm = keys.resolve(USER, "groq").await.unwrap();
     assert_eq!(warm.api_key.expose_secret(), GROQ_KEY);
     assert_eq!(keys.calls(), calls(2, 1));
@@ -245,7 +250,7 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
     assert_eq!(
         d.status(USER).await["last_used_at"],
         last_used_at,
-        "written once within the hour"
+        "written once within the hour per consumer"
     );
 
     // With the record cache: a repeated resolve makes no call at all.
@@ -275,10 +280,11 @@ async fn resolve_answers_the_key_sealed_and_the_consumer_opens_it_with_one_kms_c
         )
         .await
         .unwrap();
-    assert_eq!(
-        cached.resolve(USER, "groq").await.unwrap().api_key.expose_secret(),
-        GROQ_KEY_2
-    );
+    // A rate limit met in use rests the key (60 s without a wait named):
+    // with no other key, none can be used meanwhile; the cache asked again.
+    let resting = cached.resolve(USER, "groq").await.unwrap_err();
+    assert_eq!(resting.code(), Some("no_usable_key"), "{resting:?}");
+    assert_eq!(cached.calls().invokes, 3, "the report dropped the cached record");
 
     let logs = d.logs();
     assert!(logs.contains("key resolved"), "{logs}");
@@ -433,11 +439,15 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     // The other user's socket saw only their own create.
     assert_eq!(statuses(&d.pushes_to("conn-other").await), ["checking", "valid"]);
 
-    // The key is still returned, with its status: the caller decides.
-    let invalid = d.consumer().await.resolve(USER, "groq").await.unwrap();
+    // An invalid key is not answered: the consumer learns why.
+    let invalid = d
+        .call(json!({"action": "resolve", "user_id": USER, "provider": "groq"}))
+        .await;
     assert_eq!(
-        (invalid.api_key.expose_secret(), invalid.status.as_str()),
-        (GROQ_KEY, "invalid")
+        invalid["error"],
+        json!({"code": "no_usable_key",
+               "detail": "No Groq API key can be used now: each is switched off, invalid, out of credit or rate limited.",
+               "keys": [{"key_id": "default", "reason": "invalid"}]})
     );
 
     // Within 5 minutes: debounced, no provider call, nothing pushed.
@@ -487,10 +497,14 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
         (Some("error"), Some("quota_exhausted"))
     );
 
-    // rate_limited: for metrics only, the status stays.
+    // rate_limited: the status stays, the key rests (one conditional write).
     d.proxy.take();
     let limited = d.report(USER, &revision, "rate_limited").await;
-    assert_eq!(d.proxy.take(), ["Query", "PutItem"], "on the record only");
+    assert_eq!(
+        d.proxy.take(),
+        ["Query", "PutItem", "UpdateItem"],
+        "the entry and the rest"
+    );
     assert_eq!(limited, json!({"ok": true, "result": "recorded", "status": "error"}));
     assert_eq!(d.groq.requests().await.len(), calls);
     assert_eq!(d.pushes_to("conn-user").await.len(), pushes_before + 1);
@@ -585,4 +599,88 @@ async fn a_key_with_its_own_endpoint_is_sealed_to_it_and_refused_endpoints_store
     let refused = fresh.resolve(USER, "openai_compatible").await;
     assert!(refused.is_err(), "a moved endpoint must not open: {refused:?}");
     assert!(!d.logs().contains(GATEWAY_KEY), "a key reached the logs");
+}
+
+/// Fallback: resolve answers the first usable key in the user's order. A
+/// rate limit met in use rests a key for the provider's wait, an exhausted
+/// quota takes it out until a check finds it valid, and with none usable the
+/// answer says why for each. Every resolve is one read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_falls_back_past_resting_and_spent_keys_and_says_why() {
+    let d = Deployment::start().await;
+    d.create(USER, GROQ_KEY).await;
+    let added = d
+        .add_key
+        .invoke(with_body(
+            rest_event("keys-create", USER),
+            json!({"name": "spare", "api_key": GROQ_KEY_2}),
+        ))
+        .await
+        .response();
+    assert_eq!(added["statusCode"], 201, "{added}");
+    let spare: Value = serde_json::from_str(added["body"].as_str().unwrap()).unwrap();
+    let spare_id = spare["key_id"].as_str().unwrap().to_owned();
+
+    d.proxy.take();
+    let first = d.resolve(USER).await;
+    assert_eq!(
+        first["chosen"],
+        json!({"key_id": "default", "because": "primary"}),
+        "{first}"
+    );
+    assert_eq!(
+        (first["key_id"].as_str(), first["key_name"].as_str()),
+        (Some("default"), Some("default"))
+    );
+    assert_eq!(d.proxy.take()[0], "Query", "one read");
+
+    // The primary key is rate limited in use: it rests for the wait named.
+    let limited = d
+        .call(json!({"action": "report", "user_id": USER, "provider": "groq",
+                     "key_revision": first["key_revision"], "outcome": "rate_limited",
+                     "retry_after_seconds": 120}))
+        .await;
+    assert_eq!(limited["result"], "recorded", "{limited}");
+    d.proxy.take();
+    let fallback = d.resolve(USER).await;
+    assert_eq!(fallback["key_id"], spare_id.as_str(), "{fallback}");
+    assert_eq!(fallback["chosen"]["because"], "fallback");
+    let skipped = &fallback["chosen"]["skipped"][0];
+    assert_eq!(
+        (skipped["key_id"].as_str(), skipped["reason"].as_str()),
+        (Some("default"), Some("rate_limited"))
+    );
+    let until = chrono::DateTime::parse_from_rfc3339(skipped["until"].as_str().unwrap()).unwrap();
+    let rest = until.signed_duration_since(Utc::now()).num_seconds();
+    assert!((100..=120).contains(&rest), "rests for the wait named: {rest} s");
+    // One read; the spare's first use in the hour is recorded besides.
+    assert_eq!(d.proxy.take(), ["Query", "TransactWriteItems"]);
+    let keys = d.consumer().await;
+    let opened = keys.resolve(USER, "groq").await.unwrap();
+    assert_eq!(opened.api_key.expose_secret(), GROQ_KEY_2);
+    assert!(opened.fallback);
+    assert_eq!(opened.key_name, "spare");
+
+    // The spare's account is spent: no key can be used, and the answer says why.
+    let spent = d
+        .call(json!({"action": "report", "user_id": USER, "provider": "groq",
+                     "key_revision": fallback["key_revision"], "outcome": "quota_exhausted"}))
+        .await;
+    assert_eq!(spent["result"], "recorded", "{spent}");
+    let none = d.resolve(USER).await;
+    assert_eq!(none["ok"], false);
+    assert_eq!(none["error"]["code"], "no_usable_key");
+    let states: Vec<(&str, &str)> = none["error"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["key_id"].as_str().unwrap(), k["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("default", "rate_limited"), (spare_id.as_str(), "quota_exhausted")]
+    );
+    // The provider's status lists the spare as out of credit.
+    let status = d.status(USER).await;
+    assert_eq!(status["keys"][1]["status_reason"], "quota_exhausted", "{status}");
 }

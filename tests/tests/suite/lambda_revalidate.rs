@@ -65,6 +65,7 @@ async fn seed(store: &DynamoStore, keyring: &KmsKeyring, user: &str, key: &str, 
         consumer_uses: Default::default(),
         last_recheck_at: None,
         last_attempt: None,
+        cooling_until: None,
     };
     store.insert(&credential, &[]).await.unwrap();
 }

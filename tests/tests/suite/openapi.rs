@@ -130,6 +130,8 @@ fn service_error_codes() -> Vec<(String, String)> {
             | ServiceError::TooManyKeys(_)
             | ServiceError::Unavailable(_)
             | ServiceError::Internal(_) => {}
+            // Answered by credentials-resolve only, never over HTTP.
+            ServiceError::NoUsableKey(..) => unreachable!("not in the list"),
         }
     }
     failures

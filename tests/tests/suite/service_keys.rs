@@ -125,6 +125,10 @@ impl CredentialStore for Counting {
         self.wrote();
         self.inner.delete(user, provider).await
     }
+    async fn cool_down(&self, key: KeyRevision, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.wrote();
+        self.inner.cool_down(key, until).await
+    }
     async fn set_meta(
         &self,
         user: &UserId,

@@ -94,7 +94,14 @@ async fn validations_spend_the_budget_and_report_rechecks_do_not() {
         .unwrap()
         .key_revision;
     let report = service
-        .report(&user, groq, &revision, UsageOutcome::Rejected, &Consumer::unknown())
+        .report(
+            &user,
+            groq,
+            &revision,
+            UsageOutcome::Rejected,
+            &Consumer::unknown(),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(report.result, ReportResult::Rechecked);

@@ -146,6 +146,12 @@ async fn every_status_change_reaches_a_rule_once_and_nothing_else_does() {
     );
     assert_eq!(drain(&sqs, &queue_url).await, Vec::<Value>::new());
 
+    // What a consumer holds (the key's revision), before the provider refuses it.
+    let revision = resolve
+        .invoke(json!({"action": "resolve", "user_id": user, "provider": "groq"}))
+        .await
+        .response()["key_revision"]
+        .clone();
     // The provider now refuses the key: valid to invalid.
     groq.answer(GROQ_KEY, groq.invalid_key_response()).await;
     assert_eq!(
@@ -153,11 +159,6 @@ async fn every_status_change_reaches_a_rule_once_and_nothing_else_does() {
         "invalid"
     );
     // A report that the key is out of credit: invalid to error, by the report.
-    let revision = resolve
-        .invoke(json!({"action": "resolve", "user_id": user, "provider": "groq"}))
-        .await
-        .response()["key_revision"]
-        .clone();
     let reported = resolve
         .invoke(json!({"action": "report", "user_id": user, "provider": "groq",
                        "key_revision": revision, "outcome": "quota_exhausted"}))

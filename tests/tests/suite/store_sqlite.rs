@@ -36,7 +36,7 @@ async fn reopening_keeps_data_and_uses_wal() {
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
@@ -50,7 +50,9 @@ fn roll_back_to_schema_7(db: &rusqlite::Connection) {
         .query_map([], |row| row.get(0))
         .unwrap()
         .map(Result::unwrap)
-        .filter(|name: &String| !["key_ref", "key_name", "priority", "enabled"].contains(&name.as_str()))
+        .filter(|name: &String| {
+            !["key_ref", "key_name", "priority", "enabled", "cooling_until"].contains(&name.as_str())
+        })
         .collect();
     let columns = columns.join(", ");
     db.execute_batch(&format!(
@@ -104,7 +106,7 @@ async fn a_version_7_database_is_migrated_to_keys_and_keeps_its_credentials() {
     assert_eq!(store.keys(&user("user-a"), groq()).await.unwrap(), [c, second]);
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
 }
 
 /// A database of the first schema (before `last_used_at`) is migrated on
@@ -155,7 +157,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     assert_eq!(due.len(), 1, "{due:?}");
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
 }
 
 /// A row of a provider this build does not know (written by a newer build,
