@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, Method, Request};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -85,9 +85,9 @@ impl AllowedOrigins {
         let layer = CorsLayer::new()
             .allow_origin(AllowOrigin::list(self.0.clone()))
             .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-            .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+            .allow_headers([AUTHORIZATION, CONTENT_TYPE, IF_MATCH])
             // The 429 of the rate limit and the 401's challenge are worth reading.
-            .expose_headers([RETRY_AFTER, WWW_AUTHENTICATE])
+            .expose_headers([ETAG, RETRY_AFTER, WWW_AUTHENTICATE])
             .max_age(PREFLIGHT_MAX_AGE);
         let with_cors = router.clone().layer(layer);
         router.layer(axum::middleware::from_fn_with_state(

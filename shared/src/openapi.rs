@@ -597,6 +597,20 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
             );
     }
+    if matches!(route, Route::PatchKey | Route::DeleteKey) {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("If-Match")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Entity tags from the key's `ETag` (RFC 9110): only if the key still has one of \
+                     them; else `412 precondition_failed` and nothing changes. `*` or none: any.",
+                ))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .example(Some(json!("\"5d01c0a1e2f3a4b5\""))),
+        );
+    }
     if route.path_template().contains("{key_id}") {
         op = op.parameter(
             ParameterBuilder::new()
@@ -655,6 +669,11 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
         )
     };
     let key_not_found = ApiError::new(404, "key_not_found", "No such Groq API key.");
+    let stale = ApiError::new(
+        412,
+        "precondition_failed",
+        "This Groq API key changed since it was read (If-Match). Nothing was changed; read it again.",
+    );
     let name_taken = ApiError::new(
         409,
         "key_name_taken",
@@ -825,6 +844,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                 ),
                 ("404", vec![unknown_in_path.clone(), key_not_found.clone()]),
                 ("409", vec![name_taken]),
+                ("412", vec![stale.clone()]),
             ],
         ),
         Route::DeleteKey => (
@@ -836,7 +856,10 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                     .build(),
             )],
             None,
-            vec![("404", vec![unknown_in_path.clone(), key_not_found])],
+            vec![
+                ("404", vec![unknown_in_path.clone(), key_not_found]),
+                ("412", vec![stale]),
+            ],
         ),
         Route::CredentialActivity => (
             vec![(
@@ -866,9 +889,22 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             ],
         ),
     };
+    let names_a_key = matches!(route, Route::CreateKey | Route::GetKey | Route::PatchKey);
     for (status, mut response) in success {
         if route == Route::CreateCredential {
             response = with_links_to_the_created_key(response);
+        }
+        if names_a_key {
+            response.headers.insert(
+                "ETag".into(),
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some(
+                        "The key's revision, quoted: send it back in `If-Match` to change or delete \
+                         only the key as read. It changes when the key is replaced.",
+                    ))
+                    .build(),
+            );
         }
         op = op.response(status, response);
     }

@@ -188,11 +188,25 @@ pub trait CredentialStore: Send + Sync {
     async fn cool_down(&self, key: KeyRevision, until: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Sets what the user decided about a key (name, priority, enabled),
-    /// nothing else. `NotFound` when there is no such key.
-    async fn set_meta(&self, user: &UserId, provider: &ProviderSpec, meta: &KeyMeta) -> Result<(), StoreError>;
+    /// nothing else; given `if_revision`, only while the key is that one
+    /// (`Conflict` otherwise). `NotFound` when there is no such key.
+    async fn set_meta(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        meta: &KeyMeta,
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Deletes one key and its models together. `NotFound` when there is none.
-    async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError>;
+    /// Given `if_revision`, only while the key is that one (`Conflict` otherwise).
+    async fn delete_key(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// The stored model list of key `key`, if any.
     async fn models(

@@ -24,8 +24,8 @@ use crate::domain::{
     StatusChange, StatusEvent, StoredCredential, UserId,
 };
 use crate::envelope;
-pub use named_keys::KeyPatch;
 use named_keys::admit_another;
+pub use named_keys::{IfMatch, KeyPatch};
 
 mod activity;
 mod keys;
@@ -88,6 +88,9 @@ pub enum ServiceError {
         &'static ProviderSpec,
         Vec<(crate::domain::named_key::KeyId, crate::domain::named_key::Unusable)>,
     ),
+    /// `If-Match` named a revision the key no longer has; nothing changed.
+    #[error("the {} key changed since it was read", .0.id)]
+    PreconditionFailed(&'static ProviderSpec),
     /// The provider has as many keys as allowed.
     #[error("the {} keys are at their limit", .0.id)]
     TooManyKeys(&'static ProviderSpec),
@@ -116,6 +119,7 @@ impl ServiceError {
             ServiceError::KeyNameTaken(..) => "key_name_taken",
             ServiceError::TooManyKeys(_) => "too_many_keys",
             ServiceError::NoUsableKey(..) => "no_usable_key",
+            ServiceError::PreconditionFailed(_) => "precondition_failed",
             ServiceError::Unavailable(_) => "service_unavailable",
             ServiceError::TooManyRequests { .. } => "too_many_requests",
             ServiceError::TooManyConnections(_) => "too_many_connections",

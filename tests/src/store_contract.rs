@@ -287,10 +287,10 @@ pub async fn several_keys_of_a_provider_are_kept_apart_and_listed_in_order(store
     ));
 
     // One key goes with its list; then the provider's others, all at once.
-    store.delete_key(&u, openai, &backup.key.id).await.unwrap();
+    store.delete_key(&u, openai, &backup.key.id, None).await.unwrap();
     assert_eq!(listed(&backup.key.id).await, None);
     assert!(matches!(
-        store.delete_key(&u, openai, &backup.key.id).await,
+        store.delete_key(&u, openai, &backup.key.id, None).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.keys(&u, openai).await.unwrap(), [first.clone(), work.clone()]);

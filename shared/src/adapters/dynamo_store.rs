@@ -762,7 +762,13 @@ impl CredentialStore for DynamoStore {
         }
     }
 
-    async fn set_meta(&self, user: &UserId, provider: &ProviderSpec, meta: &KeyMeta) -> Result<(), StoreError> {
+    async fn set_meta(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        meta: &KeyMeta,
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError> {
         let attributes = vec![
             ("key_ref", Some(s(meta.id.as_str()))),
             ("key_name", Some(s(&meta.name))),
@@ -770,12 +776,37 @@ impl CredentialStore for DynamoStore {
             ("enabled", Some(n(u8::from(meta.enabled)))),
         ];
         let key = Self::credential_key(user, &stem(provider.id, &meta.id));
-        self.send_update(self.credential_update(key, attributes, None)?).await
+        self.send_update(self.credential_update(key, attributes, if_revision)?)
+            .await
     }
 
-    async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError> {
-        let items = self.delete_key_items(user, &stem(provider.id, key))?;
-        self.transact(items, StoreError::NotFound).await
+    async fn delete_key(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut items = self.delete_key_items(user, &stem(provider.id, key))?;
+        if let Some(revision) = if_revision {
+            // The key's own delete, conditioned on its revision too.
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::credential_key(user, &stem(provider.id, key))))
+                .condition_expression("attribute_exists(pk) AND #revision = :revision")
+                .expression_attribute_names("#revision", "revision")
+                .expression_attribute_values(":revision", s(revision))
+                .build()
+                .map_err(build_err)?;
+            items[0] = TransactWriteItem::builder().delete(delete).build();
+        }
+        match self.transact(items, StoreError::NotFound).await {
+            Err(StoreError::NotFound) if if_revision.is_some() => match self.get(user, provider, key).await? {
+                Some(_) => Err(StoreError::Conflict),
+                None => Err(StoreError::NotFound),
+            },
+            other => other,
+        }
     }
 
     async fn models(

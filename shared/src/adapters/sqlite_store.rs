@@ -492,6 +492,20 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
     read().map_err(|Unreadable(field)| corrupt(field))
 }
 
+/// Why a conditional write of one key changed nothing: the key is there
+/// (its revision differs: `Conflict`), or gone (`NotFound`).
+fn exists(tx: &rusqlite::Transaction, user: &UserId, provider: &str, key: &KeyId) -> Result<StoreError, StoreError> {
+    stale_or_gone(
+        tx,
+        &KeyRevision {
+            user: user.clone(),
+            provider: crate::domain::provider::find(provider).ok_or(StoreError::NotFound)?,
+            key: key.clone(),
+            revision: String::new(),
+        },
+    )
+}
+
 /// Why a write guarded by the key's revision changed nothing: the
 /// credential is there with another revision (`Conflict`), or gone (`NotFound`).
 fn stale_or_gone(tx: &rusqlite::Transaction, key: &KeyRevision) -> Result<StoreError, StoreError> {
@@ -816,12 +830,22 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn set_meta(&self, user: &UserId, provider: &ProviderSpec, meta: &KeyMeta) -> Result<(), StoreError> {
+    async fn set_meta(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        meta: &KeyMeta,
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError> {
         let (user, provider, meta) = (user.clone(), provider.id, meta.clone());
+        let if_revision = if_revision.map(str::to_owned);
         self.in_transaction(move |tx| {
             let updated = tx
                 .execute(
-                    &format!("UPDATE credentials SET key_name = :name, priority = :priority, enabled = :enabled WHERE {ONE_KEY}"),
+                    &format!(
+                        "UPDATE credentials SET key_name = :name, priority = :priority, enabled = :enabled
+                         WHERE {ONE_KEY} AND revision = COALESCE(:if_revision, revision)"
+                    ),
                     named_params! {
                         ":user_id": user.as_str(),
                         ":provider": provider,
@@ -829,26 +853,42 @@ impl CredentialStore for SqliteStore {
                         ":name": meta.name,
                         ":priority": meta.priority,
                         ":enabled": meta.enabled,
+                        ":if_revision": if_revision,
                     },
                 )
                 .map_err(internal)?;
             if updated == 0 {
-                return Err(StoreError::NotFound);
+                return Err(exists(tx, &user, provider, &meta.id)?);
             }
             Ok(())
         })
         .await
     }
 
-    async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError> {
+    async fn delete_key(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError> {
         let (user, provider, key) = (user.clone(), provider.id, key.clone());
+        let if_revision = if_revision.map(str::to_owned);
         self.in_transaction(move |tx| {
             let params = named_params! {":user_id": user.as_str(), ":provider": provider, ":key_ref": key.as_str()};
             let deleted = tx
-                .execute(&format!("DELETE FROM credentials WHERE {ONE_KEY}"), params)
+                .execute(
+                    &format!("DELETE FROM credentials WHERE {ONE_KEY} AND revision = COALESCE(:if_revision, revision)"),
+                    named_params! {
+                        ":user_id": user.as_str(),
+                        ":provider": provider,
+                        ":key_ref": key.as_str(),
+                        ":if_revision": if_revision,
+                    },
+                )
                 .map_err(internal)?;
             if deleted == 0 {
-                return Err(StoreError::NotFound);
+                return Err(exists(tx, &user, provider, &key)?);
             }
             tx.execute(&format!("DELETE FROM models WHERE {ONE_KEY}"), params)
                 .map_err(internal)?;

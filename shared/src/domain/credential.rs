@@ -308,6 +308,10 @@ pub struct CredentialView {
     pub keys_count: Option<u32>,
     /// Each of the provider's keys, in its order (provider routes, key set).
     pub keys: Option<Vec<KeySummary>>,
+    /// The key's revision, for the `ETag` header of the key routes; never in the body.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub etag: Option<String>,
 }
 
 /// One key of a provider, as the provider's status lists it.
@@ -357,6 +361,7 @@ impl CredentialView {
             enabled: Some(stored.key.enabled),
             keys_count: None,
             keys: None,
+            etag: Some(stored.revision.clone()),
         }
     }
 
@@ -413,6 +418,7 @@ impl CredentialView {
             enabled: None,
             keys_count: None,
             keys: None,
+            etag: None,
         }
     }
 }

@@ -199,6 +199,13 @@ impl From<ServiceError> for ApiError {
                 409,
                 format!("Another {} API key has this name. Choose another one.", p.display_name),
             ),
+            ServiceError::PreconditionFailed(p) => (
+                412,
+                format!(
+                    "This {} API key changed since it was read (If-Match). Nothing was changed; read it again.",
+                    p.display_name
+                ),
+            ),
             ServiceError::NoUsableKey(p, _) => (
                 409,
                 format!(

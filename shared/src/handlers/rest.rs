@@ -17,7 +17,7 @@ use crate::domain::activity::{self, ActivityPageView, ActivityPosition, Activity
 use crate::domain::named_key::{self, KeyId};
 use crate::domain::provider;
 use crate::domain::{ApiKey, ProviderSpec, UserId};
-use crate::service::{KeyInput, KeyPatch};
+use crate::service::{IfMatch, KeyInput, KeyPatch};
 
 /// `GET /api/v1/credentials/`
 pub async fn list_credentials(state: &AppState, req: Request) -> Response<Body> {
@@ -149,7 +149,7 @@ pub async fn create_key(state: &AppState, req: Request) -> Response<Body> {
         let priority = priority_field(&mut body)?;
         let key = key_input(&mut body, provider, Required::OnCreate)?;
         let view = state.credentials.add_key(&user, provider, name, priority, key).await?;
-        Ok(json_response(201, &view))
+        Ok(with_etag(json_response(201, &view), &view))
     })
     .await
 }
@@ -157,18 +157,17 @@ pub async fn create_key(state: &AppState, req: Request) -> Response<Body> {
 /// `GET /api/v1/credentials/{provider}/keys/{key_id}/`
 pub async fn get_key(state: &AppState, req: Request) -> Response<Body> {
     respond_at_key(Route::GetKey, req, |user, provider, key, _| async move {
-        Ok(json_response(
-            200,
-            &state.credentials.get_key(&user, provider, &key).await?,
-        ))
+        let view = state.credentials.get_key(&user, provider, &key).await?;
+        Ok(with_etag(json_response(200, &view), &view))
     })
     .await
 }
 
 /// `PATCH /api/v1/credentials/{provider}/keys/{key_id}/` with any of
-/// `{"name", "priority", "enabled"}`
+/// `{"name", "priority", "enabled"}`, honouring `If-Match`
 pub async fn patch_key(state: &AppState, req: Request) -> Response<Body> {
     respond_at_key(Route::PatchKey, req, |user, provider, key, req| async move {
+        let if_match = if_match(&req);
         let bytes = body_bytes(req);
         let mut body = json_object(&bytes)?;
         let patch = KeyPatch {
@@ -185,19 +184,43 @@ pub async fn patch_key(state: &AppState, req: Request) -> Response<Body> {
                 "Give at least one of 'name', 'priority' and 'enabled'.",
             ));
         }
-        let view = state.credentials.patch_key(&user, provider, &key, patch).await?;
-        Ok(json_response(200, &view))
+        let view = state
+            .credentials
+            .patch_key(&user, provider, &key, patch, &if_match)
+            .await?;
+        Ok(with_etag(json_response(200, &view), &view))
     })
     .await
 }
 
-/// `DELETE /api/v1/credentials/{provider}/keys/{key_id}/`
+/// `DELETE /api/v1/credentials/{provider}/keys/{key_id}/`, honouring `If-Match`
 pub async fn delete_key(state: &AppState, req: Request) -> Response<Body> {
-    respond_at_key(Route::DeleteKey, req, |user, provider, key, _| async move {
-        state.credentials.delete_named_key(&user, provider, &key).await?;
+    respond_at_key(Route::DeleteKey, req, |user, provider, key, req| async move {
+        let if_match = if_match(&req);
+        state
+            .credentials
+            .delete_named_key(&user, provider, &key, &if_match)
+            .await?;
         Ok(no_content())
     })
     .await
+}
+
+/// The request's `If-Match` (absent: any).
+fn if_match(req: &Request) -> IfMatch {
+    IfMatch::parse(req.headers().get(http::header::IF_MATCH).and_then(|v| v.to_str().ok()))
+}
+
+/// `response` with the key's `ETag` (its revision, quoted), where `view` has one.
+fn with_etag(mut response: Response<Body>, view: &crate::domain::CredentialView) -> Response<Body> {
+    if let Some(value) = view
+        .etag
+        .as_ref()
+        .and_then(|revision| http::HeaderValue::from_str(&format!("\"{revision}\"")).ok())
+    {
+        response.headers_mut().insert(http::header::ETAG, value);
+    }
+    response
 }
 
 /// A key name as the user typed it ([`named_key::parse_name`]).

@@ -109,11 +109,15 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: &KeyId,
         patch: KeyPatch,
+        if_match: &IfMatch,
     ) -> Result<CredentialView> {
         let keys = self.store.keys(user, provider).await?;
         let Some(mut stored) = keys.iter().find(|k| &k.key.id == key).cloned() else {
             return Err(ServiceError::KeyNotFound(provider));
         };
+        if !if_match.admits(&stored.revision) {
+            return Err(ServiceError::PreconditionFailed(provider));
+        }
         if let Some(name) = &patch.name {
             refuse_taken_name(provider, &keys, name, Some(key))?;
         }
@@ -123,9 +127,11 @@ impl CredentialService {
             priority: patch.priority.unwrap_or(stored.key.priority),
             enabled: patch.enabled.unwrap_or(stored.key.enabled),
         };
-        match self.store.set_meta(user, provider, &meta).await {
+        let condition = if_match.is_set().then_some(stored.revision.as_str());
+        match self.store.set_meta(user, provider, &meta, condition).await {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(ServiceError::KeyNotFound(provider)),
+            Err(StoreError::Conflict) => return Err(ServiceError::PreconditionFailed(provider)),
             Err(e) => return Err(e.into()),
         }
         tracing::info!(provider = provider.id, key = key.as_str(), "key settings changed");
@@ -134,12 +140,14 @@ impl CredentialService {
     }
 
     /// Deletes one key and its models. Writes an audit line whatever the outcome.
-    pub async fn delete_named_key(&self, user: &UserId, provider: &'static ProviderSpec, key: &KeyId) -> Result<()> {
-        let result = match self.store.delete_key(user, provider, key).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::NotFound) => Err(ServiceError::KeyNotFound(provider)),
-            Err(e) => Err(e.into()),
-        };
+    pub async fn delete_named_key(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: &KeyId,
+        if_match: &IfMatch,
+    ) -> Result<()> {
+        let result = self.delete_if_matching(user, provider, key, if_match).await;
         audit::record_result(user, AuditAction::Delete, provider, &result);
         if result.is_ok() {
             tracing::info!(provider = provider.id, key = key.as_str(), "key deleted");
@@ -147,11 +155,89 @@ impl CredentialService {
         }
         result
     }
+
+    async fn delete_if_matching(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: &KeyId,
+        if_match: &IfMatch,
+    ) -> Result<()> {
+        // Only a precondition naming revisions needs the key read first.
+        let condition = match if_match {
+            IfMatch::Any => None,
+            IfMatch::Revisions(_) => {
+                let Some(stored) = self.store.get(user, provider, key).await? else {
+                    return Err(ServiceError::KeyNotFound(provider));
+                };
+                if !if_match.admits(&stored.revision) {
+                    return Err(ServiceError::PreconditionFailed(provider));
+                }
+                Some(stored.revision)
+            }
+        };
+        match self.store.delete_key(user, provider, key, condition.as_deref()).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::NotFound) => Err(ServiceError::KeyNotFound(provider)),
+            Err(StoreError::Conflict) => Err(ServiceError::PreconditionFailed(provider)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// An `If-Match` header (RFC 9110, 13.1.1): absent or `*` admits any
+/// existing key; else the key's ETag must be one of those listed (strong
+/// comparison: a weak `W/` one never matches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// No header, or `*`.
+    Any,
+    /// The listed entity tags' values (quotes removed).
+    Revisions(Vec<String>),
+}
+
+impl IfMatch {
+    /// The header's value as sent (`None` when absent).
+    pub fn parse(header: Option<&str>) -> IfMatch {
+        match header.map(str::trim) {
+            None | Some("*") => IfMatch::Any,
+            Some(list) => IfMatch::Revisions(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|tag| !tag.starts_with("W/"))
+                    .map(|tag| tag.trim_matches('"').to_owned())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether a key at `revision` meets it.
+    pub fn admits(&self, revision: &str) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Revisions(tags) => tags.iter().any(|tag| tag == revision),
+        }
+    }
+
+    /// Whether it names revisions (so the write must hold to one).
+    pub fn is_set(&self) -> bool {
+        matches!(self, IfMatch::Revisions(_))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn if_match_takes_a_list_of_strong_tags_or_any() {
+        assert!(IfMatch::parse(None).admits("r1"));
+        assert!(IfMatch::parse(Some("*")).admits("r1"));
+        let listed = IfMatch::parse(Some(r#""r0", "r1""#));
+        assert!(listed.admits("r1") && !listed.admits("r2"));
+        assert!(!IfMatch::parse(Some(r#"W/"r1""#)).admits("r1"), "weak tags never match");
+        assert!(!IfMatch::parse(Some("")).admits("r1"));
+    }
 
     #[test]
     fn names_are_unique_per_provider_whatever_their_case() {

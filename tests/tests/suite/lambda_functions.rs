@@ -176,6 +176,15 @@ async fn the_full_flow_through_every_function() {
     assert_eq!(names, ["default", "spare"]);
     let (status, got) = d.invoke("keys-get", at_spare("keys-get")).await;
     assert_eq!((status, &got["key_hint"]), (200, &json!("gsk_…9xQa")), "{got}");
+    // A stale If-Match changes nothing, on DynamoDB too.
+    let mut stale = with_body(at_spare("keys-patch"), json!({"enabled": false}));
+    stale["headers"]["if-match"] = json!("\"not-the-revision\"");
+    let (status, refused) = d.invoke("keys-patch", stale).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (412, Some("precondition_failed")),
+        "{refused}"
+    );
     let (status, patched) = d
         .invoke(
             "keys-patch",

@@ -113,6 +113,7 @@ fn service_error_codes() -> Vec<(String, String)> {
         ServiceError::KeyNotFound(groq),
         ServiceError::KeyNameTaken(groq, String::new()),
         ServiceError::TooManyKeys(groq),
+        ServiceError::PreconditionFailed(groq),
         ServiceError::Unavailable(String::new()),
         ServiceError::Internal(String::new()),
     ];
@@ -128,6 +129,7 @@ fn service_error_codes() -> Vec<(String, String)> {
             | ServiceError::KeyNotFound(_)
             | ServiceError::KeyNameTaken(..)
             | ServiceError::TooManyKeys(_)
+            | ServiceError::PreconditionFailed(_)
             | ServiceError::Unavailable(_)
             | ServiceError::Internal(_) => {}
             // Answered by credentials-resolve only, never over HTTP.

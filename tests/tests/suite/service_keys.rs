@@ -134,13 +134,20 @@ impl CredentialStore for Counting {
         user: &UserId,
         provider: &ProviderSpec,
         meta: &mailmind::domain::named_key::KeyMeta,
+        if_revision: Option<&str>,
     ) -> Result<(), StoreError> {
         self.wrote();
-        self.inner.set_meta(user, provider, meta).await
+        self.inner.set_meta(user, provider, meta, if_revision).await
     }
-    async fn delete_key(&self, user: &UserId, provider: &ProviderSpec, key: &KeyId) -> Result<(), StoreError> {
+    async fn delete_key(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.wrote();
-        self.inner.delete_key(user, provider, key).await
+        self.inner.delete_key(user, provider, key, if_revision).await
     }
     async fn models(
         &self,

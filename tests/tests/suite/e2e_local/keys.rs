@@ -196,3 +196,62 @@ async fn a_provider_keeps_at_most_five_keys() {
         .unwrap();
     assert_eq!(groq["keys_count"], 5, "{groq}");
 }
+
+/// Each key answers with an `ETag` (its revision); `PATCH` and `DELETE`
+/// honour `If-Match`: a stale tag is `412` and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_if_match_changes_nothing() {
+    let w = world().await;
+    let added = add(&w, "alice", json!({"name": "work", "api_key": GROQ_KEY})).await;
+    let etag = added.headers["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "{etag}");
+    let read = w.server.call_as("alice", "GET", &format!("{KEYS}default/"), None).await;
+    assert_eq!(read.headers["etag"].to_str().unwrap(), etag);
+
+    // The key is replaced (a new revision): the tag read before is stale.
+    let replaced = w.server.put_key("alice", "groq", GROQ_KEY_2).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text);
+    let with_tag = |method: &'static str, tag: String, body: Option<Value>| {
+        let w = &w;
+        async move {
+            let request = reqwest::Client::new()
+                .request(method.parse().unwrap(), format!("{}{KEYS}default/", w.server.base_url))
+                .bearer_auth(w.server.token("alice"))
+                .header("if-match", tag);
+            let request = match body {
+                Some(body) => request.json(&body),
+                None => request,
+            };
+            mailmind_tests::local_server::Answer::read(request.send().await.unwrap()).await
+        }
+    };
+    let stale = with_tag("PATCH", etag.clone(), Some(json!({"name": "renamed"}))).await;
+    assert_error(&stale, 412, "precondition_failed");
+    let weak = with_tag("PATCH", format!("W/{etag}"), Some(json!({"name": "renamed"}))).await;
+    assert_error(&weak, 412, "precondition_failed");
+    assert_error(
+        &with_tag("DELETE", etag.clone(), None).await,
+        412,
+        "precondition_failed",
+    );
+    let now = w.server.call_as("alice", "GET", &format!("{KEYS}default/"), None).await;
+    assert_eq!(now.json["key_name"], "work", "nothing changed");
+    let current = now.headers["etag"].to_str().unwrap().to_owned();
+    assert_ne!(current, etag);
+
+    // With the current tag (in a list, as RFC 9110 allows), or `*`, it goes through.
+    let renamed = with_tag("PATCH", format!("{etag}, {current}"), Some(json!({"name": "renamed"}))).await;
+    assert_eq!(
+        (renamed.status, &renamed.json["key_name"]),
+        (200, &json!("renamed")),
+        "{}",
+        renamed.text
+    );
+    assert_eq!(
+        renamed.headers["etag"].to_str().unwrap(),
+        current,
+        "a rename keeps the key's revision"
+    );
+    let gone = with_tag("DELETE", "*".to_owned(), None).await;
+    assert_eq!(gone.status, 204, "{}", gone.text);
+}
