@@ -81,9 +81,14 @@ fn http_api_cors_is_exactly_the_allowed_origins_or_none() {
     assert_eq!(split[0].as_str(), Some(","));
     assert!(is_ref(&split[1], "AllowedOrigins"));
 
+    // The bearer token, JSON bodies, and the key routes' If-Match.
     assert_eq!(
         strings(&cors["AllowHeaders"]),
-        BTreeSet::from(["authorization".to_owned(), "content-type".to_owned()])
+        BTreeSet::from([
+            "authorization".to_owned(),
+            "content-type".to_owned(),
+            "if-match".to_owned()
+        ])
     );
     // Exactly the methods of the API's routes.
     let route_methods: BTreeSet<String> = template()
@@ -94,6 +99,7 @@ fn http_api_cors_is_exactly_the_allowed_origins_or_none() {
     assert!(!route_methods.is_empty());
     assert_eq!(strings(&cors["AllowMethods"]), route_methods);
     assert!(strings(&cors["ExposeHeaders"]).contains("retry-after"));
+    assert!(strings(&cors["ExposeHeaders"]).contains("etag"), "the key routes' ETag");
     assert_ne!(
         cors.get("AllowCredentials").and_then(Value::as_bool),
         Some(true),
