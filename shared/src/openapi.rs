@@ -562,6 +562,18 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             "Delete one key and its models",
             "Answers `204` with no body; the provider's other keys stay.",
         ),
+        Route::CheckKey => (
+            "checkKey",
+            "keys",
+            "Check one key again",
+            "As `POST .../check/` does for the primary key, for this one. Never `422`.",
+        ),
+        Route::KeyModels => (
+            "keyModels",
+            "keys",
+            "The stored models of one key",
+            "Sorted by `model_id`; `[]` when nothing was discovered.",
+        ),
     };
     let mut op = OperationBuilder::new()
         .operation_id(Some(id))
@@ -861,6 +873,33 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                 ("412", vec![stale]),
             ],
         ),
+        Route::CheckKey => (
+            vec![status_object(
+                "200",
+                "The key's status object after a fresh check",
+                key_view(),
+            )],
+            None,
+            vec![
+                ("404", vec![unknown_in_path.clone(), key_not_found.clone()]),
+                ("429", vec![too_many.clone()]),
+            ],
+        ),
+        Route::KeyModels => (
+            vec![(
+                "200".into(),
+                json_response(
+                    "The key's stored models, sorted by `model_id`",
+                    ModelView::name().as_ref(),
+                    json!([{"provider": "groq", "model_id": "llama-3.1-8b-instant",
+                            "model_name": "llama-3.1-8b-instant", "context_window": 131072,
+                            "owned_by": "Meta", "discovered_at": "2026-11-24T19:00:00Z"}]),
+                    true,
+                ),
+            )],
+            None,
+            vec![("404", vec![unknown_in_path.clone(), key_not_found.clone()])],
+        ),
         Route::CredentialActivity => (
             vec![(
                 "200".into(),
@@ -889,7 +928,10 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             ],
         ),
     };
-    let names_a_key = matches!(route, Route::CreateKey | Route::GetKey | Route::PatchKey);
+    let names_a_key = matches!(
+        route,
+        Route::CreateKey | Route::GetKey | Route::PatchKey | Route::CheckKey
+    );
     for (status, mut response) in success {
         if route == Route::CreateCredential {
             response = with_links_to_the_created_key(response);

@@ -263,6 +263,14 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         ..VALIDATING
     },
     FunctionSpec {
+        name: "keys-check",
+        summary: "POST /api/v1/credentials/{provider}/keys/{key_id}/check - revalidate one named key",
+        notes: "The check route's work on one key: GetItem instead of the provider's Query.",
+        trigger: Trigger::Rest(Route::CheckKey),
+        grants: CHECKS_STORED_KEYS,
+        ..VALIDATING
+    },
+    FunctionSpec {
         name: "keys-create",
         summary: "POST /api/v1/credentials/{provider}/keys - add another named key",
         notes: "A create's work (seal, check, one TransactWriteItems), after one Query of the \
@@ -299,6 +307,17 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         grants: &[Grant::Table {
             sid: "ReadOwnItems",
             actions: &["Query"],
+        }],
+        ..BASE
+    },
+    FunctionSpec {
+        name: "keys-models",
+        summary: "GET /api/v1/credentials/{provider}/keys/{key_id}/models - discovered models of one key",
+        notes: "The key and its list: GetItem each (TransactGetItems for a chunked list).",
+        trigger: Trigger::Rest(Route::KeyModels),
+        grants: &[Grant::Table {
+            sid: "ReadOwnItems",
+            actions: &["GetItem"],
         }],
         ..BASE
     },

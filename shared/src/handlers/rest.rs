@@ -206,6 +206,26 @@ pub async fn delete_key(state: &AppState, req: Request) -> Response<Body> {
     .await
 }
 
+/// `POST /api/v1/credentials/{provider}/keys/{key_id}/check/` (no body)
+pub async fn check_key(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_key(Route::CheckKey, req, |user, provider, key, _| async move {
+        let view = state.credentials.check_key(&user, provider, &key).await?;
+        Ok(with_etag(json_response(200, &view), &view))
+    })
+    .await
+}
+
+/// `GET /api/v1/credentials/{provider}/keys/{key_id}/models/`
+pub async fn key_models(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_key(Route::KeyModels, req, |user, provider, key, _| async move {
+        Ok(json_response(
+            200,
+            &state.credentials.key_models(&user, provider, &key).await?,
+        ))
+    })
+    .await
+}
+
 /// The request's `If-Match` (absent: any).
 fn if_match(req: &Request) -> IfMatch {
     IfMatch::parse(req.headers().get(http::header::IF_MATCH).and_then(|v| v.to_str().ok()))
@@ -433,6 +453,10 @@ pub enum Route {
     PatchKey,
     /// `DELETE /api/v1/credentials/{provider}/keys/{key_id}`
     DeleteKey,
+    /// `POST /api/v1/credentials/{provider}/keys/{key_id}/check`
+    CheckKey,
+    /// `GET /api/v1/credentials/{provider}/keys/{key_id}/models`
+    KeyModels,
 }
 
 /// What a method and path resolve to.
@@ -461,7 +485,7 @@ pub enum RouteMatch {
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 15] = [
         Route::ListCredentials,
         Route::CreateCredential,
         Route::GetCredential,
@@ -475,6 +499,8 @@ impl Route {
         Route::GetKey,
         Route::PatchKey,
         Route::DeleteKey,
+        Route::CheckKey,
+        Route::KeyModels,
     ];
 
     /// The API Gateway route key, `<METHOD> <path template>` (no trailing slash).
@@ -493,6 +519,8 @@ impl Route {
             Route::GetKey => "GET /api/v1/credentials/{provider}/keys/{key_id}",
             Route::PatchKey => "PATCH /api/v1/credentials/{provider}/keys/{key_id}",
             Route::DeleteKey => "DELETE /api/v1/credentials/{provider}/keys/{key_id}",
+            Route::CheckKey => "POST /api/v1/credentials/{provider}/keys/{key_id}/check",
+            Route::KeyModels => "GET /api/v1/credentials/{provider}/keys/{key_id}/models",
         }
     }
 
@@ -535,6 +563,8 @@ impl Route {
             Route::GetKey => get_key(state, req).await,
             Route::PatchKey => patch_key(state, req).await,
             Route::DeleteKey => delete_key(state, req).await,
+            Route::CheckKey => check_key(state, req).await,
+            Route::KeyModels => key_models(state, req).await,
         }
     }
 
@@ -563,6 +593,12 @@ impl Route {
             [p, "activity"] => ("/api/v1/credentials/{provider}/activity", Some(*p), None),
             [p, "keys"] => ("/api/v1/credentials/{provider}/keys", Some(*p), None),
             [p, "keys", k] => ("/api/v1/credentials/{provider}/keys/{key_id}", Some(*p), Some(*k)),
+            [p, "keys", k, "check"] => ("/api/v1/credentials/{provider}/keys/{key_id}/check", Some(*p), Some(*k)),
+            [p, "keys", k, "models"] => (
+                "/api/v1/credentials/{provider}/keys/{key_id}/models",
+                Some(*p),
+                Some(*k),
+            ),
             _ => return RouteMatch::NotFound,
         };
         match Route::ALL

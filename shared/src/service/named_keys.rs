@@ -102,6 +102,49 @@ impl CredentialService {
         }
     }
 
+    /// Checks one key again, now (the validation budget as for `check`).
+    pub async fn check_key(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: &KeyId,
+    ) -> Result<CredentialView> {
+        let (stored, audience) = tokio::join!(self.store.get(user, provider, key), self.notifier.audience(user));
+        let Some(stored) = stored? else {
+            return Err(ServiceError::KeyNotFound(provider));
+        };
+        self.admit_validation(user).await?;
+        let checked = self
+            .recheck(
+                user,
+                provider,
+                stored,
+                audience,
+                crate::domain::activity::CheckedBy::User,
+            )
+            .await?;
+        Ok(CredentialView::of(provider, &checked))
+    }
+
+    /// One key's stored models, sorted by id; `404` for a key the provider lacks.
+    pub async fn key_models(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Vec<crate::domain::ModelView>> {
+        let (stored, list) = tokio::join!(
+            self.store.get(user, provider, key),
+            self.store.models(user, provider, key)
+        );
+        if stored?.is_none() {
+            return Err(ServiceError::KeyNotFound(provider));
+        }
+        Ok(list?
+            .map(|list| crate::domain::ModelView::list(provider.id, list))
+            .unwrap_or_default())
+    }
+
     /// Renames, moves or switches a key; the key itself and its status stay.
     pub async fn patch_key(
         &self,

@@ -382,6 +382,7 @@ fn only_the_functions_that_must_hold_kms_permissions() {
         "credentials-create",
         "credentials-revalidate",
         "credentials-update",
+        "keys-check",
         "keys-create",
         "ws-check",
     ]

@@ -97,6 +97,45 @@ async fn named_keys_are_added_ordered_switched_and_deleted_and_the_provider_rout
     );
     assert_eq!(models.json.as_array().unwrap().len(), GROQ_MODELS.len());
 
+    // Each key has its own list, and can be checked on its own.
+    let of_backup = w
+        .server
+        .call_as("alice", "GET", &format!("{KEYS}{backup_id}/models/"), None)
+        .await;
+    let listed: Vec<&str> = of_backup
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["llama-3.1-8b-instant"]);
+    let asked = w.groq.requests().await.len();
+    let checked = w
+        .server
+        .call_as("alice", "POST", &format!("{KEYS}{backup_id}/check/"), None)
+        .await;
+    assert_eq!(
+        (checked.status, &checked.json["key_id"]),
+        (200, &json!(backup_id)),
+        "{}",
+        checked.text
+    );
+    assert_eq!(w.groq.requests().await.len(), asked + 1);
+    let last = w.groq.requests().await.pop().unwrap();
+    assert_eq!(
+        last.headers["authorization"],
+        format!("Bearer {GROQ_KEY_2}").as_str(),
+        "the backup key was asked"
+    );
+    assert_error(
+        &w.server
+            .call_as("alice", "GET", &format!("{KEYS}k0000000000/models/"), None)
+            .await,
+        404,
+        "key_not_found",
+    );
+
     // Switched off, the first key is skipped: the backup is primary, and only its models count.
     let off = patch(&w, "alice", "default", json!({"enabled": false})).await;
     assert_eq!((off.status, &off.json["enabled"]), (200, &json!(false)), "{}", off.text);
