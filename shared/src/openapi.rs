@@ -562,6 +562,14 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             "Delete one key and its models",
             "Answers `204` with no body; the provider's other keys stay.",
         ),
+        Route::ReplaceKey => (
+            "replaceKey",
+            "keys",
+            "Rotate a key",
+            "The new key is checked first and replaces the old one only when the provider finds \
+             it valid: `invalid` is `422`, no verdict `503 key_not_verified`, and the old key \
+             stays in use either way. Honours `If-Match`.",
+        ),
         Route::CheckKey => (
             "checkKey",
             "keys",
@@ -609,7 +617,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
             );
     }
-    if matches!(route, Route::PatchKey | Route::DeleteKey) {
+    if matches!(route, Route::ReplaceKey | Route::PatchKey | Route::DeleteKey) {
         op = op.parameter(
             ParameterBuilder::new()
                 .name("If-Match")
@@ -873,6 +881,28 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                 ("412", vec![stale]),
             ],
         ),
+        Route::ReplaceKey => (
+            vec![status_object("200", "Rotated: the new key was found valid", key_view())],
+            Some("UpdateCredentialRequest"),
+            vec![
+                ("400", vec![invalid.clone(), endpoint_refused.clone()]),
+                ("404", vec![unknown_in_path.clone(), key_not_found.clone()]),
+                ("412", vec![stale.clone()]),
+                ("422", vec![rejected.clone()]),
+                ("429", vec![too_many.clone()]),
+                (
+                    "503",
+                    vec![ApiError {
+                        retry_after_secs: Some(30),
+                        ..ApiError::new(
+                            503,
+                            "key_not_verified",
+                            "Groq could not check the new API key (no verdict); the current key stays in use. Try again later.",
+                        )
+                    }],
+                ),
+            ],
+        ),
         Route::CheckKey => (
             vec![status_object(
                 "200",
@@ -930,7 +960,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
     };
     let names_a_key = matches!(
         route,
-        Route::CreateKey | Route::GetKey | Route::PatchKey | Route::CheckKey
+        Route::CreateKey | Route::GetKey | Route::ReplaceKey | Route::PatchKey | Route::CheckKey
     );
     for (status, mut response) in success {
         if route == Route::CreateCredential {

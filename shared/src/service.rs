@@ -16,7 +16,7 @@ use crate::domain::activity::{ActivityEvent, CheckedBy};
 use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::key_prefix;
 use crate::domain::model::{ListChange, carry_history};
-use crate::domain::named_key::{self, KeyMeta};
+use crate::domain::named_key::{self, KeyId, KeyMeta};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::quota::Quota;
 use crate::domain::{
@@ -88,6 +88,10 @@ pub enum ServiceError {
         &'static ProviderSpec,
         Vec<(crate::domain::named_key::KeyId, crate::domain::named_key::Unusable)>,
     ),
+    /// A rotation's new key got no verdict (rate limit, outage...): the old
+    /// key stays; try again (after the provider's wait, if it named one).
+    #[error("the new {} key could not be checked; the old one stays", .0.id)]
+    KeyNotVerified(&'static ProviderSpec, Option<u64>),
     /// `If-Match` named a revision the key no longer has; nothing changed.
     #[error("the {} key changed since it was read", .0.id)]
     PreconditionFailed(&'static ProviderSpec),
@@ -120,6 +124,7 @@ impl ServiceError {
             ServiceError::TooManyKeys(_) => "too_many_keys",
             ServiceError::NoUsableKey(..) => "no_usable_key",
             ServiceError::PreconditionFailed(_) => "precondition_failed",
+            ServiceError::KeyNotVerified(..) => "key_not_verified",
             ServiceError::Unavailable(_) => "service_unavailable",
             ServiceError::TooManyRequests { .. } => "too_many_requests",
             ServiceError::TooManyConnections(_) => "too_many_connections",
@@ -170,12 +175,15 @@ enum Slot {
     Primary,
     /// `POST .../keys/`: one more key, named and placed so.
     Another(KeyMeta),
+    /// `PUT .../keys/{key_id}/`: a rotation: the new key replaces that key
+    /// only once the provider found it valid, if it still meets `If-Match`.
+    Rotate(KeyId, IfMatch),
 }
 
 impl Slot {
     /// Whether the write adds a key (else it replaces one).
     fn adds(&self) -> bool {
-        !matches!(self, Slot::Primary)
+        matches!(self, Slot::First | Slot::Another(_))
     }
 }
 
@@ -342,6 +350,11 @@ impl CredentialService {
                 admit_another(provider, &keys, meta)?;
                 None
             }
+            Slot::Rotate(id, if_match) => match keys.iter().find(|k| &k.key.id == id) {
+                Some(old) if !if_match.admits(&old.revision) => return Err(ServiceError::PreconditionFailed(provider)),
+                Some(old) => Some(old.clone()),
+                None => return Err(ServiceError::KeyNotFound(provider)),
+            },
             Slot::First => None,
         };
         // A new endpoint is guarded before anything is sealed or counted; a
@@ -375,6 +388,12 @@ impl CredentialService {
         } = self
             .seal_and_check(user, provider, &meta, endpoint.as_ref(), &key, audience)
             .await?;
+        // A rotation swaps only a key the provider accepted: without a
+        // verdict, the old key stays in use (its status was not announced
+        // as changed: the message said the new key's state).
+        if let (Slot::Rotate(..), CredentialStatus::Error | CredentialStatus::Unchecked) = (&slot, check.status) {
+            return Err(ServiceError::KeyNotVerified(provider, check.retry_after_secs));
+        }
         let now = check.checked_at.unwrap_or_else(Utc::now);
         // Only a discovery reads the old list (for the models' history); no
         // verdict just leaves the list empty.
@@ -424,6 +443,7 @@ impl CredentialService {
                 return Err(ServiceError::Unavailable("key id taken".into()));
             }
             (Slot::Primary, Err(StoreError::NotFound)) => return Err(ServiceError::CredentialNotFound(provider)),
+            (Slot::Rotate(..), Err(StoreError::NotFound)) => return Err(ServiceError::KeyNotFound(provider)),
             (_, Err(e)) => return Err(e.into()),
         }
         tracing::info!(

@@ -333,6 +333,15 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         ..BASE
     },
     FunctionSpec {
+        name: "keys-update",
+        summary: "PUT /api/v1/credentials/{provider}/keys/{key_id} - rotate a named key, swapping only a valid one",
+        notes: "An update's work on one key (Query, seal, check, one TransactWriteItems); without \
+                a valid verdict nothing is written.",
+        trigger: Trigger::Rest(Route::ReplaceKey),
+        grants: STORES_NEW_KEYS,
+        ..VALIDATING
+    },
+    FunctionSpec {
         name: "models-list",
         summary: "GET /api/v1/credentials/{provider}/models - what the provider's usable keys unlock",
         notes: "One Query of the provider's keys, then each enabled, valid key's list (GetItem, \

@@ -199,6 +199,13 @@ impl From<ServiceError> for ApiError {
                 409,
                 format!("Another {} API key has this name. Choose another one.", p.display_name),
             ),
+            ServiceError::KeyNotVerified(p, _) => (
+                503,
+                format!(
+                    "{} could not check the new API key (no verdict); the current key stays in use. Try again later.",
+                    p.display_name
+                ),
+            ),
             ServiceError::PreconditionFailed(p) => (
                 412,
                 format!(
@@ -239,6 +246,7 @@ impl From<ServiceError> for ApiError {
         };
         let retry_after_secs = match e {
             ServiceError::TooManyRequests { retry_after_secs, .. } => Some(retry_after_secs),
+            ServiceError::KeyNotVerified(_, wait) => wait,
             _ => None,
         };
         ApiError {

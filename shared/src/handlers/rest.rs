@@ -163,6 +163,25 @@ pub async fn get_key(state: &AppState, req: Request) -> Response<Body> {
     .await
 }
 
+/// `PUT /api/v1/credentials/{provider}/keys/{key_id}/` with `{"api_key",
+/// "base_url"?}`, honouring `If-Match`: a rotation (the new key replaces
+/// the old one only when the provider finds it valid)
+pub async fn replace_key(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_key(Route::ReplaceKey, req, |user, provider, key, req| async move {
+        let if_match = if_match(&req);
+        let bytes = body_bytes(req);
+        let mut body = json_object(&bytes)?;
+        refuse_other_provider(&mut body, provider)?;
+        let input = key_input(&mut body, provider, Required::OnReplace)?;
+        let view = state
+            .credentials
+            .rotate_key(&user, provider, &key, input, if_match)
+            .await?;
+        Ok(with_etag(json_response(200, &view), &view))
+    })
+    .await
+}
+
 /// `PATCH /api/v1/credentials/{provider}/keys/{key_id}/` with any of
 /// `{"name", "priority", "enabled"}`, honouring `If-Match`
 pub async fn patch_key(state: &AppState, req: Request) -> Response<Body> {
@@ -449,6 +468,8 @@ pub enum Route {
     CreateKey,
     /// `GET /api/v1/credentials/{provider}/keys/{key_id}`
     GetKey,
+    /// `PUT /api/v1/credentials/{provider}/keys/{key_id}`
+    ReplaceKey,
     /// `PATCH /api/v1/credentials/{provider}/keys/{key_id}`
     PatchKey,
     /// `DELETE /api/v1/credentials/{provider}/keys/{key_id}`
@@ -485,7 +506,7 @@ pub enum RouteMatch {
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 16] = [
         Route::ListCredentials,
         Route::CreateCredential,
         Route::GetCredential,
@@ -497,6 +518,7 @@ impl Route {
         Route::ListKeys,
         Route::CreateKey,
         Route::GetKey,
+        Route::ReplaceKey,
         Route::PatchKey,
         Route::DeleteKey,
         Route::CheckKey,
@@ -517,6 +539,7 @@ impl Route {
             Route::ListKeys => "GET /api/v1/credentials/{provider}/keys",
             Route::CreateKey => "POST /api/v1/credentials/{provider}/keys",
             Route::GetKey => "GET /api/v1/credentials/{provider}/keys/{key_id}",
+            Route::ReplaceKey => "PUT /api/v1/credentials/{provider}/keys/{key_id}",
             Route::PatchKey => "PATCH /api/v1/credentials/{provider}/keys/{key_id}",
             Route::DeleteKey => "DELETE /api/v1/credentials/{provider}/keys/{key_id}",
             Route::CheckKey => "POST /api/v1/credentials/{provider}/keys/{key_id}/check",
@@ -561,6 +584,7 @@ impl Route {
             Route::ListKeys => list_keys(state, req).await,
             Route::CreateKey => create_key(state, req).await,
             Route::GetKey => get_key(state, req).await,
+            Route::ReplaceKey => replace_key(state, req).await,
             Route::PatchKey => patch_key(state, req).await,
             Route::DeleteKey => delete_key(state, req).await,
             Route::CheckKey => check_key(state, req).await,

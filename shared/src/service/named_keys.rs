@@ -94,6 +94,26 @@ impl CredentialService {
         Ok(CredentialView::of(provider, &written))
     }
 
+    /// Rotates a key: the new one is checked first and replaces the old one
+    /// only when the provider finds it valid (`422` if invalid, `503
+    /// key_not_verified` without a verdict: the old key stays either way).
+    /// Writes an audit line whatever the outcome.
+    pub async fn rotate_key(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: &KeyId,
+        input: KeyInput,
+        if_match: IfMatch,
+    ) -> Result<CredentialView> {
+        let result = self
+            .put_key(user, provider, input, Slot::Rotate(key.clone(), if_match))
+            .await
+            .map(|(written, _)| CredentialView::of(provider, &written));
+        audit::record_result(user, AuditAction::Update, provider, &result);
+        result
+    }
+
     /// One key's status.
     pub async fn get_key(&self, user: &UserId, provider: &'static ProviderSpec, key: &KeyId) -> Result<CredentialView> {
         match self.store.get(user, provider, key).await? {

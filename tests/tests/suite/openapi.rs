@@ -114,6 +114,7 @@ fn service_error_codes() -> Vec<(String, String)> {
         ServiceError::KeyNameTaken(groq, String::new()),
         ServiceError::TooManyKeys(groq),
         ServiceError::PreconditionFailed(groq),
+        ServiceError::KeyNotVerified(groq, Some(30)),
         ServiceError::Unavailable(String::new()),
         ServiceError::Internal(String::new()),
     ];
@@ -130,6 +131,7 @@ fn service_error_codes() -> Vec<(String, String)> {
             | ServiceError::KeyNameTaken(..)
             | ServiceError::TooManyKeys(_)
             | ServiceError::PreconditionFailed(_)
+            | ServiceError::KeyNotVerified(..)
             | ServiceError::Unavailable(_)
             | ServiceError::Internal(_) => {}
             // Answered by credentials-resolve only, never over HTTP.

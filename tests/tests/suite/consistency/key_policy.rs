@@ -145,7 +145,8 @@ fn key_policy_lets_exactly_the_service_roles_and_the_listed_consumers_use_the_ke
         names(&[
             "CredentialsCreateFunctionRole",
             "CredentialsUpdateFunctionRole",
-            "KeysCreateFunctionRole"
+            "KeysCreateFunctionRole",
+            "KeysUpdateFunctionRole"
         ])
     );
     for consumers in [false, true] {

@@ -294,3 +294,58 @@ async fn a_stale_if_match_changes_nothing() {
     let gone = with_tag("DELETE", "*".to_owned(), None).await;
     assert_eq!(gone.status, 204, "{}", gone.text);
 }
+
+/// `PUT .../keys/{key_id}/` rotates: the new key replaces the old one only
+/// when the provider finds it valid; otherwise the old key stays in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_swaps_only_a_valid_key() {
+    let w = world().await;
+    let added = add(&w, "alice", json!({"name": "work", "api_key": GROQ_KEY})).await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let first_tag = added.headers["etag"].to_str().unwrap().to_owned();
+    let put = |key: &str, tag: Option<&str>| {
+        let body = json!({"api_key": key}).to_string();
+        let tag = tag.map(str::to_owned);
+        let w = &w;
+        async move {
+            let mut request = reqwest::Client::new()
+                .put(format!("{}{KEYS}default/", w.server.base_url))
+                .bearer_auth(w.server.token("alice"))
+                .body(body);
+            if let Some(tag) = tag {
+                request = request.header("if-match", tag);
+            }
+            mailmind_tests::local_server::Answer::read(request.send().await.unwrap()).await
+        }
+    };
+
+    // Rejected by the provider: 422, the old key untouched.
+    assert_error(&put(super::GROQ_BAD_KEY, None).await, 422, "key_rejected");
+    assert_eq!(key_hint(&w).await, "gsk_…9xQa");
+    // No verdict (rate limited): 503 with the provider's wait, the old key untouched.
+    let limited = "gsk_limited456789abcdefghijklmnopqrstuvwxyzABCDEFlim1";
+    w.groq.answer(limited, w.groq.rate_limited_response(30)).await;
+    let unverified = put(limited, None).await;
+    assert_error(&unverified, 503, "key_not_verified");
+    assert_eq!(unverified.headers["retry-after"], "30");
+    assert_eq!(key_hint(&w).await, "gsk_…9xQa");
+    // Valid: swapped in, with a new revision.
+    let rotated = put(GROQ_KEY_2, Some(&first_tag)).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    assert_eq!(
+        (rotated.json["key_hint"].as_str(), rotated.json["status"].as_str()),
+        (Some("gsk_…zzZZ"), Some("valid"))
+    );
+    assert_ne!(rotated.headers["etag"].to_str().unwrap(), first_tag);
+    // The tag read before the rotation is stale now.
+    assert_error(&put(GROQ_KEY, Some(&first_tag)).await, 412, "precondition_failed");
+    assert_eq!(key_hint(&w).await, "gsk_…zzZZ");
+}
+
+async fn key_hint(w: &super::World) -> Value {
+    w.server
+        .call_as("alice", "GET", &format!("{KEYS}default/"), None)
+        .await
+        .json["key_hint"]
+        .clone()
+}
