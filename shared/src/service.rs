@@ -139,6 +139,18 @@ impl AuditedOutcome for ServiceError {
     }
 }
 
+/// Runs `work` and writes its audit line ([`crate::audit`]) whatever the outcome.
+async fn audited<T: AuditedOutcome>(
+    user: &UserId,
+    action: AuditAction,
+    provider: &'static ProviderSpec,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let result = work.await;
+    audit::record_result(user, action, provider, &result);
+    result
+}
+
 /// Refuses a key that evidently belongs to another provider (see
 /// [`crate::domain::key_prefix`]).
 fn refuse_foreign_key(provider: &'static ProviderSpec, key: &ApiKey) -> Result<()> {
@@ -300,28 +312,36 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: KeyInput,
     ) -> Result<CredentialView> {
-        let result = self
-            .put_key(user, provider, key, Slot::First)
-            .await
-            .map(|(_, keys)| CredentialView::of_provider(provider, &keys));
-        audit::record_result(user, AuditAction::Create, provider, &result);
-        result
+        self.write_provider_key(user, provider, key, Slot::First).await
     }
 
-    /// Replaces a stored key; a rejected new key leaves the old one untouched.
-    /// Writes an audit line ([`crate::audit`]) whatever the outcome.
+    /// Replaces the primary key; a rejected new key leaves the old one
+    /// untouched. Writes an audit line ([`crate::audit`]) whatever the outcome.
     pub async fn update(
         &self,
         user: &UserId,
         provider: &'static ProviderSpec,
         key: KeyInput,
     ) -> Result<CredentialView> {
-        let result = self
-            .put_key(user, provider, key, Slot::Primary)
-            .await
-            .map(|(_, keys)| CredentialView::of_provider(provider, &keys));
-        audit::record_result(user, AuditAction::Update, provider, &result);
-        result
+        self.write_provider_key(user, provider, key, Slot::Primary).await
+    }
+
+    /// [`Self::put_key`] for the provider routes, audited, answering the provider's status.
+    async fn write_provider_key(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: KeyInput,
+        slot: Slot,
+    ) -> Result<CredentialView> {
+        let action = if slot.adds() {
+            AuditAction::Create
+        } else {
+            AuditAction::Update
+        };
+        let stored = self.put_key(user, provider, key, slot);
+        let viewed = async { Ok(CredentialView::of_provider(provider, &stored.await?.1)) };
+        audited(user, action, provider, viewed).await
     }
 
     /// Create, update and adding a key, one path: they differ in which key

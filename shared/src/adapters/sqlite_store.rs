@@ -492,6 +492,29 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCredential> {
     read().map_err(|Unreadable(field)| corrupt(field))
 }
 
+/// `UPDATE credentials SET <sets>` of `key`'s row while it is at its
+/// revision, `values` bound by name (`:name` in `sets`); `Conflict` or
+/// `NotFound` when it changed nothing.
+fn update_at_revision(
+    tx: &rusqlite::Transaction<'_>,
+    key: &KeyRevision,
+    sets: &str,
+    values: &[(&'static str, Value)],
+) -> Result<(), StoreError> {
+    let sql = format!("UPDATE credentials SET {sets} WHERE {ONE_KEY} AND revision = :revision");
+    let mut all = vec![
+        ("user_id", Value::Text(key.user.as_str().to_owned())),
+        ("provider", Value::Text(key.provider.id.to_owned())),
+        ("key_ref", Value::Text(key.key.as_str().to_owned())),
+        ("revision", Value::Text(key.revision.clone())),
+    ];
+    all.extend(values.iter().cloned());
+    if execute_named(tx, &sql, &all)? == 0 {
+        return Err(stale_or_gone(tx, key)?);
+    }
+    Ok(())
+}
+
 /// Why a conditional write of one key changed nothing: the key is there
 /// (its revision differs: `Conflict`), or gone (`NotFound`).
 fn exists(tx: &rusqlite::Transaction, user: &UserId, provider: &str, key: &KeyId) -> Result<StoreError, StoreError> {
@@ -808,24 +831,8 @@ impl CredentialStore for SqliteStore {
 
     async fn cool_down(&self, key: KeyRevision, until: DateTime<Utc>) -> Result<(), StoreError> {
         self.in_transaction(move |tx| {
-            let updated = tx
-                .execute(
-                    "UPDATE credentials SET cooling_until = MAX(COALESCE(cooling_until, ''), :until)
-                     WHERE user_id = :user_id AND provider = :provider AND key_ref = :key_ref
-                       AND revision = :revision",
-                    named_params! {
-                        ":user_id": key.user.as_str(),
-                        ":provider": key.provider.id,
-                        ":key_ref": key.key.as_str(),
-                        ":revision": key.revision,
-                        ":until": ts(&until),
-                    },
-                )
-                .map_err(internal)?;
-            if updated == 0 {
-                return Err(stale_or_gone(tx, &key)?);
-            }
-            Ok(())
+            let sets = "cooling_until = MAX(COALESCE(cooling_until, ''), :until)";
+            update_at_revision(tx, &key, sets, &[("until", Value::Text(ts(&until)))])
         })
         .await
     }
@@ -1001,28 +1008,15 @@ impl CredentialStore for SqliteStore {
     async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
         let Deferral { attempt, fresh_until } = deferral;
         self.in_transaction(move |tx| {
-            let updated = tx
-                .execute(
-                    "UPDATE credentials SET last_attempt_at = :at, last_attempt_reason = :reason,
-                            attempt_failures = :failures, fresh_at = :fresh_until
-                     WHERE user_id = :user_id AND provider = :provider AND key_ref = :key_ref
-                       AND revision = :revision",
-                    named_params! {
-                        ":user_id": key.user.as_str(),
-                        ":provider": key.provider.id,
-                        ":key_ref": key.key.as_str(),
-                        ":revision": key.revision,
-                        ":at": ts(&attempt.at),
-                        ":reason": attempt.reason.as_str(),
-                        ":failures": attempt.failures,
-                        ":fresh_until": ts(&fresh_until),
-                    },
-                )
-                .map_err(internal)?;
-            if updated == 0 {
-                return Err(stale_or_gone(tx, &key)?);
-            }
-            Ok(())
+            let sets = "last_attempt_at = :at, last_attempt_reason = :reason, attempt_failures = :failures, \
+                        fresh_at = :fresh_until";
+            let values = [
+                ("at", Value::Text(ts(&attempt.at))),
+                ("reason", Value::Text(attempt.reason.as_str().to_owned())),
+                ("failures", Value::Integer(attempt.failures.into())),
+                ("fresh_until", Value::Text(ts(&fresh_until))),
+            ];
+            update_at_revision(tx, &key, sets, &values)
         })
         .await
     }

@@ -2,7 +2,7 @@
 //! add, read, rename / reorder / switch, delete. Adding runs the same path
 //! as `POST /credentials/` (guard, seal, check, one write).
 
-use super::{CredentialService, KeyInput, Result, ServiceError, Slot};
+use super::{CredentialService, KeyInput, Result, ServiceError, Slot, audited};
 use crate::audit::{self, AuditAction};
 use crate::domain::activity::ActivityEvent;
 use crate::domain::named_key::{KeyId, KeyMeta, MAX_KEYS_PER_PROVIDER};
@@ -63,35 +63,26 @@ impl CredentialService {
         priority: Option<u32>,
         input: KeyInput,
     ) -> Result<CredentialView> {
-        let result = self.add_key_unaudited(user, provider, name, priority, input).await;
-        audit::record_result(user, AuditAction::Create, provider, &result);
-        result
-    }
-
-    async fn add_key_unaudited(
-        &self,
-        user: &UserId,
-        provider: &'static ProviderSpec,
-        name: String,
-        priority: Option<u32>,
-        input: KeyInput,
-    ) -> Result<CredentialView> {
-        // A cheap answer before any provider call; the write re-reads.
-        let keys = self.store.keys(user, provider).await?;
-        let priority = priority.unwrap_or_else(|| keys.iter().map(|k| k.key.priority + 1).max().unwrap_or(0));
-        let meta = KeyMeta {
-            id: if keys.is_empty() {
+        let work = async {
+            // A cheap answer before any provider call; the write re-reads.
+            let keys = self.store.keys(user, provider).await?;
+            let priority = priority.unwrap_or_else(|| keys.iter().map(|k| k.key.priority + 1).max().unwrap_or(0));
+            let id = if keys.is_empty() {
                 KeyId::default_key()
             } else {
                 KeyId::random()
-            },
-            name,
-            priority,
-            enabled: true,
+            };
+            let meta = KeyMeta {
+                id,
+                name,
+                priority,
+                enabled: true,
+            };
+            admit_another(provider, &keys, &meta)?;
+            let (written, _) = self.put_key(user, provider, input, Slot::Another(meta)).await?;
+            Ok(CredentialView::of(provider, &written))
         };
-        admit_another(provider, &keys, &meta)?;
-        let (written, _) = self.put_key(user, provider, input, Slot::Another(meta)).await?;
-        Ok(CredentialView::of(provider, &written))
+        audited(user, AuditAction::Create, provider, work).await
     }
 
     /// Rotates a key: the new one is checked first and replaces the old one
@@ -106,12 +97,9 @@ impl CredentialService {
         input: KeyInput,
         if_match: IfMatch,
     ) -> Result<CredentialView> {
-        let result = self
-            .put_key(user, provider, input, Slot::Rotate(key.clone(), if_match))
-            .await
-            .map(|(written, _)| CredentialView::of(provider, &written));
-        audit::record_result(user, AuditAction::Update, provider, &result);
-        result
+        let stored = self.put_key(user, provider, input, Slot::Rotate(key.clone(), if_match));
+        let viewed = async { Ok(CredentialView::of(provider, &stored.await?.0)) };
+        audited(user, AuditAction::Update, provider, viewed).await
     }
 
     /// One key's status.
