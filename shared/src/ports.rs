@@ -158,7 +158,13 @@ pub trait CredentialStore: Send + Sync {
 
     /// Replaces key, hint, status and model list of an existing credential in
     /// one atomic step, keeping `created_at`. `NotFound` when there is none.
-    async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError>;
+    /// Given `if_revision`, only while the stored key is that one (`Conflict` otherwise).
+    async fn replace(
+        &self,
+        credential: &StoredCredential,
+        models: &[ModelInfo],
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Records the result of checking `key`: the check, and the models as
     /// `models` says, in one atomic step.

@@ -442,6 +442,7 @@ impl CredentialService {
             cooling_until: None,
         };
         let old_check = existing.as_ref().map(|old| old.check.clone());
+        let old_revision = existing.as_ref().map(|old| old.revision.clone());
         if let Some(old) = existing {
             // The credential keeps its name, place, birth and last use.
             credential.key = old.key;
@@ -450,10 +451,15 @@ impl CredentialService {
             credential.consumer_uses = old.consumer_uses;
         }
         write_fits_before_deadline(provider)?;
+        // A rotation under If-Match writes only over the revision it checked.
+        let if_revision = match (&slot, &old_revision) {
+            (Slot::Rotate(_, if_match), Some(revision)) if if_match.is_set() => Some(revision.as_str()),
+            _ => None,
+        };
         let written = if slot.adds() {
             self.store.insert(&credential, &models).await
         } else {
-            self.store.replace(&credential, &models).await
+            self.store.replace(&credential, &models, if_revision).await
         };
         match (&slot, written) {
             (_, Ok(())) => {}
@@ -464,6 +470,7 @@ impl CredentialService {
             }
             (Slot::Primary, Err(StoreError::NotFound)) => return Err(ServiceError::CredentialNotFound(provider)),
             (Slot::Rotate(..), Err(StoreError::NotFound)) => return Err(ServiceError::KeyNotFound(provider)),
+            (Slot::Rotate(..), Err(StoreError::Conflict)) => return Err(ServiceError::PreconditionFailed(provider)),
             (_, Err(e)) => return Err(e.into()),
         }
         tracing::info!(

@@ -197,7 +197,7 @@ pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store:
     );
     let mut moved = credential("user-a", "openai_compatible", "r2");
     moved.endpoint = Some(Endpoint::accepted("https://other.example/v1".to_owned()));
-    store.replace(&moved, &[]).await.unwrap();
+    store.replace(&moved, &[], None).await.unwrap();
     let stored = store
         .get(&user("user-a"), compatible, &first_key())
         .await
@@ -285,6 +285,16 @@ pub async fn several_keys_of_a_provider_are_kept_apart_and_listed_in_order(store
         store.record_check(stale, &check, ModelsUpdate::Keep).await,
         Err(StoreError::Conflict)
     ));
+
+    // A replacement under a revision condition: refused once the key moved on.
+    let mut rotated = backup.clone();
+    rotated.revision = "r2-next".into();
+    assert!(matches!(
+        store.replace(&rotated, &[], Some("not-r2")).await,
+        Err(StoreError::Conflict)
+    ));
+    store.replace(&rotated, &[], Some("r2")).await.unwrap();
+    assert_eq!(store.get(&u, openai, &backup.key.id).await.unwrap().unwrap().revision, "r2-next");
 
     // One key goes with its list; then the provider's others, all at once.
     store.delete_key(&u, openai, &backup.key.id, None).await.unwrap();
@@ -395,7 +405,7 @@ pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<impl Store>) 
 pub async fn replace_needs_an_existing_credential(store: Arc<impl Store>) {
     let c = credential("user-a", "groq", "r1");
     assert!(matches!(
-        store.replace(&c, &models(&["a"])).await,
+        store.replace(&c, &models(&["a"]), None).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
@@ -411,7 +421,7 @@ pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc
     newer.key_hint = "gsk_…NEW1".to_owned();
     newer.check.checked_at = Some(at(200));
     newer.models_count = 1;
-    store.replace(&newer, &models(&["c"])).await.unwrap();
+    store.replace(&newer, &models(&["c"]), None).await.unwrap();
     let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.created_at, original.created_at);
     assert_eq!(stored.revision, "r2");
@@ -582,7 +592,7 @@ pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     ));
     let b_version = credential("user-b", "groq", "r1");
     assert!(matches!(
-        store.replace(&b_version, &[]).await,
+        store.replace(&b_version, &[], None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
@@ -756,7 +766,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
     assert_eq!(stored.check, credential("user-a", "groq", "r1").check);
     let mut replaced = credential("user-a", "groq", "r2");
     replaced.created_at = at(600);
-    store.replace(&replaced, &models(&["b"])).await.unwrap();
+    store.replace(&replaced, &models(&["b"]), None).await.unwrap();
     let stored = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(500)));
     assert_eq!(stored.consumer_uses, second.uses);
@@ -936,7 +946,7 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
     ));
     // A new key starts with a window of its own.
     store
-        .replace(&credential("user-a", "groq", "r2"), &models(&["b"]))
+        .replace(&credential("user-a", "groq", "r2"), &models(&["b"]), None)
         .await
         .unwrap();
     assert_eq!(
@@ -1097,7 +1107,7 @@ pub async fn due_lists_a_providers_stale_credentials_oldest_first_and_nothing_el
     );
     // A replaced key is fresh from its own check.
     store
-        .replace(&checked_at("user-5", "groq", "1b06", 300), &models(&["n"]))
+        .replace(&checked_at("user-5", "groq", "1b06", 300), &models(&["n"]), None)
         .await
         .unwrap();
     assert!(store.due(due_query("groq", at(50), 10)).await.unwrap().is_empty());
@@ -1224,7 +1234,7 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         .await
         .unwrap();
     store
-        .replace(&checked_at("user-a", "groq", "ab02", 700), &models(&["m3"]))
+        .replace(&checked_at("user-a", "groq", "ab02", 700), &models(&["m3"]), None)
         .await
         .unwrap();
     assert_eq!(
@@ -1342,7 +1352,7 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
     // And through the other two writes that store a list.
     let mut newer = credential("user-a", "groq", "r2");
     newer.models_count = 1800;
-    store.replace(&newer, &large).await.unwrap();
+    store.replace(&newer, &large, None).await.unwrap();
     let check = CheckState {
         status: CredentialStatus::Valid,
         reason: None,
@@ -1409,7 +1419,10 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         models(&["short"])
     );
     let half = &huge[..huge.len() / 2];
-    store.replace(&credential("user-a", "groq", "r2"), half).await.unwrap();
+    store
+        .replace(&credential("user-a", "groq", "r2"), half, None)
+        .await
+        .unwrap();
     assert_eq!(
         store
             .models(&user("user-a"), groq(), &first_key())
@@ -1419,7 +1432,10 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
             .models,
         half
     );
-    store.replace(&credential("user-a", "groq", "r3"), &[]).await.unwrap();
+    store
+        .replace(&credential("user-a", "groq", "r3"), &[], None)
+        .await
+        .unwrap();
     assert_eq!(
         store
             .models(&user("user-a"), groq(), &first_key())

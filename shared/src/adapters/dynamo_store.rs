@@ -639,11 +639,28 @@ impl CredentialStore for DynamoStore {
         self.write_key(write, credential, models, StoreError::Conflict).await
     }
 
-    async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
+    async fn replace(
+        &self,
+        credential: &StoredCredential,
+        models: &[ModelInfo],
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError> {
         let key = Self::credential_key(&credential.user_id, &stem(credential.provider.id, &credential.key.id));
-        let update = self.credential_update(key, key_and_status_attributes(credential), None)?;
+        let update = self.credential_update(key, key_and_status_attributes(credential), if_revision)?;
         let write = TransactWriteItem::builder().update(update).build();
-        self.write_key(write, credential, models, StoreError::NotFound).await
+        match self.write_key(write, credential, models, StoreError::NotFound).await {
+            // The condition failed: the key is gone, or was replaced meanwhile.
+            Err(StoreError::NotFound) if if_revision.is_some() => {
+                match self
+                    .get(&credential.user_id, credential.provider, &credential.key.id)
+                    .await?
+                {
+                    Some(_) => Err(StoreError::Conflict),
+                    None => Err(StoreError::NotFound),
+                }
+            }
+            other => other,
+        }
     }
 
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {

@@ -243,11 +243,19 @@ impl SqliteStore {
         credential: &StoredCredential,
         models: &[ModelInfo],
         on_miss: StoreError,
+        if_revision: Option<Value>,
     ) -> Result<(), StoreError> {
         let (c, models) = (credential.clone(), models.to_vec());
         self.in_transaction(move |tx| {
-            if execute_named(tx, sql, &credential_values(&c))? == 0 {
-                return Err(on_miss);
+            let mut values = credential_values(&c);
+            let conditional = if_revision.is_some();
+            values.push(("if_revision", if_revision.unwrap_or(Value::Null)));
+            if execute_named(tx, sql, &values)? == 0 {
+                return Err(if conditional {
+                    exists(tx, &c.user_id, c.provider.id, &c.key.id)?
+                } else {
+                    on_miss
+                });
             }
             write_models(tx, &KeyRevision::of(&c), &c.updated_at, &models)
         })
@@ -366,7 +374,10 @@ static REPLACE_CREDENTIAL: LazyLock<String> = LazyLock::new(|| {
         .filter(|c| !KEPT_ON_REPLACE.contains(c))
         .map(|c| format!("{c} = :{c}"))
         .collect();
-    format!("UPDATE credentials SET {} WHERE {ONE_KEY}", sets.join(", "))
+    format!(
+        "UPDATE credentials SET {} WHERE {ONE_KEY} AND revision = COALESCE(:if_revision, revision)",
+        sets.join(", ")
+    )
 });
 
 /// The condition that picks one key's row (`:user_id`, `:provider`, `:key_ref`).
@@ -704,12 +715,18 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
-        self.write_key(&INSERT_CREDENTIAL, credential, models, StoreError::Conflict)
+        self.write_key(&INSERT_CREDENTIAL, credential, models, StoreError::Conflict, None)
             .await
     }
 
-    async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
-        self.write_key(&REPLACE_CREDENTIAL, credential, models, StoreError::NotFound)
+    async fn replace(
+        &self,
+        credential: &StoredCredential,
+        models: &[ModelInfo],
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let condition = if_revision.map(|r| Value::Text(r.to_owned()));
+        self.write_key(&REPLACE_CREDENTIAL, credential, models, StoreError::NotFound, condition)
             .await
     }
 

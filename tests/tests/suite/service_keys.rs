@@ -102,9 +102,14 @@ impl CredentialStore for Counting {
         self.wrote();
         self.inner.insert(credential, models).await
     }
-    async fn replace(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
+    async fn replace(
+        &self,
+        credential: &StoredCredential,
+        models: &[ModelInfo],
+        if_revision: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.wrote();
-        self.inner.replace(credential, models).await
+        self.inner.replace(credential, models, if_revision).await
     }
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
         self.wrote();

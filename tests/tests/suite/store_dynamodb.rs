@@ -172,11 +172,14 @@ async fn a_large_list_is_chunked_and_a_shorter_one_leaves_no_chunk_behind() {
     assert!(keys.len() > 3, "the list takes several items: {keys:?}");
     assert!(keys.iter().all(|k| k == "CRED#groq" || k.starts_with("MODELS#groq")));
     store
-        .replace(&credential("user-a", "groq", "r2"), &models(&["a"]))
+        .replace(&credential("user-a", "groq", "r2"), &models(&["a"]), None)
         .await
         .unwrap();
     assert_eq!(sort_keys(&client, &table).await, ["CRED#groq", "MODELS#groq"]);
-    store.replace(&credential("user-a", "groq", "r3"), &huge).await.unwrap();
+    store
+        .replace(&credential("user-a", "groq", "r3"), &huge, None)
+        .await
+        .unwrap();
     store.delete(&user("user-a"), groq()).await.unwrap();
     assert_eq!(sort_keys(&client, &table).await, Vec::<String>::new());
 }
