@@ -294,7 +294,10 @@ pub async fn several_keys_of_a_provider_are_kept_apart_and_listed_in_order(store
         Err(StoreError::Conflict)
     ));
     store.replace(&rotated, &[], Some("r2")).await.unwrap();
-    assert_eq!(store.get(&u, openai, &backup.key.id).await.unwrap().unwrap().revision, "r2-next");
+    assert_eq!(
+        store.get(&u, openai, &backup.key.id).await.unwrap().unwrap().revision,
+        "r2-next"
+    );
 
     // One key goes with its list; then the provider's others, all at once.
     store.delete_key(&u, openai, &backup.key.id, None).await.unwrap();
