@@ -772,13 +772,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             ],
         ),
         Route::DeleteCredential => (
-            vec![(
-                "204".into(),
-                ResponseBuilder::new()
-                    .description("Deleted, with its models; no body")
-                    .header("Cache-Control", cache_control_header())
-                    .build(),
-            )],
+            vec![deleted()],
             None,
             vec![("404", vec![unknown_in_path.clone(), not_found.clone()])],
         ),
@@ -868,13 +862,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             ],
         ),
         Route::DeleteKey => (
-            vec![(
-                "204".into(),
-                ResponseBuilder::new()
-                    .description("Deleted, with its models; no body")
-                    .header("Cache-Control", cache_control_header())
-                    .build(),
-            )],
+            vec![deleted()],
             None,
             vec![
                 ("404", vec![unknown_in_path.clone(), key_not_found]),
@@ -1099,6 +1087,17 @@ fn error_summary(status: &str) -> &'static str {
 }
 
 /// `Cache-Control: no-store`, on every answer of the service.
+/// `204` of a delete: no body.
+fn deleted() -> Answer {
+    (
+        "204".into(),
+        ResponseBuilder::new()
+            .description("Deleted, with its models; no body")
+            .header("Cache-Control", cache_control_header())
+            .build(),
+    )
+}
+
 fn cache_control_header() -> utoipa::openapi::header::Header {
     always("no-store")
 }

@@ -1,4 +1,4 @@
-//! Several keys per provider (issue 19): each stored key has an id, a name
+//! Several keys per provider: each stored key has an id, a name
 //! the user chooses, a place in the provider's priority order and an
 //! `enabled` flag. A credential stored before keys had ids is the key
 //! [`KeyId::DEFAULT`], named `default`, first, enabled: it reads as such

@@ -3,7 +3,7 @@
 //! as `POST /credentials/` (guard, seal, check, one write).
 
 use super::{CredentialService, KeyInput, Result, ServiceError, Slot, audited};
-use crate::audit::{self, AuditAction};
+use crate::audit::AuditAction;
 use crate::domain::activity::ActivityEvent;
 use crate::domain::named_key::{KeyId, KeyMeta, MAX_KEYS_PER_PROVIDER};
 use crate::domain::{CredentialView, ProviderSpec, StoredCredential, UserId};
@@ -190,7 +190,8 @@ impl CredentialService {
         Ok(CredentialView::of(provider, &stored))
     }
 
-    /// Deletes one key and its models. Writes an audit line whatever the outcome.
+    /// Deletes one key and its models, if it meets `if_match`. Writes an
+    /// audit line whatever the outcome.
     pub async fn delete_named_key(
         &self,
         user: &UserId,
@@ -198,41 +199,31 @@ impl CredentialService {
         key: &KeyId,
         if_match: &IfMatch,
     ) -> Result<()> {
-        let result = self.delete_if_matching(user, provider, key, if_match).await;
-        audit::record_result(user, AuditAction::Delete, provider, &result);
-        if result.is_ok() {
-            tracing::info!(provider = provider.id, key = key.as_str(), "key deleted");
-            self.note(user, provider, ActivityEvent::Deleted).await;
-        }
-        result
-    }
-
-    async fn delete_if_matching(
-        &self,
-        user: &UserId,
-        provider: &'static ProviderSpec,
-        key: &KeyId,
-        if_match: &IfMatch,
-    ) -> Result<()> {
-        // Only a precondition naming revisions needs the key read first.
-        let condition = match if_match {
-            IfMatch::Any => None,
-            IfMatch::Revisions(_) => {
-                let Some(stored) = self.store.get(user, provider, key).await? else {
-                    return Err(ServiceError::KeyNotFound(provider));
-                };
-                if !if_match.admits(&stored.revision) {
-                    return Err(ServiceError::PreconditionFailed(provider));
+        let work = async {
+            // Only a precondition naming revisions needs the key read first.
+            let condition = match if_match {
+                IfMatch::Any => None,
+                IfMatch::Revisions(_) => {
+                    let Some(stored) = self.store.get(user, provider, key).await? else {
+                        return Err(ServiceError::KeyNotFound(provider));
+                    };
+                    if !if_match.admits(&stored.revision) {
+                        return Err(ServiceError::PreconditionFailed(provider));
+                    }
+                    Some(stored.revision)
                 }
-                Some(stored.revision)
+            };
+            match self.store.delete_key(user, provider, key, condition.as_deref()).await {
+                Ok(()) => Ok(()),
+                Err(StoreError::NotFound) => Err(ServiceError::KeyNotFound(provider)),
+                Err(StoreError::Conflict) => Err(ServiceError::PreconditionFailed(provider)),
+                Err(e) => Err(e.into()),
             }
         };
-        match self.store.delete_key(user, provider, key, condition.as_deref()).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::NotFound) => Err(ServiceError::KeyNotFound(provider)),
-            Err(StoreError::Conflict) => Err(ServiceError::PreconditionFailed(provider)),
-            Err(e) => Err(e.into()),
-        }
+        audited(user, AuditAction::Delete, provider, work).await?;
+        tracing::info!(provider = provider.id, key = key.as_str(), "key deleted");
+        self.note(user, provider, ActivityEvent::Deleted).await;
+        Ok(())
     }
 }
 

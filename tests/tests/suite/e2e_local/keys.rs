@@ -98,17 +98,7 @@ async fn named_keys_are_added_ordered_switched_and_deleted_and_the_provider_rout
     assert_eq!(models.json.as_array().unwrap().len(), GROQ_MODELS.len());
 
     // Each key has its own list, and can be checked on its own.
-    let of_backup = w
-        .server
-        .call_as("alice", "GET", &format!("{KEYS}{backup_id}/models/"), None)
-        .await;
-    let listed: Vec<&str> = of_backup
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["model_id"].as_str().unwrap())
-        .collect();
+    let listed = w.server.model_ids("alice", &format!("groq/keys/{backup_id}")).await;
     assert_eq!(listed, ["llama-3.1-8b-instant"]);
     let asked = w.groq.requests().await.len();
     let checked = w
