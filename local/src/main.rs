@@ -46,6 +46,7 @@ Usage: mailmind-local [--port PORT] [--data-dir DIR] [--sandbox] [--cors-origin 
                                 per window (default 10; 0: no limit)
   --validation-window SECS      that window (default 60)
   --max-connections-per-user N  live sockets per user (default 10; 0: no cap)
+  --previous-key-days N         days a replaced key is kept to roll back to (1-90, default 7)
   --revalidate-after D  re-check in the background every key whose verdict is
                    older than D, a duration like 24h, 90s (default 24h)
   --revalidate-every D  how often that runs (default 1h; 0 turns it off)
@@ -159,6 +160,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--max-connections-per-user" => {
                 options.limits.max_connections_per_user = mailmind::config::max_connections(&value()?)?
             }
+            "--previous-key-days" => options.limits.previous_key_days = mailmind::config::previous_key_days(&value()?)?,
             "--revalidate-after" => {
                 options.revalidate_after = parse_duration(&value()?).map_err(|e| format!("--revalidate-after: {e}"))?;
                 if options.revalidate_after.is_zero() {
@@ -428,6 +430,7 @@ mod tests {
             "600",
             "--max-connections-per-user",
             "2",
+            "--previous-key-days=30",
         ])
         .unwrap()
         .unwrap()
@@ -435,6 +438,8 @@ mod tests {
         assert_eq!(limits.validations.per_window, 3);
         assert_eq!(limits.validations.window, chrono::Duration::seconds(600));
         assert_eq!(limits.max_connections_per_user, 2);
+        assert_eq!(limits.previous_key_days, 30);
+        assert!(args(&["--previous-key-days", "0"]).is_err());
         assert!(args(&["--validation-limit", "x"]).is_err());
         assert!(args(&["--validation-window", "0"]).is_err());
         assert!(args(&["--max-connections-per-user", "-1"]).is_err());

@@ -40,6 +40,8 @@ pub enum AuditAction {
     Resolve,
     /// A MailMind function's usage report (every report is audited).
     Report,
+    /// `POST /credentials/{provider}/keys/{key_id}/rollback`.
+    Rollback,
 }
 
 impl AuditAction {
@@ -52,6 +54,7 @@ impl AuditAction {
             AuditAction::Check => "check",
             AuditAction::Resolve => "resolve",
             AuditAction::Report => "report",
+            AuditAction::Rollback => "rollback",
         }
     }
 }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use crate::service::{DEFAULT_MAX_CONNECTIONS_PER_USER, RevalidationPolicy, ValidationLimit};
+use crate::service::{
+    DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_PREVIOUS_KEY_DAYS, RevalidationPolicy, ValidationLimit,
+};
 
 /// Configuration that keeps the service from starting, said in one sentence.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub struct Limits {
     pub validations: ValidationLimit,
     /// Live WebSocket connections per user; 0: no cap.
     pub max_connections_per_user: u32,
+    /// Days a replaced key is kept sealed to roll back to.
+    pub previous_key_days: u32,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
         Limits {
             validations: ValidationLimit::default(),
             max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+            previous_key_days: DEFAULT_PREVIOUS_KEY_DAYS,
         }
     }
 }
@@ -42,7 +47,8 @@ impl Default for Limits {
 impl Limits {
     /// From `VALIDATION_LIMIT` (validations per window, 0 = off),
     /// `VALIDATION_LIMIT_WINDOW_SECONDS` (1 to 86400) and
-    /// `MAX_CONNECTIONS_PER_USER`; unset or empty means the default.
+    /// `MAX_CONNECTIONS_PER_USER` and `PREVIOUS_KEY_DAYS`; unset or empty
+    /// means the default.
     pub fn from_env() -> Result<Limits, ConfigError> {
         let validations = validation_limit(
             env("VALIDATION_LIMIT").as_deref(),
@@ -53,9 +59,14 @@ impl Limits {
             Some(text) => max_connections(&text).map_err(ConfigError)?,
             None => DEFAULT_MAX_CONNECTIONS_PER_USER,
         };
+        let previous_key_days = match env("PREVIOUS_KEY_DAYS") {
+            Some(text) => previous_key_days(&text).map_err(ConfigError)?,
+            None => DEFAULT_PREVIOUS_KEY_DAYS,
+        };
         Ok(Limits {
             validations,
             max_connections_per_user,
+            previous_key_days,
         })
     }
 }
@@ -84,6 +95,15 @@ pub fn validation_limit(per_window: Option<&str>, window_secs: Option<&str>) -> 
 pub fn max_connections(text: &str) -> Result<u32, String> {
     text.parse()
         .map_err(|_| format!("the connection cap must be a whole number of at least 0, not '{text}'"))
+}
+
+/// Days a replaced key is kept to roll back to, 1 to 90.
+pub fn previous_key_days(text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|days| (1..=90).contains(days))
+        .ok_or_else(|| format!("PREVIOUS_KEY_DAYS must be a whole number of days from 1 to 90, not '{text}'"))
 }
 
 /// The re-validation policy from `REVALIDATE_AFTER` and `REVALIDATE_BUDGET`
@@ -134,6 +154,10 @@ mod tests {
         assert!(validation_limit(Some("ten"), None).is_err());
         assert!(validation_limit(None, Some("0")).is_err());
         assert!(validation_limit(None, Some("86401")).is_err());
+        assert_eq!(previous_key_days(" 30 "), Ok(30));
+        for wrong in ["0", "91", "-1", "7d", ""] {
+            assert!(previous_key_days(wrong).is_err(), "{wrong:?}");
+        }
     }
 
     #[test]

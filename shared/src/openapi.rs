@@ -576,6 +576,17 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
             "Check one key again",
             "As `POST .../check/` does for the primary key, for this one. Never `422`.",
         ),
+        Route::RollbackKey => (
+            "rollbackKey",
+            "keys",
+            "Roll a key back to its previous version",
+            "A replaced key is kept sealed as the key's previous version for `PreviousKeyDays` \
+             (7 by default; the key's `previous_key_hint` and `rollback_until` show it). The \
+             previous version is checked again and restores it only when the provider finds it \
+             valid: `invalid` is `422`, no verdict `503 key_not_verified`, and the current key \
+             stays either way. The key it replaces becomes the previous version in turn, so a \
+             rollback can be undone. Honours `If-Match`; pushes the new status.",
+        ),
         Route::KeyModels => (
             "keyModels",
             "keys",
@@ -617,7 +628,10 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
             );
     }
-    if matches!(route, Route::ReplaceKey | Route::PatchKey | Route::DeleteKey) {
+    if matches!(
+        route,
+        Route::ReplaceKey | Route::PatchKey | Route::DeleteKey | Route::RollbackKey
+    ) {
         op = op.parameter(
             ParameterBuilder::new()
                 .name("If-Match")
@@ -694,6 +708,14 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
         "precondition_failed",
         "This Groq API key changed since it was read (If-Match). Nothing was changed; read it again.",
     );
+    let not_verified = ApiError {
+        retry_after_secs: Some(30),
+        ..ApiError::new(
+            503,
+            "key_not_verified",
+            "Groq could not check the new API key (no verdict); the current key stays in use. Try again later.",
+        )
+    };
     let name_taken = ApiError::new(
         409,
         "key_name_taken",
@@ -878,17 +900,31 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
                 ("412", vec![stale.clone()]),
                 ("422", vec![rejected.clone()]),
                 ("429", vec![too_many.clone()]),
+                ("503", vec![not_verified.clone()]),
+            ],
+        ),
+        Route::RollbackKey => (
+            vec![status_object(
+                "200",
+                "Rolled back: the previous version was found valid",
+                key_view(),
+            )],
+            None,
+            vec![
+                ("404", vec![unknown_in_path.clone(), key_not_found.clone()]),
                 (
-                    "503",
-                    vec![ApiError {
-                        retry_after_secs: Some(30),
-                        ..ApiError::new(
-                            503,
-                            "key_not_verified",
-                            "Groq could not check the new API key (no verdict); the current key stays in use. Try again later.",
-                        )
-                    }],
+                    "409",
+                    vec![ApiError::new(
+                        409,
+                        "no_previous_key",
+                        "This Groq API key has no previous version to roll back to: a replaced key is kept for a \
+                         limited time only. Nothing was changed.",
+                    )],
                 ),
+                ("412", vec![stale.clone()]),
+                ("422", vec![rejected.clone()]),
+                ("429", vec![too_many.clone()]),
+                ("503", vec![not_verified.clone()]),
             ],
         ),
         Route::CheckKey => (
@@ -948,7 +984,7 @@ fn operation(route: Route) -> utoipa::openapi::path::Operation {
     };
     let names_a_key = matches!(
         route,
-        Route::CreateKey | Route::GetKey | Route::ReplaceKey | Route::PatchKey | Route::CheckKey
+        Route::CreateKey | Route::GetKey | Route::ReplaceKey | Route::PatchKey | Route::CheckKey | Route::RollbackKey
     );
     for (status, mut response) in success {
         if route == Route::CreateCredential {

@@ -19,7 +19,8 @@ use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery, Consum
 use crate::domain::endpoint::{Endpoint, EndpointRefusal};
 use crate::domain::named_key::{KeyId, KeyMeta};
 use crate::domain::{
-    ApiKey, CheckOutcome, CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId,
+    ApiKey, CheckOutcome, CheckState, FailedAttempt, ModelInfo, ModelList, PreviousKey, ProviderSpec, StoredCredential,
+    UserId,
 };
 
 /// Storage failures, in the terms the API answers with.
@@ -72,6 +73,48 @@ impl KeyRevision {
             provider: credential.provider,
             key: credential.key.id.clone(),
             revision: credential.revision.clone(),
+        }
+    }
+}
+
+/// A new key taking the place of a stored one (same id).
+#[derive(Debug, Clone, Copy)]
+pub struct Replacement<'a> {
+    /// The key as it is to be stored; its `previous` is `retired`'s note.
+    pub credential: &'a StoredCredential,
+    /// Its model list.
+    pub models: &'a [ModelInfo],
+    /// The revision the stored key must still have, if any.
+    pub if_revision: Option<&'a str>,
+    /// The key it replaces, kept as its previous version (any older one is
+    /// forgotten); `None` keeps none.
+    pub retired: Option<&'a PreviousKey>,
+}
+
+impl<'a> Replacement<'a> {
+    /// `credential` with `models`, unconditionally, keeping no previous version.
+    pub fn of(credential: &'a StoredCredential, models: &'a [ModelInfo]) -> Replacement<'a> {
+        Replacement {
+            credential,
+            models,
+            if_revision: None,
+            retired: None,
+        }
+    }
+
+    /// Only while the stored key is at `revision`.
+    pub fn if_revision(self, revision: &'a str) -> Replacement<'a> {
+        Replacement {
+            if_revision: Some(revision),
+            ..self
+        }
+    }
+
+    /// Keeping `previous` as the previous version.
+    pub fn retiring(self, previous: &'a PreviousKey) -> Replacement<'a> {
+        Replacement {
+            retired: Some(previous),
+            ..self
         }
     }
 }
@@ -156,15 +199,20 @@ pub trait CredentialStore: Send + Sync {
     /// `Conflict` when the user already has one for the provider.
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError>;
 
-    /// Replaces key, hint, status and model list of an existing credential in
-    /// one atomic step, keeping `created_at`. `NotFound` when there is none.
-    /// Given `if_revision`, only while the stored key is that one (`Conflict` otherwise).
-    async fn replace(
+    /// Replaces key, hint, status and model list of an existing credential,
+    /// and its previous version, in one atomic step ([`Replacement`]),
+    /// keeping `created_at`. `NotFound` when there is none; given
+    /// `if_revision`, `Conflict` unless the stored key is that one.
+    async fn replace(&self, replacement: Replacement<'_>) -> Result<(), StoreError>;
+
+    /// The previous version of key `key` while it is kept (never one past
+    /// its `kept_until`, whether or not the store has forgotten it yet).
+    async fn previous(
         &self,
-        credential: &StoredCredential,
-        models: &[ModelInfo],
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError>;
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<PreviousKey>, StoreError>;
 
     /// Records the result of checking `key`: the check, and the models as
     /// `models` says, in one atomic step.
@@ -183,7 +231,7 @@ pub trait CredentialStore: Send + Sync {
     /// re-check in the window was claimed already.
     async fn claim_recheck(&self, key: KeyRevision, when: OncePerWindow) -> Result<bool, StoreError>;
 
-    /// Deletes every key of the provider and their models together.
+    /// Deletes every key of the provider, their models and previous versions together.
     /// `NotFound` when there is none.
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError>;
 
@@ -204,7 +252,7 @@ pub trait CredentialStore: Send + Sync {
         if_revision: Option<&str>,
     ) -> Result<(), StoreError>;
 
-    /// Deletes one key and its models together. `NotFound` when there is none.
+    /// Deletes one key, its models and its previous version together. `NotFound` when there is none.
     /// Given `if_revision`, only while the key is that one (`Conflict` otherwise).
     async fn delete_key(
         &self,

@@ -20,8 +20,8 @@ use crate::domain::named_key::{self, KeyId, KeyMeta};
 use crate::domain::provider::PROVIDERS;
 use crate::domain::quota::Quota;
 use crate::domain::{
-    ApiKey, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView, ProviderSpec, SealedKey,
-    StatusChange, StatusEvent, StoredCredential, UserId,
+    ApiKey, CheckOutcome, CheckState, CredentialStatus, CredentialView, ModelInfo, ModelView, PreviousKey,
+    ProviderSpec, SealedKey, StatusChange, StatusEvent, StoredCredential, UserId,
 };
 use crate::envelope;
 use named_keys::admit_another;
@@ -35,7 +35,7 @@ mod revalidate;
 
 use crate::ports::{
     ActivityStore, Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyRevision, Keyring,
-    KeyringError, ModelsUpdate, Notifier, ProviderClient, StatusEvents, StoreError,
+    KeyringError, ModelsUpdate, Notifier, ProviderClient, Replacement, StatusEvents, StoreError,
 };
 pub use activity::NoActivity;
 pub use keys::{Chosen, LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
@@ -95,6 +95,9 @@ pub enum ServiceError {
     /// `If-Match` named a revision the key no longer has; nothing changed.
     #[error("the {} key changed since it was read", .0.id)]
     PreconditionFailed(&'static ProviderSpec),
+    /// A rollback of a key that has no previous version kept.
+    #[error("the {} key has no previous version to roll back to", .0.id)]
+    NoPreviousKey(&'static ProviderSpec),
     /// The provider has as many keys as allowed.
     #[error("the {} keys are at their limit", .0.id)]
     TooManyKeys(&'static ProviderSpec),
@@ -122,6 +125,7 @@ impl ServiceError {
             ServiceError::KeyNotFound(_) => "key_not_found",
             ServiceError::KeyNameTaken(..) => "key_name_taken",
             ServiceError::TooManyKeys(_) => "too_many_keys",
+            ServiceError::NoPreviousKey(_) => "no_previous_key",
             ServiceError::NoUsableKey(..) => "no_usable_key",
             ServiceError::PreconditionFailed(_) => "precondition_failed",
             ServiceError::KeyNotVerified(..) => "key_not_verified",
@@ -190,12 +194,25 @@ enum Slot {
     /// `PUT .../keys/{key_id}/`: a rotation: the new key replaces that key
     /// only once the provider found it valid, if it still meets `If-Match`.
     Rotate(KeyId, IfMatch),
+    /// `POST .../keys/{key_id}/rollback/`: the key's previous version (the
+    /// key given is it, opened) takes its place again, as a rotation would.
+    Rollback(KeyId, IfMatch, Box<PreviousKey>),
 }
 
 impl Slot {
     /// Whether the write adds a key (else it replaces one).
     fn adds(&self) -> bool {
         matches!(self, Slot::First | Slot::Another(_))
+    }
+
+    /// The key it replaces and the `If-Match` that key must meet, for the
+    /// writes that act on one key (rotation, rollback), which also swap
+    /// only a key found valid.
+    fn one_key(&self) -> Option<(&KeyId, &IfMatch)> {
+        match self {
+            Slot::Rotate(id, if_match) | Slot::Rollback(id, if_match, _) => Some((id, if_match)),
+            _ => None,
+        }
     }
 }
 
@@ -233,7 +250,12 @@ pub struct CredentialService {
     events: Option<Arc<dyn StatusEvents>>,
     limiter: Option<limits::Limiter>,
     activity: Arc<dyn ActivityStore>,
+    previous_kept_for: chrono::Duration,
 }
+
+/// How long a replaced key is kept to roll back to, unless configured
+/// (`PREVIOUS_KEY_DAYS`).
+pub const DEFAULT_PREVIOUS_KEY_DAYS: u32 = 7;
 
 impl CredentialService {
     /// The service over its ports.
@@ -251,7 +273,14 @@ impl CredentialService {
             events: None,
             limiter: None,
             activity: Arc::new(NoActivity),
+            previous_kept_for: chrono::Duration::days(DEFAULT_PREVIOUS_KEY_DAYS.into()),
         }
+    }
+
+    /// Keeps a replaced key for `days` to roll back to.
+    pub fn with_previous_key_days(mut self, days: u32) -> CredentialService {
+        self.previous_kept_for = chrono::Duration::days(days.into());
+        self
     }
 
     /// Publishes every change of a key's status to `events`.
@@ -370,29 +399,36 @@ impl CredentialService {
                 admit_another(provider, &keys, meta)?;
                 None
             }
-            Slot::Rotate(id, if_match) => match keys.iter().find(|k| &k.key.id == id) {
-                Some(old) if !if_match.admits(&old.revision) => return Err(ServiceError::PreconditionFailed(provider)),
-                Some(old) => Some(old.clone()),
-                None => return Err(ServiceError::KeyNotFound(provider)),
-            },
+            Slot::Rotate(id, if_match) | Slot::Rollback(id, if_match, _) => {
+                match keys.iter().find(|k| &k.key.id == id) {
+                    Some(old) if !if_match.admits(&old.revision) => {
+                        return Err(ServiceError::PreconditionFailed(provider));
+                    }
+                    Some(old) => Some(old.clone()),
+                    None => return Err(ServiceError::KeyNotFound(provider)),
+                }
+            }
             Slot::First => None,
         };
         // A new endpoint is guarded before anything is sealed or counted; a
         // replaced key keeps its endpoint unless another is given.
-        let endpoint = match (provider.endpoint_per_key(), base_url) {
-            (false, _) => None,
-            (true, Some(given)) => Some(
+        let endpoint = match (&slot, provider.endpoint_per_key(), base_url) {
+            (_, false, _) => None,
+            // Admitted when it was stored; every call checks it again.
+            (Slot::Rollback(_, _, previous), true, _) => previous.endpoint.clone(),
+            (_, true, Some(given)) => Some(
                 self.providers
                     .admit_endpoint(&given)
                     .await
                     .map_err(ServiceError::EndpointNotAllowed)?,
             ),
-            (true, None) => existing.as_ref().and_then(|old| old.endpoint.clone()),
+            (_, true, None) => existing.as_ref().and_then(|old| old.endpoint.clone()),
         };
         if provider.endpoint_per_key() && endpoint.is_none() {
             return Err(ServiceError::EndpointNotAllowed(EndpointRefusal::NotAUrl));
         }
         self.admit_validation(user).await?;
+        let context = EncryptionContext::new(user, provider).at(endpoint.as_ref());
         let meta = match (&slot, &existing) {
             (Slot::Another(meta), _) => meta.clone(),
             (_, Some(old)) => old.key.clone(),
@@ -405,13 +441,11 @@ impl CredentialService {
             check,
             models,
             mut audience,
-        } = self
-            .seal_and_check(user, provider, &meta, endpoint.as_ref(), &key, audience)
-            .await?;
+        } = self.seal_and_check(&context, &meta, &key, audience, &slot).await?;
         // A rotation swaps only a key the provider accepted: without a
         // verdict, the old key stays in use (its status was not announced
         // as changed: the message said the new key's state).
-        if let (Slot::Rotate(..), CredentialStatus::Error | CredentialStatus::Unchecked) = (&slot, check.status) {
+        if slot.one_key().is_some() && matches!(check.status, CredentialStatus::Error | CredentialStatus::Unchecked) {
             return Err(ServiceError::KeyNotVerified(provider, check.retry_after_secs));
         }
         let now = check.checked_at.unwrap_or_else(Utc::now);
@@ -440,9 +474,15 @@ impl CredentialService {
             last_recheck_at: None,
             last_attempt: None,
             cooling_until: None,
+            previous: None,
         };
         let old_check = existing.as_ref().map(|old| old.check.clone());
         let old_revision = existing.as_ref().map(|old| old.revision.clone());
+        // The key replaced is kept sealed, to roll back to.
+        let retired = existing
+            .as_ref()
+            .map(|old| PreviousKey::retire(old, now, self.previous_kept_for));
+        credential.previous = retired.as_ref().map(PreviousKey::note);
         if let Some(old) = existing {
             // The credential keeps its name, place, birth and last use.
             credential.key = old.key;
@@ -452,14 +492,20 @@ impl CredentialService {
         }
         write_fits_before_deadline(provider)?;
         // A rotation under If-Match writes only over the revision it checked.
-        let if_revision = match (&slot, &old_revision) {
-            (Slot::Rotate(_, if_match), Some(revision)) if if_match.is_set() => Some(revision.as_str()),
+        let if_revision = match (slot.one_key(), &old_revision) {
+            (Some((_, if_match)), Some(revision)) if if_match.is_set() => Some(revision.as_str()),
             _ => None,
         };
         let written = if slot.adds() {
             self.store.insert(&credential, &models).await
         } else {
-            self.store.replace(&credential, &models, if_revision).await
+            let replacement = Replacement {
+                credential: &credential,
+                models: &models,
+                if_revision,
+                retired: retired.as_ref(),
+            };
+            self.store.replace(replacement).await
         };
         match (&slot, written) {
             (_, Ok(())) => {}
@@ -469,8 +515,12 @@ impl CredentialService {
                 return Err(ServiceError::Unavailable("key id taken".into()));
             }
             (Slot::Primary, Err(StoreError::NotFound)) => return Err(ServiceError::CredentialNotFound(provider)),
-            (Slot::Rotate(..), Err(StoreError::NotFound)) => return Err(ServiceError::KeyNotFound(provider)),
-            (Slot::Rotate(..), Err(StoreError::Conflict)) => return Err(ServiceError::PreconditionFailed(provider)),
+            (Slot::Rotate(..) | Slot::Rollback(..), Err(StoreError::NotFound)) => {
+                return Err(ServiceError::KeyNotFound(provider));
+            }
+            (Slot::Rotate(..) | Slot::Rollback(..), Err(StoreError::Conflict)) => {
+                return Err(ServiceError::PreconditionFailed(provider));
+            }
             (_, Err(e)) => return Err(e.into()),
         }
         tracing::info!(
@@ -675,22 +725,26 @@ impl CredentialService {
         Ok(ModelView::union(provider.id, lists.into_iter().flatten().collect()))
     }
 
-    /// The part of create and update that is the same: seal the new key (a
-    /// key service outage fails here, before anything is announced), check it
-    /// with the provider, and refuse it — announced, nothing stored — if the
+    /// The part of create and update that is the same: seal the new key
+    /// under `context` (a key service outage fails here, before anything is
+    /// announced; a rollback's key is sealed already), check it with the
+    /// provider, and refuse it — announced, nothing stored — if the
     /// provider rejects it. Without a verdict the key is kept with no models:
     /// whatever an older key unlocked says nothing about this one.
     async fn seal_and_check(
         &self,
-        user: &UserId,
-        provider: &'static ProviderSpec,
+        context: &EncryptionContext,
         meta: &KeyMeta,
-        endpoint: Option<&Endpoint>,
         key: &ApiKey,
         audience: Audience,
+        slot: &Slot,
     ) -> Result<NewKey> {
-        let context = EncryptionContext::new(user, provider).at(endpoint);
-        let sealed = envelope::seal(self.keyring.as_ref(), &context, key).await?;
+        let (provider, endpoint) = (context.provider, context.endpoint.as_ref());
+        let sealed = match slot {
+            // Restored as it was sealed: no new data key.
+            Slot::Rollback(_, _, previous) => previous.sealed.clone(),
+            _ => envelope::seal(self.keyring.as_ref(), context, key).await?,
+        };
         let (outcome, quota, mut audience) = self.validate(provider, meta, endpoint, key, audience).await;
         let check = CheckState {
             quota,

@@ -110,7 +110,8 @@ impl AppStateBuilder {
     pub fn build(self) -> AppState {
         let mut credentials = CredentialService::new(self.credentials, self.keyring, self.providers, self.notifier)
             .with_validation_limit(self.limit_store, self.limits.validations)
-            .with_activity(self.activity);
+            .with_activity(self.activity)
+            .with_previous_key_days(self.limits.previous_key_days);
         if let Some(events) = self.status_events {
             credentials = credentials.with_status_events(events);
         }

@@ -10,12 +10,12 @@ use mailmind::domain::activity::{
 use mailmind::domain::endpoint::Endpoint;
 use mailmind::domain::named_key::{KeyId, KeyMeta};
 use mailmind::domain::{
-    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ProviderSpec, SealedKey, StoredCredential,
-    UserId,
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, PreviousKey, ProviderSpec, SealedKey,
+    StoredCredential, UserId,
 };
 use mailmind::ports::{
     ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
-    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Spend, StoreError,
+    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
 };
 
 /// What the contract runs over: an adapter that keeps credentials,
@@ -115,6 +115,7 @@ pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredentia
         last_recheck_at: None,
         last_attempt: None,
         cooling_until: None,
+        previous: None,
     }
 }
 
@@ -197,7 +198,7 @@ pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store:
     );
     let mut moved = credential("user-a", "openai_compatible", "r2");
     moved.endpoint = Some(Endpoint::accepted("https://other.example/v1".to_owned()));
-    store.replace(&moved, &[], None).await.unwrap();
+    store.replace(Replacement::of(&moved, &[])).await.unwrap();
     let stored = store
         .get(&user("user-a"), compatible, &first_key())
         .await
@@ -216,6 +217,80 @@ pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store:
             .endpoint,
         None
     );
+}
+
+pub async fn a_replaced_key_is_kept_as_the_previous_version_until_its_keeping_ends(store: Arc<impl Store>) {
+    let (u, compatible) = (user("user-a"), provider("openai_compatible"));
+    let first = credential("user-a", "openai_compatible", "r1");
+    store.insert(&first, &[]).await.unwrap();
+    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+
+    // Replaced: the old key, sealed as it was and with its endpoint, is kept.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
+    let mut second = credential("user-a", "openai_compatible", "r2");
+    second.endpoint = Some(Endpoint::accepted("https://other.example/v1".to_owned()));
+    let kept = PreviousKey::retire(&first, now, Duration::days(7));
+    second.previous = Some(kept.note());
+    store
+        .replace(Replacement::of(&second, &[]).retiring(&kept))
+        .await
+        .unwrap();
+    let read = store.previous(&u, compatible, &first_key()).await.unwrap();
+    assert_eq!(read.as_ref(), Some(&kept));
+    assert_eq!(read.unwrap().sealed, first.sealed);
+    let stored = store.get(&u, compatible, &first_key()).await.unwrap().unwrap();
+    assert_eq!(stored.previous, Some(kept.note()));
+    // Another user, another key: nothing.
+    assert_eq!(
+        store.previous(&user("user-b"), compatible, &first_key()).await.unwrap(),
+        None
+    );
+
+    // Replaced again: only the latest replaced key is kept.
+    let mut third = credential("user-a", "openai_compatible", "r3");
+    let kept_second = PreviousKey::retire(&second, now, Duration::days(7));
+    third.previous = Some(kept_second.note());
+    store
+        .replace(Replacement::of(&third, &[]).retiring(&kept_second))
+        .await
+        .unwrap();
+    let read = store.previous(&u, compatible, &first_key()).await.unwrap().unwrap();
+    assert_eq!(
+        (read.endpoint, read.sealed),
+        (second.endpoint.clone(), second.sealed.clone())
+    );
+
+    // Past its keeping it is gone, whether or not the store has removed it yet.
+    let mut fourth = credential("user-a", "openai_compatible", "r4");
+    let expired = PreviousKey::retire(&third, now - Duration::days(8), Duration::days(7));
+    fourth.previous = Some(expired.note());
+    store
+        .replace(Replacement::of(&fourth, &[]).retiring(&expired))
+        .await
+        .unwrap();
+    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+
+    // A replacement keeping none forgets any; a deleted key takes its own along.
+    store
+        .replace(Replacement::of(&third, &[]).retiring(&kept_second))
+        .await
+        .unwrap();
+    store.replace(Replacement::of(&fourth, &[])).await.unwrap();
+    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+    store
+        .replace(Replacement::of(&third, &[]).retiring(&kept_second))
+        .await
+        .unwrap();
+    store.delete_key(&u, compatible, &first_key(), None).await.unwrap();
+    store.insert(&first, &[]).await.unwrap();
+    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+    store
+        .replace(Replacement::of(&third, &[]).retiring(&kept_second))
+        .await
+        .unwrap();
+    store.delete(&u, compatible).await.unwrap();
+    store.insert(&first, &[]).await.unwrap();
+    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
 }
 
 /// Another key of `provider` for `user`: named, placed at `priority`.
@@ -290,10 +365,15 @@ pub async fn several_keys_of_a_provider_are_kept_apart_and_listed_in_order(store
     let mut rotated = backup.clone();
     rotated.revision = "r2-next".into();
     assert!(matches!(
-        store.replace(&rotated, &[], Some("not-r2")).await,
+        store
+            .replace(Replacement::of(&rotated, &[]).if_revision("not-r2"))
+            .await,
         Err(StoreError::Conflict)
     ));
-    store.replace(&rotated, &[], Some("r2")).await.unwrap();
+    store
+        .replace(Replacement::of(&rotated, &[]).if_revision("r2"))
+        .await
+        .unwrap();
     assert_eq!(
         store.get(&u, openai, &backup.key.id).await.unwrap().unwrap().revision,
         "r2-next"
@@ -408,7 +488,7 @@ pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<impl Store>) 
 pub async fn replace_needs_an_existing_credential(store: Arc<impl Store>) {
     let c = credential("user-a", "groq", "r1");
     assert!(matches!(
-        store.replace(&c, &models(&["a"]), None).await,
+        store.replace(Replacement::of(&c, &models(&["a"]))).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
@@ -424,7 +504,7 @@ pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc
     newer.key_hint = "gsk_…NEW1".to_owned();
     newer.check.checked_at = Some(at(200));
     newer.models_count = 1;
-    store.replace(&newer, &models(&["c"]), None).await.unwrap();
+    store.replace(Replacement::of(&newer, &models(&["c"]))).await.unwrap();
     let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.created_at, original.created_at);
     assert_eq!(stored.revision, "r2");
@@ -595,7 +675,7 @@ pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     ));
     let b_version = credential("user-b", "groq", "r1");
     assert!(matches!(
-        store.replace(&b_version, &[], None).await,
+        store.replace(Replacement::of(&b_version, &[])).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
@@ -769,7 +849,10 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
     assert_eq!(stored.check, credential("user-a", "groq", "r1").check);
     let mut replaced = credential("user-a", "groq", "r2");
     replaced.created_at = at(600);
-    store.replace(&replaced, &models(&["b"]), None).await.unwrap();
+    store
+        .replace(Replacement::of(&replaced, &models(&["b"])))
+        .await
+        .unwrap();
     let stored = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(500)));
     assert_eq!(stored.consumer_uses, second.uses);
@@ -949,7 +1032,7 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
     ));
     // A new key starts with a window of its own.
     store
-        .replace(&credential("user-a", "groq", "r2"), &models(&["b"]), None)
+        .replace(Replacement::of(&credential("user-a", "groq", "r2"), &models(&["b"])))
         .await
         .unwrap();
     assert_eq!(
@@ -1110,7 +1193,10 @@ pub async fn due_lists_a_providers_stale_credentials_oldest_first_and_nothing_el
     );
     // A replaced key is fresh from its own check.
     store
-        .replace(&checked_at("user-5", "groq", "1b06", 300), &models(&["n"]), None)
+        .replace(Replacement::of(
+            &checked_at("user-5", "groq", "1b06", 300),
+            &models(&["n"]),
+        ))
         .await
         .unwrap();
     assert!(store.due(due_query("groq", at(50), 10)).await.unwrap().is_empty());
@@ -1237,7 +1323,10 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         .await
         .unwrap();
     store
-        .replace(&checked_at("user-a", "groq", "ab02", 700), &models(&["m3"]), None)
+        .replace(Replacement::of(
+            &checked_at("user-a", "groq", "ab02", 700),
+            &models(&["m3"]),
+        ))
         .await
         .unwrap();
     assert_eq!(
@@ -1254,6 +1343,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@each $make;
             insert_then_get_round_trips,
             a_keys_own_endpoint_round_trips_and_moves_with_a_replacement,
+            a_replaced_key_is_kept_as_the_previous_version_until_its_keeping_ends,
             several_keys_of_a_provider_are_kept_apart_and_listed_in_order,
             another_key_is_due_and_claimed_on_its_own,
             error_state_round_trips,
@@ -1355,7 +1445,7 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
     // And through the other two writes that store a list.
     let mut newer = credential("user-a", "groq", "r2");
     newer.models_count = 1800;
-    store.replace(&newer, &large, None).await.unwrap();
+    store.replace(Replacement::of(&newer, &large)).await.unwrap();
     let check = CheckState {
         status: CredentialStatus::Valid,
         reason: None,
@@ -1423,7 +1513,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
     );
     let half = &huge[..huge.len() / 2];
     store
-        .replace(&credential("user-a", "groq", "r2"), half, None)
+        .replace(Replacement::of(&credential("user-a", "groq", "r2"), half))
         .await
         .unwrap();
     assert_eq!(
@@ -1436,7 +1526,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         half
     );
     store
-        .replace(&credential("user-a", "groq", "r3"), &[], None)
+        .replace(Replacement::of(&credential("user-a", "groq", "r3"), &[]))
         .await
         .unwrap();
     assert_eq!(

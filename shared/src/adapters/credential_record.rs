@@ -9,7 +9,8 @@ use crate::domain::activity::ConsumerUses;
 use crate::domain::endpoint::Endpoint;
 use crate::domain::named_key::{KeyId, KeyMeta};
 use crate::domain::{
-    CheckState, CredentialStatus, ErrorReason, FailedAttempt, SealedKey, StoredCredential, UserId, provider,
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, PreviousKey, PreviousNote, SealedKey, StoredCredential,
+    UserId, provider,
 };
 use crate::ports::StoreError;
 use crate::time;
@@ -111,13 +112,7 @@ pub fn of_known_provider(fields: &impl Fields) -> bool {
 /// `user`'s credential from its record.
 pub fn credential<F: Fields>(user: UserId, fields: &F) -> Result<StoredCredential, Unreadable> {
     let r = Read(fields);
-    let sealed = SealedKey {
-        format_version: r.number("format_version")?,
-        key_id: r.text("key_id")?,
-        wrapped_data_key: r.bytes("wrapped_data_key")?,
-        nonce: r.bytes("nonce")?,
-        ciphertext: r.bytes("ciphertext")?,
-    };
+    let sealed = sealed(&r)?;
     let check = CheckState {
         status: r.parsed("status", CredentialStatus::parse)?,
         reason: r.opt_parsed("status_reason", ErrorReason::parse)?,
@@ -162,6 +157,37 @@ pub fn credential<F: Fields>(user: UserId, fields: &F) -> Result<StoredCredentia
         last_recheck_at: r.opt_time("last_recheck_at")?,
         last_attempt,
         cooling_until: r.opt_time("cooling_until")?,
+        previous: match r.opt_time("previous_until")? {
+            None => None,
+            Some(kept_until) => Some(PreviousNote {
+                key_hint: r.text("previous_hint")?,
+                kept_until,
+            }),
+        },
+    })
+}
+
+/// The sealed key of a record (a credential's, or a previous version's).
+fn sealed<F: Fields>(r: &Read<'_, F>) -> Result<SealedKey, Unreadable> {
+    Ok(SealedKey {
+        format_version: r.number("format_version")?,
+        key_id: r.text("key_id")?,
+        wrapped_data_key: r.bytes("wrapped_data_key")?,
+        nonce: r.bytes("nonce")?,
+        ciphertext: r.bytes("ciphertext")?,
+    })
+}
+
+/// A previous version from its record: the sealed key's fields, `key_hint`
+/// and `endpoint` as a credential's, `replaced_at` and `kept_until`.
+pub fn previous_key<F: Fields>(fields: &F) -> Result<PreviousKey, Unreadable> {
+    let r = Read(fields);
+    Ok(PreviousKey {
+        sealed: sealed(&r)?,
+        key_hint: r.text("key_hint")?,
+        endpoint: r.opt_parsed("endpoint", |url| Some(Endpoint::accepted(url.to_owned())))?,
+        replaced_at: r.time("replaced_at")?,
+        kept_until: r.time("kept_until")?,
     })
 }
 

@@ -5,6 +5,7 @@
 //! | key + status | `USER#<sub>` | `CRED#<stem>` |
 //! | its model list (deflated JSON, first chunk) | `USER#<sub>` | `MODELS#<stem>` |
 //! | its model list, further chunks (large lists only) | `USER#<sub>` | `MODELS#<stem>#<n>` |
+//! | the key it replaced, sealed (TTL `expires_at`) | `USER#<sub>` | `PREV#<stem>` |
 //! | WebSocket connection (TTL `expires_at`) | `USER#<sub>` | `CONN#<connection id>` |
 //! | budget window, e.g. validations (TTL `expires_at`) | `USER#<sub>` | `LIMIT#<bucket>` |
 //! | activity entry (TTL `expires_at`) | `USER#<sub>` | `ACTIVITY#<provider>#<time>#<id>` |
@@ -47,11 +48,13 @@ use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
 use crate::domain::named_key::{KeyId, KeyMeta};
-use crate::domain::{CheckState, FailedAttempt, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
+use crate::domain::{
+    CheckState, FailedAttempt, ModelInfo, ModelList, PreviousKey, ProviderSpec, StoredCredential, UserId,
+};
 use crate::metrics::AwsService;
 use crate::ports::{
     ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
-    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Spend, StoreError,
+    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
 };
 use crate::time;
 
@@ -149,11 +152,18 @@ impl DynamoStore {
         Ok(writes)
     }
 
-    /// The deletes of one key (which must exist) and its whole model list.
+    /// The previous version of the key at `stem`.
+    fn previous_key(user: &UserId, stem: &str) -> Item {
+        Self::key(user, format!("PREV#{stem}"))
+    }
+
+    /// The deletes of one key (which must exist), its previous version and
+    /// its whole model list.
     fn delete_key_items(&self, user: &UserId, stem: &str) -> Result<Vec<TransactWriteItem>, StoreError> {
         let credential = Write::Delete(Self::credential_key(user, stem));
         let mut items = vec![
             self.transact_item(credential, Some("attribute_exists(pk)"))?,
+            self.transact_item(Write::Delete(Self::previous_key(user, stem)), None)?,
             self.transact_item(Write::Delete(Self::models_key(user, stem)), None)?,
         ];
         items.extend(self.delete_model_chunks(user, stem, 1)?);
@@ -366,12 +376,11 @@ impl DynamoStore {
     /// transaction; a failed condition is `on_condition`.
     async fn write_key(
         &self,
-        write: TransactWriteItem,
+        mut items: Vec<TransactWriteItem>,
         credential: &StoredCredential,
         models: &[ModelInfo],
         on_condition: StoreError,
     ) -> Result<(), StoreError> {
-        let mut items = vec![write];
         items.extend(self.put_models(
             &credential.user_id,
             &stem(credential.provider.id, &credential.key.id),
@@ -473,6 +482,11 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
         ("endpoint", c.endpoint.as_ref().map(|e| s(e.as_str()))),
         // A new key does not rest.
         ("cooling_until", c.cooling_until.as_ref().map(|t| s(time::to_stored(t)))),
+        ("previous_hint", c.previous.as_ref().map(|p| s(&p.key_hint))),
+        (
+            "previous_until",
+            c.previous.as_ref().map(|p| s(time::to_stored(&p.kept_until))),
+        ),
         ("revision", Some(s(&c.revision))),
         ("models_count", Some(n(c.models_count))),
         ("updated_at", Some(s(time::to_stored(&c.updated_at)))),
@@ -545,6 +559,27 @@ fn update_expression(
         expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
     }
     (expression, names, values)
+}
+
+/// The item of `credential`'s previous version `previous`.
+fn previous_item(credential: &StoredCredential, previous: &PreviousKey) -> Item {
+    let stem = stem(credential.provider.id, &credential.key.id);
+    let mut item = DynamoStore::previous_key(&credential.user_id, &stem);
+    let sealed = &previous.sealed;
+    item.insert("format_version".into(), n(sealed.format_version));
+    item.insert("key_id".into(), s(&sealed.key_id));
+    item.insert("wrapped_data_key".into(), b(&sealed.wrapped_data_key));
+    item.insert("nonce".into(), b(&sealed.nonce));
+    item.insert("ciphertext".into(), b(&sealed.ciphertext));
+    item.insert("key_hint".into(), s(&previous.key_hint));
+    if let Some(endpoint) = &previous.endpoint {
+        item.insert("endpoint".into(), s(endpoint.as_str()));
+    }
+    item.insert("replaced_at".into(), s(time::to_stored(&previous.replaced_at)));
+    item.insert("kept_until".into(), s(time::to_stored(&previous.kept_until)));
+    // DynamoDB's TTL (epoch seconds) deletes it some time after.
+    item.insert("expires_at".into(), n(previous.kept_until.timestamp()));
+    item
 }
 
 fn credential_item(c: &StoredCredential) -> Item {
@@ -636,19 +671,29 @@ impl CredentialStore for DynamoStore {
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
         let put = Write::Put(credential_item(credential));
         let write = self.transact_item(put, Some("attribute_not_exists(pk)"))?;
-        self.write_key(write, credential, models, StoreError::Conflict).await
+        self.write_key(vec![write], credential, models, StoreError::Conflict)
+            .await
     }
 
-    async fn replace(
-        &self,
-        credential: &StoredCredential,
-        models: &[ModelInfo],
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let key = Self::credential_key(&credential.user_id, &stem(credential.provider.id, &credential.key.id));
+    async fn replace(&self, replacement: Replacement<'_>) -> Result<(), StoreError> {
+        let Replacement {
+            credential,
+            models,
+            if_revision,
+            retired,
+        } = replacement;
+        let stem = stem(credential.provider.id, &credential.key.id);
+        let key = Self::credential_key(&credential.user_id, &stem);
         let update = self.credential_update(key, key_and_status_attributes(credential), if_revision)?;
-        let write = TransactWriteItem::builder().update(update).build();
-        match self.write_key(write, credential, models, StoreError::NotFound).await {
+        let previous = match retired {
+            Some(previous) => Write::Put(previous_item(credential, previous)),
+            None => Write::Delete(Self::previous_key(&credential.user_id, &stem)),
+        };
+        let writes = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.transact_item(previous, None)?,
+        ];
+        match self.write_key(writes, credential, models, StoreError::NotFound).await {
             // The condition failed: the key is gone, or was replaced meanwhile.
             Err(StoreError::NotFound) if if_revision.is_some() => {
                 match self
@@ -734,13 +779,27 @@ impl CredentialStore for DynamoStore {
         }
     }
 
+    async fn previous(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<PreviousKey>, StoreError> {
+        let item = self
+            .get_item(Self::previous_key(user, &stem(provider.id, key)), None)
+            .await?;
+        let previous = item.map(|item| credential_record::previous_key(&item)).transpose()?;
+        // TTL deletes lazily (up to days later): past its keeping, it is gone.
+        Ok(previous.filter(|p| p.kept_until > Utc::now()))
+    }
+
     async fn delete(&self, user: &UserId, provider: &ProviderSpec) -> Result<(), StoreError> {
         let keys = self.keys(user, provider).await?;
         if keys.is_empty() {
             return Err(StoreError::NotFound);
         }
-        // Every key with its list, in one transaction (5 keys × 9 items at
-        // most, under its 100); a key added meanwhile is left, not half-deleted.
+        // Every key with its list and previous version, in one transaction
+        // (5 keys × 10 items at most, under its 100); a key added meanwhile is left, not half-deleted.
         let mut items = Vec::new();
         for key in &keys {
             items.extend(self.delete_key_items(user, &stem(provider.id, &key.key.id))?);

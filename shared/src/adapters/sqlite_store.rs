@@ -13,10 +13,12 @@ use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, na
 use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
 use crate::domain::named_key::{KeyId, KeyMeta};
-use crate::domain::{CheckState, ErrorReason, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId};
+use crate::domain::{
+    CheckState, ErrorReason, ModelInfo, ModelList, PreviousKey, ProviderSpec, StoredCredential, UserId,
+};
 use crate::ports::{
     ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
-    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Spend, StoreError,
+    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
 };
 use crate::time;
 
@@ -168,6 +170,30 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE credentials ADD COLUMN cooling_until TEXT;
 "#,
+    // A replaced key is kept sealed for a while, to roll back to; its row
+    // goes with the key's, and is pruned once past its keeping.
+    r#"
+    ALTER TABLE credentials ADD COLUMN previous_hint TEXT;
+    ALTER TABLE credentials ADD COLUMN previous_until TEXT;
+    CREATE TABLE previous_keys (
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        key_ref TEXT NOT NULL,
+        format_version INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        wrapped_data_key BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        key_hint TEXT NOT NULL,
+        endpoint TEXT,
+        replaced_at TEXT NOT NULL,
+        kept_until TEXT NOT NULL,
+        PRIMARY KEY (user_id, provider, key_ref),
+        FOREIGN KEY (user_id, provider, key_ref)
+            REFERENCES credentials (user_id, provider, key_ref) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX previous_keys_expiry ON previous_keys (kept_until);
+"#,
 ];
 
 /// The SQLite adapter. One connection behind a mutex: the local server is one
@@ -236,20 +262,15 @@ impl SqliteStore {
     }
 
     /// Stores a new key (`sql`: the insert or the replacement) with its
-    /// model list in one transaction; `on_miss` when `sql` wrote no row.
-    async fn write_key(
-        &self,
-        sql: &'static str,
-        credential: &StoredCredential,
-        models: &[ModelInfo],
-        on_miss: StoreError,
-        if_revision: Option<Value>,
-    ) -> Result<(), StoreError> {
-        let (c, models) = (credential.clone(), models.to_vec());
+    /// model list and previous version in one transaction; `on_miss` when
+    /// `sql` wrote no row.
+    async fn write_key(&self, sql: &'static str, key: Replacement<'_>, on_miss: StoreError) -> Result<(), StoreError> {
+        let (c, models) = (key.credential.clone(), key.models.to_vec());
+        let (if_revision, retired) = (key.if_revision.map(str::to_owned), key.retired.cloned());
         self.in_transaction(move |tx| {
             let mut values = credential_values(&c);
             let conditional = if_revision.is_some();
-            values.push(("if_revision", if_revision.unwrap_or(Value::Null)));
+            values.push(("if_revision", if_revision.map_or(Value::Null, Value::Text)));
             if execute_named(tx, sql, &values)? == 0 {
                 return Err(if conditional {
                     exists(tx, &c.user_id, c.provider.id, &c.key.id)?
@@ -257,6 +278,7 @@ impl SqliteStore {
                     on_miss
                 });
             }
+            write_previous(tx, &c, retired.as_ref())?;
             write_models(tx, &KeyRevision::of(&c), &c.updated_at, &models)
         })
         .await
@@ -340,6 +362,8 @@ const CREDENTIAL_COLUMNS: &[&str] = &[
     "quota_json",
     "consumer_uses",
     "cooling_until",
+    "previous_hint",
+    "previous_until",
 ];
 
 /// What a key replacement leaves alone: the row's identity, the user's
@@ -446,6 +470,14 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
         (
             "cooling_until",
             optional(c.cooling_until.as_ref().map(|t| Value::Text(ts(t)))),
+        ),
+        (
+            "previous_hint",
+            optional(c.previous.as_ref().map(|p| text(&p.key_hint))),
+        ),
+        (
+            "previous_until",
+            optional(c.previous.as_ref().map(|p| Value::Text(ts(&p.kept_until)))),
         ),
     ]
 }
@@ -555,6 +587,48 @@ fn stale_or_gone(tx: &rusqlite::Transaction, key: &KeyRevision) -> Result<StoreE
     } else {
         StoreError::NotFound
     })
+}
+
+/// Keeps `retired` as `c`'s previous version (none: forgets any), and
+/// prunes every version past its keeping.
+fn write_previous(
+    tx: &rusqlite::Transaction,
+    c: &StoredCredential,
+    retired: Option<&PreviousKey>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM previous_keys WHERE kept_until <= :now",
+        named_params! {":now": ts(&Utc::now())},
+    )
+    .map_err(internal)?;
+    let one = named_params! {":user_id": c.user_id.as_str(), ":provider": c.provider.id, ":key_ref": c.key.id.as_str()};
+    let Some(previous) = retired else {
+        tx.execute(&format!("DELETE FROM previous_keys WHERE {ONE_KEY}"), one)
+            .map_err(internal)?;
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT OR REPLACE INTO previous_keys (user_id, provider, key_ref, format_version, key_id,
+             wrapped_data_key, nonce, ciphertext, key_hint, endpoint, replaced_at, kept_until)
+         VALUES (:user_id, :provider, :key_ref, :format_version, :key_id,
+             :wrapped_data_key, :nonce, :ciphertext, :key_hint, :endpoint, :replaced_at, :kept_until)",
+        named_params! {
+            ":user_id": c.user_id.as_str(),
+            ":provider": c.provider.id,
+            ":key_ref": c.key.id.as_str(),
+            ":format_version": previous.sealed.format_version,
+            ":key_id": previous.sealed.key_id,
+            ":wrapped_data_key": previous.sealed.wrapped_data_key,
+            ":nonce": previous.sealed.nonce,
+            ":ciphertext": previous.sealed.ciphertext,
+            ":key_hint": previous.key_hint,
+            ":endpoint": previous.endpoint.as_ref().map(|e| e.as_str()),
+            ":replaced_at": ts(&previous.replaced_at),
+            ":kept_until": ts(&previous.kept_until),
+        },
+    )
+    .map_err(internal)?;
+    Ok(())
 }
 
 /// Stores the model list of `key` (its revision is not checked here).
@@ -715,19 +789,46 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn insert(&self, credential: &StoredCredential, models: &[ModelInfo]) -> Result<(), StoreError> {
-        self.write_key(&INSERT_CREDENTIAL, credential, models, StoreError::Conflict, None)
+        let new = Replacement {
+            credential,
+            models,
+            if_revision: None,
+            retired: None,
+        };
+        self.write_key(&INSERT_CREDENTIAL, new, StoreError::Conflict).await
+    }
+
+    async fn replace(&self, replacement: Replacement<'_>) -> Result<(), StoreError> {
+        self.write_key(&REPLACE_CREDENTIAL, replacement, StoreError::NotFound)
             .await
     }
 
-    async fn replace(
+    async fn previous(
         &self,
-        credential: &StoredCredential,
-        models: &[ModelInfo],
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let condition = if_revision.map(|r| Value::Text(r.to_owned()));
-        self.write_key(&REPLACE_CREDENTIAL, credential, models, StoreError::NotFound, condition)
-            .await
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<PreviousKey>, StoreError> {
+        let (user, provider, key) = (user.clone(), provider.id, key.clone());
+        self.with_db(move |db| {
+            db.prepare_cached(&format!(
+                "SELECT * FROM previous_keys WHERE {ONE_KEY} AND kept_until > :now"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    named_params! {
+                        ":user_id": user.as_str(),
+                        ":provider": provider,
+                        ":key_ref": key.as_str(),
+                        ":now": ts(&Utc::now()),
+                    },
+                    |row| credential_record::previous_key(row).map_err(|Unreadable(field)| corrupt(field)),
+                )
+                .optional()
+            })
+            .map_err(internal)
+        })
+        .await
     }
 
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {

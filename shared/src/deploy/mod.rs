@@ -143,6 +143,10 @@ const STORES_NEW_KEYS: &[Grant] = &[
     Grant::PublishStatusEvents,
 ];
 
+/// What a function that replaces keys reads: how long the replaced one is
+/// kept to roll back to (update, rotation, rollback).
+const KEEPS_PREVIOUS_KEYS: &[(&str, &str)] = &[("PREVIOUS_KEY_DAYS", "!Ref PreviousKeyDays")];
+
 /// Every function, sorted by name.
 pub static FUNCTIONS: &[FunctionSpec] = &[
     FunctionSpec {
@@ -260,6 +264,7 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         summary: "PUT /api/v1/credentials/{provider} - replace, validate and rediscover a key",
         trigger: Trigger::Rest(Route::UpdateCredential),
         grants: STORES_NEW_KEYS,
+        environment: KEEPS_PREVIOUS_KEYS,
         ..VALIDATING
     },
     FunctionSpec {
@@ -333,12 +338,24 @@ pub static FUNCTIONS: &[FunctionSpec] = &[
         ..BASE
     },
     FunctionSpec {
+        name: "keys-rollback",
+        summary: "POST /api/v1/credentials/{provider}/keys/{key_id}/rollback - restore a key's previous version",
+        notes: "Reads the kept version (GetItem), opens it (Decrypt) and checks it again; only a \
+                valid one is restored, as sealed (no new data key), in one TransactWriteItems \
+                that keeps the key it replaces.",
+        trigger: Trigger::Rest(Route::RollbackKey),
+        grants: CHECKS_STORED_KEYS,
+        environment: KEEPS_PREVIOUS_KEYS,
+        ..VALIDATING
+    },
+    FunctionSpec {
         name: "keys-update",
         summary: "PUT /api/v1/credentials/{provider}/keys/{key_id} - rotate a named key, swapping only a valid one",
         notes: "An update's work on one key (Query, seal, check, one TransactWriteItems); without \
                 a valid verdict nothing is written.",
         trigger: Trigger::Rest(Route::ReplaceKey),
         grants: STORES_NEW_KEYS,
+        environment: KEEPS_PREVIOUS_KEYS,
         ..VALIDATING
     },
     FunctionSpec {

@@ -186,6 +186,54 @@ impl std::fmt::Debug for SealedKey {
     }
 }
 
+/// A key that a newer one replaced, kept sealed (as it was stored) so that
+/// the user can roll back to it until `kept_until`; the stores forget it
+/// then (DynamoDB's TTL, a prune on SQLite) and never return it after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousKey {
+    /// The key as it was sealed, under the context of its own endpoint.
+    pub sealed: SealedKey,
+    /// Its hint.
+    pub key_hint: String,
+    /// Its endpoint, for a provider whose keys name one.
+    pub endpoint: Option<super::endpoint::Endpoint>,
+    /// When it was replaced.
+    pub replaced_at: DateTime<Utc>,
+    /// The end of its keeping.
+    pub kept_until: DateTime<Utc>,
+}
+
+impl PreviousKey {
+    /// `old`'s key, replaced at `at` and kept for `kept_for`.
+    pub fn retire(old: &StoredCredential, at: DateTime<Utc>, kept_for: chrono::Duration) -> PreviousKey {
+        PreviousKey {
+            sealed: old.sealed.clone(),
+            key_hint: old.key_hint.clone(),
+            endpoint: old.endpoint.clone(),
+            replaced_at: at,
+            kept_until: at + kept_for,
+        }
+    }
+
+    /// What the current key's record says of it (no key material).
+    pub fn note(&self) -> PreviousNote {
+        PreviousNote {
+            key_hint: self.key_hint.clone(),
+            kept_until: self.kept_until,
+        }
+    }
+}
+
+/// What a key's record tells of its previous version, so that views can
+/// offer the rollback without reading the sealed version itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousNote {
+    /// The previous key's hint.
+    pub key_hint: String,
+    /// Until when it can be rolled back to.
+    pub kept_until: DateTime<Utc>,
+}
+
 /// A credential as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredCredential {
@@ -228,6 +276,8 @@ pub struct StoredCredential {
     /// Rate limited in use (a report): resolve passes the key over until
     /// then. A new key starts without.
     pub cooling_until: Option<DateTime<Utc>>,
+    /// The key this one replaced, while it is kept to roll back to.
+    pub previous: Option<PreviousNote>,
 }
 
 /// The credential status object of the REST API (docs/API.md). Never holds the key.
@@ -308,6 +358,13 @@ pub struct CredentialView {
     pub keys_count: Option<u32>,
     /// Each of the provider's keys, in its order (provider routes, key set).
     pub keys: Option<Vec<KeySummary>>,
+    /// The hint of the key this one replaced, while it can be rolled back
+    /// to (`POST .../keys/{key_id}/rollback/`).
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "gsk_…4fQe"))]
+    pub previous_key_hint: Option<String>,
+    /// RFC 3339 time until which that rollback is possible.
+    #[cfg_attr(feature = "openapi", schema(nullable = false, example = "2026-12-01T19:00:00Z", format = DateTime))]
+    pub rollback_until: Option<String>,
     /// The key's revision, for the `ETag` header of the key routes; never in the body.
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
@@ -337,6 +394,8 @@ pub struct KeySummary {
 impl CredentialView {
     /// The view of a stored credential.
     pub fn of(provider: &'static ProviderSpec, stored: &StoredCredential) -> CredentialView {
+        // A store may still hold a version past its keeping (TTL is lazy).
+        let kept = stored.previous.as_ref().filter(|p| p.kept_until > Utc::now());
         CredentialView {
             provider: provider.id,
             provider_name: provider.display_name,
@@ -361,6 +420,8 @@ impl CredentialView {
             enabled: Some(stored.key.enabled),
             keys_count: None,
             keys: None,
+            previous_key_hint: kept.map(|p| p.key_hint.clone()),
+            rollback_until: kept.map(|p| time::to_api(&p.kept_until)),
             etag: Some(stored.revision.clone()),
         }
     }
@@ -418,6 +479,8 @@ impl CredentialView {
             enabled: None,
             keys_count: None,
             keys: None,
+            previous_key_hint: None,
+            rollback_until: None,
             etag: None,
         }
     }

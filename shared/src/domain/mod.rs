@@ -16,8 +16,8 @@ mod wire_enum;
 
 pub use api_key::{ApiKey, KeyInputError};
 pub use credential::{
-    CheckOutcome, CheckState, CredentialStatus, CredentialView, ErrorReason, FailedAttempt, SealedKey, StatusEvent,
-    StoredCredential,
+    CheckOutcome, CheckState, CredentialStatus, CredentialView, ErrorReason, FailedAttempt, PreviousKey, PreviousNote,
+    SealedKey, StatusEvent, StoredCredential,
 };
 pub use model::{ModelInfo, ModelList, ModelView};
 pub use provider::ProviderSpec;

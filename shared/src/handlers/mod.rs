@@ -9,5 +9,5 @@ pub mod websocket;
 pub use rest::{
     Route, RouteMatch, check_credential, check_key, create_credential, create_key, credential_activity,
     delete_credential, delete_key, get_credential, get_key, key_models, list_credentials, list_keys, list_models,
-    patch_key, replace_key, update_credential,
+    patch_key, replace_key, rollback_key, update_credential,
 };

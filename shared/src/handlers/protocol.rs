@@ -220,6 +220,14 @@ impl From<ServiceError> for ApiError {
                     p.display_name
                 ),
             ),
+            ServiceError::NoPreviousKey(p) => (
+                409,
+                format!(
+                    "This {} API key has no previous version to roll back to: a replaced key is kept for a \
+                     limited time only. Nothing was changed.",
+                    p.display_name
+                ),
+            ),
             ServiceError::TooManyKeys(p) => (
                 409,
                 format!(

@@ -234,6 +234,18 @@ pub async fn check_key(state: &AppState, req: Request) -> Response<Body> {
     .await
 }
 
+/// `POST /api/v1/credentials/{provider}/keys/{key_id}/rollback/` (no body),
+/// honouring `If-Match`: the key's previous version is checked again and,
+/// found valid, takes its place
+pub async fn rollback_key(state: &AppState, req: Request) -> Response<Body> {
+    respond_at_key(Route::RollbackKey, req, |user, provider, key, req| async move {
+        let if_match = if_match(&req);
+        let view = state.credentials.rollback_key(&user, provider, &key, if_match).await?;
+        Ok(with_etag(json_response(200, &view), &view))
+    })
+    .await
+}
+
 /// `GET /api/v1/credentials/{provider}/keys/{key_id}/models/`
 pub async fn key_models(state: &AppState, req: Request) -> Response<Body> {
     respond_at_key(Route::KeyModels, req, |user, provider, key, _| async move {
@@ -478,6 +490,8 @@ pub enum Route {
     CheckKey,
     /// `GET /api/v1/credentials/{provider}/keys/{key_id}/models`
     KeyModels,
+    /// `POST /api/v1/credentials/{provider}/keys/{key_id}/rollback`
+    RollbackKey,
 }
 
 /// What a method and path resolve to.
@@ -506,7 +520,7 @@ pub enum RouteMatch {
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 16] = [
+    pub const ALL: [Route; 17] = [
         Route::ListCredentials,
         Route::CreateCredential,
         Route::GetCredential,
@@ -523,6 +537,7 @@ impl Route {
         Route::DeleteKey,
         Route::CheckKey,
         Route::KeyModels,
+        Route::RollbackKey,
     ];
 
     /// The API Gateway route key, `<METHOD> <path template>` (no trailing slash).
@@ -544,6 +559,7 @@ impl Route {
             Route::DeleteKey => "DELETE /api/v1/credentials/{provider}/keys/{key_id}",
             Route::CheckKey => "POST /api/v1/credentials/{provider}/keys/{key_id}/check",
             Route::KeyModels => "GET /api/v1/credentials/{provider}/keys/{key_id}/models",
+            Route::RollbackKey => "POST /api/v1/credentials/{provider}/keys/{key_id}/rollback",
         }
     }
 
@@ -589,6 +605,7 @@ impl Route {
             Route::DeleteKey => delete_key(state, req).await,
             Route::CheckKey => check_key(state, req).await,
             Route::KeyModels => key_models(state, req).await,
+            Route::RollbackKey => rollback_key(state, req).await,
         }
     }
 
@@ -618,6 +635,11 @@ impl Route {
             [p, "keys"] => ("/api/v1/credentials/{provider}/keys", Some(*p), None),
             [p, "keys", k] => ("/api/v1/credentials/{provider}/keys/{key_id}", Some(*p), Some(*k)),
             [p, "keys", k, "check"] => ("/api/v1/credentials/{provider}/keys/{key_id}/check", Some(*p), Some(*k)),
+            [p, "keys", k, "rollback"] => (
+                "/api/v1/credentials/{provider}/keys/{key_id}/rollback",
+                Some(*p),
+                Some(*k),
+            ),
             [p, "keys", k, "models"] => (
                 "/api/v1/credentials/{provider}/keys/{key_id}/models",
                 Some(*p),

@@ -7,7 +7,8 @@ use crate::audit::AuditAction;
 use crate::domain::activity::ActivityEvent;
 use crate::domain::named_key::{KeyId, KeyMeta, MAX_KEYS_PER_PROVIDER};
 use crate::domain::{CredentialView, ProviderSpec, StoredCredential, UserId};
-use crate::ports::StoreError;
+use crate::envelope;
+use crate::ports::{EncryptionContext, StoreError};
 
 /// What `PATCH .../keys/{key_id}/` may change; `None` leaves it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,6 +101,38 @@ impl CredentialService {
         let stored = self.put_key(user, provider, input, Slot::Rotate(key.clone(), if_match));
         let viewed = async { Ok(CredentialView::of(provider, &stored.await?.0)) };
         audited(user, AuditAction::Update, provider, viewed).await
+    }
+
+    /// Restores the key's previous version (kept after a replacement) once
+    /// the provider finds it valid again, as a rotation to it would; the key
+    /// it replaces becomes the previous version in turn, so a rollback can
+    /// be undone. Writes an audit line whatever the outcome.
+    pub async fn rollback_key(
+        &self,
+        user: &UserId,
+        provider: &'static ProviderSpec,
+        key: &KeyId,
+        if_match: IfMatch,
+    ) -> Result<CredentialView> {
+        let work = async {
+            let Some(previous) = self.store.previous(user, provider, key).await? else {
+                return Err(match self.store.get(user, provider, key).await? {
+                    Some(_) => ServiceError::NoPreviousKey(provider),
+                    None => ServiceError::KeyNotFound(provider),
+                });
+            };
+            let context = EncryptionContext::new(user, provider).at(previous.endpoint.as_ref());
+            let opened = envelope::open(self.keyring.as_ref(), &context, &previous.sealed)
+                .await
+                .inspect_err(|e| {
+                    tracing::error!(provider = provider.id, error = %e, "previous key does not open");
+                    crate::audit::record_if_tampered(user, AuditAction::Rollback, provider, e);
+                })?;
+            let slot = Slot::Rollback(key.clone(), if_match, Box::new(previous));
+            let (restored, _) = self.put_key(user, provider, opened.into(), slot).await?;
+            Ok(CredentialView::of(provider, &restored))
+        };
+        audited(user, AuditAction::Rollback, provider, work).await
     }
 
     /// One key's status.

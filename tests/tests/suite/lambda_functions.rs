@@ -146,6 +146,21 @@ async fn the_full_flow_through_every_function() {
     assert_eq!(updated["key_hint"], "gsk_…zzZZ");
     assert_eq!(updated["models_count"], 1);
     assert_eq!(updated["created_at"], created["created_at"]);
+    assert_eq!(updated["previous_key_hint"], "gsk_…9xQa");
+
+    // The replaced key was kept sealed: a rollback opens it with KMS, has
+    // the provider check it again and restores it, keeping the other one.
+    let calls = d.groq.requests().await.len();
+    let (status, back) = d.invoke("keys-rollback", event("keys-rollback", user)).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(
+        (&back["key_hint"], &back["models_count"], &back["previous_key_hint"]),
+        (&json!("gsk_…9xQa"), &json!(3), &json!("gsk_…zzZZ"))
+    );
+    assert_eq!(
+        d.groq.requests().await[calls..].first().unwrap().headers["authorization"],
+        format!("Bearer {GROQ_KEY}").as_str()
+    );
 
     // A second, named key through its own functions.
     let (status, spare) = d

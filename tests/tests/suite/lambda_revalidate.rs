@@ -66,6 +66,7 @@ async fn seed(store: &DynamoStore, keyring: &KmsKeyring, user: &str, key: &str, 
         last_recheck_at: None,
         last_attempt: None,
         cooling_until: None,
+        previous: None,
     };
     store.insert(&credential, &[]).await.unwrap();
 }

@@ -113,6 +113,7 @@ fn service_error_codes() -> Vec<(String, String)> {
         ServiceError::KeyNotFound(groq),
         ServiceError::KeyNameTaken(groq, String::new()),
         ServiceError::TooManyKeys(groq),
+        ServiceError::NoPreviousKey(groq),
         ServiceError::PreconditionFailed(groq),
         ServiceError::KeyNotVerified(groq, Some(30)),
         ServiceError::Unavailable(String::new()),
@@ -130,6 +131,7 @@ fn service_error_codes() -> Vec<(String, String)> {
             | ServiceError::KeyNotFound(_)
             | ServiceError::KeyNameTaken(..)
             | ServiceError::TooManyKeys(_)
+            | ServiceError::NoPreviousKey(_)
             | ServiceError::PreconditionFailed(_)
             | ServiceError::KeyNotVerified(..)
             | ServiceError::Unavailable(_)

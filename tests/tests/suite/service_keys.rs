@@ -14,11 +14,12 @@ use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::domain::activity::{ActivityEntry, ActivityEvent, ActivityPage, ActivityQuery, Consumer};
 use mailmind::domain::named_key::KeyId;
 use mailmind::domain::{
-    ApiKey, CheckState, CredentialStatus, ModelInfo, ModelList, ProviderSpec, StoredCredential, UserId, provider,
+    ApiKey, CheckState, CredentialStatus, ModelInfo, ModelList, PreviousKey, ProviderSpec, StoredCredential, UserId,
+    provider,
 };
 use mailmind::ports::{
     ActivityStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, KeyUse, ModelsUpdate,
-    OncePerWindow, StoreError,
+    OncePerWindow, Replacement, StoreError,
 };
 use mailmind::service::CredentialService;
 use mailmind_tests::fake_providers::AcceptsAll;
@@ -102,14 +103,18 @@ impl CredentialStore for Counting {
         self.wrote();
         self.inner.insert(credential, models).await
     }
-    async fn replace(
-        &self,
-        credential: &StoredCredential,
-        models: &[ModelInfo],
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn replace(&self, replacement: Replacement<'_>) -> Result<(), StoreError> {
         self.wrote();
-        self.inner.replace(credential, models, if_revision).await
+        self.inner.replace(replacement).await
+    }
+    async fn previous(
+        &self,
+        user: &UserId,
+        provider: &ProviderSpec,
+        key: &KeyId,
+    ) -> Result<Option<PreviousKey>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.previous(user, provider, key).await
     }
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
         self.wrote();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailmind::adapters::dynamo_store::DynamoStore;
-use mailmind::ports::{CredentialStore, StoreError};
+use mailmind::ports::{CredentialStore, Replacement, StoreError};
 use mailmind_tests::aws_proxy::CountingProxy;
 use mailmind_tests::moto::moto;
 use mailmind_tests::store_contract::{
@@ -172,12 +172,12 @@ async fn a_large_list_is_chunked_and_a_shorter_one_leaves_no_chunk_behind() {
     assert!(keys.len() > 3, "the list takes several items: {keys:?}");
     assert!(keys.iter().all(|k| k == "CRED#groq" || k.starts_with("MODELS#groq")));
     store
-        .replace(&credential("user-a", "groq", "r2"), &models(&["a"]), None)
+        .replace(Replacement::of(&credential("user-a", "groq", "r2"), &models(&["a"])))
         .await
         .unwrap();
     assert_eq!(sort_keys(&client, &table).await, ["CRED#groq", "MODELS#groq"]);
     store
-        .replace(&credential("user-a", "groq", "r3"), &huge, None)
+        .replace(Replacement::of(&credential("user-a", "groq", "r3"), &huge))
         .await
         .unwrap();
     store.delete(&user("user-a"), groq()).await.unwrap();

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use mailmind::adapters::sqlite_store::SqliteStore;
-use mailmind::ports::CredentialStore;
+use mailmind::domain::PreviousKey;
+use mailmind::ports::{CredentialStore, Replacement};
 use mailmind_tests::store_contract::{credential, due_query, groq, models, user};
 use mailmind_tests::store_contract_tests;
 
@@ -36,14 +37,104 @@ async fn reopening_keeps_data_and_uses_wal() {
     let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// Takes away what schema 10 added: previous versions of keys.
+fn roll_back_to_schema_9(db: &rusqlite::Connection) {
+    db.execute_batch(
+        "DROP TABLE previous_keys;
+         ALTER TABLE credentials DROP COLUMN previous_hint;
+         ALTER TABLE credentials DROP COLUMN previous_until;
+         PRAGMA user_version = 9;",
+    )
+    .unwrap();
+}
+
+/// A database of schema 9 (before previous versions) is migrated on open:
+/// its keys have none, and the next replacement keeps one.
+#[tokio::test]
+async fn a_version_9_database_is_migrated_and_keeps_replaced_keys_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailmind.db");
+    let c = credential("user-a", "groq", "r1");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.insert(&c, &models(&["a"])).await.unwrap();
+    }
+    roll_back_to_schema_9(&rusqlite::Connection::open(&path).unwrap());
+    let store = SqliteStore::open(&path).unwrap();
+    let first = mailmind_tests::store_contract::first_key();
+    assert_eq!(
+        store.get(&user("user-a"), groq(), &first).await.unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(store.previous(&user("user-a"), groq(), &first).await.unwrap(), None);
+    let mut next = credential("user-a", "groq", "r2");
+    let kept = PreviousKey::retire(
+        &c,
+        chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3),
+        chrono::Duration::days(7),
+    );
+    next.previous = Some(kept.note());
+    store
+        .replace(Replacement::of(&next, &[]).retiring(&kept))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.previous(&user("user-a"), groq(), &first).await.unwrap(),
+        Some(kept)
+    );
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 10);
+}
+
+/// Versions past their keeping are deleted by the next replacement (of any
+/// key), not merely hidden; a deleted key's version goes with it.
+#[tokio::test]
+async fn previous_versions_are_pruned_on_write() {
+    let (store, dir) = sqlite_store().await;
+    let rows = || {
+        let db = rusqlite::Connection::open(dir.path().join("mailmind.db")).unwrap();
+        db.query_row("SELECT COUNT(*) FROM previous_keys", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    let now = chrono::Utc::now();
+    let a = credential("user-a", "groq", "a1");
+    store.insert(&a, &[]).await.unwrap();
+    let expired = PreviousKey::retire(&a, now - chrono::Duration::days(9), chrono::Duration::days(7));
+    store
+        .replace(Replacement::of(&credential("user-a", "groq", "a2"), &[]).retiring(&expired))
+        .await
+        .unwrap();
+    assert_eq!(rows(), 1, "written as given");
+    let b = credential("user-b", "groq", "b1");
+    store.insert(&b, &[]).await.unwrap();
+    let kept = PreviousKey::retire(&b, now, chrono::Duration::days(7));
+    store
+        .replace(Replacement::of(&credential("user-b", "groq", "b2"), &[]).retiring(&kept))
+        .await
+        .unwrap();
+    assert_eq!(rows(), 1, "user-a's expired version pruned, user-b's kept");
+    store
+        .delete_key(
+            &user("user-b"),
+            groq(),
+            &mailmind_tests::store_contract::first_key(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows(), 0);
 }
 
 /// Rebuilds the tables as schema 7 had them (one key per provider: no
 /// `key_ref`, `key_name`, `priority` or `enabled`), rows kept.
 fn roll_back_to_schema_7(db: &rusqlite::Connection) {
+    roll_back_to_schema_9(db);
     let columns: Vec<String> = db
         .prepare("SELECT name FROM pragma_table_info('credentials')")
         .unwrap()
@@ -106,7 +197,7 @@ async fn a_version_7_database_is_migrated_to_keys_and_keeps_its_credentials() {
     assert_eq!(store.keys(&user("user-a"), groq()).await.unwrap(), [c, second]);
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
 }
 
 /// A database of the first schema (before `last_used_at`) is migrated on
@@ -157,7 +248,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     assert_eq!(due.len(), 1, "{due:?}");
     let db = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
 }
 
 /// A row of a provider this build does not know (written by a newer build,

@@ -137,6 +137,7 @@ fn key_policy_lets_exactly_the_service_roles_and_the_listed_consumers_use_the_ke
             "CredentialsCheckFunctionRole",
             "CredentialsRevalidateFunctionRole",
             "KeysCheckFunctionRole",
+            "KeysRollbackFunctionRole",
             "WsCheckFunctionRole"
         ])
     );

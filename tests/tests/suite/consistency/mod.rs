@@ -384,6 +384,7 @@ fn only_the_functions_that_must_hold_kms_permissions() {
         "credentials-update",
         "keys-check",
         "keys-create",
+        "keys-rollback",
         "keys-update",
         "ws-check",
     ]

@@ -339,3 +339,112 @@ async fn key_hint(w: &super::World) -> Value {
         .json["key_hint"]
         .clone()
 }
+
+/// `POST .../keys/{key_id}/rollback/` with an optional `If-Match`.
+async fn rollback(w: &super::World, key_id: &str, tag: Option<&str>) -> mailmind_tests::local_server::Answer {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{KEYS}{key_id}/rollback/", w.server.base_url))
+        .bearer_auth(w.server.token("alice"));
+    if let Some(tag) = tag {
+        request = request.header("if-match", tag);
+    }
+    mailmind_tests::local_server::Answer::read(request.send().await.unwrap()).await
+}
+
+/// A replaced key is kept sealed as the key's previous version; a rollback
+/// checks it again and restores it only when it is valid, pushes the new
+/// status, and keeps the key it replaced in turn (so it can be undone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_restores_the_previous_key_once_it_checks_out() {
+    let w = world().await;
+    let added = add(&w, "alice", json!({"name": "work", "api_key": GROQ_KEY})).await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    assert!(added.json.get("previous_key_hint").is_none(), "{}", added.text);
+    assert_error(&rollback(&w, "default", None).await, 409, "no_previous_key");
+    assert_error(&rollback(&w, "k0123456789", None).await, 404, "key_not_found");
+
+    let put = |key: &'static str| {
+        let w = &w;
+        async move {
+            w.server
+                .call_as(
+                    "alice",
+                    "PUT",
+                    &format!("{KEYS}default/"),
+                    Some(&json!({"api_key": key}).to_string()),
+                )
+                .await
+        }
+    };
+    let rotated = put(GROQ_KEY_2).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    assert_eq!(rotated.json["previous_key_hint"], "gsk_…9xQa");
+    let until = chrono::DateTime::parse_from_rfc3339(rotated.json["rollback_until"].as_str().unwrap()).unwrap();
+    let kept = until.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        kept > chrono::Duration::days(7) - chrono::Duration::minutes(5) && kept <= chrono::Duration::days(7),
+        "kept for 7 days by default: {kept}"
+    );
+    let rotated_tag = rotated.headers["etag"].to_str().unwrap().to_owned();
+
+    // A stale If-Match changes nothing.
+    assert_error(
+        &rollback(&w, "default", Some(added.headers["etag"].to_str().unwrap())).await,
+        412,
+        "precondition_failed",
+    );
+    assert_eq!(key_hint(&w).await, "gsk_…zzZZ");
+
+    // Rolled back: the old key is back, checked again, its models with it,
+    // and the socket hears of it; the rotated key is now the one kept.
+    let mut socket = crate::e2e_websocket::connect(&w.server, "alice").await;
+    let back = rollback(&w, "default", Some(&rotated_tag)).await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    assert_eq!(
+        (&back.json["key_hint"], &back.json["status"], &back.json["models_count"]),
+        (&json!("gsk_…9xQa"), &json!("valid"), &json!(GROQ_MODELS.len()))
+    );
+    assert_eq!(back.json["previous_key_hint"], "gsk_…zzZZ");
+    assert_ne!(back.headers["etag"].to_str().unwrap(), rotated_tag);
+    let (_, verdict) = crate::e2e_websocket::validation_messages(&mut socket).await;
+    assert_eq!(
+        (&verdict["data"]["status"], &verdict["data"]["key_id"]),
+        (&json!("valid"), &json!("default")),
+        "{verdict}"
+    );
+    let mut models = w.server.model_ids("alice", "groq").await;
+    models.sort();
+    let mut expected: Vec<String> = GROQ_MODELS.iter().map(|m| m.to_string()).collect();
+    expected.sort();
+    assert_eq!(models, expected);
+
+    // Undone, then tried again after the provider revoked the old key:
+    // 422, and nothing changes (the rotated key stays, the old one kept).
+    let undone = rollback(&w, "default", None).await;
+    assert_eq!(undone.json["key_hint"], "gsk_…zzZZ", "{}", undone.text);
+    w.groq.answer(GROQ_KEY, w.groq.invalid_key_response()).await;
+    assert_error(&rollback(&w, "default", None).await, 422, "key_rejected");
+    let now = w.server.call_as("alice", "GET", &format!("{KEYS}default/"), None).await;
+    assert_eq!(
+        (&now.json["key_hint"], &now.json["previous_key_hint"]),
+        (&json!("gsk_…zzZZ"), &json!("gsk_…9xQa"))
+    );
+
+    // The provider route's PUT keeps the replaced primary key as well.
+    let replaced = w.server.put_key("alice", "groq", GROQ_KEY_2).await;
+    assert_eq!(replaced.json["previous_key_hint"], "gsk_…zzZZ", "{}", replaced.text);
+
+    // Deleting the key forgets its previous version with it.
+    let gone = w
+        .server
+        .call_as("alice", "DELETE", &format!("{KEYS}default/"), None)
+        .await;
+    assert_eq!(gone.status, 204);
+    assert_eq!(
+        add(&w, "alice", json!({"name": "again", "api_key": GROQ_KEY_2}))
+            .await
+            .status,
+        201
+    );
+    assert_error(&rollback(&w, "default", None).await, 409, "no_previous_key");
+}
