@@ -322,3 +322,144 @@ async fn add_a_valid_key_see_it_live_see_an_invalid_ones_error_and_delete_it_in_
     }
     eprintln!("settings page browser test: {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// The `key_id` the page shows for the key in place `place` (1-based) of `provider`.
+async fn key_id_at(c: &Client, provider: &str, place: usize) -> String {
+    shown(c, &format!("//ol[@id='keys-{provider}']/li[{place}]"))
+        .await
+        .attr("data-key-id")
+        .await
+        .unwrap()
+        .expect("a key item names its key")
+}
+
+async fn press(c: &Client, id: &str) {
+    // Found again each time: every refresh rebuilds the rows.
+    let deadline = Instant::now() + PAGE_WAIT;
+    loop {
+        let pressed = match c.find(Locator::Id(id)).await {
+            Ok(control) => control.send_keys(ENTER).await.is_ok(),
+            Err(_) => false,
+        };
+        if pressed {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the page never offered {id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn several_keys_scenario(c: Client, base_url: String, demo_token: String) {
+    c.goto(&format!("{base_url}/")).await.expect("page loads");
+    shown(&c, &with_text("connection", "Live updates: connected.")).await;
+    add_key(&c, "groq", "gsk_sandbox-valid-0123456789abcdef").await;
+    shown(&c, &with_text("status-groq", "valid")).await;
+    shown(&c, &with_text("hint-groq", "gsk_…cdef")).await;
+
+    // Another key, named, from the same form: listed second, not in use.
+    let name = c.find(Locator::Id("key-name")).await.unwrap();
+    assert!(
+        name.is_displayed().await.unwrap(),
+        "a provider with a key offers another"
+    );
+    name.send_keys("backup").await.unwrap();
+    c.find(Locator::Id("key-value"))
+        .await
+        .unwrap()
+        .send_keys("gsk_sandbox-valid-9876543210fedcba")
+        .await
+        .unwrap();
+    press(&c, "key-add-another").await;
+    shown(&c, "//ol[@id='keys-groq']/li[2]/strong[normalize-space(.)='backup']").await;
+    shown(
+        &c,
+        "//*[@id='keys-toggle-groq'][starts-with(normalize-space(.), 'Keys (2)')]",
+    )
+    .await;
+    let backup = key_id_at(&c, "groq", 2).await;
+    assert!(backup.starts_with('k'), "{backup}");
+    shown(&c, &with_text("key-note-groq-default", "(in use)")).await;
+
+    // Moved up: it is the one in use now, and the provider row says so.
+    press(&c, &format!("key-up-groq-{backup}")).await;
+    shown(&c, &format!("//ol[@id='keys-groq']/li[1][@data-key-id='{backup}']")).await;
+    shown(&c, &with_text("hint-groq", "gsk_…dcba")).await;
+    let (_, primary) = stored(&base_url, &demo_token, "groq").await;
+    assert_eq!(primary["key_id"], backup.as_str(), "{primary}");
+
+    // Switched off: the next key is in use again.
+    press(&c, &format!("key-switch-groq-{backup}")).await;
+    shown(
+        &c,
+        &format!("//ol[@id='keys-groq']/li[1][@data-key-id='{backup}'][@data-enabled='false']"),
+    )
+    .await;
+    shown(&c, &with_text(&format!("key-note-groq-{backup}"), "(switched off)")).await;
+    shown(&c, &with_text("hint-groq", "gsk_…cdef")).await;
+
+    // Replaced from the form: the old key is kept, and rolled back to.
+    add_key(&c, "groq", "gsk_sandbox-valid-aaaabbbbcccc1111").await;
+    shown(&c, &with_text("hint-groq", "gsk_…1111")).await;
+    shown(
+        &c,
+        "//*[@id='key-previous-groq-default'][starts-with(normalize-space(.), 'Replaced gsk_…cdef, kept until')]",
+    )
+    .await;
+    assert!(
+        c.find(Locator::Id(&format!("key-rollback-groq-{backup}")))
+            .await
+            .is_err(),
+        "a key never replaced has nothing to roll back to"
+    );
+    press(&c, "key-rollback-groq-default").await;
+    shown(&c, &with_text("hint-groq", "gsk_…cdef")).await;
+    shown(
+        &c,
+        "//*[@id='key-previous-groq-default'][starts-with(normalize-space(.), 'Replaced gsk_…1111')]",
+    )
+    .await;
+    shown(&c, "//*[@id='announcer'][contains(., 'rolled back to gsk_…cdef')]").await;
+
+    // One key deleted; the other stays.
+    press(&c, &format!("key-delete-groq-{backup}")).await;
+    shown(
+        &c,
+        "//*[@id='keys-toggle-groq'][starts-with(normalize-space(.), 'Keys (1)')]",
+    )
+    .await;
+    let keys: Value = reqwest::Client::new()
+        .get(format!("{base_url}/api/v1/credentials/groq/keys/"))
+        .bearer_auth(&demo_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hints: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_hint"].as_str().unwrap())
+        .collect();
+    assert_eq!(hints, ["gsk_…cdef"]);
+}
+
+#[tokio::test]
+async fn several_keys_are_added_reordered_switched_off_rolled_back_and_deleted_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start_with_args(&dir.path().join("data"), &[], &["--sandbox"]).await;
+    let mut driver = Chromedriver::start().await;
+    let browser = driver.browser().await;
+    let run = tokio::spawn(several_keys_scenario(
+        browser.clone(),
+        server.base_url.clone(),
+        server.token("demo-user"),
+    ))
+    .await;
+    let _ = browser.close().await;
+    let _ = driver.process.kill().await;
+    if let Err(failure) = run {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
