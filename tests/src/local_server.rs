@@ -15,6 +15,9 @@ use tokio::process::{Child, Command};
 
 use crate::workspace_binary;
 
+/// The local Invoke API's path for `credentials-resolve`.
+pub const INVOKE_PATH: &str = "/2015-03-31/functions/credentials-resolve/invocations";
+
 /// The HS256 secret the test servers run with.
 /// (At least 32 bytes: shorter HS256 secrets are refused.)
 pub const TEST_JWT_SECRET: &str = "e2e-test-secret-not-the-default-0123456789";
@@ -258,6 +261,21 @@ impl LocalServer {
             .iter()
             .map(|m| m["model_id"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// A `credentials-resolve` request through the local Invoke API, with
+    /// the server's access key as a bearer secret; its JSON answer.
+    pub async fn invoke_resolve(&self, request: &serde_json::Value) -> serde_json::Value {
+        let secret = self.aws_credentials().secret().expose_secret().to_owned();
+        let answer = reqwest::Client::new()
+            .post(format!("{}{INVOKE_PATH}", self.base_url))
+            .header("authorization", format!("Bearer {secret}"))
+            .body(request.to_string())
+            .send()
+            .await
+            .expect("server answers");
+        assert_eq!(answer.status(), 200);
+        answer.json().await.expect("a JSON answer")
     }
 
     /// `PUT /api/v1/credentials/{provider}/` replacing the key with `api_key`, as `user`.

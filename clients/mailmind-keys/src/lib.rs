@@ -68,7 +68,9 @@ pub enum Outcome {
     Rejected,
     /// The account is out of quota or credit: recorded as the key's status.
     QuotaExhausted,
-    /// Rate limited: counted only.
+    /// Rate limited: the key rests for a minute (see
+    /// [`KeyClient::report_rate_limited`] to pass the provider's wait) and
+    /// resolves fall back to the user's next key meanwhile.
     RateLimited,
 }
 
@@ -188,6 +190,8 @@ enum Request<'a> {
         key_revision: &'a str,
         outcome: Outcome,
         consumer: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_seconds: Option<u64>,
     },
 }
 
@@ -371,6 +375,32 @@ impl KeyClient {
         key_revision: &str,
         outcome: Outcome,
     ) -> Result<ReportResult, KeyError> {
+        self.send_report(user_id, provider, key_revision, outcome, None).await
+    }
+
+    /// Reports a `429` with the provider's wait (its `Retry-After`): the key
+    /// rests that long (a minute without one), and resolves fall back to the
+    /// user's next key meanwhile.
+    pub async fn report_rate_limited(
+        &self,
+        user_id: &str,
+        provider: &str,
+        key_revision: &str,
+        retry_after: Option<Duration>,
+    ) -> Result<ReportResult, KeyError> {
+        let wait = retry_after.map(|wait| wait.as_secs().max(1));
+        self.send_report(user_id, provider, key_revision, Outcome::RateLimited, wait)
+            .await
+    }
+
+    async fn send_report(
+        &self,
+        user_id: &str,
+        provider: &str,
+        key_revision: &str,
+        outcome: Outcome,
+        retry_after_seconds: Option<u64>,
+    ) -> Result<ReportResult, KeyError> {
         if let Some(records) = &self.inner.records {
             let id: RecordId = (user_id.to_owned(), provider.to_owned());
             let changed = records.get(&id).is_some_and(|r| r.key_revision != key_revision);
@@ -384,6 +414,7 @@ impl KeyClient {
             key_revision,
             outcome,
             consumer: &self.inner.consumer,
+            retry_after_seconds,
         })
         .await
     }
@@ -531,6 +562,7 @@ mod tests {
             key_revision: "r",
             outcome: Outcome::QuotaExhausted,
             consumer: "digest",
+            retry_after_seconds: None,
         })
         .unwrap();
         assert_eq!(
@@ -538,5 +570,16 @@ mod tests {
             serde_json::json!({"action": "report", "user_id": "u", "provider": "groq",
                                "key_revision": "r", "outcome": "quota_exhausted", "consumer": "digest"})
         );
+        let limited = serde_json::to_value(Request::Report {
+            user_id: "u",
+            provider: "groq",
+            key_revision: "r",
+            outcome: Outcome::RateLimited,
+            consumer: "digest",
+            retry_after_seconds: Some(90),
+        })
+        .unwrap();
+        assert_eq!(limited["outcome"], "rate_limited");
+        assert_eq!(limited["retry_after_seconds"], 90);
     }
 }

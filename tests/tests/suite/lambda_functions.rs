@@ -191,6 +191,18 @@ async fn the_full_flow_through_every_function() {
     assert_eq!(names, ["default", "spare"]);
     let (status, got) = d.invoke("keys-get", at_spare("keys-get")).await;
     assert_eq!((status, &got["key_hint"]), (200, &json!("gsk_…9xQa")), "{got}");
+    // Rotated: checked first, swapped in, the old key kept to roll back to.
+    let (status, rotated) = d
+        .invoke(
+            "keys-update",
+            with_body(at_spare("keys-update"), json!({"api_key": GROQ_KEY_2})),
+        )
+        .await;
+    assert_eq!(
+        (status, &rotated["key_hint"], &rotated["previous_key_hint"]),
+        (200, &json!("gsk_…zzZZ"), &json!("gsk_…9xQa")),
+        "{rotated}"
+    );
     // A stale If-Match changes nothing, on DynamoDB too.
     let mut stale = with_body(at_spare("keys-patch"), json!({"enabled": false}));
     stale["headers"]["if-match"] = json!("\"not-the-revision\"");

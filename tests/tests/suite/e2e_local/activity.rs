@@ -2,28 +2,9 @@
 //! from the REST routes and from `credentials-resolve` (the local Invoke
 //! API), newest first, only to its owner, paged, kept after the delete.
 
-use mailmind_tests::local_server::LocalServer;
 use serde_json::{Value, json};
 
 use super::{GROQ_KEY, assert_error, world};
-
-const INVOKE_PATH: &str = "/2015-03-31/functions/credentials-resolve/invocations";
-
-/// An invocation through the local Invoke API, with the server's access
-/// key as a bearer secret.
-async fn invoke(server: &LocalServer, request: Value) -> Value {
-    use secrecy::ExposeSecret;
-    let secret = server.aws_credentials().secret().expose_secret().to_owned();
-    let answer = reqwest::Client::new()
-        .post(format!("{}{INVOKE_PATH}", server.base_url))
-        .header("authorization", format!("Bearer {secret}"))
-        .body(request.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    answer.json().await.unwrap()
-}
 
 /// The entries without their times: (event, the other fields).
 fn events(page: &Value) -> Vec<Value> {
@@ -53,12 +34,12 @@ async fn the_history_shows_every_event_newest_first_to_its_owner_only() {
         .await;
     assert_eq!(checked.status, 200, "{}", checked.text);
     let resolve = json!({"action": "resolve", "user_id": "alice", "provider": "groq", "consumer": "digest"});
-    let key = invoke(s, resolve.clone()).await;
+    let key = s.invoke_resolve(&resolve).await;
     assert_eq!(key["ok"], true, "{key}");
-    assert_eq!(invoke(s, resolve).await["ok"], true);
+    assert_eq!(s.invoke_resolve(&resolve).await["ok"], true);
     let report = json!({"action": "report", "user_id": "alice", "provider": "groq",
                         "key_revision": key["key_revision"], "outcome": "rejected", "consumer": "digest"});
-    assert_eq!(invoke(s, report).await["result"], "rechecked");
+    assert_eq!(s.invoke_resolve(&report).await["result"], "rechecked");
     assert_eq!(
         s.call_as("alice", "DELETE", "/api/v1/credentials/groq/", None)
             .await
@@ -160,10 +141,8 @@ async fn a_bad_limit_or_cursor_is_an_invalid_request() {
         assert_eq!(answer.status, 200, "{query}: {}", answer.text);
     }
     // An invalid consumer name is refused like any bad field.
-    let answer = invoke(
-        s,
-        json!({"action": "resolve", "user_id": "alice", "provider": "groq", "consumer": ""}),
-    )
-    .await;
+    let answer = s
+        .invoke_resolve(&json!({"action": "resolve", "user_id": "alice", "provider": "groq", "consumer": ""}))
+        .await;
     assert_eq!(answer["error"]["code"], "invalid_request");
 }

@@ -8,9 +8,9 @@ use mailmind_tests::repo_root;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::{GROQ_KEY, world};
+use super::{GROQ_KEY, GROQ_KEY_2, world};
 
-const INVOKE_PATH: &str = "/2015-03-31/functions/credentials-resolve/invocations";
+use mailmind_tests::local_server::INVOKE_PATH;
 
 /// The Python consumer code of docs/CONSUMERS.md: the first `python` block
 /// of its section "Python".
@@ -203,6 +203,81 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
     let error = elsewhere.resolve("alice", "groq").await.unwrap_err();
     assert!(matches!(error, mailmind_keys::KeyError::Invoke(_)), "{error}");
     assert!(error.to_string().contains("ResourceNotFound"), "{error}");
+}
+
+/// Resolve falls back on the local server as on Lambda: past a key resting
+/// after a rate limit (for the provider's wait), past a switched-off one,
+/// and says so; with no usable key the error is `no_usable_key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_falls_back_to_the_next_key_when_one_is_rate_limited() {
+    use mailmind_keys::{KeyClient, LOCAL_FUNCTION_NAME};
+
+    let w = world().await;
+    assert_eq!(w.server.post_key("alice", "groq", GROQ_KEY).await.status, 201);
+    let spare = w
+        .server
+        .call_as(
+            "alice",
+            "POST",
+            "/api/v1/credentials/groq/keys/",
+            Some(&json!({"name": "spare", "api_key": GROQ_KEY_2}).to_string()),
+        )
+        .await;
+    assert_eq!(spare.status, 201, "{}", spare.text);
+    let spare_id = spare.json["key_id"].as_str().unwrap().to_owned();
+    let config = local_sdk_config(&w.server);
+    let keys = KeyClient::new(
+        aws_sdk_lambda::Client::new(&config),
+        aws_sdk_kms::Client::new(&config),
+        LOCAL_FUNCTION_NAME,
+    );
+
+    let primary = keys.resolve("alice", "groq").await.unwrap();
+    assert_eq!((primary.key_id.as_str(), primary.fallback), ("default", false));
+    let rested = keys
+        .report_rate_limited(
+            "alice",
+            "groq",
+            &primary.key_revision,
+            Some(std::time::Duration::from_secs(90)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rested.result, "recorded");
+    let next = keys.resolve("alice", "groq").await.unwrap();
+    assert_eq!(next.api_key.expose_secret(), GROQ_KEY_2);
+    assert_eq!(
+        (next.key_id.as_str(), next.key_name.as_str(), next.fallback),
+        (spare_id.as_str(), "spare", true)
+    );
+
+    // The whole answer says why, and for how long (the wait named).
+    let answer = w
+        .server
+        .invoke_resolve(&json!({"action": "resolve", "user_id": "alice", "provider": "groq"}))
+        .await;
+    let skipped = &answer["chosen"]["skipped"][0];
+    assert_eq!(
+        (skipped["key_id"].as_str(), skipped["reason"].as_str()),
+        (Some("default"), Some("rate_limited"))
+    );
+    let until = chrono::DateTime::parse_from_rfc3339(skipped["until"].as_str().unwrap()).unwrap();
+    let rest = until.signed_duration_since(chrono::Utc::now()).num_seconds();
+    assert!((60..=90).contains(&rest), "rests for the wait named: {rest} s");
+
+    // The spare switched off: no key can be used now.
+    let off = w
+        .server
+        .call_as(
+            "alice",
+            "PATCH",
+            &format!("/api/v1/credentials/groq/keys/{spare_id}/"),
+            Some(&json!({"enabled": false}).to_string()),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{}", off.text);
+    let none = keys.resolve("alice", "groq").await.unwrap_err();
+    assert_eq!(none.code(), Some("no_usable_key"), "{none}");
 }
 
 /// The SDK configuration of a consumer on this machine: every service at
