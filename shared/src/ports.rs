@@ -49,6 +49,29 @@ pub enum ModelsUpdate {
     Replace(Vec<ModelInfo>),
 }
 
+/// Where one key is: its owner, its provider and its id within the provider.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyAt<'a> {
+    /// The owner.
+    pub user: &'a UserId,
+    /// The provider.
+    pub provider: &'a ProviderSpec,
+    /// Which of the provider's keys.
+    pub key: &'a KeyId,
+}
+
+impl<'a> KeyAt<'a> {
+    /// `user`'s key `key` of `provider`.
+    pub fn new(user: &'a UserId, provider: &'a ProviderSpec, key: &'a KeyId) -> KeyAt<'a> {
+        KeyAt { user, provider, key }
+    }
+
+    /// Where `credential` is stored.
+    pub fn of(credential: &'a StoredCredential) -> KeyAt<'a> {
+        KeyAt::new(&credential.user_id, credential.provider, &credential.key.id)
+    }
+}
+
 /// Which key a write is about: `user`'s credential for `provider` while it
 /// holds the key with `revision`. Writes that name one change nothing once
 /// that key is gone: `NotFound` when the credential was deleted, `Conflict`
@@ -66,6 +89,11 @@ pub struct KeyRevision {
 }
 
 impl KeyRevision {
+    /// Where the key is.
+    pub fn at(&self) -> KeyAt<'_> {
+        KeyAt::new(&self.user, self.provider, &self.key)
+    }
+
     /// The key `credential` holds.
     pub fn of(credential: &StoredCredential) -> KeyRevision {
         KeyRevision {
@@ -180,13 +208,8 @@ pub struct Deferral {
 /// Credentials and their model lists, always scoped to one user.
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
-    /// The user's key `key` of a provider (strongly consistent).
-    async fn get(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<StoredCredential>, StoreError>;
+    /// The key `at` names (strongly consistent).
+    async fn get(&self, at: KeyAt<'_>) -> Result<Option<StoredCredential>, StoreError>;
 
     /// Every key the user keeps for a provider, in the provider's order
     /// (priority, then age, then id), in one read.
@@ -205,14 +228,9 @@ pub trait CredentialStore: Send + Sync {
     /// `if_revision`, `Conflict` unless the stored key is that one.
     async fn replace(&self, replacement: Replacement<'_>) -> Result<(), StoreError>;
 
-    /// The previous version of key `key` while it is kept (never one past
+    /// The previous version of the key `at` names while it is kept (never one past
     /// its `kept_until`, whether or not the store has forgotten it yet).
-    async fn previous(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<PreviousKey>, StoreError>;
+    async fn previous(&self, at: KeyAt<'_>) -> Result<Option<PreviousKey>, StoreError>;
 
     /// Records the result of checking `key`: the check, and the models as
     /// `models` says, in one atomic step.
@@ -254,21 +272,10 @@ pub trait CredentialStore: Send + Sync {
 
     /// Deletes one key, its models and its previous version together. `NotFound` when there is none.
     /// Given `if_revision`, only while the key is that one (`Conflict` otherwise).
-    async fn delete_key(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError>;
+    async fn delete_key(&self, at: KeyAt<'_>, if_revision: Option<&str>) -> Result<(), StoreError>;
 
-    /// The stored model list of key `key`, if any.
-    async fn models(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<ModelList>, StoreError>;
+    /// The stored model list of the key `at` names, if any.
+    async fn models(&self, at: KeyAt<'_>) -> Result<Option<ModelList>, StoreError>;
 
     // Background re-validation. Every credential carries a freshness time
     // `fresh_at`: the check time of its stored verdict (insert, replace and

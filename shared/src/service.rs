@@ -34,8 +34,8 @@ mod named_keys;
 mod revalidate;
 
 use crate::ports::{
-    ActivityStore, Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyRevision, Keyring,
-    KeyringError, ModelsUpdate, Notifier, ProviderClient, Replacement, StatusEvents, StoreError,
+    ActivityStore, Audience, Connection, ConnectionStore, CredentialStore, EncryptionContext, KeyAt, KeyRevision,
+    Keyring, KeyringError, ModelsUpdate, Notifier, ProviderClient, Replacement, StatusEvents, StoreError,
 };
 pub use activity::NoActivity;
 pub use keys::{Chosen, LAST_USE_RESOLUTION, RECHECK_INTERVAL, ReportAnswer, ResolvedKey};
@@ -452,7 +452,7 @@ impl CredentialService {
         // Only a discovery reads the old list (for the models' history); no
         // verdict just leaves the list empty.
         let previous = match (&existing, check.status) {
-            (Some(old), CredentialStatus::Valid) => self.store.models(user, provider, &old.key.id).await?,
+            (Some(old), CredentialStatus::Valid) => self.store.models(KeyAt::new(user, provider, &old.key.id)).await?,
             _ => None,
         };
         let (models, change) = carry_history(previous.as_ref(), models, &now);
@@ -613,7 +613,7 @@ impl CredentialService {
             // Only a fresh list needs the stored one (for the models'
             // history): one read, and only then.
             CheckOutcome::Valid { models } => {
-                let previous = self.store.models(user, provider, &existing.key.id).await?;
+                let previous = self.store.models(KeyAt::new(user, provider, &existing.key.id)).await?;
                 let (models, change) = carry_history(previous.as_ref(), models, &now);
                 (CheckOutcome::Valid { models }, change)
             }
@@ -646,7 +646,7 @@ impl CredentialService {
             Err(StoreError::Conflict) => {
                 return self
                     .store
-                    .get(user, provider, &existing.key.id)
+                    .get(KeyAt::new(user, provider, &existing.key.id))
                     .await?
                     .ok_or(ServiceError::CredentialNotFound(provider));
             }
@@ -718,7 +718,7 @@ impl CredentialService {
             .iter()
             .filter(|k| k.key.enabled && k.check.status != CredentialStatus::Invalid);
         let lists = futures_util::future::try_join_all(usable.map(|k| async move {
-            let list = self.store.models(user, provider, &k.key.id).await?;
+            let list = self.store.models(KeyAt::new(user, provider, &k.key.id)).await?;
             Ok::<_, StoreError>(list.map(|list| (k.key.id.clone(), list)))
         }))
         .await?;

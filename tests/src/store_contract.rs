@@ -14,7 +14,7 @@ use mailmind::domain::{
     StoredCredential, UserId,
 };
 use mailmind::ports::{
-    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
+    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt,
     KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
 };
 
@@ -172,17 +172,32 @@ pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
 pub async fn insert_then_get_round_trips(store: Arc<impl Store>) {
     let c = credential("user-a", "groq", "r1");
     store.insert(&c, &models(&["a", "b"])).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), Some(c));
+    assert_eq!(
+        store
+            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        Some(c)
+    );
     let list = store
-        .models(&user("user-a"), groq(), &first_key())
+        .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
         .await
         .unwrap()
         .expect("models stored");
     assert_eq!(list.models, models(&["a", "b"]));
     assert_eq!(list.discovered_at, at(1));
-    assert_eq!(store.get(&user("user-a"), gemini(), &first_key()).await.unwrap(), None);
     assert_eq!(
-        store.models(&user("user-a"), gemini(), &first_key()).await.unwrap(),
+        store
+            .get(KeyAt::new(&user("user-a"), gemini(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .models(KeyAt::new(&user("user-a"), gemini(), &first_key()))
+            .await
+            .unwrap(),
         None
     );
 }
@@ -193,14 +208,17 @@ pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store:
     assert!(c.endpoint.is_some());
     store.insert(&c, &models(&["llama3.2:latest"])).await.unwrap();
     assert_eq!(
-        store.get(&user("user-a"), compatible, &first_key()).await.unwrap(),
+        store
+            .get(KeyAt::new(&user("user-a"), compatible, &first_key()))
+            .await
+            .unwrap(),
         Some(c.clone())
     );
     let mut moved = credential("user-a", "openai_compatible", "r2");
     moved.endpoint = Some(Endpoint::accepted("https://other.example/v1".to_owned()));
     store.replace(Replacement::of(&moved, &[])).await.unwrap();
     let stored = store
-        .get(&user("user-a"), compatible, &first_key())
+        .get(KeyAt::new(&user("user-a"), compatible, &first_key()))
         .await
         .unwrap()
         .unwrap();
@@ -210,7 +228,7 @@ pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store:
     store.insert(&groq, &[]).await.unwrap();
     assert_eq!(
         store
-            .get(&user("user-a"), self::groq(), &first_key())
+            .get(KeyAt::new(&user("user-a"), self::groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -223,7 +241,10 @@ pub async fn a_replaced_key_is_kept_as_the_previous_version_until_its_keeping_en
     let (u, compatible) = (user("user-a"), provider("openai_compatible"));
     let first = credential("user-a", "openai_compatible", "r1");
     store.insert(&first, &[]).await.unwrap();
-    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
+        None
+    );
 
     // Replaced: the old key, sealed as it was and with its endpoint, is kept.
     let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
@@ -235,14 +256,21 @@ pub async fn a_replaced_key_is_kept_as_the_previous_version_until_its_keeping_en
         .replace(Replacement::of(&second, &[]).retiring(&kept))
         .await
         .unwrap();
-    let read = store.previous(&u, compatible, &first_key()).await.unwrap();
+    let read = store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap();
     assert_eq!(read.as_ref(), Some(&kept));
     assert_eq!(read.unwrap().sealed, first.sealed);
-    let stored = store.get(&u, compatible, &first_key()).await.unwrap().unwrap();
+    let stored = store
+        .get(KeyAt::new(&u, compatible, &first_key()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.previous, Some(kept.note()));
     // Another user, another key: nothing.
     assert_eq!(
-        store.previous(&user("user-b"), compatible, &first_key()).await.unwrap(),
+        store
+            .previous(KeyAt::new(&user("user-b"), compatible, &first_key()))
+            .await
+            .unwrap(),
         None
     );
 
@@ -254,7 +282,11 @@ pub async fn a_replaced_key_is_kept_as_the_previous_version_until_its_keeping_en
         .replace(Replacement::of(&third, &[]).retiring(&kept_second))
         .await
         .unwrap();
-    let read = store.previous(&u, compatible, &first_key()).await.unwrap().unwrap();
+    let read = store
+        .previous(KeyAt::new(&u, compatible, &first_key()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (read.endpoint, read.sealed),
         (second.endpoint.clone(), second.sealed.clone())
@@ -268,7 +300,10 @@ pub async fn a_replaced_key_is_kept_as_the_previous_version_until_its_keeping_en
         .replace(Replacement::of(&fourth, &[]).retiring(&expired))
         .await
         .unwrap();
-    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
+        None
+    );
 
     // A replacement keeping none forgets any; a deleted key takes its own along.
     store
@@ -276,21 +311,33 @@ pub async fn a_replaced_key_is_kept_as_the_previous_version_until_its_keeping_en
         .await
         .unwrap();
     store.replace(Replacement::of(&fourth, &[])).await.unwrap();
-    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
+        None
+    );
     store
         .replace(Replacement::of(&third, &[]).retiring(&kept_second))
         .await
         .unwrap();
-    store.delete_key(&u, compatible, &first_key(), None).await.unwrap();
+    store
+        .delete_key(KeyAt::new(&u, compatible, &first_key()), None)
+        .await
+        .unwrap();
     store.insert(&first, &[]).await.unwrap();
-    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
+        None
+    );
     store
         .replace(Replacement::of(&third, &[]).retiring(&kept_second))
         .await
         .unwrap();
     store.delete(&u, compatible).await.unwrap();
     store.insert(&first, &[]).await.unwrap();
-    assert_eq!(store.previous(&u, compatible, &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
+        None
+    );
 }
 
 /// Another key of `provider` for `user`: named, placed at `priority`.
@@ -328,11 +375,14 @@ pub async fn several_keys_of_a_provider_are_kept_apart_and_listed_in_order(store
         store.keys(&u, openai).await.unwrap(),
         [first.clone(), work.clone(), backup.clone()]
     );
-    assert_eq!(store.get(&u, openai, &work.key.id).await.unwrap(), Some(work.clone()));
+    assert_eq!(
+        store.get(KeyAt::new(&u, openai, &work.key.id)).await.unwrap(),
+        Some(work.clone())
+    );
     let listed = |key: &KeyId| {
         let (store, u, key) = (Arc::clone(&store), u.clone(), key.clone());
         async move {
-            let list = store.models(&u, openai, &key).await.unwrap();
+            let list = store.models(KeyAt::new(&u, openai, &key)).await.unwrap();
             list.map(|l| l.models.into_iter().map(|m| m.model_id).collect::<Vec<_>>())
         }
     };
@@ -349,10 +399,18 @@ pub async fn several_keys_of_a_provider_are_kept_apart_and_listed_in_order(store
         .await
         .unwrap();
     assert_eq!(
-        store.get(&u, openai, &backup.key.id).await.unwrap().unwrap().check,
+        store
+            .get(KeyAt::new(&u, openai, &backup.key.id))
+            .await
+            .unwrap()
+            .unwrap()
+            .check,
         check
     );
-    assert_eq!(store.get(&u, openai, &first.key.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.get(KeyAt::new(&u, openai, &first.key.id)).await.unwrap(),
+        Some(first.clone())
+    );
     assert_eq!(listed(&first.key.id).await, Some(vec!["gpt-4o".to_owned()]));
     let mut stale = KeyRevision::of(&work);
     stale.revision = "r-old".into();
@@ -375,15 +433,23 @@ pub async fn several_keys_of_a_provider_are_kept_apart_and_listed_in_order(store
         .await
         .unwrap();
     assert_eq!(
-        store.get(&u, openai, &backup.key.id).await.unwrap().unwrap().revision,
+        store
+            .get(KeyAt::new(&u, openai, &backup.key.id))
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
         "r2-next"
     );
 
     // One key goes with its list; then the provider's others, all at once.
-    store.delete_key(&u, openai, &backup.key.id, None).await.unwrap();
+    store
+        .delete_key(KeyAt::new(&u, openai, &backup.key.id), None)
+        .await
+        .unwrap();
     assert_eq!(listed(&backup.key.id).await, None);
     assert!(matches!(
-        store.delete_key(&u, openai, &backup.key.id, None).await,
+        store.delete_key(KeyAt::new(&u, openai, &backup.key.id), None).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.keys(&u, openai).await.unwrap(), [first.clone(), work.clone()]);
@@ -422,10 +488,16 @@ pub async fn error_state_round_trips(store: Arc<impl Store>) {
     };
     c.models_count = 0;
     store.insert(&c, &[]).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), Some(c));
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        Some(c)
+    );
+    assert_eq!(
+        store
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .map(|l| l.models),
@@ -442,12 +514,15 @@ pub async fn second_insert_conflicts_and_changes_nothing(store: Arc<impl Store>)
         Err(StoreError::Conflict)
     ));
     assert_eq!(
-        store.get(&user("user-a"), groq(), &first_key()).await.unwrap(),
+        store
+            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
         Some(first)
     );
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -472,11 +547,15 @@ pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<impl Store>) 
         .count();
     assert_eq!((wins, conflicts), (1, 7), "{results:?}");
     // The winner's models are the ones stored.
-    let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
+    let stored = store
+        .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+        .await
+        .unwrap()
+        .unwrap();
     let winner = stored.revision.trim_start_matches('r').to_owned();
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -491,8 +570,20 @@ pub async fn replace_needs_an_existing_credential(store: Arc<impl Store>) {
         store.replace(Replacement::of(&c, &models(&["a"]))).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
-    assert_eq!(store.models(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc<impl Store>) {
@@ -505,7 +596,11 @@ pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc
     newer.check.checked_at = Some(at(200));
     newer.models_count = 1;
     store.replace(Replacement::of(&newer, &models(&["c"]))).await.unwrap();
-    let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
+    let stored = store
+        .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.created_at, original.created_at);
     assert_eq!(stored.revision, "r2");
     assert_eq!(stored.sealed, newer.sealed);
@@ -513,7 +608,7 @@ pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc
     assert_eq!(stored.updated_at, at(200));
     assert_eq!(stored.models_count, 1);
     let list = store
-        .models(&user("user-a"), groq(), &first_key())
+        .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
         .await
         .unwrap()
         .unwrap();
@@ -537,13 +632,17 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         .record_check(key(&user("user-a"), "groq", "r1"), &rate_limited, ModelsUpdate::Keep)
         .await
         .unwrap();
-    let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
+    let stored = store
+        .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.check, rate_limited);
     assert_eq!(stored.models_count, 2, "Keep leaves the count");
     assert_eq!(stored.updated_at, at(50));
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -567,11 +666,15 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         )
         .await
         .unwrap();
-    let stored = store.get(&user("user-a"), groq(), &first_key()).await.unwrap().unwrap();
+    let stored = store
+        .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.check, valid);
     assert_eq!(stored.models_count, 3);
     let list = store
-        .models(&user("user-a"), groq(), &first_key())
+        .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
         .await
         .unwrap()
         .unwrap();
@@ -610,12 +713,15 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<impl S
         Err(StoreError::Conflict)
     ));
     assert_eq!(
-        store.get(&user("user-a"), groq(), &first_key()).await.unwrap(),
+        store
+            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
         Some(original)
     );
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -638,8 +744,20 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
         .await
         .unwrap();
     store.delete(&user("user-a"), groq()).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
-    assert_eq!(store.models(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(matches!(
         store.delete(&user("user-a"), groq()).await,
         Err(StoreError::NotFound)
@@ -647,14 +765,14 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
     // The other provider is untouched.
     assert!(
         store
-            .get(&user("user-a"), gemini(), &first_key())
+            .get(KeyAt::new(&user("user-a"), gemini(), &first_key()))
             .await
             .unwrap()
             .is_some()
     );
     assert!(
         store
-            .models(&user("user-a"), gemini(), &first_key())
+            .models(KeyAt::new(&user("user-a"), gemini(), &first_key()))
             .await
             .unwrap()
             .is_some()
@@ -666,9 +784,21 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
 pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     let a = credential("user-a", "groq", "r1");
     store.insert(&a, &models(&["a"])).await.unwrap();
-    assert_eq!(store.get(&user("user-b"), groq(), &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get(KeyAt::new(&user("user-b"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(store.list(&user("user-b")).await.unwrap().is_empty());
-    assert_eq!(store.models(&user("user-b"), groq(), &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .models(KeyAt::new(&user("user-b"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(matches!(
         store.delete(&user("user-b"), groq()).await,
         Err(StoreError::NotFound)
@@ -690,10 +820,16 @@ pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     ));
     // B may have its own credential for the same provider.
     store.insert(&b_version, &models(&["b"])).await.unwrap();
-    assert_eq!(store.get(&user("user-a"), groq(), &first_key()).await.unwrap(), Some(a));
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        Some(a)
+    );
+    assert_eq!(
+        store
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -756,7 +892,10 @@ pub async fn readers_never_see_a_half_written_model_list(store: Arc<impl Store>)
     let mut reads = 0;
     let (reader, key) = (user("user-a"), first_key());
     while !writer.is_finished() {
-        let (credential, list) = tokio::join!(store.get(&reader, groq(), &key), store.models(&reader, groq(), &key));
+        let (credential, list) = tokio::join!(
+            store.get(KeyAt::new(&reader, groq(), &key)),
+            store.models(KeyAt::new(&reader, groq(), &key))
+        );
         let list = list.unwrap().unwrap().models;
         assert!(list == small || list == large, "a mixed list of {} models", list.len());
         assert!(credential.unwrap().is_some());
@@ -821,7 +960,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
         .unwrap();
     let first = key_use(&none, "digest", at(100));
     assert!(store.record_use(key(&u, "groq", "r1"), &first).await.unwrap());
-    let stored = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
+    let stored = store.get(KeyAt::new(&u, groq(), &first_key())).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(100)));
     assert_eq!(stored.consumer_uses, first.uses);
     assert!(stored.consumer_uses.recorded_since(&consumer("digest"), at(100)));
@@ -842,7 +981,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
     // Another consumer, over the map as it stands: written, both kept.
     let second = key_use(&first.uses, "other", at(500));
     assert!(store.record_use(key(&u, "groq", "r1"), &second).await.unwrap());
-    let stored = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
+    let stored = store.get(KeyAt::new(&u, groq(), &first_key())).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(500)));
     assert_eq!(stored.consumer_uses.len(), 2);
     // Nothing else changed, and a key replacement keeps last use and map.
@@ -853,7 +992,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
         .replace(Replacement::of(&replaced, &models(&["b"])))
         .await
         .unwrap();
-    let stored = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
+    let stored = store.get(KeyAt::new(&u, groq(), &first_key())).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(at(500)));
     assert_eq!(stored.consumer_uses, second.uses);
     // One entry per write that won, newest first.
@@ -866,7 +1005,13 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
         vec![second.entry, first.entry]
     );
     // Nobody else's credential is touched.
-    assert_eq!(store.get(&user("user-b"), groq(), &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get(KeyAt::new(&user("user-b"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn concurrent_uses_record_one_entry(store: Arc<impl Store>) {
@@ -1007,7 +1152,7 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
     assert_eq!(claims.iter().filter(|won| **won).count(), 1, "{claims:?}");
     assert_eq!(
         store
-            .get(&u, groq(), &first_key())
+            .get(KeyAt::new(&u, groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -1037,7 +1182,7 @@ pub async fn claim_recheck_lets_one_caller_per_window_and_tells_stale_from_gone(
         .unwrap();
     assert_eq!(
         store
-            .get(&u, groq(), &first_key())
+            .get(KeyAt::new(&u, groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -1264,7 +1409,7 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         )
         .await
         .unwrap();
-    let after = store.get(&u, groq(), &first_key()).await.unwrap().unwrap();
+    let after = store.get(KeyAt::new(&u, groq(), &first_key())).await.unwrap().unwrap();
     assert_eq!(after.check.status, CredentialStatus::Valid);
     assert_eq!(after.check.reason, None);
     assert_eq!(after.check.checked_at, Some(at(10)));
@@ -1272,7 +1417,7 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
     assert_eq!(after.last_attempt, Some(attempt));
     assert_eq!(
         store
-            .models(&u, groq(), &first_key())
+            .models(KeyAt::new(&u, groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -1308,7 +1453,12 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         .await
         .unwrap();
     assert_eq!(
-        store.get(&u, groq(), &first_key()).await.unwrap().unwrap().last_attempt,
+        store
+            .get(KeyAt::new(&u, groq(), &first_key()))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_attempt,
         None
     );
     // So does a new key.
@@ -1330,7 +1480,12 @@ pub async fn record_attempt_keeps_the_verdict_and_backs_off(store: Arc<impl Stor
         .await
         .unwrap();
     assert_eq!(
-        store.get(&u, groq(), &first_key()).await.unwrap().unwrap().last_attempt,
+        store
+            .get(KeyAt::new(&u, groq(), &first_key()))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_attempt,
         None
     );
 }
@@ -1436,7 +1591,7 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
     c.models_count = 1800;
     store.insert(&c, &large).await.unwrap();
     let list = store
-        .models(&user("user-a"), groq(), &first_key())
+        .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
         .await
         .unwrap()
         .unwrap();
@@ -1463,7 +1618,7 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
         .unwrap();
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -1478,7 +1633,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
     store.insert(&credential("user-a", "groq", "r1"), &huge).await.unwrap();
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -1504,7 +1659,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         .unwrap();
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -1518,7 +1673,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         .unwrap();
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -1531,7 +1686,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         .unwrap();
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()
@@ -1546,7 +1701,13 @@ pub async fn delete_removes_every_part_of_a_large_list(store: Arc<impl Store>) {
         .await
         .unwrap();
     store.delete(&user("user-a"), groq()).await.unwrap();
-    assert_eq!(store.models(&user("user-a"), groq(), &first_key()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
+            .await
+            .unwrap(),
+        None
+    );
     // Created again with a short list, only that list is there.
     store
         .insert(&credential("user-a", "groq", "r2"), &models(&["a"]))
@@ -1554,7 +1715,7 @@ pub async fn delete_removes_every_part_of_a_large_list(store: Arc<impl Store>) {
         .unwrap();
     assert_eq!(
         store
-            .models(&user("user-a"), groq(), &first_key())
+            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
             .await
             .unwrap()
             .unwrap()

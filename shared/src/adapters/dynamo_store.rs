@@ -53,7 +53,7 @@ use crate::domain::{
 };
 use crate::metrics::AwsService;
 use crate::ports::{
-    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
+    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt,
     KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
 };
 use crate::time;
@@ -268,7 +268,7 @@ impl DynamoStore {
 
     /// After a failed `revision` condition: was the credential gone, or replaced?
     async fn gone_or_changed(&self, key: &KeyRevision) -> StoreError {
-        match self.get(&key.user, key.provider, &key.key).await {
+        match self.get(key.at()).await {
             Ok(Some(_)) => StoreError::Conflict,
             Ok(None) => StoreError::NotFound,
             Err(e) => e,
@@ -622,12 +622,8 @@ fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, 
 
 #[async_trait]
 impl CredentialStore for DynamoStore {
-    async fn get(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<StoredCredential>, StoreError> {
+    async fn get(&self, at: KeyAt<'_>) -> Result<Option<StoredCredential>, StoreError> {
+        let KeyAt { user, provider, key } = at;
         let item = self
             .get_item(Self::credential_key(user, &stem(provider.id, key)), None)
             .await?;
@@ -695,15 +691,10 @@ impl CredentialStore for DynamoStore {
         ];
         match self.write_key(writes, credential, models, StoreError::NotFound).await {
             // The condition failed: the key is gone, or was replaced meanwhile.
-            Err(StoreError::NotFound) if if_revision.is_some() => {
-                match self
-                    .get(&credential.user_id, credential.provider, &credential.key.id)
-                    .await?
-                {
-                    Some(_) => Err(StoreError::Conflict),
-                    None => Err(StoreError::NotFound),
-                }
-            }
+            Err(StoreError::NotFound) if if_revision.is_some() => match self.get(KeyAt::of(credential)).await? {
+                Some(_) => Err(StoreError::Conflict),
+                None => Err(StoreError::NotFound),
+            },
             other => other,
         }
     }
@@ -779,12 +770,8 @@ impl CredentialStore for DynamoStore {
         }
     }
 
-    async fn previous(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<PreviousKey>, StoreError> {
+    async fn previous(&self, at: KeyAt<'_>) -> Result<Option<PreviousKey>, StoreError> {
+        let KeyAt { user, provider, key } = at;
         let item = self
             .get_item(Self::previous_key(user, &stem(provider.id, key)), None)
             .await?;
@@ -856,13 +843,8 @@ impl CredentialStore for DynamoStore {
             .await
     }
 
-    async fn delete_key(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn delete_key(&self, at: KeyAt<'_>, if_revision: Option<&str>) -> Result<(), StoreError> {
+        let KeyAt { user, provider, key } = at;
         let mut items = self.delete_key_items(user, &stem(provider.id, key))?;
         if let Some(revision) = if_revision {
             // The key's own delete, conditioned on its revision too.
@@ -877,7 +859,7 @@ impl CredentialStore for DynamoStore {
             items[0] = TransactWriteItem::builder().delete(delete).build();
         }
         match self.transact(items, StoreError::NotFound).await {
-            Err(StoreError::NotFound) if if_revision.is_some() => match self.get(user, provider, key).await? {
+            Err(StoreError::NotFound) if if_revision.is_some() => match self.get(at).await? {
                 Some(_) => Err(StoreError::Conflict),
                 None => Err(StoreError::NotFound),
             },
@@ -885,12 +867,8 @@ impl CredentialStore for DynamoStore {
         }
     }
 
-    async fn models(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<ModelList>, StoreError> {
+    async fn models(&self, at: KeyAt<'_>) -> Result<Option<ModelList>, StoreError> {
+        let KeyAt { user, provider, key } = at;
         let stem = stem(provider.id, key);
         let Some(item) = self.get_item(Self::models_key(user, &stem), None).await? else {
             return Ok(None);
@@ -924,7 +902,7 @@ impl CredentialStore for DynamoStore {
                 }
                 None => match self.models_head_chunks(user, &stem).await? {
                     None => return Ok(None),
-                    Some(now) if now <= 1 => return Box::pin(self.models(user, provider, key)).await,
+                    Some(now) if now <= 1 => return Box::pin(self.models(at)).await,
                     Some(now) => count = now,
                 },
             }

@@ -17,7 +17,7 @@ use crate::domain::{
     CheckState, ErrorReason, ModelInfo, ModelList, PreviousKey, ProviderSpec, StoredCredential, UserId,
 };
 use crate::ports::{
-    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery,
+    ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt,
     KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
 };
 use crate::time;
@@ -725,12 +725,8 @@ fn set_time_unless_since(
 
 #[async_trait]
 impl CredentialStore for SqliteStore {
-    async fn get(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<StoredCredential>, StoreError> {
+    async fn get(&self, at: KeyAt<'_>) -> Result<Option<StoredCredential>, StoreError> {
+        let KeyAt { user, provider, key } = at;
         let (user, provider, key) = (user.clone(), provider.id, key.clone());
         self.with_db(move |db| {
             db.prepare_cached(&format!("{} WHERE {ONE_KEY}", *SELECT_CREDENTIAL))
@@ -803,12 +799,8 @@ impl CredentialStore for SqliteStore {
             .await
     }
 
-    async fn previous(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<PreviousKey>, StoreError> {
+    async fn previous(&self, at: KeyAt<'_>) -> Result<Option<PreviousKey>, StoreError> {
+        let KeyAt { user, provider, key } = at;
         let (user, provider, key) = (user.clone(), provider.id, key.clone());
         self.with_db(move |db| {
             db.prepare_cached(&format!(
@@ -990,13 +982,8 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn delete_key(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn delete_key(&self, at: KeyAt<'_>, if_revision: Option<&str>) -> Result<(), StoreError> {
+        let KeyAt { user, provider, key } = at;
         let (user, provider, key) = (user.clone(), provider.id, key.clone());
         let if_revision = if_revision.map(str::to_owned);
         self.in_transaction(move |tx| {
@@ -1022,12 +1009,8 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn models(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<ModelList>, StoreError> {
+    async fn models(&self, at: KeyAt<'_>) -> Result<Option<ModelList>, StoreError> {
+        let KeyAt { user, provider, key } = at;
         let (user, provider, key) = (user.clone(), provider.id, key.clone());
         self.with_db(move |db| {
             let row = db

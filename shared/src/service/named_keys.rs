@@ -8,7 +8,7 @@ use crate::domain::activity::ActivityEvent;
 use crate::domain::named_key::{KeyId, KeyMeta, MAX_KEYS_PER_PROVIDER};
 use crate::domain::{CredentialView, ProviderSpec, StoredCredential, UserId};
 use crate::envelope;
-use crate::ports::{EncryptionContext, StoreError};
+use crate::ports::{EncryptionContext, KeyAt, StoreError};
 
 /// What `PATCH .../keys/{key_id}/` may change; `None` leaves it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,9 +114,10 @@ impl CredentialService {
         key: &KeyId,
         if_match: IfMatch,
     ) -> Result<CredentialView> {
+        let at = KeyAt::new(user, provider, key);
         let work = async {
-            let Some(previous) = self.store.previous(user, provider, key).await? else {
-                return Err(match self.store.get(user, provider, key).await? {
+            let Some(previous) = self.store.previous(at).await? else {
+                return Err(match self.store.get(at).await? {
                     Some(_) => ServiceError::NoPreviousKey(provider),
                     None => ServiceError::KeyNotFound(provider),
                 });
@@ -137,7 +138,8 @@ impl CredentialService {
 
     /// One key's status.
     pub async fn get_key(&self, user: &UserId, provider: &'static ProviderSpec, key: &KeyId) -> Result<CredentialView> {
-        match self.store.get(user, provider, key).await? {
+        let at = KeyAt::new(user, provider, key);
+        match self.store.get(at).await? {
             Some(stored) => Ok(CredentialView::of(provider, &stored)),
             None => Err(ServiceError::KeyNotFound(provider)),
         }
@@ -150,7 +152,8 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: &KeyId,
     ) -> Result<CredentialView> {
-        let (stored, audience) = tokio::join!(self.store.get(user, provider, key), self.notifier.audience(user));
+        let at = KeyAt::new(user, provider, key);
+        let (stored, audience) = tokio::join!(self.store.get(at), self.notifier.audience(user));
         let Some(stored) = stored? else {
             return Err(ServiceError::KeyNotFound(provider));
         };
@@ -174,10 +177,8 @@ impl CredentialService {
         provider: &'static ProviderSpec,
         key: &KeyId,
     ) -> Result<Vec<crate::domain::ModelView>> {
-        let (stored, list) = tokio::join!(
-            self.store.get(user, provider, key),
-            self.store.models(user, provider, key)
-        );
+        let at = KeyAt::new(user, provider, key);
+        let (stored, list) = tokio::join!(self.store.get(at), self.store.models(at));
         if stored?.is_none() {
             return Err(ServiceError::KeyNotFound(provider));
         }
@@ -232,12 +233,13 @@ impl CredentialService {
         key: &KeyId,
         if_match: &IfMatch,
     ) -> Result<()> {
+        let at = KeyAt::new(user, provider, key);
         let work = async {
             // Only a precondition naming revisions needs the key read first.
             let condition = match if_match {
                 IfMatch::Any => None,
                 IfMatch::Revisions(_) => {
-                    let Some(stored) = self.store.get(user, provider, key).await? else {
+                    let Some(stored) = self.store.get(at).await? else {
                         return Err(ServiceError::KeyNotFound(provider));
                     };
                     if !if_match.admits(&stored.revision) {
@@ -246,7 +248,7 @@ impl CredentialService {
                     Some(stored.revision)
                 }
             };
-            match self.store.delete_key(user, provider, key, condition.as_deref()).await {
+            match self.store.delete_key(at, condition.as_deref()).await {
                 Ok(()) => Ok(()),
                 Err(StoreError::NotFound) => Err(ServiceError::KeyNotFound(provider)),
                 Err(StoreError::Conflict) => Err(ServiceError::PreconditionFailed(provider)),

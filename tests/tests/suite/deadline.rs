@@ -15,7 +15,7 @@ use mailmind::adapters::providers::{HttpProviderClient, ProviderClientConfig};
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::deadline::{self, Budgets, DEADLINE_ENV};
 use mailmind::domain::{ApiKey, CredentialStatus, UserId, provider};
-use mailmind::ports::{Connection, ConnectionStore, CredentialStore};
+use mailmind::ports::{Connection, ConnectionStore, CredentialStore, KeyAt};
 use mailmind::service::{CredentialService, ServiceError};
 use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
 use mailmind_tests::fake_providers::FakeProvider;
@@ -169,7 +169,7 @@ async fn no_write_starts_once_it_could_outlast_the_deadline() {
     assert!(matches!(refused, Err(ServiceError::Unavailable(_))), "{refused:?}");
     assert!(
         store
-            .get(&user, groq, &mailmind_tests::store_contract::first_key())
+            .get(KeyAt::new(&user, groq, &mailmind_tests::store_contract::first_key()))
             .await
             .unwrap()
             .is_none(),

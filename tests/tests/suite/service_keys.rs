@@ -12,13 +12,12 @@ use mailmind::adapters::local_keyring::LocalKeyring;
 use mailmind::adapters::notifier::NoNotifier;
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::domain::activity::{ActivityEntry, ActivityEvent, ActivityPage, ActivityQuery, Consumer};
-use mailmind::domain::named_key::KeyId;
 use mailmind::domain::{
     ApiKey, CheckState, CredentialStatus, ModelInfo, ModelList, PreviousKey, ProviderSpec, StoredCredential, UserId,
     provider,
 };
 use mailmind::ports::{
-    ActivityStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyRevision, KeyUse, ModelsUpdate,
+    ActivityStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt, KeyRevision, KeyUse, ModelsUpdate,
     OncePerWindow, Replacement, StoreError,
 };
 use mailmind::service::CredentialService;
@@ -83,14 +82,9 @@ impl ActivityStore for Counting {
 
 #[async_trait]
 impl CredentialStore for Counting {
-    async fn get(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<StoredCredential>, StoreError> {
+    async fn get(&self, at: KeyAt<'_>) -> Result<Option<StoredCredential>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(user, provider, key).await
+        self.inner.get(at).await
     }
     async fn keys(&self, user: &UserId, provider: &ProviderSpec) -> Result<Vec<StoredCredential>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
@@ -107,14 +101,9 @@ impl CredentialStore for Counting {
         self.wrote();
         self.inner.replace(replacement).await
     }
-    async fn previous(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<PreviousKey>, StoreError> {
+    async fn previous(&self, at: KeyAt<'_>) -> Result<Option<PreviousKey>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.previous(user, provider, key).await
+        self.inner.previous(at).await
     }
     async fn record_check(&self, key: KeyRevision, check: &CheckState, models: ModelsUpdate) -> Result<(), StoreError> {
         self.wrote();
@@ -149,23 +138,12 @@ impl CredentialStore for Counting {
         self.wrote();
         self.inner.set_meta(user, provider, meta, if_revision).await
     }
-    async fn delete_key(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn delete_key(&self, at: KeyAt<'_>, if_revision: Option<&str>) -> Result<(), StoreError> {
         self.wrote();
-        self.inner.delete_key(user, provider, key, if_revision).await
+        self.inner.delete_key(at, if_revision).await
     }
-    async fn models(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        key: &KeyId,
-    ) -> Result<Option<ModelList>, StoreError> {
-        self.inner.models(user, provider, key).await
+    async fn models(&self, at: KeyAt<'_>) -> Result<Option<ModelList>, StoreError> {
+        self.inner.models(at).await
     }
     async fn due(&self, query: DueQuery) -> Result<Vec<DueCredential>, StoreError> {
         self.inner.due(query).await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailmind::adapters::dynamo_store::DynamoStore;
-use mailmind::ports::{CredentialStore, Replacement, StoreError};
+use mailmind::ports::{CredentialStore, KeyAt, Replacement, StoreError};
 use mailmind_tests::aws_proxy::CountingProxy;
 use mailmind_tests::moto::moto;
 use mailmind_tests::store_contract::{
@@ -133,7 +133,11 @@ async fn a_missing_table_is_an_internal_error() {
     let store = DynamoStore::new(client, "no-such-table");
     assert!(matches!(
         store
-            .get(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+            .get(KeyAt::new(
+                &user("user-a"),
+                groq(),
+                &mailmind_tests::store_contract::first_key()
+            ))
             .await,
         Err(StoreError::Internal(_))
     ));
@@ -145,7 +149,11 @@ async fn an_unreachable_dynamodb_is_unavailable() {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "t");
     assert!(matches!(
         store
-            .get(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+            .get(KeyAt::new(
+                &user("user-a"),
+                groq(),
+                &mailmind_tests::store_contract::first_key()
+            ))
             .await,
         Err(StoreError::Unavailable(_))
     ));
@@ -197,7 +205,11 @@ async fn an_ordinary_large_catalogue_is_one_item_read_with_one_request() {
     assert_eq!(sort_keys(&client, &table).await, ["CRED#groq", "MODELS#groq"]);
     proxy.take();
     let list = store
-        .models(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+        .models(KeyAt::new(
+            &user("user-a"),
+            groq(),
+            &mailmind_tests::store_contract::first_key(),
+        ))
         .await
         .unwrap()
         .unwrap();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mailmind::adapters::sqlite_store::SqliteStore;
 use mailmind::domain::PreviousKey;
-use mailmind::ports::{CredentialStore, Replacement};
+use mailmind::ports::{CredentialStore, KeyAt, Replacement};
 use mailmind_tests::store_contract::{credential, due_query, groq, models, user};
 use mailmind_tests::store_contract_tests;
 
@@ -28,7 +28,11 @@ async fn reopening_keeps_data_and_uses_wal() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
         store
-            .get(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+            .get(KeyAt::new(
+                &user("user-a"),
+                groq(),
+                &mailmind_tests::store_contract::first_key()
+            ))
             .await
             .unwrap(),
         Some(c)
@@ -68,10 +72,16 @@ async fn a_version_9_database_is_migrated_and_keeps_replaced_keys_from_then_on()
     let store = SqliteStore::open(&path).unwrap();
     let first = mailmind_tests::store_contract::first_key();
     assert_eq!(
-        store.get(&user("user-a"), groq(), &first).await.unwrap(),
+        store.get(KeyAt::new(&user("user-a"), groq(), &first)).await.unwrap(),
         Some(c.clone())
     );
-    assert_eq!(store.previous(&user("user-a"), groq(), &first).await.unwrap(), None);
+    assert_eq!(
+        store
+            .previous(KeyAt::new(&user("user-a"), groq(), &first))
+            .await
+            .unwrap(),
+        None
+    );
     let mut next = credential("user-a", "groq", "r2");
     let kept = PreviousKey::retire(
         &c,
@@ -84,7 +94,10 @@ async fn a_version_9_database_is_migrated_and_keeps_replaced_keys_from_then_on()
         .await
         .unwrap();
     assert_eq!(
-        store.previous(&user("user-a"), groq(), &first).await.unwrap(),
+        store
+            .previous(KeyAt::new(&user("user-a"), groq(), &first))
+            .await
+            .unwrap(),
         Some(kept)
     );
     let db = rusqlite::Connection::open(&path).unwrap();
@@ -121,9 +134,7 @@ async fn previous_versions_are_pruned_on_write() {
     assert_eq!(rows(), 1, "user-a's expired version pruned, user-b's kept");
     store
         .delete_key(
-            &user("user-b"),
-            groq(),
-            &mailmind_tests::store_contract::first_key(),
+            KeyAt::new(&user("user-b"), groq(), &mailmind_tests::store_contract::first_key()),
             None,
         )
         .await
@@ -177,14 +188,18 @@ async fn a_version_7_database_is_migrated_to_keys_and_keeps_its_credentials() {
     let store = SqliteStore::open(&path).unwrap();
     let first = mailmind_tests::store_contract::first_key();
     assert_eq!(
-        store.get(&user("user-a"), groq(), &first).await.unwrap(),
+        store.get(KeyAt::new(&user("user-a"), groq(), &first)).await.unwrap(),
         Some(c.clone())
     );
     assert_eq!(
         store.keys(&user("user-a"), groq()).await.unwrap(),
         std::slice::from_ref(&c)
     );
-    let list = store.models(&user("user-a"), groq(), &first).await.unwrap().unwrap();
+    let list = store
+        .models(KeyAt::new(&user("user-a"), groq(), &first))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(list.models, models(&["a", "b"]));
     let mut second = credential("user-a", "groq", "r2");
     second.key = mailmind::domain::named_key::KeyMeta {
@@ -235,7 +250,11 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
         store
-            .get(&user("user-a"), groq(), &mailmind_tests::store_contract::first_key())
+            .get(KeyAt::new(
+                &user("user-a"),
+                groq(),
+                &mailmind_tests::store_contract::first_key()
+            ))
             .await
             .unwrap(),
         Some(c.clone())
