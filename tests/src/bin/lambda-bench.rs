@@ -169,11 +169,23 @@ struct Figures {
 /// The work one warm invocation of `function` does, for a fresh `user`.
 /// Preparation (a credential to read, update, check or delete) goes through
 /// the create function and is not timed.
-async fn prepare(function: &str, user: &str, creator: &LambdaProcess) {
+/// The functions that store what a benchmarked function needs first.
+struct Preparers {
+    create: LambdaProcess,
+    update: LambdaProcess,
+}
+
+async fn prepare(function: &str, user: &str, with: &Preparers) {
     if matches!(function, "credentials-create" | "credentials-list") || function.starts_with("ws-") {
         return;
     }
-    create_credential(creator, user, GROQ_KEY).await;
+    create_credential(&with.create, user, GROQ_KEY).await;
+    if function == "keys-rollback" {
+        // A replaced key to roll back to.
+        let update = event("credentials-update", user, Some(json!({"api_key": GROQ_KEY_2})));
+        let updated = with.update.invoke(update).await.response();
+        assert_eq!(status_of(&updated), 200, "replacing {user}'s key: {updated}");
+    }
 }
 
 /// Stores `key` as `user`'s Groq key through the create function.
@@ -196,7 +208,8 @@ fn timed_event(function: &str, user: &str) -> Value {
     match function {
         RESOLVE => json!({"action": "resolve", "user_id": user, "provider": "groq"}),
         "credentials-create" => event(function, user, Some(json!({"provider": "groq", "api_key": GROQ_KEY}))),
-        "credentials-update" => event(function, user, Some(json!({"api_key": GROQ_KEY_2}))),
+        "credentials-update" | "keys-update" => event(function, user, Some(json!({"api_key": GROQ_KEY_2}))),
+        "keys-create" => event(function, user, Some(json!({"name": "spare", "api_key": GROQ_KEY_2}))),
         _ => event(function, user, None),
     }
 }
@@ -218,7 +231,7 @@ async fn warm(
     binary: &Path,
     env: &[(String, String)],
     options: &Options,
-    creator: Option<&LambdaProcess>,
+    creator: Option<&Preparers>,
     proxy: &CountingProxy,
     same_user: bool,
 ) -> (Vec<Duration>, Vec<String>, Option<u64>) {
@@ -308,20 +321,22 @@ async fn main() {
     ]);
 
     let creator_binary = options.bin_dir.join("credentials-create/bootstrap");
+    let updater_binary = options.bin_dir.join("credentials-update/bootstrap");
     // Each function is measured over a table of its own, with a create
     // function to prepare it: moto copies the whole table for every
     // transaction, so a table holding every earlier function's users would
     // slow the later ones' writes past the SDK's attempt timeout.
     let deployment = |env: &Env| {
-        let (moto, env, creator_binary) = (&moto, env.clone(), &creator_binary);
+        let (moto, env, creator_binary, updater_binary) = (&moto, env.clone(), &creator_binary, &updater_binary);
         async move {
             let table = moto.create_table().await;
             let env: Env = env
                 .into_iter()
                 .map(|(k, v)| if k == "TABLE_NAME" { (k, table.clone()) } else { (k, v) })
                 .collect();
-            let creator = LambdaProcess::start(creator_binary, &env).await;
-            (env, creator)
+            let create = LambdaProcess::start(creator_binary, &env).await;
+            let update = LambdaProcess::start(updater_binary, &env).await;
+            (env, Preparers { create, update })
         }
     };
     // Every declared function, after the baseline.
@@ -433,7 +448,7 @@ async fn main() {
             continue;
         }
         let (env, creator) = deployment(env).await;
-        let rss = large_catalogue_rss(name, binary, &env, &creator, 5).await;
+        let rss = large_catalogue_rss(name, binary, &env, &creator.create, 5).await;
         eprintln!("{name} with a large catalogue measured");
         table.push_str(&format!(
             "| `{name}` | {} |\n",
@@ -444,7 +459,7 @@ async fn main() {
     // A page of millions of non-models, refused while it is read.
     if let Some((_, binary, env)) = binaries.iter().find(|(name, ..)| name == "credentials-check") {
         let (env, creator) = deployment(env).await;
-        let (bytes, rss) = zeros_page_rss(binary, &env, &creator, &groq).await;
+        let (bytes, rss) = zeros_page_rss(binary, &env, &creator.create, &groq).await;
         eprintln!("credentials-check with a page of zeros measured");
         table.push_str(&format!(
             "\nPeak RSS of `credentials-check` checking a key whose provider answers `{{\"data\":[0,0,0,…]}}` \

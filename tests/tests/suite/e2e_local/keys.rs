@@ -430,6 +430,13 @@ async fn a_rollback_restores_the_previous_key_once_it_checks_out() {
         (&json!("gsk_…zzZZ"), &json!("gsk_…9xQa"))
     );
 
+    // Each rollback is on the audit record, with its outcome.
+    let logs = w.server.logs_with(r#""action":"rollback","provider":"groq","outcome":"key_rejected""#).await;
+    for outcome in ["valid", "key_rejected", "precondition_failed", "no_previous_key"] {
+        let line = format!(r#""action":"rollback","provider":"groq","outcome":"{outcome}""#);
+        assert!(logs.contains(&line), "no audit line {line}");
+    }
+
     // The provider route's PUT keeps the replaced primary key as well.
     let replaced = w.server.put_key("alice", "groq", GROQ_KEY_2).await;
     assert_eq!(replaced.json["previous_key_hint"], "gsk_…zzZZ", "{}", replaced.text);
