@@ -109,6 +109,10 @@ pub struct ReportResult {
     pub result: String,
     /// The key's status now.
     pub status: String,
+    /// The key the report was about (`None` for a `stale` report of a key
+    /// that was replaced).
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 /// Why a resolve or report failed.

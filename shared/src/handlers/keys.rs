@@ -247,10 +247,12 @@ impl Serialize for KeyAnswer {
             encryption_context: BTreeMap<&'static str, &'a str>,
         }
         #[derive(Serialize)]
-        struct Reported {
+        struct Reported<'a> {
             ok: bool,
             result: ReportResult,
             status: CredentialStatus,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            key_id: Option<&'a str>,
         }
         #[derive(Serialize)]
         struct Failed<'a> {
@@ -293,6 +295,7 @@ impl Serialize for KeyAnswer {
                 ok: true,
                 result: report.result,
                 status: report.status,
+                key_id: report.key_id.as_ref().map(KeyId::as_str),
             }
             .serialize(serializer),
             Answer::Failed(error) => Failed {
@@ -441,10 +444,20 @@ mod tests {
         let reported = KeyAnswer(Answer::Reported(ReportAnswer {
             result: ReportResult::Debounced,
             status: CredentialStatus::Invalid,
+            key_id: Some(KeyId::default_key()),
         }));
         assert_eq!(
             serde_json::to_value(&reported).unwrap(),
-            json!({"ok": true, "result": "debounced", "status": "invalid"})
+            json!({"ok": true, "result": "debounced", "status": "invalid", "key_id": "default"})
+        );
+        let stale = KeyAnswer(Answer::Reported(ReportAnswer {
+            result: ReportResult::Stale,
+            status: CredentialStatus::Valid,
+            key_id: None,
+        }));
+        assert_eq!(
+            serde_json::to_value(&stale).unwrap(),
+            json!({"ok": true, "result": "stale", "status": "valid"})
         );
         let user = UserId::parse("u-1").unwrap();
         let groq = provider::find("groq").unwrap();

@@ -64,12 +64,14 @@ struct UsageReport<'a> {
 }
 
 /// What a usage report did, and the credential's status afterwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportAnswer {
     /// `rechecked`, `recorded`, `debounced` or `stale`.
     pub result: ReportResult,
     /// The stored status now.
     pub status: CredentialStatus,
+    /// The key the report was about, when its revision named one.
+    pub key_id: Option<KeyId>,
 }
 
 impl CredentialService {
@@ -231,6 +233,7 @@ impl CredentialService {
         else {
             return Err(ServiceError::CredentialNotFound(provider));
         };
+        let matched = (existing.revision == revision).then(|| existing.key.id.clone());
         let answer = |result, status| {
             tracing::info!(
                 provider = provider.id,
@@ -239,7 +242,11 @@ impl CredentialService {
                 status = CredentialStatus::as_str(status),
                 "key usage reported"
             );
-            Ok(ReportAnswer { result, status })
+            Ok(ReportAnswer {
+                result,
+                status,
+                key_id: matched.clone(),
+            })
         };
         if existing.revision != revision {
             return answer(ReportResult::Stale, existing.check.status);

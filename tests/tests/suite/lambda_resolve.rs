@@ -422,7 +422,7 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     assert!(d.revalidate.logs().contains("key usage reported"));
     assert_eq!(
         rechecked,
-        json!({"ok": true, "result": "rechecked", "status": "invalid"})
+        json!({"ok": true, "result": "rechecked", "status": "invalid", "key_id": "default"})
     );
     assert_eq!(d.groq.requests().await.len(), calls + 1);
     let status = d.status(USER).await;
@@ -458,7 +458,7 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
     assert_eq!(d.proxy.take(), ["Query", "PutItem", "UpdateItem"]);
     assert_eq!(
         debounced,
-        json!({"ok": true, "result": "debounced", "status": "invalid"})
+        json!({"ok": true, "result": "debounced", "status": "invalid", "key_id": "default"})
     );
     assert_eq!(d.groq.requests().await.len(), calls + 1);
     assert_eq!(d.pushes_to("conn-user").await.len(), 4);
@@ -483,7 +483,10 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
         ["Query", "PutItem", "UpdateItem", "Query"],
         "no KMS call"
     );
-    assert_eq!(recorded, json!({"ok": true, "result": "recorded", "status": "error"}));
+    assert_eq!(
+        recorded,
+        json!({"ok": true, "result": "recorded", "status": "error", "key_id": "default"})
+    );
     assert_eq!(d.groq.requests().await.len(), calls);
     let status = d.status(USER).await;
     assert_eq!(status["status"], "error");
@@ -505,7 +508,10 @@ async fn reports_flow_back_into_the_status_and_only_the_users_sockets() {
         ["Query", "PutItem", "UpdateItem"],
         "the entry and the rest"
     );
-    assert_eq!(limited, json!({"ok": true, "result": "recorded", "status": "error"}));
+    assert_eq!(
+        limited,
+        json!({"ok": true, "result": "recorded", "status": "error", "key_id": "default"})
+    );
     assert_eq!(d.groq.requests().await.len(), calls);
     assert_eq!(d.pushes_to("conn-user").await.len(), pushes_before + 1);
 
@@ -641,6 +647,7 @@ async fn resolve_falls_back_past_resting_and_spent_keys_and_says_why() {
                      "retry_after_seconds": 120}))
         .await;
     assert_eq!(limited["result"], "recorded", "{limited}");
+    assert_eq!(limited["key_id"], "default", "a report names its key");
     d.proxy.take();
     let fallback = d.resolve(USER).await;
     assert_eq!(fallback["key_id"], spare_id.as_str(), "{fallback}");
@@ -667,6 +674,7 @@ async fn resolve_falls_back_past_resting_and_spent_keys_and_says_why() {
                      "key_revision": fallback["key_revision"], "outcome": "quota_exhausted"}))
         .await;
     assert_eq!(spent["result"], "recorded", "{spent}");
+    assert_eq!(spent["key_id"], spare_id.as_str());
     let none = d.resolve(USER).await;
     assert_eq!(none["ok"], false);
     assert_eq!(none["error"]["code"], "no_usable_key");

@@ -243,7 +243,10 @@ async fn the_rust_client_falls_back_to_the_next_key_when_one_is_rate_limited() {
         )
         .await
         .unwrap();
-    assert_eq!(rested.result, "recorded");
+    assert_eq!(
+        (rested.result.as_str(), rested.key_id.as_deref()),
+        ("recorded", Some("default"))
+    );
     let next = keys.resolve("alice", "groq").await.unwrap();
     assert_eq!(next.api_key.expose_secret(), GROQ_KEY_2);
     assert_eq!(

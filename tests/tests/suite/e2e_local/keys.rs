@@ -431,7 +431,10 @@ async fn a_rollback_restores_the_previous_key_once_it_checks_out() {
     );
 
     // Each rollback is on the audit record, with its outcome.
-    let logs = w.server.logs_with(r#""action":"rollback","provider":"groq","outcome":"key_rejected""#).await;
+    let logs = w
+        .server
+        .logs_with(r#""action":"rollback","provider":"groq","outcome":"key_rejected""#)
+        .await;
     for outcome in ["valid", "key_rejected", "precondition_failed", "no_previous_key"] {
         let line = format!(r#""action":"rollback","provider":"groq","outcome":"{outcome}""#);
         assert!(logs.contains(&line), "no audit line {line}");
