@@ -186,6 +186,18 @@ impl Moto {
         name
     }
 
+    /// Deletes a table [`Self::create_table`] made: moto keeps every table
+    /// in memory, and its transactions slow down as they grow.
+    pub async fn delete_table(&self, name: &str) {
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk_config().await);
+        client
+            .delete_table()
+            .table_name(name)
+            .send()
+            .await
+            .expect("delete table on moto");
+    }
+
     /// A new symmetric KMS key; returns its ARN.
     pub async fn create_kms_key(&self) -> String {
         let client = aws_sdk_kms::Client::new(&self.sdk_config().await);
