@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-venv="$root/.venv"
+# Through a link, the venv is made at the link's target (CI keeps it in its
+# cache: .ci/run), so its scripts name a path that stays when the clone goes.
+venv=$(realpath -m "$root/.venv")
 requirements="$root/requirements-dev.txt"
 stamp="$venv/.requirements-dev.sha256"
 
@@ -26,7 +28,7 @@ up_to_date() {
 if ! up_to_date; then
     # Two callers at once (e.g. tests and a build) must not install over each other.
     # The lock lives outside the venv, which may be deleted and recreated below.
-    exec 9>"${TMPDIR:-/tmp}/mailmind-venv-$(printf '%s' "$root" | sha256sum | cut -c1-16).lock"
+    exec 9>"${TMPDIR:-/tmp}/mailmind-venv-$(printf '%s' "$venv" | sha256sum | cut -c1-16).lock"
     flock 9
     if ! up_to_date; then
         # A venv whose interpreter is gone (Python moved or upgraded) is rebuilt.

@@ -10,8 +10,8 @@ use mailmind::domain::activity::{
 use mailmind::domain::endpoint::Endpoint;
 use mailmind::domain::named_key::{KeyId, KeyMeta};
 use mailmind::domain::{
-    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, PreviousKey, ProviderSpec, SealedKey,
-    StoredCredential, UserId,
+    CheckState, CredentialStatus, ErrorReason, FailedAttempt, ModelInfo, ModelList, PreviousKey, ProviderSpec,
+    SealedKey, StoredCredential, UserId,
 };
 use mailmind::ports::{
     ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt,
@@ -81,6 +81,24 @@ pub fn at(secs: i64) -> DateTime<Utc> {
 /// keys per provider is.
 pub fn first_key() -> KeyId {
     KeyId::default_key()
+}
+
+/// `user`'s first `provider` key as the store returns it.
+pub async fn first_stored(store: &impl Store, user: &str, provider: &str) -> Option<StoredCredential> {
+    let (user, key) = (self::user(user), first_key());
+    store
+        .get(KeyAt::new(&user, self::provider(provider), &key))
+        .await
+        .unwrap()
+}
+
+/// The stored model list of `user`'s first `provider` key.
+pub async fn first_models(store: &impl Store, user: &str, provider: &str) -> Option<ModelList> {
+    let (user, key) = (self::user(user), first_key());
+    store
+        .models(KeyAt::new(&user, self::provider(provider), &key))
+        .await
+        .unwrap()
 }
 
 pub fn credential(user: &str, provider: &str, revision: &str) -> StoredCredential {
@@ -172,34 +190,12 @@ pub fn models(ids: &[&str]) -> Vec<ModelInfo> {
 pub async fn insert_then_get_round_trips(store: Arc<impl Store>) {
     let c = credential("user-a", "groq", "r1");
     store.insert(&c, &models(&["a", "b"])).await.unwrap();
-    assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        Some(c)
-    );
-    let list = store
-        .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-        .await
-        .unwrap()
-        .expect("models stored");
+    assert_eq!(first_stored(&*store, "user-a", "groq").await, Some(c));
+    let list = first_models(&*store, "user-a", "groq").await.expect("models stored");
     assert_eq!(list.models, models(&["a", "b"]));
     assert_eq!(list.discovered_at, at(1));
-    assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-a"), gemini(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), gemini(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(first_stored(&*store, "user-a", "google_gemini").await, None);
+    assert_eq!(first_models(&*store, "user-a", "google_gemini").await, None);
 }
 
 pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store: Arc<impl Store>) {
@@ -488,19 +484,9 @@ pub async fn error_state_round_trips(store: Arc<impl Store>) {
     };
     c.models_count = 0;
     store.insert(&c, &[]).await.unwrap();
+    assert_eq!(first_stored(&*store, "user-a", "groq").await, Some(c));
     assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        Some(c)
-    );
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .map(|l| l.models),
+        first_models(&*store, "user-a", "groq").await.map(|l| l.models),
         Some(vec![])
     );
 }
@@ -513,20 +499,9 @@ pub async fn second_insert_conflicts_and_changes_nothing(store: Arc<impl Store>)
         store.insert(&second, &models(&["z"])).await,
         Err(StoreError::Conflict)
     ));
+    assert_eq!(first_stored(&*store, "user-a", "groq").await, Some(first));
     assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        Some(first)
-    );
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
+        first_models(&*store, "user-a", "groq").await.unwrap().models,
         models(&["a"])
     );
 }
@@ -547,19 +522,10 @@ pub async fn concurrent_inserts_have_exactly_one_winner(store: Arc<impl Store>) 
         .count();
     assert_eq!((wins, conflicts), (1, 7), "{results:?}");
     // The winner's models are the ones stored.
-    let stored = store
-        .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = first_stored(&*store, "user-a", "groq").await.unwrap();
     let winner = stored.revision.trim_start_matches('r').to_owned();
     assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
+        first_models(&*store, "user-a", "groq").await.unwrap().models,
         models(&[&format!("m{winner}")])
     );
 }
@@ -570,20 +536,8 @@ pub async fn replace_needs_an_existing_credential(store: Arc<impl Store>) {
         store.replace(Replacement::of(&c, &models(&["a"]))).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(first_stored(&*store, "user-a", "groq").await, None);
+    assert_eq!(first_models(&*store, "user-a", "groq").await, None);
 }
 
 pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc<impl Store>) {
@@ -596,22 +550,14 @@ pub async fn replace_swaps_key_status_and_models_but_keeps_created_at(store: Arc
     newer.check.checked_at = Some(at(200));
     newer.models_count = 1;
     store.replace(Replacement::of(&newer, &models(&["c"]))).await.unwrap();
-    let stored = store
-        .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = first_stored(&*store, "user-a", "groq").await.unwrap();
     assert_eq!(stored.created_at, original.created_at);
     assert_eq!(stored.revision, "r2");
     assert_eq!(stored.sealed, newer.sealed);
     assert_eq!(stored.key_hint, "gsk_…NEW1");
     assert_eq!(stored.updated_at, at(200));
     assert_eq!(stored.models_count, 1);
-    let list = store
-        .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let list = first_models(&*store, "user-a", "groq").await.unwrap();
     assert_eq!(list.models, models(&["c"]));
     assert_eq!(list.discovered_at, at(200));
 }
@@ -632,21 +578,12 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         .record_check(key(&user("user-a"), "groq", "r1"), &rate_limited, ModelsUpdate::Keep)
         .await
         .unwrap();
-    let stored = store
-        .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = first_stored(&*store, "user-a", "groq").await.unwrap();
     assert_eq!(stored.check, rate_limited);
     assert_eq!(stored.models_count, 2, "Keep leaves the count");
     assert_eq!(stored.updated_at, at(50));
     assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
+        first_models(&*store, "user-a", "groq").await.unwrap().models,
         models(&["a", "b"])
     );
 
@@ -666,18 +603,10 @@ pub async fn record_check_updates_status_and_models(store: Arc<impl Store>) {
         )
         .await
         .unwrap();
-    let stored = store
-        .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = first_stored(&*store, "user-a", "groq").await.unwrap();
     assert_eq!(stored.check, valid);
     assert_eq!(stored.models_count, 3);
-    let list = store
-        .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let list = first_models(&*store, "user-a", "groq").await.unwrap();
     assert_eq!(list.models, three);
     assert_eq!(list.discovered_at, at(60));
 }
@@ -712,20 +641,9 @@ pub async fn record_check_refuses_stale_or_missing_credentials(store: Arc<impl S
             .await,
         Err(StoreError::Conflict)
     ));
+    assert_eq!(first_stored(&*store, "user-a", "groq").await, Some(original));
     assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        Some(original)
-    );
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
+        first_models(&*store, "user-a", "groq").await.unwrap().models,
         models(&["a"])
     );
 }
@@ -744,39 +662,15 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
         .await
         .unwrap();
     store.delete(&user("user-a"), groq()).await.unwrap();
-    assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(first_stored(&*store, "user-a", "groq").await, None);
+    assert_eq!(first_models(&*store, "user-a", "groq").await, None);
     assert!(matches!(
         store.delete(&user("user-a"), groq()).await,
         Err(StoreError::NotFound)
     ));
     // The other provider is untouched.
-    assert!(
-        store
-            .get(KeyAt::new(&user("user-a"), gemini(), &first_key()))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .models(KeyAt::new(&user("user-a"), gemini(), &first_key()))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(first_stored(&*store, "user-a", "google_gemini").await.is_some());
+    assert!(first_models(&*store, "user-a", "google_gemini").await.is_some());
     // A deleted credential can be created again.
     store.insert(&credential("user-a", "groq", "r9"), &[]).await.unwrap();
 }
@@ -784,21 +678,9 @@ pub async fn delete_removes_credential_and_models(store: Arc<impl Store>) {
 pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     let a = credential("user-a", "groq", "r1");
     store.insert(&a, &models(&["a"])).await.unwrap();
-    assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-b"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(first_stored(&*store, "user-b", "groq").await, None);
     assert!(store.list(&user("user-b")).await.unwrap().is_empty());
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-b"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(first_models(&*store, "user-b", "groq").await, None);
     assert!(matches!(
         store.delete(&user("user-b"), groq()).await,
         Err(StoreError::NotFound)
@@ -820,20 +702,9 @@ pub async fn users_never_see_each_other(store: Arc<impl Store>) {
     ));
     // B may have its own credential for the same provider.
     store.insert(&b_version, &models(&["b"])).await.unwrap();
+    assert_eq!(first_stored(&*store, "user-a", "groq").await, Some(a));
     assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        Some(a)
-    );
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
+        first_models(&*store, "user-a", "groq").await.unwrap().models,
         models(&["a"])
     );
     assert_eq!(store.list(&user("user-a")).await.unwrap().len(), 1);
@@ -1005,13 +876,7 @@ pub async fn record_use_writes_the_consumer_map_and_one_entry_only_for_the_curre
         vec![second.entry, first.entry]
     );
     // Nobody else's credential is touched.
-    assert_eq!(
-        store
-            .get(KeyAt::new(&user("user-b"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(first_stored(&*store, "user-b", "groq").await, None);
 }
 
 pub async fn concurrent_uses_record_one_entry(store: Arc<impl Store>) {
@@ -1590,11 +1455,7 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
     let mut c = credential("user-a", "groq", "r1");
     c.models_count = 1800;
     store.insert(&c, &large).await.unwrap();
-    let list = store
-        .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let list = first_models(&*store, "user-a", "groq").await.unwrap();
     assert_eq!(list.models, large);
     assert_eq!(list.discovered_at, c.updated_at);
     // And through the other two writes that store a list.
@@ -1616,30 +1477,14 @@ pub async fn a_large_catalogue_of_long_ids_round_trips_exactly(store: Arc<impl S
         )
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
-        large
-    );
+    assert_eq!(first_models(&*store, "user-a", "groq").await.unwrap().models, large);
 }
 
 pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_leftovers(store: Arc<impl Store>) {
     let huge = incompressible_models_at_the_cap();
     assert!(huge.len() > 3000, "{}", huge.len());
     store.insert(&credential("user-a", "groq", "r1"), &huge).await.unwrap();
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
-        huge
-    );
+    assert_eq!(first_models(&*store, "user-a", "groq").await.unwrap().models, huge);
     // Shrink it, then grow it to a mid size, then shrink again: each read
     // sees exactly the last list, nothing of an earlier, longer one.
     let check = |secs| CheckState {
@@ -1658,12 +1503,7 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         .await
         .unwrap();
     assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
+        first_models(&*store, "user-a", "groq").await.unwrap().models,
         models(&["short"])
     );
     let half = &huge[..huge.len() / 2];
@@ -1671,28 +1511,12 @@ pub async fn an_incompressible_list_at_the_cap_round_trips_and_shrinks_without_l
         .replace(Replacement::of(&credential("user-a", "groq", "r2"), half))
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
-        half
-    );
+    assert_eq!(first_models(&*store, "user-a", "groq").await.unwrap().models, half);
     store
         .replace(Replacement::of(&credential("user-a", "groq", "r3"), &[]))
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
-        vec![]
-    );
+    assert_eq!(first_models(&*store, "user-a", "groq").await.unwrap().models, vec![]);
 }
 
 pub async fn delete_removes_every_part_of_a_large_list(store: Arc<impl Store>) {
@@ -1701,25 +1525,14 @@ pub async fn delete_removes_every_part_of_a_large_list(store: Arc<impl Store>) {
         .await
         .unwrap();
     store.delete(&user("user-a"), groq()).await.unwrap();
-    assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(first_models(&*store, "user-a", "groq").await, None);
     // Created again with a short list, only that list is there.
     store
         .insert(&credential("user-a", "groq", "r2"), &models(&["a"]))
         .await
         .unwrap();
     assert_eq!(
-        store
-            .models(KeyAt::new(&user("user-a"), groq(), &first_key()))
-            .await
-            .unwrap()
-            .unwrap()
-            .models,
+        first_models(&*store, "user-a", "groq").await.unwrap().models,
         models(&["a"])
     );
 }

@@ -301,8 +301,12 @@ async fn scenario(c: Client, base_url: String, demo_token: String, pasted_token:
     shown(&c, &with_text("connection", "Live updates: connected.")).await;
 }
 
-#[tokio::test]
-async fn add_a_valid_key_see_it_live_see_an_invalid_ones_error_and_delete_it_in_chromium() {
+/// Runs `scenario` in a fresh headless Chromium against a fresh
+/// `mailmind-local --sandbox`, with the demo user's and another user's tokens.
+async fn in_chromium<F>(name: &str, scenario: fn(Client, String, String, String) -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let server = LocalServer::start_with_args(&dir.path().join("data"), &[], &["--sandbox"]).await;
@@ -320,7 +324,12 @@ async fn add_a_valid_key_see_it_live_see_an_invalid_ones_error_and_delete_it_in_
     if let Err(failure) = run {
         std::panic::resume_unwind(failure.into_panic());
     }
-    eprintln!("settings page browser test: {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("{name} in Chromium: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test]
+async fn add_a_valid_key_see_it_live_see_an_invalid_ones_error_and_delete_it_in_chromium() {
+    in_chromium("the settings page", scenario).await;
 }
 
 /// The `key_id` the page shows for the key in place `place` (1-based) of `provider`.
@@ -349,7 +358,7 @@ async fn press(c: &Client, id: &str) {
     }
 }
 
-async fn several_keys_scenario(c: Client, base_url: String, demo_token: String) {
+async fn several_keys_scenario(c: Client, base_url: String, demo_token: String, _other_token: String) {
     c.goto(&format!("{base_url}/")).await.expect("page loads");
     shown(&c, &with_text("connection", "Live updates: connected.")).await;
     add_key(&c, "groq", "gsk_sandbox-valid-0123456789abcdef").await;
@@ -447,19 +456,5 @@ async fn several_keys_scenario(c: Client, base_url: String, demo_token: String) 
 
 #[tokio::test]
 async fn several_keys_are_added_reordered_switched_off_rolled_back_and_deleted_in_chromium() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start_with_args(&dir.path().join("data"), &[], &["--sandbox"]).await;
-    let mut driver = Chromedriver::start().await;
-    let browser = driver.browser().await;
-    let run = tokio::spawn(several_keys_scenario(
-        browser.clone(),
-        server.base_url.clone(),
-        server.token("demo-user"),
-    ))
-    .await;
-    let _ = browser.close().await;
-    let _ = driver.process.kill().await;
-    if let Err(failure) = run {
-        std::panic::resume_unwind(failure.into_panic());
-    }
+    in_chromium("several keys", several_keys_scenario).await;
 }

@@ -18,23 +18,11 @@ store_contract_tests!(sqlite_store());
 
 #[tokio::test]
 async fn reopening_keeps_data_and_uses_wal() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mailmind.db");
     let c = credential("user-a", "groq", "r1");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        store.insert(&c, &models(&["a"])).await.unwrap();
-    }
+    let (_dir, path) = database_with(&c, &models(&["a"])).await;
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
-        store
-            .get(KeyAt::new(
-                &user("user-a"),
-                groq(),
-                &mailmind_tests::store_contract::first_key()
-            ))
-            .await
-            .unwrap(),
+        mailmind_tests::store_contract::first_stored(&store, "user-a", "groq").await,
         Some(c)
     );
     let db = rusqlite::Connection::open(&path).unwrap();
@@ -44,6 +32,24 @@ async fn reopening_keeps_data_and_uses_wal() {
     assert_eq!(version, 10);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// A database file holding `c` with `listed`, written by this build; the
+/// directory goes when the guard is dropped.
+async fn database_with(
+    c: &mailmind::domain::StoredCredential,
+    listed: &[mailmind::domain::ModelInfo],
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailmind.db");
+    SqliteStore::open(&path).unwrap().insert(c, listed).await.unwrap();
+    (dir, path)
+}
+
+/// The `PRAGMA user_version` of the file at `path`.
+fn schema_version(path: &std::path::Path) -> i64 {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
 }
 
 /// Takes away what schema 10 added: previous versions of keys.
@@ -61,13 +67,8 @@ fn roll_back_to_schema_9(db: &rusqlite::Connection) {
 /// its keys have none, and the next replacement keeps one.
 #[tokio::test]
 async fn a_version_9_database_is_migrated_and_keeps_replaced_keys_from_then_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mailmind.db");
     let c = credential("user-a", "groq", "r1");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        store.insert(&c, &models(&["a"])).await.unwrap();
-    }
+    let (_dir, path) = database_with(&c, &models(&["a"])).await;
     roll_back_to_schema_9(&rusqlite::Connection::open(&path).unwrap());
     let store = SqliteStore::open(&path).unwrap();
     let first = mailmind_tests::store_contract::first_key();
@@ -100,9 +101,7 @@ async fn a_version_9_database_is_migrated_and_keeps_replaced_keys_from_then_on()
             .unwrap(),
         Some(kept)
     );
-    let db = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(schema_version(&path), 10);
 }
 
 /// Versions past their keeping are deleted by the next replacement (of any
@@ -177,13 +176,8 @@ fn roll_back_to_schema_7(db: &rusqlite::Connection) {
 /// second key can be stored beside it.
 #[tokio::test]
 async fn a_version_7_database_is_migrated_to_keys_and_keeps_its_credentials() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mailmind.db");
     let c = credential("user-a", "groq", "r1");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        store.insert(&c, &models(&["a", "b"])).await.unwrap();
-    }
+    let (_dir, path) = database_with(&c, &models(&["a", "b"])).await;
     roll_back_to_schema_7(&rusqlite::Connection::open(&path).unwrap());
     let store = SqliteStore::open(&path).unwrap();
     let first = mailmind_tests::store_contract::first_key();
@@ -210,22 +204,15 @@ async fn a_version_7_database_is_migrated_to_keys_and_keeps_its_credentials() {
     };
     store.insert(&second, &models(&["c"])).await.unwrap();
     assert_eq!(store.keys(&user("user-a"), groq()).await.unwrap(), [c, second]);
-    let db = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(schema_version(&path), 10);
 }
 
 /// A database of the first schema (before `last_used_at`) is migrated on
 /// open, its credentials kept.
 #[tokio::test]
 async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mailmind.db");
     let c = credential("user-a", "groq", "r1");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        store.insert(&c, &models(&["a"])).await.unwrap();
-    }
+    let (_dir, path) = database_with(&c, &models(&["a"])).await;
     {
         // Back to schema 1: what the later migrations add removed.
         let db = rusqlite::Connection::open(&path).unwrap();
@@ -249,14 +236,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
     }
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
-        store
-            .get(KeyAt::new(
-                &user("user-a"),
-                groq(),
-                &mailmind_tests::store_contract::first_key()
-            ))
-            .await
-            .unwrap(),
+        mailmind_tests::store_contract::first_stored(&store, "user-a", "groq").await,
         Some(c.clone())
     );
     // Fresh from its last check: in the due queue from then on.
@@ -265,9 +245,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_credentials() {
         .await
         .unwrap();
     assert_eq!(due.len(), 1, "{due:?}");
-    let db = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(schema_version(&path), 10);
 }
 
 /// A row of a provider this build does not know (written by a newer build,

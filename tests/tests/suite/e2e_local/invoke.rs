@@ -162,18 +162,13 @@ async fn the_local_invoke_api_refuses_requests_without_the_local_access_key() {
 /// local server, as docs/CONSUMERS.md says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_client_resolves_and_reports_against_the_local_server() {
-    use mailmind_keys::{KeyClient, LOCAL_FUNCTION_NAME, Outcome};
+    use mailmind_keys::{KeyClient, Outcome};
     use secrecy::ExposeSecret;
 
     let w = world().await;
     let created = w.server.post_key("alice", "groq", GROQ_KEY).await;
     assert_eq!(created.status, 201);
-    let config = local_sdk_config(&w.server);
-    let keys = KeyClient::new(
-        aws_sdk_lambda::Client::new(&config),
-        aws_sdk_kms::Client::new(&config),
-        LOCAL_FUNCTION_NAME,
-    );
+    let keys = local_key_client(&w.server);
 
     let key = keys.resolve("alice", "groq").await.unwrap();
     assert_eq!(key.api_key.expose_secret(), GROQ_KEY);
@@ -195,6 +190,7 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
     let missing = keys.resolve("bob", "groq").await.unwrap_err();
     assert_eq!(missing.code(), Some("credential_not_found"));
     assert!(!missing.is_retryable());
+    let config = local_sdk_config(&w.server);
     let elsewhere = KeyClient::new(
         aws_sdk_lambda::Client::new(&config),
         aws_sdk_kms::Client::new(&config),
@@ -210,8 +206,6 @@ async fn the_rust_client_resolves_and_reports_against_the_local_server() {
 /// and says so; with no usable key the error is `no_usable_key`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_client_falls_back_to_the_next_key_when_one_is_rate_limited() {
-    use mailmind_keys::{KeyClient, LOCAL_FUNCTION_NAME};
-
     let w = world().await;
     assert_eq!(w.server.post_key("alice", "groq", GROQ_KEY).await.status, 201);
     let spare = w
@@ -225,12 +219,7 @@ async fn the_rust_client_falls_back_to_the_next_key_when_one_is_rate_limited() {
         .await;
     assert_eq!(spare.status, 201, "{}", spare.text);
     let spare_id = spare.json["key_id"].as_str().unwrap().to_owned();
-    let config = local_sdk_config(&w.server);
-    let keys = KeyClient::new(
-        aws_sdk_lambda::Client::new(&config),
-        aws_sdk_kms::Client::new(&config),
-        LOCAL_FUNCTION_NAME,
-    );
+    let keys = local_key_client(&w.server);
 
     let primary = keys.resolve("alice", "groq").await.unwrap();
     assert_eq!((primary.key_id.as_str(), primary.fallback), ("default", false));
@@ -281,6 +270,16 @@ async fn the_rust_client_falls_back_to_the_next_key_when_one_is_rate_limited() {
     assert_eq!(off.status, 200, "{}", off.text);
     let none = keys.resolve("alice", "groq").await.unwrap_err();
     assert_eq!(none.code(), Some("no_usable_key"), "{none}");
+}
+
+/// The Rust client of a consumer on this machine, as docs/CONSUMERS.md sets it up.
+fn local_key_client(server: &LocalServer) -> mailmind_keys::KeyClient {
+    let config = local_sdk_config(server);
+    mailmind_keys::KeyClient::new(
+        aws_sdk_lambda::Client::new(&config),
+        aws_sdk_kms::Client::new(&config),
+        mailmind_keys::LOCAL_FUNCTION_NAME,
+    )
 }
 
 /// The SDK configuration of a consumer on this machine: every service at
