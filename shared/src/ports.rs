@@ -72,6 +72,20 @@ impl<'a> KeyAt<'a> {
     }
 }
 
+/// What the user decided about one key (name, priority, enabled), to store
+/// on its own: `meta.id` names the key.
+#[derive(Debug, Clone, Copy)]
+pub struct MetaChange<'a> {
+    /// The owner.
+    pub user: &'a UserId,
+    /// The provider.
+    pub provider: &'a ProviderSpec,
+    /// The key's id and its new settings.
+    pub meta: &'a KeyMeta,
+    /// The revision the key must still have, if any.
+    pub if_revision: Option<&'a str>,
+}
+
 /// Which key a write is about: `user`'s credential for `provider` while it
 /// holds the key with `revision`. Writes that name one change nothing once
 /// that key is gone: `NotFound` when the credential was deleted, `Conflict`
@@ -262,13 +276,7 @@ pub trait CredentialStore: Send + Sync {
     /// Sets what the user decided about a key (name, priority, enabled),
     /// nothing else; given `if_revision`, only while the key is that one
     /// (`Conflict` otherwise). `NotFound` when there is no such key.
-    async fn set_meta(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        meta: &KeyMeta,
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError>;
+    async fn set_meta(&self, change: MetaChange<'_>) -> Result<(), StoreError>;
 
     /// Deletes one key, its models and its previous version together. `NotFound` when there is none.
     /// Given `if_revision`, only while the key is that one (`Conflict` otherwise).

@@ -47,14 +47,14 @@ use super::aws_errors::{AwsFailure, Sorted};
 use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use super::model_chunks::{self, MAX_CHUNKS};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
-use crate::domain::named_key::{KeyId, KeyMeta};
+use crate::domain::named_key::KeyId;
 use crate::domain::{
     CheckState, FailedAttempt, ModelInfo, ModelList, PreviousKey, ProviderSpec, StoredCredential, UserId,
 };
 use crate::metrics::AwsService;
 use crate::ports::{
     ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt,
-    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
+    KeyRevision, KeyUse, LimitStore, MetaChange, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
 };
 use crate::time;
 
@@ -825,13 +825,13 @@ impl CredentialStore for DynamoStore {
         }
     }
 
-    async fn set_meta(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        meta: &KeyMeta,
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn set_meta(&self, change: MetaChange<'_>) -> Result<(), StoreError> {
+        let MetaChange {
+            user,
+            provider,
+            meta,
+            if_revision,
+        } = change;
         let attributes = vec![
             ("key_ref", Some(s(meta.id.as_str()))),
             ("key_name", Some(s(&meta.name))),

@@ -12,13 +12,13 @@ use rusqlite::{Connection as Db, OptionalExtension, Row, TransactionBehavior, na
 
 use super::credential_record::{self, Fields, Read, Unreadable, page_of};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
-use crate::domain::named_key::{KeyId, KeyMeta};
+use crate::domain::named_key::KeyId;
 use crate::domain::{
     CheckState, ErrorReason, ModelInfo, ModelList, PreviousKey, ProviderSpec, StoredCredential, UserId,
 };
 use crate::ports::{
     ActivityStore, Budget, Connection, ConnectionStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt,
-    KeyRevision, KeyUse, LimitStore, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
+    KeyRevision, KeyUse, LimitStore, MetaChange, ModelsUpdate, OncePerWindow, Replacement, Spend, StoreError,
 };
 use crate::time;
 
@@ -947,13 +947,13 @@ impl CredentialStore for SqliteStore {
         .await
     }
 
-    async fn set_meta(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        meta: &KeyMeta,
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn set_meta(&self, change: MetaChange<'_>) -> Result<(), StoreError> {
+        let MetaChange {
+            user,
+            provider,
+            meta,
+            if_revision,
+        } = change;
         let (user, provider, meta) = (user.clone(), provider.id, meta.clone());
         let if_revision = if_revision.map(str::to_owned);
         self.in_transaction(move |tx| {

@@ -8,7 +8,7 @@ use crate::domain::activity::ActivityEvent;
 use crate::domain::named_key::{KeyId, KeyMeta, MAX_KEYS_PER_PROVIDER};
 use crate::domain::{CredentialView, ProviderSpec, StoredCredential, UserId};
 use crate::envelope;
-use crate::ports::{EncryptionContext, KeyAt, StoreError};
+use crate::ports::{EncryptionContext, KeyAt, MetaChange, StoreError};
 
 /// What `PATCH .../keys/{key_id}/` may change; `None` leaves it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -213,7 +213,13 @@ impl CredentialService {
             enabled: patch.enabled.unwrap_or(stored.key.enabled),
         };
         let condition = if_match.is_set().then_some(stored.revision.as_str());
-        match self.store.set_meta(user, provider, &meta, condition).await {
+        let change = MetaChange {
+            user,
+            provider,
+            meta: &meta,
+            if_revision: condition,
+        };
+        match self.store.set_meta(change).await {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(ServiceError::KeyNotFound(provider)),
             Err(StoreError::Conflict) => return Err(ServiceError::PreconditionFailed(provider)),

@@ -17,8 +17,8 @@ use mailmind::domain::{
     provider,
 };
 use mailmind::ports::{
-    ActivityStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt, KeyRevision, KeyUse, ModelsUpdate,
-    OncePerWindow, Replacement, StoreError,
+    ActivityStore, CredentialStore, Deferral, DueCredential, DueQuery, KeyAt, KeyRevision, KeyUse, MetaChange,
+    ModelsUpdate, OncePerWindow, Replacement, StoreError,
 };
 use mailmind::service::CredentialService;
 use mailmind_tests::fake_providers::AcceptsAll;
@@ -128,15 +128,9 @@ impl CredentialStore for Counting {
         self.wrote();
         self.inner.cool_down(key, until).await
     }
-    async fn set_meta(
-        &self,
-        user: &UserId,
-        provider: &ProviderSpec,
-        meta: &mailmind::domain::named_key::KeyMeta,
-        if_revision: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn set_meta(&self, change: MetaChange<'_>) -> Result<(), StoreError> {
         self.wrote();
-        self.inner.set_meta(user, provider, meta, if_revision).await
+        self.inner.set_meta(change).await
     }
     async fn delete_key(&self, at: KeyAt<'_>, if_revision: Option<&str>) -> Result<(), StoreError> {
         self.wrote();
