@@ -122,7 +122,8 @@ impl KeyRevision {
 /// A new key taking the place of a stored one (same id).
 #[derive(Debug, Clone, Copy)]
 pub struct Replacement<'a> {
-    /// The key as it is to be stored; its `previous` is `retired`'s note.
+    /// The key as it is to be stored (its `previous` is not read: the
+    /// stores write that note from `retired`).
     pub credential: &'a StoredCredential,
     /// Its model list.
     pub models: &'a [ModelInfo],

@@ -482,6 +482,7 @@ impl CredentialService {
         let retired = existing
             .as_ref()
             .map(|old| PreviousKey::retire(old, now, self.previous_kept_for));
+        // For the answer; the store writes the note from `retired` itself.
         credential.previous = retired.as_ref().map(PreviousKey::note);
         if let Some(old) = existing {
             // The credential keeps its name, place, birth and last use.

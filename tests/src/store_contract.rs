@@ -234,106 +234,72 @@ pub async fn a_keys_own_endpoint_round_trips_and_moves_with_a_replacement(store:
 }
 
 pub async fn a_replaced_key_is_kept_as_the_previous_version_until_its_keeping_ends(store: Arc<impl Store>) {
-    let (u, compatible) = (user("user-a"), provider("openai_compatible"));
+    let (u, compatible, key) = (user("user-a"), provider("openai_compatible"), first_key());
+    let at = KeyAt::new(&u, compatible, &key);
     let first = credential("user-a", "openai_compatible", "r1");
     store.insert(&first, &[]).await.unwrap();
-    assert_eq!(
-        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
-        None
-    );
+    assert_eq!(store.previous(at).await.unwrap(), None);
 
-    // Replaced: the old key, sealed as it was and with its endpoint, is kept.
+    // Replaced: the old key, sealed as it was and with its endpoint, is kept,
+    // and the key's record notes it (the store derives the note itself).
     let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
     let mut second = credential("user-a", "openai_compatible", "r2");
     second.endpoint = Some(Endpoint::accepted("https://other.example/v1".to_owned()));
     let kept = PreviousKey::retire(&first, now, Duration::days(7));
-    second.previous = Some(kept.note());
     store
         .replace(Replacement::of(&second, &[]).retiring(&kept))
         .await
         .unwrap();
-    let read = store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap();
+    let read = store.previous(at).await.unwrap();
     assert_eq!(read.as_ref(), Some(&kept));
     assert_eq!(read.unwrap().sealed, first.sealed);
-    let stored = store
-        .get(KeyAt::new(&u, compatible, &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = store.get(at).await.unwrap().unwrap();
     assert_eq!(stored.previous, Some(kept.note()));
     // Another user, another key: nothing.
+    let other = user("user-b");
     assert_eq!(
-        store
-            .previous(KeyAt::new(&user("user-b"), compatible, &first_key()))
-            .await
-            .unwrap(),
+        store.previous(KeyAt::new(&other, compatible, &key)).await.unwrap(),
         None
     );
 
     // Replaced again: only the latest replaced key is kept.
-    let mut third = credential("user-a", "openai_compatible", "r3");
+    let third = credential("user-a", "openai_compatible", "r3");
     let kept_second = PreviousKey::retire(&second, now, Duration::days(7));
-    third.previous = Some(kept_second.note());
     store
         .replace(Replacement::of(&third, &[]).retiring(&kept_second))
         .await
         .unwrap();
-    let read = store
-        .previous(KeyAt::new(&u, compatible, &first_key()))
-        .await
-        .unwrap()
-        .unwrap();
+    let read = store.previous(at).await.unwrap().unwrap();
     assert_eq!(
         (read.endpoint, read.sealed),
         (second.endpoint.clone(), second.sealed.clone())
     );
+    assert_eq!(store.get(at).await.unwrap().unwrap().previous, Some(kept_second.note()));
 
     // Past its keeping it is gone, whether or not the store has removed it yet.
-    let mut fourth = credential("user-a", "openai_compatible", "r4");
+    let fourth = credential("user-a", "openai_compatible", "r4");
     let expired = PreviousKey::retire(&third, now - Duration::days(8), Duration::days(7));
-    fourth.previous = Some(expired.note());
     store
         .replace(Replacement::of(&fourth, &[]).retiring(&expired))
         .await
         .unwrap();
-    assert_eq!(
-        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
-        None
-    );
+    assert_eq!(store.previous(at).await.unwrap(), None);
 
-    // A replacement keeping none forgets any; a deleted key takes its own along.
-    store
-        .replace(Replacement::of(&third, &[]).retiring(&kept_second))
-        .await
-        .unwrap();
+    // A replacement keeping none forgets any, note and all; a deleted key
+    // takes its own along.
+    let keeping = Replacement::of(&third, &[]).retiring(&kept_second);
+    store.replace(keeping).await.unwrap();
     store.replace(Replacement::of(&fourth, &[])).await.unwrap();
-    assert_eq!(
-        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
-        None
-    );
-    store
-        .replace(Replacement::of(&third, &[]).retiring(&kept_second))
-        .await
-        .unwrap();
-    store
-        .delete_key(KeyAt::new(&u, compatible, &first_key()), None)
-        .await
-        .unwrap();
+    assert_eq!(store.previous(at).await.unwrap(), None);
+    assert_eq!(store.get(at).await.unwrap().unwrap().previous, None);
+    store.replace(keeping).await.unwrap();
+    store.delete_key(at, None).await.unwrap();
     store.insert(&first, &[]).await.unwrap();
-    assert_eq!(
-        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
-        None
-    );
-    store
-        .replace(Replacement::of(&third, &[]).retiring(&kept_second))
-        .await
-        .unwrap();
+    assert_eq!(store.previous(at).await.unwrap(), None);
+    store.replace(keeping).await.unwrap();
     store.delete(&u, compatible).await.unwrap();
     store.insert(&first, &[]).await.unwrap();
-    assert_eq!(
-        store.previous(KeyAt::new(&u, compatible, &first_key())).await.unwrap(),
-        None
-    );
+    assert_eq!(store.previous(at).await.unwrap(), None);
 }
 
 /// Another key of `provider` for `user`: named, placed at `priority`.

@@ -482,11 +482,6 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
         ("endpoint", c.endpoint.as_ref().map(|e| s(e.as_str()))),
         // A new key does not rest.
         ("cooling_until", c.cooling_until.as_ref().map(|t| s(time::to_stored(t)))),
-        ("previous_hint", c.previous.as_ref().map(|p| s(&p.key_hint))),
-        (
-            "previous_until",
-            c.previous.as_ref().map(|p| s(time::to_stored(&p.kept_until))),
-        ),
         ("revision", Some(s(&c.revision))),
         ("models_count", Some(n(c.models_count))),
         ("updated_at", Some(s(time::to_stored(&c.updated_at)))),
@@ -506,6 +501,15 @@ fn key_and_status_attributes(c: &StoredCredential) -> Vec<(&'static str, Option<
     attributes.extend(attempt_attributes(c.last_attempt.as_ref()));
     attributes.extend(status_attributes(&c.check));
     attributes
+}
+
+/// The key's note of its previous version, from the version kept (`None`
+/// removes it), so that the two never disagree.
+fn previous_note_attributes(retired: Option<&PreviousKey>) -> Vec<(&'static str, Option<AttributeValue>)> {
+    vec![
+        ("previous_hint", retired.map(|p| s(&p.key_hint))),
+        ("previous_until", retired.map(|p| s(time::to_stored(&p.kept_until)))),
+    ]
 }
 
 /// Status attributes; `None` means "remove it".
@@ -611,9 +615,9 @@ fn stem(provider: &str, key: &KeyId) -> String {
     }
 }
 
-/// The stem of the key `key` names.
-fn stem_of(key: &KeyRevision) -> String {
-    stem(key.provider.id, &key.key)
+/// The stem of the key `at` names.
+fn stem_of(at: KeyAt<'_>) -> String {
+    stem(at.provider.id, at.key)
 }
 
 fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, StoreError> {
@@ -623,11 +627,8 @@ fn credential_from_item(user: &UserId, item: &Item) -> Result<StoredCredential, 
 #[async_trait]
 impl CredentialStore for DynamoStore {
     async fn get(&self, at: KeyAt<'_>) -> Result<Option<StoredCredential>, StoreError> {
-        let KeyAt { user, provider, key } = at;
-        let item = self
-            .get_item(Self::credential_key(user, &stem(provider.id, key)), None)
-            .await?;
-        item.map(|item| credential_from_item(user, &item)).transpose()
+        let item = self.get_item(Self::credential_key(at.user, &stem_of(at)), None).await?;
+        item.map(|item| credential_from_item(at.user, &item)).transpose()
     }
 
     async fn keys(&self, user: &UserId, provider: &ProviderSpec) -> Result<Vec<StoredCredential>, StoreError> {
@@ -680,7 +681,9 @@ impl CredentialStore for DynamoStore {
         } = replacement;
         let stem = stem(credential.provider.id, &credential.key.id);
         let key = Self::credential_key(&credential.user_id, &stem);
-        let update = self.credential_update(key, key_and_status_attributes(credential), if_revision)?;
+        let mut attributes = key_and_status_attributes(credential);
+        attributes.extend(previous_note_attributes(retired));
+        let update = self.credential_update(key, attributes, if_revision)?;
         let previous = match retired {
             Some(previous) => Write::Put(previous_item(credential, previous)),
             None => Write::Delete(Self::previous_key(&credential.user_id, &stem)),
@@ -710,13 +713,13 @@ impl CredentialStore for DynamoStore {
         if let ModelsUpdate::Replace(list) = &models {
             attributes.push(("models_count", Some(n(list.len()))));
         }
-        let item_key = Self::credential_key(&key.user, &stem_of(&key));
+        let item_key = Self::credential_key(&key.user, &stem_of(key.at()));
         let update = self.credential_update(item_key, attributes, Some(&key.revision))?;
         match models {
             ModelsUpdate::Keep => self.send_update(update).await,
             ModelsUpdate::Replace(list) => {
                 let mut items = vec![TransactWriteItem::builder().update(update).build()];
-                items.extend(self.put_models(&key.user, &stem_of(&key), &now, &list)?);
+                items.extend(self.put_models(&key.user, &stem_of(key.at()), &now, &list)?);
                 match self.transact(items, StoreError::Conflict).await {
                     Err(StoreError::Conflict) => Err(self.gone_or_changed(&key).await),
                     other => other,
@@ -733,7 +736,7 @@ impl CredentialStore for DynamoStore {
         // next resolve).
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&key.user, &stem_of(&key))))
+            .set_key(Some(Self::credential_key(&key.user, &stem_of(key.at()))))
             .update_expression("SET #used = :at, #uses = :uses")
             .condition_expression("#revision = :revision AND (attribute_not_exists(#uses) OR #uses = :seen)")
             .expression_attribute_names("#used", "last_used_at")
@@ -771,10 +774,7 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn previous(&self, at: KeyAt<'_>) -> Result<Option<PreviousKey>, StoreError> {
-        let KeyAt { user, provider, key } = at;
-        let item = self
-            .get_item(Self::previous_key(user, &stem(provider.id, key)), None)
-            .await?;
+        let item = self.get_item(Self::previous_key(at.user, &stem_of(at)), None).await?;
         let previous = item.map(|item| credential_record::previous_key(&item)).transpose()?;
         // TTL deletes lazily (up to days later): past its keeping, it is gone.
         Ok(previous.filter(|p| p.kept_until > Utc::now()))
@@ -800,7 +800,7 @@ impl CredentialStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&key.user, &stem_of(&key))))
+            .set_key(Some(Self::credential_key(&key.user, &stem_of(key.at()))))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .update_expression("SET #c = :until")
             .condition_expression("#revision = :revision AND (attribute_not_exists(#c) OR #c < :until)")
@@ -844,13 +844,13 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn delete_key(&self, at: KeyAt<'_>, if_revision: Option<&str>) -> Result<(), StoreError> {
-        let KeyAt { user, provider, key } = at;
-        let mut items = self.delete_key_items(user, &stem(provider.id, key))?;
+        let stem = stem_of(at);
+        let mut items = self.delete_key_items(at.user, &stem)?;
         if let Some(revision) = if_revision {
             // The key's own delete, conditioned on its revision too.
             let delete = Delete::builder()
                 .table_name(&self.table)
-                .set_key(Some(Self::credential_key(user, &stem(provider.id, key))))
+                .set_key(Some(Self::credential_key(at.user, &stem)))
                 .condition_expression("attribute_exists(pk) AND #revision = :revision")
                 .expression_attribute_names("#revision", "revision")
                 .expression_attribute_values(":revision", s(revision))
@@ -868,8 +868,7 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn models(&self, at: KeyAt<'_>) -> Result<Option<ModelList>, StoreError> {
-        let KeyAt { user, provider, key } = at;
-        let stem = stem(provider.id, key);
+        let (user, stem) = (at.user, stem_of(at));
         let Some(item) = self.get_item(Self::models_key(user, &stem), None).await? else {
             return Ok(None);
         };
@@ -985,7 +984,7 @@ impl CredentialStore for DynamoStore {
     async fn record_attempt(&self, key: KeyRevision, deferral: Deferral) -> Result<(), StoreError> {
         let mut attributes = attempt_attributes(Some(&deferral.attempt));
         attributes.push(("fresh_at", Some(s(time::to_stored(&deferral.fresh_until)))));
-        let item_key = Self::credential_key(&key.user, &stem_of(&key));
+        let item_key = Self::credential_key(&key.user, &stem_of(key.at()));
         self.send_update(self.credential_update(item_key, attributes, Some(&key.revision))?)
             .await
     }
@@ -1063,7 +1062,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&key.user, &stem_of(key))))
+            .set_key(Some(Self::credential_key(&key.user, &stem_of(key.at()))))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .update_expression("SET #t = :at")
             .condition_expression("#revision = :revision AND (attribute_not_exists(#t) OR #t < :since)")

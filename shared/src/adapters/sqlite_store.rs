@@ -269,6 +269,7 @@ impl SqliteStore {
         let (if_revision, retired) = (key.if_revision.map(str::to_owned), key.retired.cloned());
         self.in_transaction(move |tx| {
             let mut values = credential_values(&c);
+            values.extend(previous_note_values(retired.as_ref()));
             let conditional = if_revision.is_some();
             values.push(("if_revision", if_revision.map_or(Value::Null, Value::Text)));
             if execute_named(tx, sql, &values)? == 0 {
@@ -471,13 +472,20 @@ fn credential_values(c: &StoredCredential) -> Vec<(&'static str, Value)> {
             "cooling_until",
             optional(c.cooling_until.as_ref().map(|t| Value::Text(ts(t)))),
         ),
+    ]
+}
+
+/// The key's note of its previous version, from the version kept (NULL
+/// without one), so that the two never disagree.
+fn previous_note_values(retired: Option<&PreviousKey>) -> [(&'static str, Value); 2] {
+    [
         (
             "previous_hint",
-            optional(c.previous.as_ref().map(|p| text(&p.key_hint))),
+            retired.map_or(Value::Null, |p| Value::Text(p.key_hint.clone())),
         ),
         (
             "previous_until",
-            optional(c.previous.as_ref().map(|p| Value::Text(ts(&p.kept_until)))),
+            retired.map_or(Value::Null, |p| Value::Text(ts(&p.kept_until))),
         ),
     ]
 }

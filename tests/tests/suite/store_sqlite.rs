@@ -83,13 +83,12 @@ async fn a_version_9_database_is_migrated_and_keeps_replaced_keys_from_then_on()
             .unwrap(),
         None
     );
-    let mut next = credential("user-a", "groq", "r2");
+    let next = credential("user-a", "groq", "r2");
     let kept = PreviousKey::retire(
         &c,
         chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3),
         chrono::Duration::days(7),
     );
-    next.previous = Some(kept.note());
     store
         .replace(Replacement::of(&next, &[]).retiring(&kept))
         .await
