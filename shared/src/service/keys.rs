@@ -225,15 +225,8 @@ impl CredentialService {
         } = report;
         // The report names the key by its revision (each key has its own).
         let keys = self.store.keys(user, provider).await?;
-        let Some(existing) = keys
-            .iter()
-            .find(|k| k.revision == revision)
-            .or(named_key::primary(&keys))
-            .cloned()
-        else {
-            return Err(ServiceError::CredentialNotFound(provider));
-        };
-        let matched = (existing.revision == revision).then(|| existing.key.id.clone());
+        let reported = keys.iter().find(|k| k.revision == revision);
+        let key_id = reported.map(|k| k.key.id.clone());
         let answer = |result, status| {
             tracing::info!(
                 provider = provider.id,
@@ -245,12 +238,16 @@ impl CredentialService {
             Ok(ReportAnswer {
                 result,
                 status,
-                key_id: matched.clone(),
+                key_id: key_id.clone(),
             })
         };
-        if existing.revision != revision {
-            return answer(ReportResult::Stale, existing.check.status);
-        }
+        let Some(existing) = reported.cloned() else {
+            // No key has that revision any more: it was replaced.
+            return match named_key::primary(&keys) {
+                Some(primary) => answer(ReportResult::Stale, primary.check.status),
+                None => Err(ServiceError::CredentialNotFound(provider)),
+            };
+        };
         let reported = ActivityEvent::Reported {
             outcome,
             consumer: consumer.as_str().to_owned(),
