@@ -240,7 +240,7 @@ async fn warm(
     binary: &Path,
     env: &[(String, String)],
     options: &Options,
-    creator: Option<&Preparers>,
+    preparers: Option<&Preparers>,
     proxy: &CountingProxy,
     same_user: bool,
 ) -> (Vec<Duration>, Vec<String>, Option<u64>) {
@@ -254,10 +254,10 @@ async fn warm(
         } else {
             format!("bench-{name}-{i}-{}", mailmind::ids::random_hex(4))
         };
-        let event = match creator {
-            Some(creator) => {
+        let event = match preparers {
+            Some(preparers) => {
                 if !same_user || i == 0 {
-                    prepare(name, &user, creator).await;
+                    prepare(name, &user, preparers).await;
                 }
                 timed_event(name, &user)
             }
@@ -370,14 +370,12 @@ async fn main() {
     eprintln!("cold starts measured");
     let mut rows = Vec::new();
     for ((name, binary, env), inits) in binaries.iter().zip(inits) {
-        let (env, creator) = if name == "hello-world" {
+        let (env, preparers) = if name == "hello-world" {
             (env.clone(), None)
         } else {
-            let (env, creator) = deployment(env).await;
-            (env, Some(creator))
+            let (env, preparers) = deployment(env).await;
+            (env, Some(preparers))
         };
-        let preparers = creator;
-        let creator = preparers.as_ref();
         // Resolve twice: a credential resolved for the first time (fresh
         // user each time: GetItem, Decrypt, the hourly last-use write), then
         // the same credential again and again (the warm key cache).
@@ -390,7 +388,8 @@ async fn main() {
             &[(false, "")]
         };
         for (same_user, label) in variants {
-            let (times, calls, peak_rss_kib) = warm(name, binary, &env, &options, creator, &proxy, *same_user).await;
+            let (times, calls, peak_rss_kib) =
+                warm(name, binary, &env, &options, preparers.as_ref(), &proxy, *same_user).await;
             eprintln!("{name}{label} measured");
             rows.push((
                 format!("{name}{label}"),
@@ -405,7 +404,7 @@ async fn main() {
                 },
             ));
         }
-        if let Some(preparers) = preparers {
+        if let Some(preparers) = &preparers {
             moto.delete_table(&preparers.table).await;
         }
     }
@@ -460,9 +459,9 @@ async fn main() {
         ) {
             continue;
         }
-        let (env, creator) = deployment(env).await;
-        let rss = large_catalogue_rss(name, binary, &env, &creator.create, 5).await;
-        moto.delete_table(&creator.table).await;
+        let (env, preparers) = deployment(env).await;
+        let rss = large_catalogue_rss(name, binary, &env, &preparers.create, 5).await;
+        moto.delete_table(&preparers.table).await;
         eprintln!("{name} with a large catalogue measured");
         table.push_str(&format!(
             "| `{name}` | {} |\n",
@@ -472,9 +471,9 @@ async fn main() {
     }
     // A page of millions of non-models, refused while it is read.
     if let Some((_, binary, env)) = binaries.iter().find(|(name, ..)| name == "credentials-check") {
-        let (env, creator) = deployment(env).await;
-        let (bytes, rss) = zeros_page_rss(binary, &env, &creator.create, &groq).await;
-        moto.delete_table(&creator.table).await;
+        let (env, preparers) = deployment(env).await;
+        let (bytes, rss) = zeros_page_rss(binary, &env, &preparers.create, &groq).await;
+        moto.delete_table(&preparers.table).await;
         eprintln!("credentials-check with a page of zeros measured");
         table.push_str(&format!(
             "\nPeak RSS of `credentials-check` checking a key whose provider answers `{{\"data\":[0,0,0,…]}}` \
