@@ -795,51 +795,30 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn cool_down(&self, key: KeyRevision, until: DateTime<Utc>) -> Result<(), StoreError> {
-        // Stored times are fixed-width RFC 3339 UTC: they compare as strings.
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::credential_key(&key.user, &stem_of(key.at()))))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .update_expression("SET #c = :until")
-            .condition_expression("#revision = :revision AND (attribute_not_exists(#c) OR #c < :until)")
-            .expression_attribute_names("#c", "cooling_until")
-            .expression_attribute_names("#revision", "revision")
-            .expression_attribute_values(":until", s(time::to_stored(&until)))
-            .expression_attribute_values(":revision", s(&key.revision))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) => match e.err() {
-                UpdateItemError::ConditionalCheckFailedException(failed) => match failed.item() {
-                    None => Err(StoreError::NotFound),
-                    // Resting until later already: nothing to move.
-                    Some(item) if Read(item).opt_text("revision")?.as_deref() == Some(key.revision.as_str()) => Ok(()),
-                    Some(_) => Err(StoreError::Conflict),
-                },
-                _ => Err(sdk_error(SdkError::ServiceError(e))),
-            },
-            Err(e) => Err(sdk_error(e)),
+        // Written unless a rest as long or longer is stored already.
+        let when = OncePerWindow {
+            at: until,
+            unless_since: until,
+        };
+        match self.set_time_unless_since(&key, "cooling_until", when).await? {
+            None => Ok(()),
+            Some(None) => Err(StoreError::NotFound),
+            // Resting until later already: nothing to move.
+            Some(Some(item)) if Read(&item).opt_text("revision")?.as_deref() == Some(key.revision.as_str()) => Ok(()),
+            Some(Some(_)) => Err(StoreError::Conflict),
         }
     }
 
     async fn set_meta(&self, change: MetaChange<'_>) -> Result<(), StoreError> {
-        let MetaChange {
-            user,
-            provider,
-            meta,
-            if_revision,
-        } = change;
+        let meta = change.meta;
         let attributes = vec![
             ("key_ref", Some(s(meta.id.as_str()))),
             ("key_name", Some(s(&meta.name))),
             ("priority", Some(n(meta.priority))),
             ("enabled", Some(n(u8::from(meta.enabled)))),
         ];
-        let key = Self::credential_key(user, &stem(provider.id, &meta.id));
-        self.send_update(self.credential_update(key, attributes, if_revision)?)
+        let key = Self::credential_key(change.user, &stem(change.provider.id, &meta.id));
+        self.send_update(self.credential_update(key, attributes, change.if_revision)?)
             .await
     }
 

@@ -956,14 +956,8 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn set_meta(&self, change: MetaChange<'_>) -> Result<(), StoreError> {
-        let MetaChange {
-            user,
-            provider,
-            meta,
-            if_revision,
-        } = change;
-        let (user, provider, meta) = (user.clone(), provider.id, meta.clone());
-        let if_revision = if_revision.map(str::to_owned);
+        let (user, provider, meta) = (change.user.clone(), change.provider.id, change.meta.clone());
+        let if_revision = change.if_revision.map(str::to_owned);
         self.in_transaction(move |tx| {
             let updated = tx
                 .execute(
