@@ -180,3 +180,22 @@ pub fn covers(granted: &std::collections::BTreeSet<String>, action: &str) -> boo
         _ => granted.contains(action),
     }
 }
+
+/// The element of the JSON array `list` whose `field` is `value`.
+pub fn entry<'a>(list: &'a serde_json::Value, field: &str, value: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .find(|e| e[field] == value)
+        .unwrap_or_else(|| panic!("no entry with {field} {value} in {list}"))
+}
+
+/// Status and JSON body of an API Gateway v2 response (`Null` without a body).
+pub fn http_answer(response: &serde_json::Value) -> (u16, serde_json::Value) {
+    let status = response["statusCode"].as_u64().expect("statusCode") as u16;
+    let body = match response.get("body").and_then(serde_json::Value::as_str) {
+        Some(text) if !text.is_empty() => serde_json::from_str(text).expect("JSON body"),
+        _ => serde_json::Value::Null,
+    };
+    (status, body)
+}

@@ -28,13 +28,6 @@ use zeroize::Zeroizing;
 const KEY: &str = "gsk_deadline23456789abcdefghijklmnopqrstuvwxyzABCDEFdl9x";
 const USER: &str = "d0000000-1111-2222-3333-444444444444";
 
-/// Status and JSON body of an API Gateway v2 response.
-fn answer(response: &Value) -> (u16, Value) {
-    let status = response["statusCode"].as_u64().expect("statusCode") as u16;
-    let body = serde_json::from_str(response["body"].as_str().unwrap_or("null")).expect("JSON body");
-    (status, body)
-}
-
 fn create_event() -> Value {
     with_body(
         rest_event("credentials-create", USER),
@@ -84,7 +77,7 @@ async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothin
     // DynamoDB hangs on the write: it never reaches the table.
     proxy.stall("TransactWriteItems");
     let outcome = create.invoke(create_event()).await;
-    let (status, body) = answer(&outcome.response());
+    let (status, body) = mailmind_tests::http_answer(&outcome.response());
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "service_unavailable", "{body}");
     assert!(
@@ -97,7 +90,7 @@ async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothin
     proxy.unstall();
     groq.server.reset().await;
     groq.accept(KEY, &["llama-3.1-8b-instant"]).await;
-    let (status, body) = answer(&create.invoke(create_event()).await.response());
+    let (status, body) = mailmind_tests::http_answer(&create.invoke(create_event()).await.response());
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "valid", "{body}");
     assert_eq!(body["models_count"], 1, "{body}");
@@ -109,7 +102,7 @@ async fn a_stalled_provider_and_a_hung_write_answer_503_in_time_and_store_nothin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_function_timeout_bounds_the_request_too() {
     let (create, proxy, _groq) = stalled_deployment(Some("29000"), Duration::from_secs(12)).await;
-    let (status, body) = answer(&create.invoke(create_event()).await.response());
+    let (status, body) = mailmind_tests::http_answer(&create.invoke(create_event()).await.response());
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "service_unavailable", "{body}");
     assert!(

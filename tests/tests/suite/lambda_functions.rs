@@ -15,16 +15,6 @@ use serde_json::{Value, json};
 const GROQ_KEY: &str = "gsk_lambda0123456789abcdefghijklmnopqrstuvwxyzABCDEF9xQa";
 const GROQ_KEY_2: &str = "gsk_lambdanext456789abcdefghijklmnopqrstuvwxyzABCDzzZZ";
 
-/// Status and JSON body of an API Gateway v2 response.
-fn answer(response: &Value) -> (u16, Value) {
-    let status = response["statusCode"].as_u64().expect("statusCode") as u16;
-    let body = match response.get("body").and_then(Value::as_str) {
-        Some(text) if !text.is_empty() => serde_json::from_str(text).expect("JSON body"),
-        _ => Value::Null,
-    };
-    (status, body)
-}
-
 struct Deployment {
     functions: HashMap<String, LambdaProcess>,
     /// Each function's own view of AWS: what its calls needed.
@@ -73,9 +63,15 @@ impl Deployment {
         assert!(checked > 0, "no AWS call was seen");
     }
 
+    /// `credentials-create` with `body`, as `user`.
+    async fn create(&self, user: &str, body: Value) -> (u16, Value) {
+        self.invoke("credentials-create", with_body(event("credentials-create", user), body))
+            .await
+    }
+
     async fn invoke(&self, function: &str, event: Value) -> (u16, Value) {
         let response = self.functions[function].invoke(event).await.response();
-        answer(&response)
+        mailmind_tests::http_answer(&response)
     }
 
     fn logs(&self) -> String {
@@ -89,13 +85,7 @@ async fn the_full_flow_through_every_function() {
     let user = "11111111-2222-3333-4444-555555555555";
 
     let (status, created) = d
-        .invoke(
-            "credentials-create",
-            with_body(
-                event("credentials-create", user),
-                json!({"provider": "groq", "api_key": format!(" {GROQ_KEY}\n")}),
-            ),
-        )
+        .create(user, json!({"provider": "groq", "api_key": format!(" {GROQ_KEY}\n")}))
         .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["status"], "valid");
@@ -107,12 +97,7 @@ async fn the_full_flow_through_every_function() {
 
     let (status, list) = d.invoke("credentials-list", event("credentials-list", user)).await;
     assert_eq!(status, 200);
-    let groq = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["provider"] == "groq")
-        .unwrap();
+    let groq = mailmind_tests::entry(&list, "provider", "groq");
     assert_eq!(groq, &created);
 
     let (status, models) = d.invoke("models-list", event("models-list", user)).await;
@@ -246,54 +231,17 @@ async fn errors_come_back_in_the_contract_shape() {
     let d = Deployment::start().await;
     let user = "user-errors";
     let bad_key = "gsk_badbadbad456789abcdefghijklmnopqrstuvwxyzABCDEFbad1";
-    let (status, body) = d
-        .invoke(
-            "credentials-create",
-            with_body(
-                event("credentials-create", user),
-                json!({"provider": "groq", "api_key": bad_key}),
-            ),
-        )
-        .await;
+    let (status, body) = d.create(user, json!({"provider": "groq", "api_key": bad_key})).await;
     assert_eq!((status, body["code"].as_str()), (422, Some("key_rejected")));
-    let (status, body) = d
-        .invoke(
-            "credentials-create",
-            with_body(
-                event("credentials-create", user),
-                json!({"provider": "nope", "api_key": GROQ_KEY}),
-            ),
-        )
-        .await;
+    let (status, body) = d.create(user, json!({"provider": "nope", "api_key": GROQ_KEY})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("unknown_provider")));
-    let (status, body) = d
-        .invoke(
-            "credentials-create",
-            with_body(event("credentials-create", user), json!(["not an object"])),
-        )
-        .await;
+    let (status, body) = d.create(user, json!(["not an object"])).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_request")));
     let (status, body) = d.invoke("credentials-check", event("credentials-check", user)).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("credential_not_found")));
-    let (status, _) = d
-        .invoke(
-            "credentials-create",
-            with_body(
-                event("credentials-create", user),
-                json!({"provider": "groq", "api_key": GROQ_KEY}),
-            ),
-        )
-        .await;
+    let (status, _) = d.create(user, json!({"provider": "groq", "api_key": GROQ_KEY})).await;
     assert_eq!(status, 201);
-    let (status, body) = d
-        .invoke(
-            "credentials-create",
-            with_body(
-                event("credentials-create", user),
-                json!({"provider": "groq", "api_key": GROQ_KEY}),
-            ),
-        )
-        .await;
+    let (status, body) = d.create(user, json!({"provider": "groq", "api_key": GROQ_KEY})).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("credential_exists")));
     let oversized = json!({"provider": "groq", "api_key": GROQ_KEY, "pad": "x".repeat(70_000)});
     let (status, body) = d
@@ -331,15 +279,7 @@ async fn an_event_without_jwt_claims_gets_401_from_every_function() {
 async fn both_raw_path_forms_reach_the_same_credential() {
     let d = Deployment::start().await;
     let user = "user-paths";
-    let (status, _) = d
-        .invoke(
-            "credentials-create",
-            with_body(
-                event("credentials-create", user),
-                json!({"provider": "groq", "api_key": GROQ_KEY}),
-            ),
-        )
-        .await;
+    let (status, _) = d.create(user, json!({"provider": "groq", "api_key": GROQ_KEY})).await;
     assert_eq!(status, 201);
     for raw_path in ["/api/v1/credentials/groq", "/api/v1/credentials/groq/"] {
         let mut e = event("credentials-get", user);

@@ -27,14 +27,6 @@ async fn scan(
         .collect()
 }
 
-fn status_and_body(response: &Value) -> (u64, Value) {
-    let body = response["body"]
-        .as_str()
-        .map(|b| serde_json::from_str(b).expect("JSON body"))
-        .unwrap_or(Value::Null);
-    (response["statusCode"].as_u64().unwrap(), body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eleventh_validation_is_refused_by_the_functions() {
     let (moto, table, key, groq) = mailmind_tests::deployment().await;
@@ -112,7 +104,7 @@ async fn the_eleventh_validation_is_refused_by_the_functions() {
     // Each refusal: the existence read and the refused spend, no KMS call, no write.
     assert_eq!(sorted(proxy.take()), ["Query", "Query", "UpdateItem", "UpdateItem"]);
     for refused in refusals {
-        let (status, body) = status_and_body(&refused);
+        let (status, body) = mailmind_tests::http_answer(&refused);
         assert_eq!(status, 429, "{refused}");
         assert_eq!(body["code"], "too_many_requests");
         let retry_after: u64 = refused["headers"]["retry-after"]
@@ -161,7 +153,7 @@ async fn ws_connect_refuses_a_socket_over_the_per_user_cap() {
         assert_eq!(answer["statusCode"], 200, "{answer}");
     }
     let refused = connect.invoke(connect_event("conn-3", USER)).await.response();
-    let (status, body) = status_and_body(&refused);
+    let (status, body) = mailmind_tests::http_answer(&refused);
     assert_eq!(status, 429, "{refused}");
     assert_eq!(body["code"], "too_many_connections");
     let ids = |rows: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>| {

@@ -54,15 +54,6 @@ fn sam_event(method: &str, path: &str, route_path: &str, authorization: Option<&
     serde_json::from_slice(&output.stdout).expect("an event")
 }
 
-fn answer(response: &Value) -> (u16, Value) {
-    let status = response["statusCode"].as_u64().expect("statusCode") as u16;
-    let body = match response.get("body").and_then(Value::as_str) {
-        Some(text) if !text.is_empty() => serde_json::from_str(text).expect("JSON body"),
-        _ => Value::Null,
-    };
-    (status, body)
-}
-
 struct SamLocal {
     functions: BTreeMap<String, LambdaProcess>,
     _groq: FakeProvider,
@@ -105,7 +96,7 @@ impl SamLocal {
         let (function, route_path) = route_of(method, path);
         let event = sam_event(method, path, route_path, authorization, body.as_ref());
         let response = self.functions[function].invoke(event).await.response();
-        answer(&response)
+        mailmind_tests::http_answer(&response)
     }
 }
 

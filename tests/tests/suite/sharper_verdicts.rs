@@ -225,12 +225,6 @@ async fn openrouter_credit_is_kept_in_the_status_and_spent_credit_is_quota_exhau
         json!({"limit": 10.0, "usage": 10.0, "limit_remaining": 0.0, "is_free_tier": true})
     );
     let list = s.call_as("user-a", "GET", "/api/v1/credentials/", None).await;
-    let openrouter_view = list
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["provider"] == "openrouter")
-        .unwrap();
+    let openrouter_view = mailmind_tests::entry(&list.json, "provider", "openrouter");
     assert_eq!(openrouter_view["quota"], checked.json["quota"]);
 }

@@ -131,14 +131,9 @@ async fn a_missing_table_is_an_internal_error() {
     let moto = moto();
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
     let store = DynamoStore::new(client, "no-such-table");
+    let (u, key) = (user("user-a"), mailmind_tests::store_contract::first_key());
     assert!(matches!(
-        store
-            .get(KeyAt::new(
-                &user("user-a"),
-                groq(),
-                &mailmind_tests::store_contract::first_key()
-            ))
-            .await,
+        store.get(KeyAt::new(&u, groq(), &key)).await,
         Err(StoreError::Internal(_))
     ));
 }
@@ -147,14 +142,9 @@ async fn a_missing_table_is_an_internal_error() {
 async fn an_unreachable_dynamodb_is_unavailable() {
     let config = mailmind_tests::moto::unreachable_sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "t");
+    let (u, key) = (user("user-a"), mailmind_tests::store_contract::first_key());
     assert!(matches!(
-        store
-            .get(KeyAt::new(
-                &user("user-a"),
-                groq(),
-                &mailmind_tests::store_contract::first_key()
-            ))
-            .await,
+        store.get(KeyAt::new(&u, groq(), &key)).await,
         Err(StoreError::Unavailable(_))
     ));
     assert!(matches!(

@@ -71,18 +71,10 @@ async fn a_version_9_database_is_migrated_and_keeps_replaced_keys_from_then_on()
     let (_dir, path) = database_with(&c, &models(&["a"])).await;
     roll_back_to_schema_9(&rusqlite::Connection::open(&path).unwrap());
     let store = SqliteStore::open(&path).unwrap();
-    let first = mailmind_tests::store_contract::first_key();
-    assert_eq!(
-        store.get(KeyAt::new(&user("user-a"), groq(), &first)).await.unwrap(),
-        Some(c.clone())
-    );
-    assert_eq!(
-        store
-            .previous(KeyAt::new(&user("user-a"), groq(), &first))
-            .await
-            .unwrap(),
-        None
-    );
+    let (u, first) = (user("user-a"), mailmind_tests::store_contract::first_key());
+    let at = KeyAt::new(&u, groq(), &first);
+    assert_eq!(store.get(at).await.unwrap(), Some(c.clone()));
+    assert_eq!(store.previous(at).await.unwrap(), None);
     let next = credential("user-a", "groq", "r2");
     let kept = PreviousKey::retire(
         &c,
@@ -93,13 +85,7 @@ async fn a_version_9_database_is_migrated_and_keeps_replaced_keys_from_then_on()
         .replace(Replacement::of(&next, &[]).retiring(&kept))
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .previous(KeyAt::new(&user("user-a"), groq(), &first))
-            .await
-            .unwrap(),
-        Some(kept)
-    );
+    assert_eq!(store.previous(at).await.unwrap(), Some(kept));
     assert_eq!(schema_version(&path), 10);
 }
 
@@ -179,20 +165,14 @@ async fn a_version_7_database_is_migrated_to_keys_and_keeps_its_credentials() {
     let (_dir, path) = database_with(&c, &models(&["a", "b"])).await;
     roll_back_to_schema_7(&rusqlite::Connection::open(&path).unwrap());
     let store = SqliteStore::open(&path).unwrap();
-    let first = mailmind_tests::store_contract::first_key();
-    assert_eq!(
-        store.get(KeyAt::new(&user("user-a"), groq(), &first)).await.unwrap(),
-        Some(c.clone())
-    );
+    let (u, first) = (user("user-a"), mailmind_tests::store_contract::first_key());
+    let at = KeyAt::new(&u, groq(), &first);
+    assert_eq!(store.get(at).await.unwrap(), Some(c.clone()));
     assert_eq!(
         store.keys(&user("user-a"), groq()).await.unwrap(),
         std::slice::from_ref(&c)
     );
-    let list = store
-        .models(KeyAt::new(&user("user-a"), groq(), &first))
-        .await
-        .unwrap()
-        .unwrap();
+    let list = store.models(at).await.unwrap().unwrap();
     assert_eq!(list.models, models(&["a", "b"]));
     let mut second = credential("user-a", "groq", "r2");
     second.key = mailmind::domain::named_key::KeyMeta {

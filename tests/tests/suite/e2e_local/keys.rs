@@ -83,13 +83,7 @@ async fn named_keys_are_added_ordered_switched_and_deleted_and_the_provider_rout
         .server
         .call_as("alice", "GET", "/api/v1/credentials/groq/models/", None)
         .await;
-    let shared = models
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["model_id"] == "llama-3.1-8b-instant")
-        .unwrap();
+    let shared = mailmind_tests::entry(&models.json, "model_id", "llama-3.1-8b-instant");
     assert_eq!(
         shared["key_ids"],
         json!(["default", backup_id]),
@@ -216,13 +210,7 @@ async fn a_provider_keeps_at_most_five_keys() {
     let sixth = add(&w, "alice", json!({"name": "key 5", "api_key": GROQ_KEY})).await;
     assert_error(&sixth, 409, "too_many_keys");
     let list = w.server.call_as("alice", "GET", "/api/v1/credentials/", None).await;
-    let groq = list
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["provider"] == "groq")
-        .unwrap();
+    let groq = mailmind_tests::entry(&list.json, "provider", "groq");
     assert_eq!(groq["keys_count"], 5, "{groq}");
 }
 
