@@ -199,3 +199,33 @@ pub fn http_answer(response: &serde_json::Value) -> (u16, serde_json::Value) {
     };
     (status, body)
 }
+
+/// The string `field` of each element of the JSON array `list`, in order.
+pub fn strings<'a>(list: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|e| e[field].as_str().unwrap_or_else(|| panic!("no string {field} in {e}")))
+        .collect()
+}
+
+/// The `WS_MANAGEMENT_ENDPOINT` variable of functions that push through
+/// `management` (a fake of API Gateway's Management API, stage `production`).
+pub fn management_env(management: &wiremock::MockServer) -> (String, String) {
+    (
+        "WS_MANAGEMENT_ENDPOINT".to_owned(),
+        format!("{}/production", management.uri()),
+    )
+}
+
+/// Stores `key` as `user`'s Groq key through a running `credentials-create`
+/// function; its status object.
+pub async fn create_groq_key(create: &lambda_emulator::LambdaProcess, user: &str, key: &str) -> serde_json::Value {
+    let body = serde_json::json!({"provider": "groq", "api_key": key});
+    let response = create
+        .invoke(with_body(rest_event("credentials-create", user), body))
+        .await
+        .response();
+    assert_eq!(response["statusCode"], 201, "{response}\n{}", create.logs());
+    http_answer(&response).1
+}

@@ -9,7 +9,7 @@ use mailmind::ports::ProviderClient;
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::local_server::LocalServer;
-use mailmind_tests::{rest_event as event, with_body, workspace_binary};
+use mailmind_tests::{rest_event as event, workspace_binary};
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
@@ -54,14 +54,7 @@ async fn a_large_catalogue_is_created_and_listed_whole_by_the_lambda_functions()
     env.extend([groq.env()]);
     let user = "11111111-2222-3333-4444-555555555555";
     let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
-    let response = create
-        .invoke(with_body(
-            event("credentials-create", user),
-            json!({"provider": "groq", "api_key": GROQ_KEY}),
-        ))
-        .await
-        .response();
-    assert_eq!(response["statusCode"], 201, "{response}\n{}", create.logs());
+    mailmind_tests::create_groq_key(&create, user, GROQ_KEY).await;
     let list = LambdaProcess::start(&workspace_binary("models-list"), &env).await;
     let response = list.invoke(event("models-list", user)).await.response();
     assert_eq!(response["statusCode"], 200, "{response}");

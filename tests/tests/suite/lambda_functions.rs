@@ -102,12 +102,7 @@ async fn the_full_flow_through_every_function() {
 
     let (status, models) = d.invoke("models-list", event("models-list", user)).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = models
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["model_id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = mailmind_tests::strings(&models, "model_id");
     assert_eq!(ids, ["gemma2-9b-it", "llama-3.1-8b-instant", "llama-3.3-70b-versatile"]);
 
     let calls = d.groq.requests().await.len();
@@ -167,12 +162,7 @@ async fn the_full_flow_through_every_function() {
     };
     let (status, keys) = d.invoke("keys-list", event("keys-list", user)).await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["key_name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = mailmind_tests::strings(&keys, "key_name");
     assert_eq!(names, ["default", "spare"]);
     let (status, got) = d.invoke("keys-get", at_spare("keys-get")).await;
     assert_eq!((status, &got["key_hint"]), (200, &json!("gsk_…9xQa")), "{got}");

@@ -69,10 +69,7 @@ impl Deployment {
             ("REPORT_RELAY_FUNCTION".to_owned(), "credentials-revalidate".to_owned()),
             ("TABLE_NAME".to_owned(), table.clone()),
             ("KMS_KEY_ID".to_owned(), key),
-            (
-                "WS_MANAGEMENT_ENDPOINT".to_owned(),
-                format!("{}/production", management.uri()),
-            ),
+            mailmind_tests::management_env(&management),
             ("MAILMIND_LOG".to_owned(), "debug".to_owned()),
             groq.env(),
         ]);

@@ -9,7 +9,7 @@ use chrono::{Duration, Utc};
 use mailmind::adapters::dynamo_store::DynamoStore;
 use mailmind::adapters::kms_keyring::KmsKeyring;
 use mailmind::domain::{ApiKey, CheckState, CredentialStatus, StoredCredential, UserId, provider};
-use mailmind::ports::{CredentialStore, EncryptionContext, KeyAt};
+use mailmind::ports::{CredentialStore, EncryptionContext};
 use mailmind_tests::aws_proxy::{CountingProxy, through_proxy};
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
@@ -122,25 +122,13 @@ async fn two_overlapping_runs_check_each_due_credential_once_and_nothing_else_wi
     assert!(calls.iter().any(|c| c == "Query"), "{calls:?}");
 
     // The verdicts are stored as a user's check stores them.
-    let revoked = store
-        .get(KeyAt::new(
-            &UserId::parse("user-0").unwrap(),
-            provider::find("groq").unwrap(),
-            &mailmind_tests::store_contract::first_key(),
-        ))
+    let revoked = mailmind_tests::store_contract::first_stored(&store, "user-0", "groq")
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(revoked.check.status, CredentialStatus::Invalid);
     assert_eq!(revoked.models_count, 0);
-    let renewed = store
-        .get(KeyAt::new(
-            &UserId::parse("user-1").unwrap(),
-            provider::find("groq").unwrap(),
-            &mailmind_tests::store_contract::first_key(),
-        ))
+    let renewed = mailmind_tests::store_contract::first_stored(&store, "user-1", "groq")
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(renewed.check.status, CredentialStatus::Valid);
     assert!(renewed.check.checked_at.unwrap() > Utc::now() - Duration::minutes(10));

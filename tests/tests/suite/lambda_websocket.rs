@@ -216,13 +216,7 @@ async fn a_check_pushes_to_live_connections_and_forgets_gone_ones() {
         .await;
 
     let mut env = moto.function_env(&table, &key);
-    env.extend([
-        (
-            "WS_MANAGEMENT_ENDPOINT".to_owned(),
-            format!("{}/production", management.uri()),
-        ),
-        groq.env(),
-    ]);
+    env.extend([mailmind_tests::management_env(&management), groq.env()]);
     let connect = LambdaProcess::start(&workspace_binary("ws-connect"), &env).await;
     for id in ["live-conn", "gone-conn"] {
         let answer = connect.invoke(ws_event("ws-connect", id, USER)).await.response();

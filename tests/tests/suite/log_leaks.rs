@@ -67,10 +67,7 @@ async fn no_function_prints_a_key_or_token_at_the_most_verbose_level() {
     env.extend([
         ("JWT_ISSUER".to_owned(), issuer.uri()),
         ("JWT_AUDIENCE".to_owned(), AUDIENCE.to_owned()),
-        (
-            "WS_MANAGEMENT_ENDPOINT".to_owned(),
-            format!("{}/production", management.uri()),
-        ),
+        mailmind_tests::management_env(&management),
         ("MAILMIND_LOG".to_owned(), "trace".to_owned()),
         groq.env(),
     ]);
@@ -218,14 +215,7 @@ async fn audit_lines_of_resolves_and_reports_survive_log_level_error() {
     let mut env = moto.function_env(&table, &kms_key);
     env.extend([("MAILMIND_LOG".to_owned(), "error".to_owned()), groq.env()]);
     let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
-    let created = create
-        .invoke(with_body(
-            rest_event("credentials-create", USER),
-            json!({"provider": "groq", "api_key": key}),
-        ))
-        .await
-        .response();
-    assert_eq!(created["statusCode"], 201, "{created}");
+    mailmind_tests::create_groq_key(&create, USER, &key).await;
     let resolve = LambdaProcess::start(&workspace_binary("credentials-resolve"), &env).await;
     let mut request = event("credentials-resolve");
     request["user_id"] = json!(USER);

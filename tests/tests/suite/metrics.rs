@@ -99,10 +99,7 @@ async fn functions_print_emf_metrics_with_closed_dimensions() {
     }
     let mut env = moto.function_env(&table, &key);
     env.extend([
-        (
-            "WS_MANAGEMENT_ENDPOINT".to_owned(),
-            format!("{}/production", management.uri()),
-        ),
+        mailmind_tests::management_env(&management),
         ("METRICS_NAMESPACE".to_owned(), NAMESPACE.to_owned()),
         ("MAILMIND_LOG".to_owned(), "debug".to_owned()),
         groq.env(),

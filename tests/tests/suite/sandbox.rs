@@ -192,25 +192,10 @@ async fn valid_keys_discover_each_providers_own_models_and_checks_change_the_out
     let dir = tempfile::tempdir().unwrap();
     let s = sandbox_server(&dir, &[]).await;
     let user = "sandbox-models";
-    let create = |provider: &str, key: &str| json!({"provider": provider, "api_key": key}).to_string();
 
-    let groq = s
-        .call_as(
-            user,
-            "POST",
-            "/api/v1/credentials/",
-            Some(&create("groq", "gsk_sandbox-valid-1")),
-        )
-        .await;
+    let groq = s.post_key(user, "groq", "gsk_sandbox-valid-1").await;
     assert_eq!(groq.status, 201, "{}", groq.text);
-    let gemini = s
-        .call_as(
-            user,
-            "POST",
-            "/api/v1/credentials/",
-            Some(&create("google_gemini", "AIza-sandbox-valid-2")),
-        )
-        .await;
+    let gemini = s.post_key(user, "google_gemini", "AIza-sandbox-valid-2").await;
     assert_eq!(gemini.status, 201, "{}", gemini.text);
     let ids = |models: &Value| -> Vec<String> {
         models

@@ -171,6 +171,29 @@ fn counting_store(dir: &tempfile::TempDir, fail_uses: bool) -> Arc<Counting> {
     Arc::new(Counting::over(inner, fail_uses))
 }
 
+/// A service over a counting store (its uses failing, if `fail_uses`) in a
+/// temporary directory, with `user-a`'s Groq key stored.
+async fn with_a_groq_key(
+    fail_uses: bool,
+) -> (
+    tempfile::TempDir,
+    Arc<Counting>,
+    Arc<CredentialService>,
+    UserId,
+    &'static ProviderSpec,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting_store(&dir, fail_uses);
+    let service = Arc::new(service_over(&store));
+    let user = UserId::parse("user-a").unwrap();
+    let groq = provider::find("groq").unwrap();
+    service
+        .create(&user, groq, ApiKey::parse(KEY).unwrap().into())
+        .await
+        .unwrap();
+    (dir, store, service, user, groq)
+}
+
 fn consumer(name: &str) -> Consumer {
     Consumer::parse(name).unwrap()
 }
@@ -187,15 +210,7 @@ async fn events(service: &CredentialService, user: &UserId, provider: &'static P
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_use_write_never_fails_the_resolve() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = counting_store(&dir, true);
-    let service = service_over(&store);
-    let user = UserId::parse("user-a").unwrap();
-    let groq = provider::find("groq").unwrap();
-    service
-        .create(&user, groq, ApiKey::parse(KEY).unwrap().into())
-        .await
-        .unwrap();
+    let (_dir, store, service, user, groq) = with_a_groq_key(true).await;
 
     for attempt in 1..=2 {
         let key = service
@@ -222,15 +237,7 @@ async fn a_failing_use_write_never_fails_the_resolve() {
 /// costs nothing but the one read every resolve does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steady_state_resolve_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = counting_store(&dir, false);
-    let service = service_over(&store);
-    let user = UserId::parse("user-a").unwrap();
-    let groq = provider::find("groq").unwrap();
-    service
-        .create(&user, groq, ApiKey::parse(KEY).unwrap().into())
-        .await
-        .unwrap();
+    let (_dir, store, service, user, groq) = with_a_groq_key(false).await;
 
     let (reads, uses, writes) = store.counts();
     service.resolve(&user, groq, &consumer("digest")).await.unwrap();
@@ -273,15 +280,7 @@ async fn a_steady_state_resolve_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_resolves_record_one_use() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = counting_store(&dir, false);
-    let service = Arc::new(service_over(&store));
-    let user = UserId::parse("user-a").unwrap();
-    let groq = provider::find("groq").unwrap();
-    service
-        .create(&user, groq, ApiKey::parse(KEY).unwrap().into())
-        .await
-        .unwrap();
+    let (_dir, _store, service, user, groq) = with_a_groq_key(false).await;
     let resolves = (0..2).map(|_| {
         let (service, user) = (Arc::clone(&service), user.clone());
         tokio::spawn(async move { service.resolve(&user, groq, &consumer("digest")).await.map(|_| ()) })

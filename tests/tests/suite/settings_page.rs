@@ -445,12 +445,7 @@ async fn several_keys_scenario(c: Client, base_url: String, demo_token: String, 
         .json()
         .await
         .unwrap();
-    let hints: Vec<&str> = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["key_hint"].as_str().unwrap())
-        .collect();
+    let hints: Vec<&str> = mailmind_tests::strings(&keys, "key_hint");
     assert_eq!(hints, ["gsk_…cdef"]);
 }
 

@@ -12,7 +12,7 @@ use futures_util::SinkExt;
 use mailmind_tests::fake_providers::FakeProvider;
 use mailmind_tests::lambda_emulator::LambdaProcess;
 use mailmind_tests::local_server::LocalServer;
-use mailmind_tests::{rest_event, with_body, workspace_binary};
+use mailmind_tests::workspace_binary;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use wiremock::matchers::{method, path_regex};
@@ -166,13 +166,7 @@ async fn the_ws_check_function_pushes_to_the_users_connections_and_answers_error
         .mount(&management)
         .await;
     let mut env = moto.function_env(&table, &key);
-    env.extend([
-        (
-            "WS_MANAGEMENT_ENDPOINT".to_owned(),
-            format!("{}/production", management.uri()),
-        ),
-        groq.env(),
-    ]);
+    env.extend([mailmind_tests::management_env(&management), groq.env()]);
     let connect = LambdaProcess::start(&workspace_binary("ws-connect"), &env).await;
     for (id, user) in [("conn-a1", USER), ("conn-a2", USER), ("conn-b1", "someone-else")] {
         let answer = connect.invoke(ws_event("ws-connect", id, user)).await.response();
@@ -189,14 +183,7 @@ async fn the_ws_check_function_pushes_to_the_users_connections_and_answers_error
     assert!(management.received_requests().await.unwrap().is_empty());
 
     let create = LambdaProcess::start(&workspace_binary("credentials-create"), &env).await;
-    let created = create
-        .invoke(with_body(
-            rest_event("credentials-create", USER),
-            json!({"provider": "groq", "api_key": GROQ_KEY}),
-        ))
-        .await
-        .response();
-    assert_eq!(created["statusCode"], 201, "{created}");
+    mailmind_tests::create_groq_key(&create, USER, GROQ_KEY).await;
     management.reset().await;
     Mock::given(method("POST"))
         .and(path_regex("^/production/@connections/[a-z0-9-]+$"))

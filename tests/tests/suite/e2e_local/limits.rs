@@ -9,24 +9,7 @@ use super::*;
 
 /// The default limit (10) in a window no test run outlasts.
 async fn world_with_hour_window() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let groq = FakeProvider::start("groq").await;
-    groq.accept(GROQ_KEY, GROQ_MODELS).await;
-    groq.accept(GROQ_KEY_2, &["llama-3.1-8b-instant"]).await;
-    let gemini = FakeProvider::start("google_gemini").await;
-    gemini.accept(GEMINI_KEY, GEMINI_MODELS).await;
-    let server = LocalServer::start_with_args(
-        &dir.path().join("data"),
-        &[groq.env(), gemini.env()],
-        &["--validation-window", "3600"],
-    )
-    .await;
-    World {
-        _dir: dir,
-        groq,
-        gemini,
-        server,
-    }
+    super::world_with_args(&[], &["--validation-window", "3600"]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

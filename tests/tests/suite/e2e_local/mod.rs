@@ -47,6 +47,11 @@ async fn world() -> World {
 }
 
 async fn world_with(extra_env: &[(String, String)]) -> World {
+    world_with_args(extra_env, &[]).await
+}
+
+/// [`world_with`], the server started with `args` as well.
+async fn world_with_args(extra_env: &[(String, String)], args: &[&str]) -> World {
     let dir = tempfile::tempdir().unwrap();
     let groq = FakeProvider::start("groq").await;
     groq.accept(GROQ_KEY, GROQ_MODELS).await;
@@ -55,7 +60,7 @@ async fn world_with(extra_env: &[(String, String)]) -> World {
     gemini.accept(GEMINI_KEY, GEMINI_MODELS).await;
     let mut env = vec![groq.env(), gemini.env()];
     env.extend_from_slice(extra_env);
-    let server = LocalServer::start(&dir.path().join("data"), &env).await;
+    let server = LocalServer::start_with_args(&dir.path().join("data"), &env, args).await;
     World {
         _dir: dir,
         groq,

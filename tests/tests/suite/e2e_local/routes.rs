@@ -61,13 +61,7 @@ async fn every_rest_route_works_end_to_end() {
         .call_as("user-a", "GET", "/api/v1/credentials/groq/models/", None)
         .await;
     assert_eq!(models.status, 200);
-    let ids: Vec<&str> = models
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["model_id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = mailmind_tests::strings(&models.json, "model_id");
     assert_eq!(ids, ["gemma2-9b-it", "llama-3.1-8b-instant", "llama-3.3-70b-versatile"]);
     let first = &models.json[0];
     assert_eq!(first["provider"], "groq");
@@ -114,14 +108,7 @@ async fn every_rest_route_works_end_to_end() {
     assert_eq!(gemini.json["key_hint"], "AIza…klmn");
     assert!(w.gemini.requests().await.len() >= 3, "three pages of two");
     let list = s.call_as("user-a", "GET", "/api/v1/credentials", None).await;
-    let set: Vec<&str> = list
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["api_key_set"] == true)
-        .map(|e| e["provider"].as_str().unwrap())
-        .collect();
+    let set = providers_with_a_key(&list.json);
     assert_eq!(set, ["google_gemini", "groq"]);
 
     // DELETE /credentials/{provider}/: gone, models too.
@@ -192,13 +179,7 @@ async fn anthropic_openrouter_and_cohere_create_then_list_models() {
         let listed = server
             .call_as("user-a", "GET", &format!("/api/v1/credentials/{id}/models/"), None)
             .await;
-        let ids: Vec<&str> = listed
-            .json
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["model_id"].as_str().unwrap())
-            .collect();
+        let ids: Vec<&str> = mailmind_tests::strings(&listed.json, "model_id");
         let mut expected = models.to_vec();
         expected.sort_unstable();
         assert_eq!(ids, expected, "{id}");
@@ -219,13 +200,16 @@ async fn anthropic_openrouter_and_cohere_create_then_list_models() {
         list.json.as_array().unwrap().len(),
         mailmind::domain::provider::PROVIDERS.len()
     );
-    let set: Vec<&str> = list
-        .json
-        .as_array()
+    let set = providers_with_a_key(&list.json);
+    assert_eq!(set, ["anthropic", "cohere", "openrouter"]);
+}
+
+/// The providers a `GET /credentials/` answer lists with a key set, in order.
+fn providers_with_a_key(list: &Value) -> Vec<&str> {
+    list.as_array()
         .unwrap()
         .iter()
         .filter(|e| e["api_key_set"] == true)
         .map(|e| e["provider"].as_str().unwrap())
-        .collect();
-    assert_eq!(set, ["anthropic", "cohere", "openrouter"]);
+        .collect()
 }
