@@ -282,6 +282,20 @@ impl LambdaProcess {
         self.stdout.lock().expect("lock").clone()
     }
 
+    /// [`Self::stdout`] once it holds `needle`, or as it is after 10 s: the
+    /// process's output is collected as it comes, so a line printed just
+    /// before an answer may still be on its way when the answer arrives.
+    pub async fn stdout_with(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            let stdout = self.stdout();
+            if stdout.contains(needle) {
+                return stdout;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.stdout()
+    }
+
     /// The process id, for resource measurements.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()

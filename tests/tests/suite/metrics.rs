@@ -133,7 +133,7 @@ async fn functions_print_emf_metrics_with_closed_dimensions() {
     assert_eq!(reported["result"], "recorded", "{reported}");
 
     // credentials-create: one validation line per provider check.
-    let created = emf_documents(&create.stdout());
+    let created = emf_documents(&create.stdout_with("provider_unavailable").await);
     let validations = with_metric(&created, &metrics::VALIDATIONS);
     assert_eq!(validations.len(), 2, "{created:#?}");
     let dimensions = |d: &Value| {
@@ -166,7 +166,7 @@ async fn functions_print_emf_metrics_with_closed_dimensions() {
     assert_eq!(sum(&created, &metrics::PUSHES_FAILED), 0.0);
 
     // credentials-resolve: resolves and reports, by provider and result.
-    let resolved_docs = emf_documents(&resolve.stdout());
+    let resolved_docs = emf_documents(&resolve.stdout_with(metrics::REPORTS.name).await);
     let results: Vec<(&str, &str)> = with_metric(&resolved_docs, &metrics::RESOLVES)
         .iter()
         .map(|d| (d["Provider"].as_str().unwrap(), d["Result"].as_str().unwrap()))
