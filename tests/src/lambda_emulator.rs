@@ -282,18 +282,9 @@ impl LambdaProcess {
         self.stdout.lock().expect("lock").clone()
     }
 
-    /// [`Self::stdout`] once it holds `needle`, or as it is after 10 s: the
-    /// process's output is collected as it comes, so a line printed just
-    /// before an answer may still be on its way when the answer arrives.
+    /// [`Self::stdout`] once it holds `needle` ([`crate::once_it_holds`]).
     pub async fn stdout_with(&self, needle: &str) -> String {
-        for _ in 0..200 {
-            let stdout = self.stdout();
-            if stdout.contains(needle) {
-                return stdout;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.stdout()
+        crate::once_it_holds(|| self.stdout(), needle).await
     }
 
     /// The process id, for resource measurements.

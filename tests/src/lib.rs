@@ -229,3 +229,17 @@ pub async fn create_groq_key(create: &lambda_emulator::LambdaProcess, user: &str
     assert_eq!(response["statusCode"], 201, "{response}\n{}", create.logs());
     http_answer(&response).1
 }
+
+/// What `read` gives once it holds `needle`, or as it is after 10 s: a
+/// process's output is collected as it comes, so a line printed just before
+/// an answer may still be on its way when the answer arrives.
+pub async fn once_it_holds(read: impl Fn() -> String, needle: &str) -> String {
+    for _ in 0..200 {
+        let text = read();
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    read()
+}

@@ -149,16 +149,9 @@ impl LocalServer {
     }
 
     /// The output once it holds `needle` (the start-up banner is still being
-    /// written when the server already answers), or as it is after 10 s.
+    /// written when the server already answers; [`crate::once_it_holds`]).
     pub async fn logs_with(&self, needle: &str) -> String {
-        for _ in 0..200 {
-            let logs = self.logs();
-            if logs.contains(needle) {
-                return logs;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        self.logs()
+        crate::once_it_holds(|| self.logs(), needle).await
     }
 
     /// The server's AWS credentials file, `<data-dir>/aws-credentials` (made
